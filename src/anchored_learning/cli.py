@@ -1,0 +1,32 @@
+"""The ``anchored`` command line (typer).
+
+Sub-commands live next to the code they drive and are registered here:
+``eval`` (anchored_learning.evaluation.commands), ``train`` and ``run`` (pipeline).
+"""
+
+from __future__ import annotations
+
+import typer
+
+app = typer.Typer(
+    name="anchored",
+    help="Fine-tune causal LMs with Anchored Learning and measure gain vs. degradation.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+
+
+def _register() -> None:
+    from anchored_learning.evaluation.commands import eval_command
+
+    app.command("eval")(eval_command)
+
+
+def main() -> None:
+    """Entry point of the ``anchored`` console script."""
+    _register()
+    app()
+
+
+if __name__ == "__main__":
+    main()
