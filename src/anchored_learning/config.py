@@ -1,0 +1,160 @@
+"""``AnchoredSFTConfig``: every knob of Anchored Learning and its baselines, on top of ``trl.SFTConfig``.
+
+Defaults follow the reference implementation of the paper (METHOD.md, step 5): alpha 0.5, logit
+interpolation, tau 1, K = 5 inner epochs, T = 5 outer iterations, lr 1e-5.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from trl import SFTConfig
+
+METHODS = ("anchored", "anchored_per_step", "distill", "sft", "sft_kl", "dft", "asft", "psft")
+#: methods whose loss needs the reference model p_sft
+NEEDS_REFERENCE = ("anchored", "anchored_per_step", "distill")
+#: methods whose loss needs a frozen copy of the student (snapshot p_t, base model p0, or old policy)
+NEEDS_SNAPSHOT = ("anchored", "sft_kl", "asft", "psft")
+
+
+@dataclass
+class AnchoredSFTConfig(SFTConfig):
+    """Configuration of :class:`anchored_learning.trainer.AnchoredSFTTrainer`.
+
+    All ``trl.SFTConfig`` / ``transformers.TrainingArguments`` fields apply.  For the snapshot
+    methods (``anchored``, ``psft``) the number of training epochs is
+    ``outer_iterations * inner_epochs`` and ``num_train_epochs`` is set from them.
+
+    Raises:
+        ValueError: from ``__post_init__`` for any invalid combination, with what to change.
+    """
+
+    method: str = field(
+        default="anchored",
+        metadata={"help": f"Training objective, one of {METHODS}. 'anchored' is Anchored Learning (arXiv:2605.04468)."},
+    )
+    anchor_alpha: float = field(
+        default=0.5,
+        metadata={"help": "alpha in [0, 1]: weight of the reference model p_sft in the anchor (0 = no movement, 1 = distill p_sft)."},
+    )
+    anchor_interpolation: str = field(
+        default="logit",
+        metadata={"help": "'logit' (geometric mixture, default) or 'probability' (arithmetic mixture) anchor."},
+    )
+    anchor_temperature: float = field(
+        default=1.0, metadata={"help": "Temperature tau > 0 of anchor and student; the KL is multiplied by tau^2."}
+    )
+    outer_iterations: int = field(
+        default=5, metadata={"help": "T: number of outer iterations (snapshot refreshes)."}
+    )
+    inner_epochs: int = field(
+        default=5, metadata={"help": "K: epochs over the data per outer iteration (the snapshot is fixed within one)."}
+    )
+    reference_model: str | None = field(
+        default=None,
+        metadata={"help": "Path or Hub id of the reference model p_sft (an SFT model of the same base; see train_reference)."},
+    )
+    snapshot_mode: str = field(
+        default="snapshot",
+        metadata={"help": "'snapshot' (frozen copy refreshed every K epochs) or 'per_step' (the student's own detached logits)."},
+    )
+    anchor_source: str = field(
+        default="cache",
+        metadata={
+            "help": "'cache': cached final hidden states + frozen output heads, one model in memory (exact); "
+            "'live': frozen snapshot and reference models in memory."
+        },
+    )
+    ce_weight: float = field(
+        default=0.0, metadata={"help": "w in [0, 1]: loss = (1 - w) * anchored KL + w * cross-entropy (debug/warm-start)."}
+    )
+    kl_coef: float = field(
+        default=0.1, metadata={"help": "lambda of the KL-to-base term for sft_kl and asft."}
+    )
+    kl_direction: str = field(
+        default="forward", metadata={"help": "'forward' KL(p0 || p_theta) or 'reverse' KL(p_theta || p0) for sft_kl and asft."}
+    )
+    psft_epsilon: float = field(default=0.2, metadata={"help": "Clip range epsilon of PSFT."})
+    anchor_chunk_size: int = field(
+        default=1024, metadata={"help": "Response tokens per chunk in the token-level losses (memory bound)."}
+    )
+    anchor_cache_dir: str | None = field(
+        default=None, metadata={"help": "Where anchor caches and snapshots are stored (default: <output_dir>/anchor)."}
+    )
+    cache_batch_size: int = field(default=8, metadata={"help": "Batch size used to build hidden-state caches."})
+    keep_anchor_cache: bool = field(
+        default=False, metadata={"help": "Keep the anchor caches and snapshots after training finishes."}
+    )
+    probe_size: int = field(
+        default=8, metadata={"help": "Training examples in the fixed probe batch for refresh diagnostics."}
+    )
+
+    def __post_init__(self):
+        if self.bf16 is None and not self.fp16:
+            # trl defaults to bf16 autocast; on a CPU that is slower and lossy, so default to it only on a GPU
+            self.bf16 = bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+        self._validate_anchor_fields()
+        if self.method in ("anchored", "psft") and self.snapshot_mode == "snapshot":
+            self.num_train_epochs = float(self.outer_iterations * self.inner_epochs)
+        super().__post_init__()
+
+    def _validate_anchor_fields(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
+        if self.method == "anchored_per_step":
+            self.snapshot_mode = "per_step"
+        if self.method == "distill":
+            self.anchor_alpha = 1.0
+        if not 0.0 <= float(self.anchor_alpha) <= 1.0:
+            raise ValueError(f"anchor_alpha must be in [0, 1], got {self.anchor_alpha}")
+        if self.anchor_interpolation not in ("logit", "probability"):
+            raise ValueError(f"anchor_interpolation must be 'logit' or 'probability', got {self.anchor_interpolation!r}")
+        if not float(self.anchor_temperature) > 0:
+            raise ValueError(f"anchor_temperature must be > 0, got {self.anchor_temperature}")
+        if int(self.outer_iterations) < 1:
+            raise ValueError(f"outer_iterations (T) must be >= 1, got {self.outer_iterations}")
+        if int(self.inner_epochs) < 1:
+            raise ValueError(f"inner_epochs (K) must be >= 1, got {self.inner_epochs}")
+        if self.snapshot_mode not in ("snapshot", "per_step"):
+            raise ValueError(f"snapshot_mode must be 'snapshot' or 'per_step', got {self.snapshot_mode!r}")
+        if self.anchor_source not in ("cache", "live"):
+            raise ValueError(f"anchor_source must be 'cache' or 'live', got {self.anchor_source!r}")
+        if not 0.0 <= float(self.ce_weight) <= 1.0:
+            raise ValueError(f"ce_weight must be in [0, 1], got {self.ce_weight}")
+        if float(self.kl_coef) < 0:
+            raise ValueError(f"kl_coef must be >= 0, got {self.kl_coef}")
+        if self.kl_direction not in ("forward", "reverse"):
+            raise ValueError(f"kl_direction must be 'forward' or 'reverse', got {self.kl_direction!r}")
+        if not float(self.psft_epsilon) > 0:
+            raise ValueError(f"psft_epsilon must be > 0, got {self.psft_epsilon}")
+        if int(self.anchor_chunk_size) < 1 or int(self.cache_batch_size) < 1:
+            raise ValueError("anchor_chunk_size and cache_batch_size must be >= 1")
+        if self.method in NEEDS_REFERENCE and not self.reference_model:
+            raise ValueError(
+                f"method {self.method!r} needs reference_model (the SFT model p_sft): train one with "
+                "anchored_learning.trainer.train_reference(...) or `anchored train --method sft`, then pass its folder"
+            )
+        if self.packing:
+            raise ValueError("packing=True is not supported by AnchoredSFTTrainer: the anchor is per example; set packing=False")
+        if self.padding_free:
+            raise ValueError("padding_free=True is not supported by AnchoredSFTTrainer; set padding_free=False")
+
+    @property
+    def needs_reference(self) -> bool:
+        """True when the loss reads the reference model p_sft."""
+        return self.method in NEEDS_REFERENCE
+
+    @property
+    def needs_snapshot(self) -> bool:
+        """True when the loss reads a frozen copy of the student (snapshot, base model or old policy)."""
+        if self.method == "anchored":
+            return self.snapshot_mode == "snapshot" and float(self.anchor_alpha) < 1.0
+        return self.method in NEEDS_SNAPSHOT
+
+    @property
+    def refresh_epochs(self) -> int | None:
+        """Epochs between snapshot refreshes (K), or None for a snapshot taken once (base model p0)."""
+        if self.method in ("anchored", "psft"):
+            return int(self.inner_epochs)
+        return None

@@ -1,0 +1,494 @@
+"""``AnchoredSFTTrainer``: Anchored Learning and its baselines as a ``trl.SFTTrainer``.
+
+The student starts from the base model.  For ``method="anchored"`` training runs
+``T * K`` epochs; at the start of each outer iteration ``t`` (every ``K`` epochs) the snapshot
+``p_t`` is refreshed to the current student and the loss is
+``KL(q_t || p_theta)`` on response tokens, with the anchor ``q_t`` interpolating ``p_t`` and the
+reference ``p_sft`` (:func:`anchored_learning.objectives.anchored_kl_loss`).
+
+Anchor sources (``AnchoredSFTConfig.anchor_source``):
+
+* ``"live"``: frozen snapshot and reference models in memory, each run forward on every batch.
+* ``"cache"`` (default): the reference's and the snapshot's final hidden states at every response
+  position are computed once (the reference at the start, the snapshot at each refresh, by the
+  student itself), memory-mapped on disk, and projected through frozen copies of the output heads
+  chunk by chunk.  Exact (float32), one full model in memory.
+
+Resume: snapshots live in ``<anchor_cache_dir>/snapshot-<t>`` (written atomically) and the outer
+iteration is derived from the restored ``state.epoch``, so ``trainer.train(resume_from_checkpoint=...)``
+continues with the right snapshot.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import math
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from datasets import Dataset
+from transformers import AutoConfig, AutoModelForCausalLM, PreTrainedModel
+from trl import SFTTrainer
+
+from anchored_learning import objectives as O
+from anchored_learning.anchor import (
+    HiddenStateCache,
+    ProjectedLogits,
+    backbone_and_head,
+    check_plain_head,
+    dataset_fingerprint,
+    frozen_head,
+    response_hidden_states,
+    unwrap,
+)
+from anchored_learning.config import AnchoredSFTConfig
+
+logger = logging.getLogger(__name__)
+
+INDEX_COLUMN = "anchor_index"
+_RESPONSE_LOGITS_KWARG = "anchored_response_logits"
+
+
+class _IndexCollator:
+    """Wraps the TRL collator and carries each example's row index (``anchor_index``) along."""
+
+    def __init__(self, inner):
+        self.inner = inner
+
+    def __call__(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
+        index = [ex.pop(INDEX_COLUMN) for ex in examples] if examples and INDEX_COLUMN in examples[0] else None
+        batch = self.inner(examples)
+        if index is not None:
+            batch[INDEX_COLUMN] = torch.tensor(index, dtype=torch.long)
+        return batch
+
+
+def _patch_response_logits_forward(model: torch.nn.Module) -> None:
+    """Let ``model(..., anchored_response_logits=True)`` return student logits at response positions only.
+
+    The logits ``[N, V]`` of the N positions whose next label is a response token are computed
+    inside ``forward`` (so DDP/FSDP/DeepSpeed wrappers see a normal forward) without building the
+    ``[B, T, V]`` logits of the whole batch.  Same pattern as ``trl``'s fused LM head.
+    """
+    target = unwrap(model)
+    if getattr(target, "_anchored_patched", False):
+        return
+    original = target.forward
+
+    def forward(*args, **kwargs):
+        if not kwargs.pop(_RESPONSE_LOGITS_KWARG, False):
+            return original(*args, **kwargs)
+        labels = kwargs.pop("labels")
+        kwargs.pop("use_cache", None)
+        kwargs.pop("num_items_in_batch", None)
+        backbone, head = backbone_and_head(target)
+        hidden = backbone(*args, use_cache=False, **kwargs).last_hidden_state
+        rows = hidden[O.shift_labels(labels) != O.IGNORE_INDEX]
+        return head(rows)
+
+    target.forward = forward
+    target._anchored_patched = True
+
+
+class AnchoredSFTTrainer(SFTTrainer):
+    """Train a causal LM with Anchored Learning or a baseline (``args.method``).
+
+    Args:
+        model: the student: a model id/path or a ``PreTrainedModel`` (the base model p0).
+        args: :class:`AnchoredSFTConfig`.
+        train_dataset: any ``trl`` dataset format (prompt-completion, conversational ``messages``
+            with the loss on assistant turns, or pre-tokenized ``input_ids``/``labels``).
+        reference_model: optional ``PreTrainedModel`` or path overriding ``args.reference_model``.
+        **kwargs: passed to ``trl.SFTTrainer`` (``processing_class``, ``peft_config``, ...).
+
+    Raises:
+        ValueError: a reference is needed but missing, base and reference vocabularies differ,
+            the dataset has no response tokens, or a config field is invalid.
+    """
+
+    def __init__(self, model, args: AnchoredSFTConfig, train_dataset=None, reference_model=None, **kwargs):
+        if not isinstance(args, AnchoredSFTConfig):
+            raise ValueError("args must be an AnchoredSFTConfig")
+        if reference_model is None and args.needs_reference and not args.reference_model:
+            raise ValueError(f"method {args.method!r} needs a reference model (args.reference_model)")
+        if args.needs_reference:
+            self._check_reference_path(reference_model if reference_model is not None else args.reference_model)
+        super().__init__(model, args=args, train_dataset=train_dataset, **kwargs)
+        # our compute_loss always normalises by the global response-token count (num_items_in_batch)
+        self.model_accepts_loss_kwargs = True
+        _patch_response_logits_forward(self.model)
+        self.data_collator = _IndexCollator(self.data_collator)
+        if self.train_dataset is not None:
+            if not isinstance(self.train_dataset, Dataset):
+                raise ValueError("AnchoredSFTTrainer needs a map-style datasets.Dataset (not an IterableDataset)")
+            self.train_dataset = self.train_dataset.map(lambda _ex, i: {INDEX_COLUMN: i}, with_indices=True)
+            self._check_response_tokens()
+        self._reference_arg = reference_model
+        self._reference: Any = None  # live model or HiddenStateCache
+        self._snapshot: Any = None  # live model or HiddenStateCache
+        self._snapshot_iteration: int | None = None
+        self._fingerprint: str | None = None
+        self.anchor_history: list[dict[str, float]] = []
+        if args.needs_reference:
+            self._check_vocab_against_student()
+
+    # ------------------------------------------------------------------ validation
+
+    def _check_reference_path(self, ref) -> None:
+        if isinstance(ref, (str, os.PathLike)):
+            p = Path(ref)
+            if not p.exists() and (str(ref).startswith((".", "/")) or os.sep in str(ref) and not _looks_like_hub_id(str(ref))):
+                raise ValueError(f"reference_model {str(ref)!r} does not exist: train the reference first (train_reference)")
+
+    def _reference_vocab(self) -> int:
+        ref = self._reference_arg if self._reference_arg is not None else self.args.reference_model
+        if isinstance(ref, torch.nn.Module):
+            return backbone_and_head(ref)[1].weight.shape[0]
+        cfg = AutoConfig.from_pretrained(ref)
+        return int(cfg.get_text_config().vocab_size)
+
+    def _check_vocab_against_student(self) -> None:
+        student_vocab = backbone_and_head(self.model)[1].weight.shape[0]
+        ref_vocab = self._reference_vocab()
+        if ref_vocab != student_vocab:
+            raise ValueError(
+                f"the reference model has a vocabulary of {ref_vocab} entries but the student (base model) has "
+                f"{student_vocab}: the reference must be fine-tuned from the same base model with the same tokenizer"
+            )
+        ref = self._reference_arg if self._reference_arg is not None else self.args.reference_model
+        if isinstance(ref, (str, os.PathLike)) and (Path(ref) / "tokenizer.json").exists():
+            from transformers import AutoTokenizer
+
+            ref_tok = AutoTokenizer.from_pretrained(ref)
+            tok = getattr(self.processing_class, "tokenizer", self.processing_class)
+            if ref_tok.get_vocab() != tok.get_vocab():
+                raise ValueError(
+                    f"the reference model's tokenizer at {ref} differs from the student's: train the reference "
+                    "from the same base model and tokenizer"
+                )
+
+    def _check_response_tokens(self) -> None:
+        total = sum(sum(1 for y in ex[1:] if y != O.IGNORE_INDEX) for ex in self.train_dataset["labels"])
+        if total == 0:
+            raise ValueError(
+                "the training dataset has no response tokens (every label is -100 after masking/truncation): "
+                "check the prompt/completion fields, assistant_only_loss and max_length"
+            )
+
+    def _set_signature_columns_if_needed(self):
+        super()._set_signature_columns_if_needed()
+        if self._signature_columns is not None and INDEX_COLUMN not in self._signature_columns:
+            self._signature_columns = list(self._signature_columns) + [INDEX_COLUMN]
+
+    # ------------------------------------------------------------------ anchors
+
+    @property
+    def anchor_dir(self) -> Path:
+        """Folder holding the reference cache and the snapshots."""
+        return Path(self.args.anchor_cache_dir or os.path.join(self.args.output_dir, "anchor"))
+
+    def _examples(self) -> list[dict[str, Any]]:
+        ds = self.train_dataset
+        return [{"input_ids": ids, "labels": lab} for ids, lab in zip(ds["input_ids"], ds["labels"])]
+
+    def _collate_plain(self, examples):
+        return self.data_collator.inner(examples)
+
+    def _barrier(self) -> None:
+        self.accelerator.wait_for_everyone()
+
+    def _build_cache(self, path: Path, model: torch.nn.Module, kind: str) -> HiddenStateCache:
+        examples = self._examples()
+        if self._fingerprint is None:
+            self._fingerprint = dataset_fingerprint(examples)
+        cache = HiddenStateCache.open(path, self._fingerprint) if path.exists() else None
+        if cache is not None:
+            return cache
+        if self.accelerator.is_main_process:
+            logger.info("building %s anchor cache at %s", kind, path)
+        first = self._collate_plain(examples[: min(2, len(examples))])
+        dev = next(unwrap(model).parameters()).device
+        check_plain_head(model, first["input_ids"].to(dev), first.get("attention_mask").to(dev) if "attention_mask" in first else None)
+        return HiddenStateCache.build(
+            path,
+            model,
+            examples,
+            self._collate_plain,
+            fingerprint=self._fingerprint,
+            batch_size=self.args.cache_batch_size,
+            rank=self.accelerator.process_index,
+            world_size=self.accelerator.num_processes,
+            barrier=self._barrier,
+            extra_manifest={"kind": kind},
+        )
+
+    def _load_reference_model(self) -> PreTrainedModel:
+        ref = self._reference_arg if self._reference_arg is not None else self.args.reference_model
+        if isinstance(ref, torch.nn.Module):
+            m = ref
+        else:
+            dtype = next(unwrap(self.model).parameters()).dtype
+            m = AutoModelForCausalLM.from_pretrained(ref, dtype=dtype)
+        m.to(self.accelerator.device)
+        m.eval().requires_grad_(False)
+        return m
+
+    def _ensure_reference(self) -> None:
+        if self._reference is not None or not self.args.needs_reference:
+            return
+        model = self._load_reference_model()
+        if self.args.anchor_source == "live":
+            self._reference = model
+            return
+        self._reference = self._build_cache(self.anchor_dir / "reference", model, "reference")
+        if model is not self._reference_arg:
+            del model  # only the student stays in memory
+
+    def _iteration(self) -> int:
+        k = self.args.refresh_epochs
+        if k is None:
+            return 0
+        epoch = float(self.state.epoch or 0.0)
+        return min(int(math.floor(epoch + 1e-6)) // k, int(self.args.outer_iterations) - 1)
+
+    def _at_boundary(self, t: int) -> bool:
+        k = self.args.refresh_epochs
+        return k is None and self.state.global_step == 0 or k is not None and abs(float(self.state.epoch or 0.0) - t * k) < 1e-6
+
+    def _snapshot_path(self, t: int) -> Path:
+        return self.anchor_dir / f"snapshot-{t:03d}"
+
+    def _take_snapshot(self, t: int, model: torch.nn.Module) -> Any:
+        path = self._snapshot_path(t)
+        complete = (path / "manifest.json").exists()
+        if not complete and not self._at_boundary(t):
+            raise RuntimeError(
+                f"the snapshot of outer iteration {t} is missing from {path} and training is not at an iteration "
+                "boundary, so it cannot be rebuilt: resume from a checkpoint whose snapshot folder exists"
+            )
+        if self.args.anchor_source == "cache":
+            return self._build_cache(path, model, f"snapshot-{t}")
+        snap = copy.deepcopy(unwrap(model))
+        snap.eval().requires_grad_(False)
+        weights = path / "model.safetensors"
+        if complete:
+            from safetensors.torch import load_model
+
+            load_model(snap, str(weights))
+        else:
+            if self.accelerator.is_main_process:
+                from safetensors.torch import save_model
+
+                tmp = path.with_name(path.name + ".building")
+                if tmp.exists():
+                    shutil.rmtree(tmp)
+                tmp.mkdir(parents=True)
+                save_model(snap, str(tmp / "model.safetensors"))
+                with open(tmp / "manifest.json", "w") as f:
+                    json.dump({"kind": f"snapshot-{t}", "epoch": float(self.state.epoch or 0.0)}, f)
+                if path.exists():
+                    shutil.rmtree(path)
+                os.replace(tmp, path)
+            self._barrier()
+        return snap
+
+    def _anchor_logits(self, source: Any, inputs: dict[str, torch.Tensor], index: torch.Tensor | None) -> ProjectedLogits:
+        if isinstance(source, HiddenStateCache):
+            if index is None:
+                raise ValueError("anchor cache lookup needs the batch's anchor_index (is the collator wrapped?)")
+            return source.logits(index, inputs["labels"])
+        with torch.no_grad():
+            h = response_hidden_states(source, inputs["input_ids"], inputs.get("attention_mask"), inputs["labels"])
+        w, b = backbone_and_head(source)[1].weight, getattr(backbone_and_head(source)[1], "bias", None)
+        return ProjectedLogits(h, w, b)
+
+    def _maybe_refresh(self, model: torch.nn.Module) -> None:
+        if not self.args.needs_snapshot:
+            return
+        t = self._iteration()
+        if self._snapshot_iteration == t and self._snapshot is not None:
+            return
+        previous = self._snapshot
+        self._snapshot = self._take_snapshot(t, model)
+        self._snapshot_iteration = t
+        self._log_refresh(t, previous)
+
+    @torch.no_grad()
+    def _log_refresh(self, t: int, previous: Any) -> None:
+        """Diagnostics on a fixed probe batch at each snapshot refresh."""
+        examples = self._examples()[: max(1, int(self.args.probe_size))]
+        batch = self._collate_plain(examples)
+        dev = self.accelerator.device
+        inputs = {k: v.to(dev) for k, v in batch.items() if isinstance(v, torch.Tensor)}
+        index = torch.arange(len(examples))
+        labels = O.shift_labels(inputs["labels"])
+        y = labels[labels != O.IGNORE_INDEX]
+        if y.numel() == 0:
+            return
+        record: dict[str, float] = {"outer_iteration": float(t), "epoch": float(self.state.epoch or 0.0), "step": float(self.state.global_step)}
+        snap = self._anchor_logits(self._snapshot, inputs, index)
+        if previous is not None:
+            prev = self._anchor_logits(previous, inputs, index)
+            # KL(student || previous snapshot): the move made by the last outer iteration
+            record["kl_student_prev_snapshot"] = O.kl_to_reference_loss(snap[torch.arange(len(y))], prev, y, direction="reverse").item()
+        if self.args.method == "anchored" and self._reference is not None:
+            ref = self._anchor_logits(self._reference, inputs, index)
+            rows = torch.arange(len(y))
+            record.update(
+                O.anchor_bound_terms(
+                    snap[rows], ref[rows], y,
+                    alpha=self.args.anchor_alpha, interpolation=self.args.anchor_interpolation,
+                    temperature=self.args.anchor_temperature,
+                )
+            )
+        self.anchor_history.append(record)
+        for k, v in record.items():
+            if k not in ("epoch", "step"):
+                self._metrics["train"][f"anchor/{k}"].append(v)
+        if self.accelerator.is_main_process:
+            os.makedirs(self.args.output_dir, exist_ok=True)
+            with open(os.path.join(self.args.output_dir, "anchor_diagnostics.jsonl"), "a") as f:
+                f.write(json.dumps(record) + "\n")
+
+    # ------------------------------------------------------------------ loss
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        """Loss of ``args.method`` on the batch's response tokens (nats per response token).
+
+        Training: the method's objective from :mod:`anchored_learning.objectives`, normalised by the
+        global response-token count ``num_items_in_batch``.  Evaluation: the gold-response NLL, the
+        same for every method so that eval losses are comparable.
+        """
+        index = inputs.pop(INDEX_COLUMN, None)
+        labels = inputs["labels"]
+        training = model.training
+        if training:
+            self._ensure_reference()
+            self._maybe_refresh(model)
+        forward_inputs = {k: v for k, v in inputs.items() if k in ("input_ids", "attention_mask", "position_ids")}
+        student = model(**forward_inputs, labels=labels, **{_RESPONSE_LOGITS_KWARG: True})
+        shifted = O.shift_labels(labels)
+        y = shifted[shifted != O.IGNORE_INDEX]
+        if y.numel() == 0 and num_items_in_batch is None:
+            raise ValueError("a batch with no response tokens reached the loss; check masking and max_length")
+        n = num_items_in_batch if training else None
+        a = self.args
+        common = {"num_response_tokens": n, "chunk_size": a.anchor_chunk_size}
+        if not training or a.method == "sft":
+            loss = O.sft_loss(student, y, **common) if y.numel() else student.sum() * 0.0
+        elif a.method == "dft":
+            loss = O.dft_loss(student, y, **common)
+        elif a.method in ("sft_kl", "asft"):
+            base = self._anchor_logits(self._snapshot, inputs, index)
+            fn = O.sft_kl_loss if a.method == "sft_kl" else O.asft_loss
+            loss = fn(student, base, y, kl_coef=a.kl_coef, direction=a.kl_direction, **common)
+        elif a.method == "psft":
+            old = self._anchor_logits(self._snapshot, inputs, index)
+            old_lp = torch.zeros(y.shape, dtype=torch.float32, device=y.device)
+            for s in range(0, y.numel(), a.anchor_chunk_size):
+                rows = torch.arange(s, min(s + a.anchor_chunk_size, y.numel()), device=y.device)
+                old_lp[rows] = torch.log_softmax(old[rows], -1).gather(-1, y[rows].unsqueeze(-1)).squeeze(-1)
+            loss = O.psft_loss(student, old_lp, y, epsilon=a.psft_epsilon, **common)
+        else:  # anchored, anchored_per_step, distill
+            ref = self._anchor_logits(self._reference, inputs, index)
+            if a.method == "distill" or float(a.anchor_alpha) == 1.0:
+                snap = ref
+            elif a.snapshot_mode == "per_step":
+                snap = student.detach()
+            else:
+                snap = self._anchor_logits(self._snapshot, inputs, index)
+            loss = O.anchored_kl_loss(
+                student, snap, ref, y,
+                alpha=a.anchor_alpha, interpolation=a.anchor_interpolation,
+                temperature=a.anchor_temperature, ce_weight=a.ce_weight, **common,
+            )
+        if training:
+            self._metrics["train"]["outer_iteration"].append(float(self._iteration()))
+            if a.average_tokens_across_devices and n is not None:
+                loss = loss * self.accelerator.num_processes  # DDP averages gradients over ranks
+        if return_outputs:
+            return loss, {"logits": student}
+        return loss
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def train(self, *args, **kwargs):
+        """``transformers.Trainer.train`` (accepts ``resume_from_checkpoint``), then drops the anchor caches
+        unless ``keep_anchor_cache``."""
+        out = super().train(*args, **kwargs)
+        self._snapshot = None
+        if not self.args.keep_anchor_cache and self.accelerator.is_main_process and self.anchor_dir.exists():
+            shutil.rmtree(self.anchor_dir, ignore_errors=True)
+        return out
+
+
+def _looks_like_hub_id(s: str) -> bool:
+    parts = s.split("/")
+    return len(parts) == 2 and all(parts) and not s.startswith((".", "/"))
+
+
+# ---------------------------------------------------------------------- convenience entry points
+
+
+def train_reference(model, train_dataset, output_dir: str, **config_kwargs) -> str:
+    """Stage 1 of Anchored Learning: plain SFT of the base model, saved as the reference p_sft.
+
+    Args:
+        model: base model id/path or ``PreTrainedModel``.
+        train_dataset: the same data (and format) the anchored stage will use.
+        output_dir: where the reference is written; the final model is saved there.
+        **config_kwargs: :class:`AnchoredSFTConfig` fields (defaults: 3 epochs, as in METHOD.md);
+            ``processing_class`` and ``peft_config`` go to the trainer.
+
+    Returns:
+        ``output_dir`` (a folder ``from_pretrained`` can load).
+    """
+    trainer_kwargs = {k: config_kwargs.pop(k) for k in ("processing_class", "peft_config", "callbacks") if k in config_kwargs}
+    config_kwargs.setdefault("num_train_epochs", 3)
+    args = AnchoredSFTConfig(output_dir=output_dir, method="sft", **config_kwargs)
+    trainer = AnchoredSFTTrainer(model, args=args, train_dataset=train_dataset, **trainer_kwargs)
+    trainer.train()
+    final = trainer.model
+    if hasattr(final, "merge_and_unload"):
+        final = final.merge_and_unload()
+    final.save_pretrained(output_dir, safe_serialization=True)
+    if trainer.processing_class is not None:
+        trainer.processing_class.save_pretrained(output_dir)
+    return output_dir
+
+
+@torch.no_grad()
+def wise_ft(base_model: PreTrainedModel, finetuned_model: PreTrainedModel, weight: float) -> PreTrainedModel:
+    """WiSE-FT weight interpolation ``theta = (1 - w) * theta_base + w * theta_ft`` (Wortsman et al. 2022).
+
+    Args:
+        base_model: the base model p0 (left unchanged).
+        finetuned_model: a fine-tuned copy of the same architecture (left unchanged).
+        weight: w in [0, 1] (0 = base, 1 = fine-tuned).
+
+    Returns:
+        a new model (deep copy of ``base_model``) holding the interpolated weights.
+
+    Raises:
+        ValueError: w outside [0, 1] or mismatched parameter names/shapes.
+    """
+    if not 0.0 <= float(weight) <= 1.0:
+        raise ValueError(f"WiSE-FT weight must be in [0, 1], got {weight}")
+    out = copy.deepcopy(base_model)
+    ft = dict(finetuned_model.state_dict())
+    sd = out.state_dict()
+    if set(sd) != set(ft):
+        raise ValueError("base and fine-tuned models have different parameters; WiSE-FT needs the same architecture")
+    for name, p in sd.items():
+        q = ft[name]
+        if q.shape != p.shape:
+            raise ValueError(f"parameter {name} has shape {tuple(p.shape)} in the base and {tuple(q.shape)} fine-tuned")
+        if p.is_floating_point():
+            p.copy_((1.0 - weight) * p.float() + weight * q.float().to(p.device))
+    return out
