@@ -422,7 +422,6 @@ class AnchoredSFTTrainer(SFTTrainer):
         """``transformers.Trainer.train`` (accepts ``resume_from_checkpoint``), then drops the anchor caches
         unless ``keep_anchor_cache``."""
         out = super().train(*args, **kwargs)
-        self._snapshot = None
         if not self.args.keep_anchor_cache and self.accelerator.is_main_process and self.anchor_dir.exists():
             shutil.rmtree(self.anchor_dir, ignore_errors=True)
         return out

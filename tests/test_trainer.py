@@ -1,0 +1,282 @@
+"""AnchoredSFTTrainer on a tiny random Llama: outer loop, cache == live, baselines, bad input."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from datasets import Dataset
+from transformers import TrainerCallback
+
+from anchored_learning import objectives as O
+from anchored_learning.anchor import HiddenStateCache, response_hidden_states
+from anchored_learning.config import AnchoredSFTConfig
+from anchored_learning.testing import tiny_llama
+from anchored_learning.trainer import AnchoredSFTTrainer, train_reference, wise_ft
+
+
+def make_data(n=12, conversational=True):
+    rows = []
+    for i in range(n):
+        q, a = f"add {i} and {i + 3}", f"the sum is {2 * i + 3}" + "!" * (i % 4)  # varied lengths -> padding
+        if conversational:
+            rows.append({"prompt": [{"role": "user", "content": q}], "completion": [{"role": "assistant", "content": a}]})
+        else:
+            rows.append({"prompt": q + " =", "completion": " " + a})
+    return Dataset.from_list(rows)
+
+
+def base_args(tmp_path, **kw):
+    defaults = dict(
+        output_dir=str(tmp_path / "out"),
+        per_device_train_batch_size=4,
+        learning_rate=3e-3,
+        report_to="none",
+        save_strategy="no",
+        logging_steps=1,
+        use_cpu=True,
+        seed=0,
+        data_seed=0,
+        lr_scheduler_type="constant",
+    )
+    defaults.update(kw)
+    return defaults
+
+
+@pytest.fixture(scope="module")
+def reference_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("ref")
+    model, tok = tiny_llama(seed=0)
+    return train_reference(
+        model, make_data(), str(d), processing_class=tok, per_device_train_batch_size=4, learning_rate=1e-2,
+        num_train_epochs=3, report_to="none", save_strategy="no", use_cpu=True, seed=0,
+    )
+
+
+class SnapshotRecorder(TrainerCallback):
+    def __init__(self):
+        self.trainer = None
+        self.seen = []  # (global_step at step end, snapshot iteration, id of snapshot object)
+
+    def on_step_end(self, args, state, control, **kw):
+        self.seen.append((state.global_step, self.trainer._snapshot_iteration, id(self.trainer._snapshot)))
+
+
+def test_anchored_lowers_loss_and_refreshes_only_at_iteration_boundaries(tmp_path, reference_dir):
+    model, tok = tiny_llama(seed=0)
+    rec = SnapshotRecorder()
+    args = AnchoredSFTConfig(**base_args(tmp_path, reference_model=reference_dir, outer_iterations=3, inner_epochs=2))
+    tr = AnchoredSFTTrainer(model, args=args, train_dataset=make_data(), processing_class=tok, callbacks=[rec])
+    rec.trainer = tr
+    tr.train()
+    steps_per_epoch = 3  # 12 examples / batch 4
+    assert args.num_train_epochs == 6
+    iters = [it for _, it, _ in rec.seen]
+    assert iters == [s_ // (2 * steps_per_epoch) for s_ in range(len(iters))]
+    # the snapshot object changes exactly when the iteration changes, never in between
+    for (s0, i0, o0), (s1, i1, o1) in zip(rec.seen, rec.seen[1:]):
+        assert (o0 != o1) == (i0 != i1), (s0, s1)
+    refresh_steps = [int(r["step"]) for r in tr.anchor_history]
+    assert refresh_steps == [0, 6, 12]
+    losses = [h["loss"] for h in tr.state.log_history if "loss" in h]
+    # within each outer iteration the anchored loss goes down (the anchor is fixed there)
+    for t in range(3):
+        chunk = losses[t * 6 : (t + 1) * 6]
+        assert chunk[-1] < chunk[0], (t, chunk)
+    # diagnostics: after the first iteration the realised move is measured and finite
+    assert all("kl_student_prev_snapshot" in r for r in tr.anchor_history[1:])
+    assert all(r["kl_snapshot_anchor"] <= r["alpha_kl_snapshot_reference"] + 1e-6 for r in tr.anchor_history)
+
+
+def _first_batch(trainer):
+    batch = next(iter(trainer.get_train_dataloader()))
+    return {k: v for k, v in batch.items()}
+
+
+@pytest.mark.parametrize("interpolation", ["logit", "probability"])
+def test_cache_matches_live_anchor_logits_and_loss(tmp_path, reference_dir, interpolation):
+    results = {}
+    for source in ("cache", "live"):
+        model, tok = tiny_llama(seed=0)
+        args = AnchoredSFTConfig(**base_args(tmp_path / source, reference_model=reference_dir, anchor_source=source,
+                                             anchor_interpolation=interpolation, max_steps=2, keep_anchor_cache=True,
+                                             outer_iterations=2, inner_epochs=1))
+        tr = AnchoredSFTTrainer(model, args=args, train_dataset=make_data(), processing_class=tok)
+        tr.train()  # builds reference and snapshot (snapshot = the student at step 0)
+        tr.model.train()
+        batch = _first_batch(tr)  # shuffled (RandomSampler), right-padded
+        assert (batch["attention_mask"] == 0).any(), "the test needs padding in the batch"
+        index = batch["anchor_index"]
+        ref = tr._anchor_logits(tr._reference, batch, index)
+        snap = tr._anchor_logits(tr._snapshot, batch, index)
+        rows = torch.arange(ref.shape[0])
+        n = O.count_response_tokens(O.shift_labels(batch["labels"]))
+        with torch.no_grad():
+            loss = tr.compute_loss(tr.model, dict(batch), num_items_in_batch=n)
+        results[source] = (ref[rows], snap[rows], loss.item(), index)
+    (rc, sc, lc, ic), (rl, sl, ll, il) = results["cache"], results["live"]
+    assert torch.equal(ic, il)
+    assert torch.allclose(rc, rl, atol=1e-4, rtol=1e-5)
+    assert torch.allclose(sc, sl, atol=1e-4, rtol=1e-5)
+    assert lc == pytest.approx(ll, rel=1e-5)
+
+
+def test_alpha_one_single_iteration_equals_distillation(tmp_path, reference_dir):
+    finals = {}
+    for name, kw in {
+        "anchored": dict(method="anchored", anchor_alpha=1.0, outer_iterations=1, inner_epochs=2),
+        "distill": dict(method="distill", num_train_epochs=2),
+    }.items():
+        model, tok = tiny_llama(seed=0)
+        args = AnchoredSFTConfig(**base_args(tmp_path / name, reference_model=reference_dir, **kw))
+        tr = AnchoredSFTTrainer(model, args=args, train_dataset=make_data(), processing_class=tok)
+        tr.train()
+        finals[name] = {k: v.detach().clone() for k, v in tr.model.state_dict().items()}
+    for k in finals["anchored"]:
+        assert torch.allclose(finals["anchored"][k], finals["distill"][k], atol=1e-6), k
+    # and training moved the weights at all
+    base, _ = tiny_llama(seed=0)
+    assert any(not torch.allclose(v, finals["distill"][k]) for k, v in base.state_dict().items())
+
+
+@pytest.mark.parametrize("method", ["sft", "sft_kl", "dft", "asft", "psft", "distill", "anchored", "anchored_per_step"])
+def test_step0_loss_equals_objective_on_the_same_batch(tmp_path, reference_dir, method):
+    from transformers import AutoModelForCausalLM
+
+    model, tok = tiny_llama(seed=0)
+    extra = {"reference_model": reference_dir} if method in ("distill", "anchored", "anchored_per_step") else {}
+    args = AnchoredSFTConfig(**base_args(tmp_path, method=method, kl_coef=0.3, max_steps=1, **extra))
+    tr = AnchoredSFTTrainer(model, args=args, train_dataset=make_data(), processing_class=tok)
+    tr.model.train()
+    batch = _first_batch(tr)
+    n = O.count_response_tokens(O.shift_labels(batch["labels"]))
+    loss = tr.compute_loss(tr.model, dict(batch), num_items_in_batch=torch.tensor(n)).item()
+
+    # direct computation from full logits of independent model copies
+    base, _ = tiny_llama(seed=0)
+    base.eval()
+    labels = O.shift_labels(batch["labels"])
+    fwd = dict(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+    with torch.no_grad():
+        student = base(**fwd).logits
+        ref = AutoModelForCausalLM.from_pretrained(reference_dir).eval()(**fwd).logits if extra else None
+    if method == "sft":
+        expected = O.sft_loss(student, labels)
+    elif method == "dft":
+        expected = O.dft_loss(student, labels)
+    elif method == "sft_kl":
+        expected = O.sft_kl_loss(student, student, labels, kl_coef=0.3)  # at step 0 the student is p0
+    elif method == "asft":
+        expected = O.asft_loss(student, student, labels, kl_coef=0.3)
+    elif method == "psft":
+        expected = O.psft_loss(student, O.token_logprobs(student, labels), labels)  # ratio 1 everywhere
+        assert expected.item() == pytest.approx(-1.0)
+    elif method == "distill":
+        expected = O.distillation_loss(student, ref, labels)
+    else:  # anchored at step 0: snapshot == student
+        expected = O.anchored_kl_loss(student, student, ref, labels, alpha=0.5)
+    assert loss == pytest.approx(expected.item(), rel=1e-4, abs=1e-5)
+
+
+def test_loss_on_assistant_turns_of_conversations(tmp_path):
+    """``messages`` data with assistant_only_loss: labels cover exactly the assistant content."""
+    model, tok = tiny_llama(seed=0)
+    tok.chat_template = (
+        "{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\n' }}"
+        "{% if m['role'] == 'assistant' %}{% generation %}{{ m['content'] + '<|im_end|>' }}{% endgeneration %}"
+        "{% else %}{{ m['content'] + '<|im_end|>' }}{% endif %}{{ '\n' }}{% endfor %}"
+    )
+    data = Dataset.from_list([
+        {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "ok1"},
+                      {"role": "user", "content": "again"}, {"role": "assistant", "content": "ok22"}]}
+    ] * 4)
+    args = AnchoredSFTConfig(**base_args(tmp_path, method="sft", assistant_only_loss=True, max_steps=1))
+    tr = AnchoredSFTTrainer(model, args=args, train_dataset=data, processing_class=tok)
+    labels = tr.train_dataset[0]["labels"]
+    text = tok.decode([t for t in labels if t != -100])
+    assert text == "ok1<|im_end|>ok22<|im_end|>"
+    tr.train()
+
+
+def test_lora_student_anchored(tmp_path, reference_dir):
+    from peft import LoraConfig
+
+    model, tok = tiny_llama(seed=0)
+    args = AnchoredSFTConfig(**base_args(tmp_path, reference_model=reference_dir, outer_iterations=2, inner_epochs=1, learning_rate=1e-2))
+    peft_config = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM")
+    tr = AnchoredSFTTrainer(model, args=args, train_dataset=make_data(), processing_class=tok, peft_config=peft_config)
+    before = {k: v.clone() for k, v in tr.model.named_parameters() if "lora_B" in k}
+    tr.train()
+    after = dict(tr.model.named_parameters())
+    assert before and all(not torch.equal(v, after[k]) for k, v in before.items())
+    frozen = [k for k, v in tr.model.named_parameters() if not v.requires_grad]
+    assert frozen, "LoRA must leave the base weights frozen"
+    assert len(tr.anchor_history) == 2
+
+
+def test_wise_ft_interpolates_weights():
+    a, _ = tiny_llama(seed=0)
+    b, _ = tiny_llama(seed=1)
+    mid = wise_ft(a, b, 0.25)
+    for k, v in mid.state_dict().items():
+        assert torch.allclose(v, 0.75 * a.state_dict()[k] + 0.25 * b.state_dict()[k], atol=1e-6)
+    assert torch.equal(wise_ft(a, b, 0.0).state_dict()["lm_head.weight"], a.state_dict()["lm_head.weight"])
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        wise_ft(a, b, 1.5)
+
+
+def test_hidden_state_cache_round_trip(tmp_path):
+    model, tok = tiny_llama(seed=0)
+    args = AnchoredSFTConfig(**base_args(tmp_path, method="sft", max_steps=1))
+    tr = AnchoredSFTTrainer(model, args=args, train_dataset=make_data(), processing_class=tok)
+    examples = tr._examples()
+    cache = tr._build_cache(tmp_path / "c", model, "test")
+    assert (tmp_path / "c" / "manifest.json").exists() and not (tmp_path / "c.building").exists()
+    batch = tr._collate_plain([examples[3], examples[7]])
+    with torch.no_grad():
+        h = response_hidden_states(model, batch["input_ids"], batch["attention_mask"], batch["labels"])
+    rows = cache.rows(torch.tensor([3, 7]), batch["labels"])
+    assert torch.allclose(rows, h, atol=1e-5)
+    # a reopened cache refuses other data
+    with pytest.raises(ValueError, match="different training data"):
+        HiddenStateCache.open(tmp_path / "c", fingerprint="0" * 64)
+
+
+# ---------------------------------------------------------------- bad input
+
+
+def test_missing_reference_is_a_clear_error(tmp_path):
+    with pytest.raises(ValueError, match="needs reference_model"):
+        AnchoredSFTConfig(**base_args(tmp_path, method="anchored"))
+    model, tok = tiny_llama(seed=0)
+    args = AnchoredSFTConfig(**base_args(tmp_path, reference_model=str(tmp_path / "nope")))
+    with pytest.raises(ValueError, match="does not exist"):
+        AnchoredSFTTrainer(model, args=args, train_dataset=make_data(), processing_class=tok)
+
+
+def test_vocab_mismatch_is_rejected_before_training(tmp_path):
+    model, tok = tiny_llama(seed=0)
+    other, _ = tiny_llama(vocab_size=300, seed=0)
+    args = AnchoredSFTConfig(**base_args(tmp_path, reference_model="unused"))
+    with pytest.raises(ValueError, match="vocabulary of 300 entries"):
+        AnchoredSFTTrainer(model, args=args, train_dataset=make_data(), processing_class=tok, reference_model=other)
+
+
+@pytest.mark.parametrize("field,value,match", [
+    ("outer_iterations", 0, "outer_iterations"), ("inner_epochs", 0, "inner_epochs"),
+    ("anchor_alpha", 1.5, "anchor_alpha"), ("anchor_temperature", 0.0, "anchor_temperature"),
+    ("anchor_source", "disk", "anchor_source"), ("method", "ppo", "method must be one of"),
+    ("anchor_interpolation", "geo", "anchor_interpolation"),
+])
+def test_config_validation(tmp_path, field, value, match):
+    with pytest.raises(ValueError, match=match):
+        AnchoredSFTConfig(**base_args(tmp_path, reference_model="x", **{field: value}))
+
+
+def test_dataset_without_response_tokens_is_rejected(tmp_path):
+    model, tok = tiny_llama(seed=0)
+    data = Dataset.from_list([{"input_ids": [1, 2, 3, 4], "labels": [-100, -100, -100, -100]}] * 4)
+    args = AnchoredSFTConfig(**base_args(tmp_path, method="sft"))
+    with pytest.raises(ValueError, match="no response tokens"):
+        AnchoredSFTTrainer(model, args=args, train_dataset=data, processing_class=tok)
