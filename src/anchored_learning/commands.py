@@ -1,0 +1,96 @@
+"""``anchored run`` (the main job) and ``anchored train`` (one method on your data)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from anchored_learning.pipeline import PRESETS
+
+
+def run_command(
+    preset: str = typer.Option("default", "--preset", "-p", help=f"One of {sorted(PRESETS)}: 'quick' (~10 min on 2 CPU cores), 'default' (~45 min), 'paper' (the paper's defaults, for a GPU)."),
+    task: str = typer.Option("igsm", "--task", "-t", help="Target task: igsm, medcalc or ifeval."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="HF model id or folder (default: the bundled SmolLM2-135M-Instruct)."),
+    data: Optional[Path] = typer.Option(None, "--data", help="Your training data: jsonl with 'prompt' and 'response' fields (replaces the generated training set)."),
+    output_dir: Optional[Path] = typer.Option(None, "--output-dir", "-o", help="Output folder (default: runs/<task>-<preset>). Re-running resumes."),
+    seed: int = typer.Option(0, "--seed"),
+    alpha: float = typer.Option(0.5, "--alpha", help="Anchored Learning alpha."),
+    anchor_source: str = typer.Option("cache", "--anchor-source", help="'cache' (exact, one model in memory) or 'live'."),
+    baselines: str = typer.Option("sft_kl,wise_ft", "--baselines", help="Comma-separated: sft_kl, dft, asft, psft, distill, anchored_per_step, wise_ft, lora."),
+) -> None:
+    """Run the whole experiment: base eval, reference SFT, Anchored Learning, baselines, report + Pareto plot."""
+    from rich.console import Console
+    from rich.markdown import Markdown
+
+    from anchored_learning.pipeline import Experiment, ExperimentConfig
+
+    console = Console()
+    if data is not None and not data.is_file():
+        raise typer.BadParameter(f"{data} does not exist", param_hint="--data")
+    cfg = ExperimentConfig(
+        preset=preset, task=task, model=model, data=str(data) if data else None,
+        output_dir=str(output_dir or Path("runs") / f"{task}-{preset}"), seed=seed, anchor_alpha=alpha,
+        anchor_source=anchor_source, baselines=tuple(b.strip() for b in baselines.split(",") if b.strip()),
+    )
+    try:
+        exp = Experiment(cfg, console_log=lambda s: console.print(s, markup=False))
+    except ValueError as e:
+        raise typer.BadParameter(str(e)) from None
+    out = exp.run()
+    console.print(Markdown((exp.out / "results.md").read_text()))
+    console.print(f"\n[bold green]done[/] in {out['wall_time_s'] / 60:.1f} min. Results in [bold]{exp.out}[/]: "
+                  "results.json, results.md, pareto.png")
+
+
+def train_command(
+    data: Path = typer.Option(..., "--data", help="jsonl with 'prompt' and 'response' fields."),
+    output_dir: Path = typer.Option(..., "--output-dir", "-o"),
+    method: str = typer.Option("anchored", "--method", help="anchored, anchored_per_step, distill, sft, sft_kl, dft, asft, psft, lora."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Base model id or folder (default: bundled SmolLM2)."),
+    reference: Optional[str] = typer.Option(None, "--reference", help="Reference (SFT) model folder for anchored/distill; trained first (3 epochs SFT) when omitted."),
+    config: Optional[Path] = typer.Option(None, "--config", help="JSON or YAML file of AnchoredSFTConfig fields (e.g. anchor_alpha, outer_iterations, learning_rate)."),
+) -> None:
+    """Train one method on your data and save the model to OUTPUT_DIR/final."""
+    import yaml
+    from datasets import Dataset
+
+    from anchored_learning.config import AnchoredSFTConfig
+    from anchored_learning.models import load_model_and_tokenizer, resolve_model_path
+    from anchored_learning.pipeline import ExperimentConfig, load_training_rows
+    from anchored_learning.trainer import AnchoredSFTTrainer, train_reference
+
+    fields = {}
+    if config is not None:
+        fields = yaml.safe_load(config.read_text()) or {}
+        if not isinstance(fields, dict):
+            raise typer.BadParameter("the config file must hold a mapping of field: value", param_hint="--config")
+    rows = load_training_rows(ExperimentConfig(data=str(data)), task=None)
+    dataset = Dataset.from_list(rows)
+    path = resolve_model_path(model)
+    peft_config = None
+    if method == "lora":
+        from peft import LoraConfig
+
+        method, peft_config = "sft", LoraConfig(r=16, lora_alpha=32, target_modules="all-linear", task_type="CAUSAL_LM")
+    needs_ref = method in ("anchored", "anchored_per_step", "distill")
+    if needs_ref and reference is None:
+        m, tok = load_model_and_tokenizer(path)
+        reference = train_reference(m, dataset, str(output_dir / "reference"), processing_class=tok, report_to="none")
+    try:
+        args = AnchoredSFTConfig(output_dir=str(output_dir / "trainer"), method=method, report_to="none",
+                                 **({"reference_model": reference} if needs_ref else {}), **fields)
+    except (TypeError, ValueError) as e:
+        raise typer.BadParameter(str(e)) from None
+    m, tok = load_model_and_tokenizer(path)
+    trainer = AnchoredSFTTrainer(m, args=args, train_dataset=dataset, processing_class=tok, peft_config=peft_config)
+    ckpt = any((output_dir / "trainer").glob("checkpoint-*"))
+    trainer.train(resume_from_checkpoint=True if ckpt else None)
+    final = trainer.model.merge_and_unload() if hasattr(trainer.model, "merge_and_unload") else trainer.model
+    final.save_pretrained(output_dir / "final")
+    tok.save_pretrained(output_dir / "final")
+    (output_dir / "final" / "train_log.json").write_text(json.dumps(trainer.state.log_history, default=str))
+    typer.echo(f"saved {output_dir / 'final'}")

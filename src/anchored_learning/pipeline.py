@@ -1,0 +1,337 @@
+"""One experiment: evaluate base -> train reference (SFT) -> train methods -> evaluate -> report.
+
+Every stage writes its output atomically under ``output_dir`` (models under ``models/<name>``,
+evaluations under ``evals/<name>.json``) and is skipped when its output already exists, so a
+killed run continues where it stopped when started again with the same command; training stages
+also resume from their last epoch checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import platform
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+logger = logging.getLogger(__name__)
+
+DONE = ".complete"
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # about 10 minutes on 2 CPU cores with SmolLM2-135M
+    "quick": dict(n_train=32, n_test=16, ref_epochs=2, epochs_per_iteration=1, outer_iterations=2, baseline_epochs=2,
+                  mc_limit=40, nll_limit=16, drift_limit=16, batch_size=4, grad_accum=1, learning_rate=1e-4,
+                  reference_learning_rate=1e-4, wise_weights=(0.5,)),
+    # about 45 minutes on 2 CPU cores
+    "default": dict(n_train=96, n_test=48, ref_epochs=3, epochs_per_iteration=1, outer_iterations=3, baseline_epochs=3,
+                    mc_limit=100, nll_limit=40, drift_limit=40, batch_size=4, grad_accum=2, learning_rate=1e-4,
+                    reference_learning_rate=1e-4, wise_weights=(0.5,)),
+    # the paper's defaults (METHOD.md, step 5); for a GPU
+    "paper": dict(n_train=5000, n_test=500, ref_epochs=3, epochs_per_iteration=5, outer_iterations=5, baseline_epochs=3,
+                  mc_limit=1000, nll_limit=500, drift_limit=500, batch_size=16, grad_accum=1, learning_rate=1e-5,
+                  reference_learning_rate=1e-5, wise_weights=(0.25, 0.5, 0.75)),
+}
+
+HELDOUT = ("hellaswag", "arc_easy", "piqa", "mmlu", "heldout_nll")
+
+
+@dataclass
+class ExperimentConfig:
+    """Everything one ``anchored run`` does.  Preset values fill the fields left at None."""
+
+    preset: str = "default"
+    task: str = "igsm"
+    model: str | None = None  # None = the bundled SmolLM2-135M-Instruct
+    data: str | None = None  # jsonl with prompt/response (or completion) fields: replaces generated training data
+    output_dir: str = "runs/default"
+    seed: int = 0
+    n_train: int | None = None
+    n_test: int | None = None
+    igsm_op_min: int = 2
+    igsm_op_max: int = 3
+    ref_epochs: int | None = None
+    reference_learning_rate: float | None = None
+    learning_rate: float | None = None
+    anchor_alpha: float = 0.5
+    anchor_interpolation: str = "logit"
+    outer_iterations: int | None = None
+    epochs_per_iteration: int | None = None
+    anchor_source: str = "cache"
+    baselines: tuple[str, ...] = ("sft_kl", "wise_ft")
+    baseline_epochs: int | None = None
+    kl_coef: float = 0.1
+    wise_weights: tuple[float, ...] | None = None
+    batch_size: int | None = None
+    grad_accum: int | None = None
+    max_length: int = 512
+    eval_batch_size: int = 8
+    heldout: tuple[str, ...] = HELDOUT
+    mc_limit: int | None = None
+    nll_limit: int | None = None
+    drift_limit: int | None = None
+
+    def resolved(self) -> "ExperimentConfig":
+        """A copy with preset values filled in.
+
+        Raises:
+            ValueError: unknown preset, task or baseline.
+        """
+        if self.preset not in PRESETS:
+            raise ValueError(f"unknown preset {self.preset!r}; choose one of {sorted(PRESETS)}")
+        if self.task not in ("igsm", "medcalc", "ifeval"):
+            raise ValueError(f"unknown task {self.task!r}; choose igsm, medcalc or ifeval")
+        bad = [b for b in self.baselines if b not in ("sft", "sft_kl", "dft", "asft", "psft", "distill", "anchored_per_step", "wise_ft", "lora")]
+        if bad:
+            raise ValueError(f"unknown baseline(s) {bad}")
+        vals = dataclasses.asdict(self)
+        for k, v in PRESETS[self.preset].items():
+            if vals.get(k) is None:
+                vals[k] = v
+        return ExperimentConfig(**vals)
+
+
+def _atomic_json(path: Path, obj: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + f".tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(obj, indent=2, default=str))
+    os.replace(tmp, path)
+
+
+def make_task(cfg: ExperimentConfig):
+    """The target task object of ``cfg.task``."""
+    if cfg.task == "igsm":
+        from anchored_learning.tasks.igsm import IGSMTask
+
+        return IGSMTask(op_min=cfg.igsm_op_min, op_max=cfg.igsm_op_max)
+    if cfg.task == "medcalc":
+        from anchored_learning.tasks.medcalc import MedCalcTask
+
+        return MedCalcTask()
+    from anchored_learning.tasks.ifeval import IFEvalTask
+
+    return IFEvalTask()
+
+
+def load_training_rows(cfg: ExperimentConfig, task) -> list[dict[str, Any]]:
+    """Training examples as conversational prompt-completion rows.
+
+    Raises:
+        ValueError: a user data file with a malformed row (names the file and line).
+    """
+    if cfg.data:
+        rows = []
+        with open(cfg.data) as f:
+            for i, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    obj = json.loads(line)
+                    prompt, response = obj["prompt"], obj.get("response", obj.get("completion"))
+                    if not isinstance(prompt, str) or not isinstance(response, str) or not response:
+                        raise KeyError("response")
+                except (json.JSONDecodeError, KeyError) as e:
+                    raise ValueError(f"{cfg.data}:{i}: each line must be a JSON object with string 'prompt' and 'response' fields ({e})") from e
+                rows.append((prompt, response))
+        rows = rows[: cfg.n_train] if cfg.n_train else rows
+    else:
+        rows = [(e.prompt, e.response) for e in task.examples("train", cfg.n_train, seed=cfg.seed)]
+    return [{"prompt": [{"role": "user", "content": p}], "completion": [{"role": "assistant", "content": r}]} for p, r in rows]
+
+
+class Experiment:
+    """Runs the stages of one experiment with skip-if-done semantics (see module docstring)."""
+
+    def __init__(self, cfg: ExperimentConfig, console_log: Callable[[str], None] = print):
+        self.cfg = cfg.resolved()
+        self.out = Path(self.cfg.output_dir)
+        self.log = console_log
+        self.timings: dict[str, float] = {}
+
+    # -- helpers
+
+    def _training_args(self, name: str, **kw) -> Any:
+        from anchored_learning.config import AnchoredSFTConfig
+
+        c = self.cfg
+        base = dict(
+            output_dir=str(self.out / "models" / name / "trainer"),
+            per_device_train_batch_size=c.batch_size,
+            gradient_accumulation_steps=c.grad_accum,
+            learning_rate=c.learning_rate,
+            lr_scheduler_type="cosine",
+            warmup_steps=0.1,  # a float < 1 is a fraction of the total steps
+            max_length=c.max_length,
+            logging_steps=5,
+            save_strategy="epoch",
+            save_total_limit=1,
+            report_to="none",
+            seed=c.seed,
+            disable_tqdm=False,
+        )
+        base.update(kw)
+        return AnchoredSFTConfig(**base)
+
+    def _train(self, name: str, args, reference=None, peft_config=None) -> Path:
+        from anchored_learning.models import load_model_and_tokenizer
+        from anchored_learning.trainer import AnchoredSFTTrainer
+
+        final = self.out / "models" / name / "final"
+        if (final / DONE).exists():
+            self.log(f"[skip] {name}: already trained ({final})")
+            return final
+        self.log(f"[train] {name} ({args.method})")
+        model, tok = load_model_and_tokenizer(self.model_path)
+        trainer = AnchoredSFTTrainer(model, args=args, train_dataset=self.dataset, processing_class=tok,
+                                     peft_config=peft_config, reference_model=reference)
+        ckpts = list(Path(args.output_dir).glob("checkpoint-*"))
+        t0 = time.perf_counter()
+        trainer.train(resume_from_checkpoint=bool(ckpts) or None)
+        self.timings[name] = time.perf_counter() - t0
+        m = trainer.model
+        if hasattr(m, "merge_and_unload"):
+            m = m.merge_and_unload()
+        tmp = final.with_name("final.tmp")
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        m.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+        (tmp / DONE).write_text(json.dumps({"train_time_s": self.timings[name], "log_history": trainer.state.log_history,
+                                            "anchor_history": trainer.anchor_history}, default=str))
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        shutil.rmtree(args.output_dir, ignore_errors=True)  # checkpoints are no longer needed
+        return final
+
+    def _evaluate(self, name: str, model) -> dict[str, Any]:
+        from anchored_learning.evaluation.suites import evaluate
+
+        path = self.out / "evals" / f"{name}.json"
+        if path.exists():
+            self.log(f"[skip] eval {name}: {path}")
+            return json.loads(path.read_text())
+        self.log(f"[eval] {name}")
+        c = self.cfg
+        limits = {c.task: c.n_test, "heldout_nll": c.nll_limit, "drift": c.drift_limit, f"drift:{c.task}": c.drift_limit}
+        limits.update({h: c.mc_limit for h in c.heldout if h not in limits})
+        suites = [c.task, *c.heldout, "drift", f"drift:{c.task}"]
+        res = evaluate(model, self.tok, suites, limits=limits, seed=c.seed, base_model=self.base,
+                       batch_size=c.eval_batch_size, progress=True, model_name=name)
+        _atomic_json(path, res)
+        return res
+
+    # -- the run
+
+    def run(self) -> dict[str, Any]:
+        """Run every stage and write ``results.json``, ``results.md`` and ``pareto.png``."""
+        from datasets import Dataset
+
+        from anchored_learning.evaluation.suites import register_task
+        from anchored_learning.models import load_model_and_tokenizer, resolve_model_path
+        from anchored_learning.trainer import wise_ft
+
+        c = self.cfg
+        t_start = time.perf_counter()
+        self.out.mkdir(parents=True, exist_ok=True)
+        _atomic_json(self.out / "config.json", dataclasses.asdict(c))
+        torch.manual_seed(c.seed)
+        self.model_path = resolve_model_path(c.model)
+        task = make_task(c)
+        register_task(c.task, lambda: task, default_limit=c.n_test)
+        self.dataset = Dataset.from_list(load_training_rows(c, task))
+        self.base, self.tok = load_model_and_tokenizer(self.model_path)
+        self.base.eval()
+
+        evals = {"base": self._evaluate("base", self.base)}
+        ref_args = self._training_args("reference", method="sft", num_train_epochs=c.ref_epochs,
+                                       learning_rate=c.reference_learning_rate)
+        ref_dir = self._train("reference", ref_args)
+        from transformers import AutoModelForCausalLM
+
+        ref_model = AutoModelForCausalLM.from_pretrained(ref_dir).eval()
+        evals["sft"] = self._evaluate("sft", ref_model)
+
+        anchored_args = self._training_args(
+            "anchored", method="anchored", reference_model=str(ref_dir), anchor_alpha=c.anchor_alpha,
+            anchor_interpolation=c.anchor_interpolation, outer_iterations=c.outer_iterations,
+            inner_epochs=c.epochs_per_iteration, anchor_source=c.anchor_source, lr_scheduler_type="constant_with_warmup",
+        )
+        m = AutoModelForCausalLM.from_pretrained(self._train("anchored", anchored_args)).eval()
+        evals["anchored"] = self._evaluate("anchored", m)
+        del m
+
+        for b in c.baselines:
+            if b == "wise_ft":
+                for w in c.wise_weights:
+                    name = f"wise_ft_{w:g}"
+                    evals[name] = self._evaluate(name, wise_ft(self.base, ref_model, w).eval())
+                continue
+            extra: dict[str, Any] = {}
+            peft_config = None
+            method = b
+            if b == "lora":
+                from peft import LoraConfig
+
+                method = "sft"
+                peft_config = LoraConfig(r=16, lora_alpha=32, target_modules="all-linear", task_type="CAUSAL_LM")
+                extra["learning_rate"] = 10 * c.learning_rate
+            if b in ("distill", "anchored_per_step"):
+                extra["reference_model"] = str(ref_dir)
+            if b in ("sft_kl", "asft"):
+                extra["kl_coef"] = c.kl_coef
+            args = self._training_args(b, method=method, num_train_epochs=c.baseline_epochs, **extra)
+            m = AutoModelForCausalLM.from_pretrained(self._train(b, args, peft_config=peft_config)).eval()
+            evals[b] = self._evaluate(b, m)
+            del m
+        return self.report(evals, time.perf_counter() - t_start)
+
+    def report(self, evals: dict[str, dict[str, Any]], wall_time: float) -> dict[str, Any]:
+        """Compare every model with the base model and write the result files."""
+        from anchored_learning.evaluation.metrics import compare
+        from anchored_learning.report import markdown_table, plot_pareto
+
+        c = self.cfg
+        base = evals["base"]
+        rows = []
+        for name, ev in evals.items():
+            cmp = compare(base, ev, targets=[c.task], seed=c.seed)
+            g = cmp["gain"].get(c.task, {"points": 0.0, "ci": [0.0, 0.0]})
+            md = cmp.get("mean_degradation", {"percent": 0.0, "ci": [0.0, 0.0]})
+            res = ev["results"]
+            done = self.out / "models" / ("reference" if name == "sft" else name) / "final" / DONE
+            train_time = json.loads(done.read_text()).get("train_time_s", 0.0) if done.exists() else 0.0
+            rows.append({
+                "label": name,
+                "method": name.split("_0")[0] if name.startswith("wise_ft") else name,
+                "target": res[c.task]["primary"],
+                "gain": g["points"], "gain_ci": g["ci"],
+                "heldout": {h: res[h]["primary"] for h in c.heldout if "primary" in res.get(h, {})},
+                "drift_kl": res.get("drift", {}).get("primary"),
+                "drift_kl_target": res.get(f"drift:{c.task}", {}).get("primary"),
+                "degradation": md["percent"], "degradation_ci": md["ci"],
+                "degradation_per_benchmark": {k: v["percent"] for k, v in cmp["degradation"].items()},
+                "train_time_s": train_time,
+            })
+        heldout = [h for h in c.heldout if all(h in r["heldout"] for r in rows)]
+        table = markdown_table(rows, heldout)
+        extra_cols = "\n".join(f"- {r['label']}: drift KL(p0||p) held-out {r['drift_kl']}, on target prompts {r['drift_kl_target']}" for r in rows)
+        (self.out / "results.md").write_text(table + "\n" + extra_cols + "\n")
+        plot_pareto([r for r in rows if r["label"] != "base"], self.out / "pareto.png",
+                    title=f"{c.task}: gain vs. degradation ({c.preset} preset, seed {c.seed})")
+        out = {
+            "config": dataclasses.asdict(c),
+            "rows": rows,
+            "wall_time_s": wall_time,
+            "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch": torch.__version__,
+                        "cuda": torch.cuda.is_available()},
+        }
+        _atomic_json(self.out / "results.json", out)
+        return out
