@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from anchored_learning.pipeline import Experiment, ExperimentConfig, load_training_rows
+from anchored_learning.pipeline import Experiment, ExperimentConfig, load_training_rows, parse_sweep
 from anchored_learning.report import pareto_frontier
 from anchored_learning.testing import tiny_llama
 
@@ -24,6 +24,21 @@ def test_user_data_errors_name_file_and_line(tmp_path):
         load_training_rows(ExperimentConfig(data=str(p)), task=None)
 
 
+def test_parse_sweep():
+    got = parse_sweep(["anchored.anchor_alpha=0.25,0.75", "sft.num_train_epochs=2", "wise_ft.weight=0.5"])
+    assert got == [
+        ("anchored(anchor_alpha=0.25)", "anchored", {"anchor_alpha": 0.25}),
+        ("anchored(anchor_alpha=0.75)", "anchored", {"anchor_alpha": 0.75}),
+        ("sft(num_train_epochs=2)", "sft", {"num_train_epochs": 2}),
+        ("wise_ft(weight=0.5)", "wise_ft", {"weight": 0.5}),
+    ]
+    for bad in ["anchored.alpha=0.5", "ppo.learning_rate=1", "anchored_alpha=0.5"]:
+        with pytest.raises(ValueError, match="sweep entry"):
+            parse_sweep([bad])
+    with pytest.raises(ValueError, match="sweep entry"):
+        ExperimentConfig(sweep=("anchored.alpha=0.5",)).resolved()
+
+
 @pytest.mark.slow
 def test_experiment_end_to_end_tiny_model_and_resume(tmp_path):
     model, tok = tiny_llama(seed=0)
@@ -33,11 +48,11 @@ def test_experiment_end_to_end_tiny_model_and_resume(tmp_path):
         preset="quick", model=str(tmp_path / "tiny"), output_dir=str(tmp_path / "run"), n_train=8, n_test=4,
         ref_epochs=1, outer_iterations=2, epochs_per_iteration=1, baseline_epochs=1, mc_limit=4, nll_limit=2,
         drift_limit=2, heldout=("arc_easy", "heldout_nll"), max_length=1024, eval_batch_size=4, igsm_op_min=1, igsm_op_max=1,
-        learning_rate=1e-3, reference_learning_rate=1e-3,
+        learning_rate=1e-3, reference_learning_rate=1e-3, sweep=("wise_ft.weight=0.25",),
     )
     out = Experiment(cfg, console_log=lambda s: None).run()
     labels = [r["label"] for r in out["rows"]]
-    assert labels == ["base", "sft", "anchored", "sft_kl", "wise_ft_0.5"]
+    assert labels == ["base", "sft", "anchored", "sft_kl", "wise_ft(w=0.5)", "wise_ft(w=0.25)"]
     base = out["rows"][0]
     assert base["gain"] == 0.0 and base["degradation"] == pytest.approx(0.0)
     for f in ("results.json", "results.md", "pareto.png", "evals/base.json", "models/reference/final/.complete"):

@@ -94,3 +94,31 @@ def train_command(
     tok.save_pretrained(output_dir / "final")
     (output_dir / "final" / "train_log.json").write_text(json.dumps(trainer.state.log_history, default=str))
     typer.echo(f"saved {output_dir / 'final'}")
+
+
+def sweep_command(
+    grid: list[str] = typer.Option(..., "--grid", "-g", help="method.field=v1,v2 (repeatable), e.g. anchored.anchor_alpha=0.25,0.75 or sft.learning_rate=3e-5,3e-4 or wise_ft.weight=0.25,0.75."),
+    preset: str = typer.Option("quick", "--preset", "-p", help=f"One of {sorted(PRESETS)}."),
+    task: str = typer.Option("igsm", "--task", "-t"),
+    model: Optional[str] = typer.Option(None, "--model", "-m"),
+    output_dir: Optional[Path] = typer.Option(None, "--output-dir", "-o", help="Default: runs/<task>-<preset>-sweep. Re-running resumes and adds new grid points."),
+    seed: int = typer.Option(0, "--seed"),
+    baselines: str = typer.Option("sft_kl,wise_ft", "--baselines"),
+) -> None:
+    """Run the main experiment plus a hyper-parameter grid per method, all drawn on one Pareto frontier."""
+    from rich.console import Console
+    from rich.markdown import Markdown
+
+    from anchored_learning.pipeline import Experiment, ExperimentConfig
+
+    console = Console()
+    cfg = ExperimentConfig(preset=preset, task=task, model=model, seed=seed,
+                           output_dir=str(output_dir or Path("runs") / f"{task}-{preset}-sweep"),
+                           baselines=tuple(b.strip() for b in baselines.split(",") if b.strip()), sweep=tuple(grid))
+    try:
+        exp = Experiment(cfg, console_log=lambda s: console.print(s, markup=False))
+    except ValueError as e:
+        raise typer.BadParameter(str(e)) from None
+    out = exp.run()
+    console.print(Markdown((exp.out / "results.md").read_text()))
+    console.print(f"\n[bold green]done[/] in {out['wall_time_s'] / 60:.1f} min. Results in [bold]{exp.out}[/]")

@@ -77,6 +77,9 @@ class ExperimentConfig:
     mc_limit: int | None = None
     nll_limit: int | None = None
     drift_limit: int | None = None
+    #: extra variants, each "method.field=v1,v2" (e.g. "anchored.anchor_alpha=0.25,0.75",
+    #: "sft.learning_rate=3e-5,3e-4", "wise_ft.weight=0.25,0.75"); every value is one more point
+    sweep: tuple[str, ...] = ()
 
     def resolved(self) -> "ExperimentConfig":
         """A copy with preset values filled in.
@@ -91,6 +94,7 @@ class ExperimentConfig:
         bad = [b for b in self.baselines if b not in ("sft", "sft_kl", "dft", "asft", "psft", "distill", "anchored_per_step", "wise_ft", "lora")]
         if bad:
             raise ValueError(f"unknown baseline(s) {bad}")
+        parse_sweep(self.sweep)  # fail before any work
         vals = dataclasses.asdict(self)
         for k, v in PRESETS[self.preset].items():
             if vals.get(k) is None:
@@ -144,6 +148,41 @@ def load_training_rows(cfg: ExperimentConfig, task) -> list[dict[str, Any]]:
     else:
         rows = [(e.prompt, e.response) for e in task.examples("train", cfg.n_train, seed=cfg.seed)]
     return [{"prompt": [{"role": "user", "content": p}], "completion": [{"role": "assistant", "content": r}]} for p, r in rows]
+
+
+def parse_sweep(entries: tuple[str, ...] | list[str]) -> list[tuple[str, str, dict[str, Any]]]:
+    """``["anchored.anchor_alpha=0.25,0.75"]`` -> ``[("anchored(anchor_alpha=0.25)", "anchored", {...}), ...]``.
+
+    Values are parsed as int, then float, then kept as strings.
+
+    Raises:
+        ValueError: an entry not of the form ``method.field=v1[,v2...]``, an unknown method or field.
+    """
+    from anchored_learning.config import METHODS, AnchoredSFTConfig
+
+    fields = {f.name for f in dataclasses.fields(AnchoredSFTConfig)}
+    out = []
+    for entry in entries:
+        try:
+            key, values = entry.split("=", 1)
+            method, fld = key.split(".", 1)
+        except ValueError:
+            raise ValueError(f"sweep entry {entry!r} must look like method.field=v1,v2 (e.g. anchored.anchor_alpha=0.25,0.75)") from None
+        if method not in (*METHODS, "lora", "wise_ft"):
+            raise ValueError(f"sweep entry {entry!r}: unknown method {method!r}")
+        if method == "wise_ft" and fld != "weight" or method != "wise_ft" and fld not in fields:
+            raise ValueError(f"sweep entry {entry!r}: {fld!r} is not a field of AnchoredSFTConfig (wise_ft takes 'weight')")
+        for raw in values.split(","):
+            raw = raw.strip()
+            val: Any = raw
+            for cast in (int, float):
+                try:
+                    val = cast(raw)
+                    break
+                except ValueError:
+                    pass
+            out.append((f"{method}({fld}={raw})", method, {fld: val}))
+    return out
 
 
 class Experiment:
@@ -259,39 +298,45 @@ class Experiment:
         ref_model = AutoModelForCausalLM.from_pretrained(ref_dir).eval()
         evals["sft"] = self._evaluate("sft", ref_model)
 
-        anchored_args = self._training_args(
-            "anchored", method="anchored", reference_model=str(ref_dir), anchor_alpha=c.anchor_alpha,
-            anchor_interpolation=c.anchor_interpolation, outer_iterations=c.outer_iterations,
-            inner_epochs=c.epochs_per_iteration, anchor_source=c.anchor_source, lr_scheduler_type="constant_with_warmup",
-        )
-        m = AutoModelForCausalLM.from_pretrained(self._train("anchored", anchored_args)).eval()
-        evals["anchored"] = self._evaluate("anchored", m)
-        del m
-
-        for b in c.baselines:
-            if b == "wise_ft":
-                for w in c.wise_weights:
-                    name = f"wise_ft_{w:g}"
-                    evals[name] = self._evaluate(name, wise_ft(self.base, ref_model, w).eval())
+        variants = [("anchored", "anchored", {})] + [(b, b, {}) for b in c.baselines if b != "wise_ft"]
+        variants += parse_sweep(c.sweep)
+        wise_weights = list(c.wise_weights) if "wise_ft" in c.baselines else []
+        for name, method, overrides in variants:
+            if method == "wise_ft":
+                wise_weights.append(float(overrides["weight"]))
                 continue
-            extra: dict[str, Any] = {}
-            peft_config = None
-            method = b
-            if b == "lora":
-                from peft import LoraConfig
-
-                method = "sft"
-                peft_config = LoraConfig(r=16, lora_alpha=32, target_modules="all-linear", task_type="CAUSAL_LM")
-                extra["learning_rate"] = 10 * c.learning_rate
-            if b in ("distill", "anchored_per_step"):
-                extra["reference_model"] = str(ref_dir)
-            if b in ("sft_kl", "asft"):
-                extra["kl_coef"] = c.kl_coef
-            args = self._training_args(b, method=method, num_train_epochs=c.baseline_epochs, **extra)
-            m = AutoModelForCausalLM.from_pretrained(self._train(b, args, peft_config=peft_config)).eval()
-            evals[b] = self._evaluate(b, m)
+            args, peft_config = self._method_args(name, method, ref_dir, overrides)
+            m = AutoModelForCausalLM.from_pretrained(self._train(name, args, peft_config=peft_config)).eval()
+            evals[name] = self._evaluate(name, m)
             del m
+        for w in wise_weights:
+            name = f"wise_ft(w={w:g})"
+            evals[name] = self._evaluate(name, wise_ft(self.base, ref_model, w).eval())
         return self.report(evals, time.perf_counter() - t_start)
+
+    def _method_args(self, name: str, method: str, ref_dir: Path, overrides: dict[str, Any]):
+        """Training arguments (and a PEFT config for ``lora``) of one method variant."""
+        c = self.cfg
+        extra: dict[str, Any] = {"method": method, "num_train_epochs": c.baseline_epochs}
+        peft_config = None
+        if method in ("anchored", "anchored_per_step"):
+            extra.update(anchor_alpha=c.anchor_alpha, anchor_interpolation=c.anchor_interpolation,
+                         anchor_source=c.anchor_source, lr_scheduler_type="constant_with_warmup")
+            if method == "anchored":
+                extra.update(outer_iterations=c.outer_iterations, inner_epochs=c.epochs_per_iteration)
+            else:
+                extra["num_train_epochs"] = c.outer_iterations * c.epochs_per_iteration
+        if method in ("anchored", "anchored_per_step", "distill"):
+            extra["reference_model"] = str(ref_dir)
+        if method in ("sft_kl", "asft"):
+            extra["kl_coef"] = c.kl_coef
+        if method == "lora":
+            from peft import LoraConfig
+
+            extra.update(method="sft", learning_rate=10 * c.learning_rate)
+            peft_config = LoraConfig(r=16, lora_alpha=32, target_modules="all-linear", task_type="CAUSAL_LM")
+        extra.update(overrides)
+        return self._training_args(name, **extra), peft_config
 
     def report(self, evals: dict[str, dict[str, Any]], wall_time: float) -> dict[str, Any]:
         """Compare every model with the base model and write the result files."""
@@ -303,6 +348,7 @@ class Experiment:
         rows = []
         for name, ev in evals.items():
             cmp = compare(base, ev, targets=[c.task], seed=c.seed)
+            method = name.split("(")[0]
             g = cmp["gain"].get(c.task, {"points": 0.0, "ci": [0.0, 0.0]})
             md = cmp.get("mean_degradation", {"percent": 0.0, "ci": [0.0, 0.0]})
             res = ev["results"]
@@ -310,7 +356,7 @@ class Experiment:
             train_time = json.loads(done.read_text()).get("train_time_s", 0.0) if done.exists() else 0.0
             rows.append({
                 "label": name,
-                "method": name.split("_0")[0] if name.startswith("wise_ft") else name,
+                "method": method,
                 "target": res[c.task]["primary"],
                 "gain": g["points"], "gain_ci": g["ci"],
                 "heldout": {h: res[h]["primary"] for h in c.heldout if "primary" in res.get(h, {})},

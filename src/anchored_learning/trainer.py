@@ -267,6 +267,7 @@ class AnchoredSFTTrainer(SFTTrainer):
     def _take_snapshot(self, t: int, model: torch.nn.Module) -> Any:
         path = self._snapshot_path(t)
         complete = (path / "manifest.json").exists()
+        self._barrier()  # every rank decides `complete` before rank 0 may write the snapshot
         if not complete and not self._at_boundary(t):
             raise RuntimeError(
                 f"the snapshot of outer iteration {t} is missing from {path} and training is not at an iteration "
@@ -275,6 +276,9 @@ class AnchoredSFTTrainer(SFTTrainer):
         if self.args.anchor_source == "cache":
             return self._build_cache(path, model, f"snapshot-{t}")
         snap = copy.deepcopy(unwrap(model))
+        # drop instance-level forward patches (trl's fused head, ours): deepcopy keeps them bound to the student
+        for attr in ("forward", "_anchored_patched"):
+            snap.__dict__.pop(attr, None)
         snap.eval().requires_grad_(False)
         weights = path / "model.safetensors"
         if complete:
@@ -332,6 +336,8 @@ class AnchoredSFTTrainer(SFTTrainer):
         if y.numel() == 0:
             return
         record: dict[str, float] = {"outer_iteration": float(t), "epoch": float(self.state.epoch or 0.0), "step": float(self.state.global_step)}
+        if previous is None and t > 0:
+            record["resumed"] = 1.0  # first refresh after resume_from_checkpoint: same snapshot, reloaded
         snap = self._anchor_logits(self._snapshot, inputs, index)
         if previous is not None:
             prev = self._anchor_logits(previous, inputs, index)
