@@ -1,0 +1,119 @@
+"""``anchored eval``: score a model on named suites and write the results as JSON."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+
+def write_json_atomic(path: str | os.PathLike, obj: Any) -> Path:
+    """Write ``obj`` as indented JSON to ``path`` atomically (temp file in the same folder,
+    fsync, ``os.replace``); parent folders are created.  Non-finite floats become ``null``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(_finite(obj), f, indent=1)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def _finite(o):
+    if isinstance(o, float):
+        return o if math.isfinite(o) else None
+    if isinstance(o, dict):
+        return {k: _finite(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_finite(v) for v in o]
+    return o
+
+
+def results_table(out: dict[str, Any], title: str = "evaluation"):
+    """A rich Table of ``evaluate()`` output: suite, metric, value (with 95% bootstrap CI for
+    item means), n, wall time."""
+    from rich.table import Table
+
+    from anchored_learning.evaluation.metrics import bootstrap_ci
+
+    t = Table(title=title)
+    for col in ("suite", "metric", "value", "95% CI", "n", "time (s)"):
+        t.add_column(col, justify="left" if col in ("suite", "metric") else "right")
+    for name, r in out["results"].items():
+        if "skipped" in r or "error" in r:
+            t.add_row(name, "-", "[yellow]skipped[/]" if "skipped" in r else "[red]error[/]",
+                      (r.get("skipped") or r.get("error", ""))[:60], "-", f"{r.get('wall_time_s', 0):.1f}")
+            continue
+        ci = ""
+        if r.get("items"):
+            _, lo, hi = bootstrap_ci(r["items"], weights=r.get("weights"), n_boot=1000, seed=0)
+            ci = f"[{lo:.3f}, {hi:.3f}]"
+        t.add_row(name, r["primary_metric"], f"{r['primary']:.4f}", ci, str(r["n"]), f"{r['wall_time_s']:.1f}")
+    return t
+
+
+def eval_command(
+    model: Optional[str] = typer.Option(None, "--model", "-m",
+                                        help="HF model id or local folder (default: bundled SmolLM2-135M-Instruct)."),
+    suite: list[str] = typer.Option(["stability"], "--suite", "-s",
+                                    help="Suite name, repeatable: igsm, medcalc, ifeval, hellaswag, arc_easy, "
+                                         "arc_challenge, piqa, mmlu, heldout_nll, drift, drift:<task>, stability."),
+    limit: Optional[int] = typer.Option(None, "--limit", "-n", help="Items per suite (default: per-suite default)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the fixed item subsets."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the JSON results here."),
+    base_model: Optional[str] = typer.Option(None, "--base-model",
+                                             help="Reference model p0 for drift suites (e.g. 'smollm2-135m-instruct'); "
+                                                  "without it drift is skipped."),
+    batch_size: int = typer.Option(8, "--batch-size", help="Sequences per forward / generate call."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
+    threads: Optional[int] = typer.Option(None, "--threads",
+                                          help="torch CPU threads (1 is often fastest on a busy machine)."),
+) -> None:
+    """Score a model on evaluation suites (offline) and print a table; optionally write JSON."""
+    from rich.console import Console
+
+    from anchored_learning.evaluation.suites import evaluate, expand_suites
+    from anchored_learning.models import BUNDLED_MODEL, load_model_and_tokenizer
+
+    console = Console(stderr=True)
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(max(1, threads))
+    try:
+        names = expand_suites(suite)
+    except KeyError as e:
+        raise typer.BadParameter(str(e.args[0]), param_hint="--suite") from None
+    label = model or BUNDLED_MODEL
+    console.print(f"loading model [bold]{label}[/]")
+    m, tok = load_model_and_tokenizer(model)
+    base = None
+    if base_model is not None and any(n == "drift" or n.startswith("drift:") for n in names):
+        console.print(f"loading base model [bold]{base_model}[/]")
+        base, _ = load_model_and_tokenizer(base_model)
+
+    def on_result(name: str, r: dict) -> None:
+        if "primary" in r:
+            console.print(f"  {name}: {r['primary_metric']}={r['primary']:.4f} (n={r['n']}, {r['wall_time_s']:.0f}s)")
+        else:
+            console.print(f"  {name}: {r.get('skipped') or r.get('error')}")
+
+    out = evaluate(m, tok, suite, limit=limit, seed=seed, base_model=base, batch_size=batch_size,
+                   progress=progress, model_name=label, base_model_name=base_model, on_result=on_result)
+    if output is not None:
+        write_json_atomic(output, out)
+        console.print(f"wrote {output}")
+    Console().print(results_table(out, title=f"{label} (seed {seed})"))

