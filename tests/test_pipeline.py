@@ -47,7 +47,7 @@ def test_experiment_end_to_end_tiny_model_and_resume(tmp_path):
     cfg = ExperimentConfig(
         preset="quick", model=str(tmp_path / "tiny"), output_dir=str(tmp_path / "run"), n_train=8, n_test=4,
         ref_epochs=1, outer_iterations=2, epochs_per_iteration=1, baseline_epochs=1, mc_limit=4, nll_limit=2,
-        drift_limit=2, heldout=("arc_easy", "heldout_nll"), max_length=1024, eval_batch_size=4, igsm_op_min=1, igsm_op_max=1,
+        drift_limit=2, heldout=("arc_easy", "heldout_nll"), baselines=("sft_kl", "wise_ft"), max_length=1024, eval_batch_size=4, igsm_op_min=1, igsm_op_max=1,
         learning_rate=1e-3, reference_learning_rate=1e-3, sweep=("wise_ft.weight=0.25",),
     )
     out = Experiment(cfg, console_log=lambda s: None).run()

@@ -20,7 +20,7 @@ def run_command(
     seed: int = typer.Option(0, "--seed"),
     alpha: float = typer.Option(0.5, "--alpha", help="Anchored Learning alpha."),
     anchor_source: str = typer.Option("cache", "--anchor-source", help="'cache' (exact, one model in memory) or 'live'."),
-    baselines: str = typer.Option("sft_kl,wise_ft", "--baselines", help="Comma-separated: sft_kl, dft, asft, psft, distill, anchored_per_step, wise_ft, lora."),
+    baselines: Optional[str] = typer.Option(None, "--baselines", help="Comma-separated: sft_kl, dft, asft, psft, distill, anchored_per_step, wise_ft, lora (preset default: sft_kl,wise_ft; quick: wise_ft)."),
 ) -> None:
     """Run the whole experiment: base eval, reference SFT, Anchored Learning, baselines, report + Pareto plot."""
     from rich.console import Console
@@ -34,7 +34,8 @@ def run_command(
     cfg = ExperimentConfig(
         preset=preset, task=task, model=model, data=str(data) if data else None,
         output_dir=str(output_dir or Path("runs") / f"{task}-{preset}"), seed=seed, anchor_alpha=alpha,
-        anchor_source=anchor_source, baselines=tuple(b.strip() for b in baselines.split(",") if b.strip()),
+        anchor_source=anchor_source,
+        baselines=tuple(b.strip() for b in baselines.split(",") if b.strip()) if baselines else None,
     )
     try:
         exp = Experiment(cfg, console_log=lambda s: console.print(s, markup=False))
@@ -103,7 +104,7 @@ def sweep_command(
     model: Optional[str] = typer.Option(None, "--model", "-m"),
     output_dir: Optional[Path] = typer.Option(None, "--output-dir", "-o", help="Default: runs/<task>-<preset>-sweep. Re-running resumes and adds new grid points."),
     seed: int = typer.Option(0, "--seed"),
-    baselines: str = typer.Option("sft_kl,wise_ft", "--baselines"),
+    baselines: Optional[str] = typer.Option(None, "--baselines", help="Comma-separated baselines (preset default if omitted)."),
 ) -> None:
     """Run the main experiment plus a hyper-parameter grid per method, all drawn on one Pareto frontier."""
     from rich.console import Console
@@ -114,7 +115,8 @@ def sweep_command(
     console = Console()
     cfg = ExperimentConfig(preset=preset, task=task, model=model, seed=seed,
                            output_dir=str(output_dir or Path("runs") / f"{task}-{preset}-sweep"),
-                           baselines=tuple(b.strip() for b in baselines.split(",") if b.strip()), sweep=tuple(grid))
+                           baselines=tuple(b.strip() for b in baselines.split(",") if b.strip()) if baselines else None,
+                           sweep=tuple(grid))
     try:
         exp = Experiment(cfg, console_log=lambda s: console.print(s, markup=False))
     except ValueError as e:

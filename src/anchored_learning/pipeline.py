@@ -27,9 +27,10 @@ DONE = ".complete"
 
 PRESETS: dict[str, dict[str, Any]] = {
     # about 10 minutes on 2 CPU cores with SmolLM2-135M
-    "quick": dict(n_train=32, n_test=16, ref_epochs=2, epochs_per_iteration=1, outer_iterations=2, baseline_epochs=2,
-                  mc_limit=40, nll_limit=16, drift_limit=16, batch_size=4, grad_accum=1, learning_rate=1e-4,
-                  reference_learning_rate=1e-4, wise_weights=(0.5,)),
+    "quick": dict(n_train=32, n_test=8, ref_epochs=2, epochs_per_iteration=1, outer_iterations=2, baseline_epochs=2,
+                  mc_limit=24, nll_limit=8, drift_limit=8, batch_size=4, grad_accum=1, learning_rate=1e-4,
+                  reference_learning_rate=1e-4, wise_weights=(0.5,), baselines=("wise_ft",),
+                  heldout=("hellaswag", "arc_easy", "piqa", "heldout_nll")),
     # about 45 minutes on 2 CPU cores
     "default": dict(n_train=96, n_test=48, ref_epochs=3, epochs_per_iteration=1, outer_iterations=3, baseline_epochs=3,
                     mc_limit=100, nll_limit=40, drift_limit=40, batch_size=4, grad_accum=2, learning_rate=1e-4,
@@ -65,7 +66,7 @@ class ExperimentConfig:
     outer_iterations: int | None = None
     epochs_per_iteration: int | None = None
     anchor_source: str = "cache"
-    baselines: tuple[str, ...] = ("sft_kl", "wise_ft")
+    baselines: tuple[str, ...] | None = None  # preset default: ("sft_kl", "wise_ft"); quick: ("wise_ft",)
     baseline_epochs: int | None = None
     kl_coef: float = 0.1
     wise_weights: tuple[float, ...] | None = None
@@ -73,7 +74,7 @@ class ExperimentConfig:
     grad_accum: int | None = None
     max_length: int = 512
     eval_batch_size: int = 8
-    heldout: tuple[str, ...] = HELDOUT
+    heldout: tuple[str, ...] | None = None  # preset default: HELDOUT
     mc_limit: int | None = None
     nll_limit: int | None = None
     drift_limit: int | None = None
@@ -91,12 +92,12 @@ class ExperimentConfig:
             raise ValueError(f"unknown preset {self.preset!r}; choose one of {sorted(PRESETS)}")
         if self.task not in ("igsm", "medcalc", "ifeval"):
             raise ValueError(f"unknown task {self.task!r}; choose igsm, medcalc or ifeval")
-        bad = [b for b in self.baselines if b not in ("sft", "sft_kl", "dft", "asft", "psft", "distill", "anchored_per_step", "wise_ft", "lora")]
+        bad = [b for b in (self.baselines or ()) if b not in ("sft", "sft_kl", "dft", "asft", "psft", "distill", "anchored_per_step", "wise_ft", "lora")]
         if bad:
             raise ValueError(f"unknown baseline(s) {bad}")
         parse_sweep(self.sweep)  # fail before any work
         vals = dataclasses.asdict(self)
-        for k, v in PRESETS[self.preset].items():
+        for k, v in {"baselines": ("sft_kl", "wise_ft"), "heldout": HELDOUT, **PRESETS[self.preset]}.items():
             if vals.get(k) is None:
                 vals[k] = v
         return ExperimentConfig(**vals)
