@@ -215,6 +215,18 @@ def test_lora_student_anchored(tmp_path, reference_dir):
     assert len(tr.anchor_history) == 2
 
 
+def test_train_reference_leaves_the_callers_model_unchanged(tmp_path):
+    model, tok = tiny_llama(seed=0)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    out = train_reference(model, make_data(4), str(tmp_path / "r"), processing_class=tok, num_train_epochs=1,
+                          learning_rate=1e-2, report_to="none", save_strategy="no", use_cpu=True)
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
+    from transformers import AutoModelForCausalLM
+
+    trained = AutoModelForCausalLM.from_pretrained(out).state_dict()
+    assert any(not torch.equal(v, trained[k]) for k, v in before.items())
+
+
 def test_wise_ft_interpolates_weights():
     a, _ = tiny_llama(seed=0)
     b, _ = tiny_llama(seed=1)

@@ -15,7 +15,7 @@ def run_command(
     preset: str = typer.Option("default", "--preset", "-p", help=f"One of {sorted(PRESETS)}: 'quick' (~10 min on 2 CPU cores), 'default' (~45 min), 'paper' (the paper's defaults, for a GPU)."),
     task: str = typer.Option("igsm", "--task", "-t", help="Target task: igsm, medcalc or ifeval."),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="HF model id or folder (default: the bundled SmolLM2-135M-Instruct)."),
-    data: Optional[Path] = typer.Option(None, "--data", help="Your training data: jsonl with 'prompt' and 'response' fields (replaces the generated training set)."),
+    data: Optional[Path] = typer.Option(None, "--data", help="Your training data: jsonl with 'prompt' and 'response' (or 'completion') fields; replaces the generated training set."),
     output_dir: Optional[Path] = typer.Option(None, "--output-dir", "-o", help="Output folder (default: runs/<task>-<preset>). Re-running resumes."),
     seed: int = typer.Option(0, "--seed"),
     alpha: float = typer.Option(0.5, "--alpha", help="Anchored Learning alpha."),
@@ -31,6 +31,13 @@ def run_command(
     console = Console()
     if data is not None and not data.is_file():
         raise typer.BadParameter(f"{data} does not exist", param_hint="--data")
+    if data is not None:
+        from anchored_learning.pipeline import load_training_rows
+
+        try:
+            load_training_rows(ExperimentConfig(data=str(data)), task=None)
+        except ValueError as e:
+            raise typer.BadParameter(str(e), param_hint="--data") from None
     cfg = ExperimentConfig(
         preset=preset, task=task, model=model, data=str(data) if data else None,
         output_dir=str(output_dir or Path("runs") / f"{task}-{preset}"), seed=seed, anchor_alpha=alpha,
@@ -48,7 +55,7 @@ def run_command(
 
 
 def train_command(
-    data: Path = typer.Option(..., "--data", help="jsonl with 'prompt' and 'response' fields."),
+    data: Path = typer.Option(..., "--data", exists=True, dir_okay=False, help="jsonl, one {\"prompt\": ..., \"response\": ...} per line ('completion' is accepted for 'response')."),
     output_dir: Path = typer.Option(..., "--output-dir", "-o"),
     method: str = typer.Option("anchored", "--method", help="anchored, anchored_per_step, distill, sft, sft_kl, dft, asft, psft, lora."),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Base model id or folder (default: bundled SmolLM2)."),
@@ -69,7 +76,10 @@ def train_command(
         fields = yaml.safe_load(config.read_text()) or {}
         if not isinstance(fields, dict):
             raise typer.BadParameter("the config file must hold a mapping of field: value", param_hint="--config")
-    rows = load_training_rows(ExperimentConfig(data=str(data)), task=None)
+    try:
+        rows = load_training_rows(ExperimentConfig(data=str(data)), task=None)
+    except ValueError as e:
+        raise typer.BadParameter(str(e), param_hint="--data") from None
     dataset = Dataset.from_list(rows)
     path = resolve_model_path(model)
     peft_config = None
@@ -78,6 +88,8 @@ def train_command(
 
         method, peft_config = "sft", LoraConfig(r=16, lora_alpha=32, target_modules="all-linear", task_type="CAUSAL_LM")
     needs_ref = method in ("anchored", "anchored_per_step", "distill")
+    stages = (["reference SFT (3 epochs)"] if needs_ref and reference is None else []) + [f"{method} training"]
+    typer.echo(f"model: {path}; {len(rows)} training examples; stages: {' -> '.join(stages)}; output: {output_dir}")
     if needs_ref and reference is None:
         m, tok = load_model_and_tokenizer(path)
         reference = train_reference(m, dataset, str(output_dir / "reference"), processing_class=tok, report_to="none")

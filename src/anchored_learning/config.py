@@ -1,6 +1,6 @@
 """``AnchoredSFTConfig``: every knob of Anchored Learning and its baselines, on top of ``trl.SFTConfig``.
 
-Defaults follow the reference implementation of the paper (METHOD.md, step 5): alpha 0.5, logit
+Defaults follow the reference implementation of the paper (arXiv:2605.04468 reference implementation): alpha 0.5, logit
 interpolation, tau 1, K = 5 inner epochs, T = 5 outer iterations, lr 1e-5.
 """
 

@@ -21,7 +21,7 @@ Every loss here follows one convention:
   chunk during the forward pass (as Liger-Kernel does), so peak extra memory is
   ``O(chunk_size * V)`` float32 plus one gradient buffer of the student's shape and dtype.
 
-Sources: METHOD.md of this repository (Anchored Learning, arXiv:2605.04468); DFT arXiv:2508.05629;
+Sources: Anchored Learning, arXiv:2605.04468 (and the authors' reference implementation); DFT arXiv:2508.05629;
 ASFT arXiv:2509.23753; PSFT arXiv:2508.17784; Hinton et al. 2015 for the ``tau**2`` scaling.
 """
 
@@ -164,25 +164,42 @@ class _ChunkedTokenLoss(torch.autograd.Function):
 
     ``forward`` evaluates the per-token function on detached float32 chunks, and (when a
     gradient is needed) immediately computes the chunk's gradient and writes it into one buffer of
-    the student's dtype, so float32 intermediates never exist for more than one chunk.
+    the student's dtype, so float32 intermediates never exist for more than one chunk.  A per-token
+    function may take a keyword ``with_grad`` and return ``(values, grad_rows)`` to supply its
+    gradient in closed form (no autograd graph); otherwise autograd differentiates it.  When every
+    row is a response row (the trainer's case) chunks are contiguous slices, not gathers.
     """
 
     @staticmethod
     def forward(ctx, student: torch.Tensor, fn, idx: torch.Tensor, norm: float, chunk_size: int, needs_grad: bool):  # type: ignore[override]
         total = torch.zeros((), dtype=torch.float32, device=student.device)
-        grad = torch.zeros_like(student) if needs_grad else None
+        contiguous = idx.numel() == student.shape[0]  # idx is then arange(N)
+        grad = None
+        if needs_grad:
+            grad = torch.empty_like(student) if contiguous else torch.zeros_like(student)
+        closed_form = getattr(fn, "closed_form", False)
         for start in range(0, idx.numel(), chunk_size):
             ci = idx[start : start + chunk_size]
-            rows = student[ci].detach().float()
-            if needs_grad:
+            end = start + ci.numel()
+            rows = (student[start:end] if contiguous else student[ci]).detach().float()
+            if not needs_grad:
+                values = fn(rows, ci, with_grad=False)[0] if closed_form else fn(rows, ci)
+                total += values.sum()
+                continue
+            if closed_form:
+                values, g = fn(rows, ci, with_grad=True)
+                value = values.sum()
+            else:
                 rows.requires_grad_(True)
                 with torch.enable_grad():
                     value = fn(rows, ci).sum()
                 (g,) = torch.autograd.grad(value, rows)
-                grad.index_copy_(0, ci, (g / norm).to(grad.dtype))
-                total += value.detach()
+            g = g.div_(norm).to(grad.dtype)
+            if contiguous:
+                grad[start:end] = g
             else:
-                total += fn(rows, ci).sum()
+                grad.index_copy_(0, ci, g)
+            total += value.detach()
         ctx.save_for_backward(grad if needs_grad else torch.empty(0))
         return total / norm
 
@@ -219,7 +236,7 @@ def anchor_log_probs(
     interpolation: Interpolation = "logit",
     temperature: float = 1.0,
 ) -> torch.Tensor:
-    """Log-probabilities of the anchor q_t (METHOD.md, step 4).
+    """Log-probabilities of the anchor q_t (arXiv:2605.04468).
 
     * ``"logit"``: ``log softmax(((1 - alpha) * z_t + alpha * z_sft) / tau)``, at tau = 1 the
       normalised geometric mixture ``p_t^(1-alpha) * p_sft^alpha``.
@@ -245,16 +262,19 @@ def anchor_log_probs(
             f"snapshot logits {tuple(snapshot_logits.shape)} and reference logits "
             f"{tuple(reference_logits.shape)} must have the same shape (same tokens, same vocabulary)"
         )
-    zt = snapshot_logits.float() / temperature
-    zs = reference_logits.float() / temperature
+    zt, zs = snapshot_logits.float(), reference_logits.float()
+    if temperature != 1.0:
+        zt, zs = zt / temperature, zs / temperature
     alpha = float(alpha)
     if interpolation == "logit":
         if alpha == 0.0:
             z = zt
         elif alpha == 1.0:
             z = zs
-        else:  # explicit branches keep 0 * (-inf) out of masked vocabulary entries
+        elif torch.isinf(zt).any() or torch.isinf(zs).any():  # keep 0 * (-inf) out of masked entries
             z = (1.0 - alpha) * zt + alpha * zs
+        else:
+            z = torch.lerp(zt, zs, alpha)
         return torch.log_softmax(z, dim=-1)
     if interpolation == "probability":
         lt = torch.log_softmax(zt, dim=-1)
@@ -284,7 +304,7 @@ def anchored_kl_loss(
     num_response_tokens: int | float | torch.Tensor | None = None,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
 ) -> torch.Tensor:
-    """The Anchored Learning objective (METHOD.md, step 3-4).
+    """The Anchored Learning objective (arXiv:2605.04468).
 
     ``L = (1 - w) * tau^2 * (1/N) sum_k KL(q_t(.|x, y_<k) || p_theta^tau(.|x, y_<k))
     + w * (1/N) sum_k -log p_theta(y_k | x, y_<k)``
@@ -323,14 +343,27 @@ def anchored_kl_loss(
     zt, zs = o["snapshot_logits"], o["reference_logits"]
     tau, w = float(temperature), float(ce_weight)
 
-    def per_token(rows: torch.Tensor, ci: torch.Tensor) -> torch.Tensor:
+    def per_token(rows: torch.Tensor, ci: torch.Tensor, with_grad: bool = False):
+        # closed form: d/dz tau^2 KL(q || softmax(z/tau)) = tau * (softmax(z/tau) - q);
+        #              d/dz -log softmax(z)_y = softmax(z) - onehot(y)
         log_q = anchor_log_probs(_rows(zt, ci), _rows(zs, ci), alpha, interpolation, tau)
-        kl = _kl_rows(log_q, torch.log_softmax(rows / tau, dim=-1)) * (tau * tau)
-        if w == 0.0:
-            return kl
-        nll = -torch.log_softmax(rows, dim=-1).gather(-1, y[ci].unsqueeze(-1)).squeeze(-1)
-        return (1.0 - w) * kl + w * nll
+        log_p = torch.log_softmax(rows / tau if tau != 1.0 else rows, dim=-1)
+        values = _kl_rows(log_q, log_p) * ((1.0 - w) * tau * tau)
+        grad = None
+        if with_grad:
+            grad = log_p.exp_().sub_(log_q.exp_()).mul_((1.0 - w) * tau)  # reuses both buffers
+        del log_q, log_p
+        if w > 0.0:
+            log_p1 = torch.log_softmax(rows, dim=-1)
+            yy = y[ci].unsqueeze(-1)
+            values = values - w * log_p1.gather(-1, yy).squeeze(-1)
+            if with_grad:
+                p1 = log_p1.exp_()
+                p1.scatter_add_(-1, yy, torch.full_like(yy, -1.0, dtype=p1.dtype))
+                grad.add_(p1, alpha=w)
+        return values, grad
 
+    per_token.closed_form = True  # type: ignore[attr-defined]
     return _reduce(s, per_token, idx, norm, chunk_size)
 
 
@@ -396,7 +429,7 @@ def kl_to_reference_loss(
 ) -> torch.Tensor:
     """KL to a fixed reference (usually the base model p0), mean over response tokens.
 
-    ``"forward"``: ``KL(p_ref || p_theta)`` (METHOD.md's "SFT + KL(p0 || p_theta)");
+    ``"forward"``: ``KL(p_ref || p_theta)`` (the paper's "SFT + KL(p0 || p_theta)");
     ``"reverse"``: ``KL(p_theta || p_ref)``.  Shapes, normaliser and errors as in
     :func:`anchored_kl_loss`; also raises ValueError for an unknown direction.
     """
@@ -564,7 +597,7 @@ def anchor_bound_terms(
     temperature: float = 1.0,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
 ) -> dict[str, float]:
-    """The per-iteration KL-bound terms of METHOD.md ("Theory"), mean over response tokens.
+    """The per-iteration KL-bound terms of Anchored Learning (arXiv:2605.04468, theory), mean over response tokens.
 
     All distributions at temperature tau (p_t = softmax(z_t/tau), p_sft = softmax(z_sft/tau)).
 

@@ -35,7 +35,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "default": dict(n_train=96, n_test=48, ref_epochs=3, epochs_per_iteration=1, outer_iterations=3, baseline_epochs=3,
                     mc_limit=100, nll_limit=40, drift_limit=40, batch_size=4, grad_accum=2, learning_rate=1e-4,
                     reference_learning_rate=1e-4, wise_weights=(0.5,)),
-    # the paper's defaults (METHOD.md, step 5); for a GPU
+    # the paper's defaults (arXiv:2605.04468 reference implementation); for a GPU
     "paper": dict(n_train=5000, n_test=500, ref_epochs=3, epochs_per_iteration=5, outer_iterations=5, baseline_epochs=3,
                   mc_limit=1000, nll_limit=500, drift_limit=500, batch_size=16, grad_accum=1, learning_rate=1e-5,
                   reference_learning_rate=1e-5, wise_weights=(0.25, 0.5, 0.75)),
@@ -143,7 +143,7 @@ def load_training_rows(cfg: ExperimentConfig, task) -> list[dict[str, Any]]:
                     if not isinstance(prompt, str) or not isinstance(response, str) or not response:
                         raise KeyError("response")
                 except (json.JSONDecodeError, KeyError) as e:
-                    raise ValueError(f"{cfg.data}:{i}: each line must be a JSON object with string 'prompt' and 'response' fields ({e})") from e
+                    raise ValueError(f"{cfg.data}:{i}: each line must be a JSON object with string 'prompt' and 'response' (or 'completion') fields ({e})") from e
                 rows.append((prompt, response))
         rows = rows[: cfg.n_train] if cfg.n_train else rows
     else:

@@ -355,7 +355,7 @@ class AnchoredSFTTrainer(SFTTrainer):
             )
         self.anchor_history.append(record)
         for k, v in record.items():
-            if k not in ("epoch", "step"):
+            if k not in ("epoch", "step", "outer_iteration"):  # outer_iteration is logged every step
                 self._metrics["train"][f"anchor/{k}"].append(v)
         if self.accelerator.is_main_process:
             os.makedirs(self.args.output_dir, exist_ok=True)
@@ -445,16 +445,20 @@ def train_reference(model, train_dataset, output_dir: str, **config_kwargs) -> s
     """Stage 1 of Anchored Learning: plain SFT of the base model, saved as the reference p_sft.
 
     Args:
-        model: base model id/path or ``PreTrainedModel``.
+        model: base model id/path or ``PreTrainedModel`` (a model object is copied, never changed,
+            so the same object can start the anchored student afterwards).
         train_dataset: the same data (and format) the anchored stage will use.
         output_dir: where the reference is written; the final model is saved there.
-        **config_kwargs: :class:`AnchoredSFTConfig` fields (defaults: 3 epochs, as in METHOD.md);
+        **config_kwargs: :class:`AnchoredSFTConfig` fields (defaults: 3 epochs, as in arXiv:2605.04468);
             ``processing_class`` and ``peft_config`` go to the trainer.
 
     Returns:
         ``output_dir`` (a folder ``from_pretrained`` can load).
     """
     trainer_kwargs = {k: config_kwargs.pop(k) for k in ("processing_class", "peft_config", "callbacks") if k in config_kwargs}
+    if isinstance(model, torch.nn.Module):
+        # train a copy: the caller's object is usually the base model the anchored student starts from
+        model = copy.deepcopy(model)
     config_kwargs.setdefault("num_train_epochs", 3)
     args = AnchoredSFTConfig(output_dir=output_dir, method="sft", **config_kwargs)
     trainer = AnchoredSFTTrainer(model, args=args, train_dataset=train_dataset, **trainer_kwargs)

@@ -1,6 +1,6 @@
 """Gain, degradation and paired-bootstrap confidence intervals.
 
-Conventions (METHOD.md, "Evaluation protocol"): scores are fractions in [0, 1] (accuracy, task
+Conventions (the evaluation protocol of arXiv:2605.04468): scores are fractions in [0, 1] (accuracy, task
 score), so
 
 * gain (percentage points) = 100 * (after - before)   on the target task;
