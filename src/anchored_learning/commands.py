@@ -23,27 +23,35 @@ def run_command(
     baselines: Optional[str] = typer.Option(None, "--baselines", help="Comma-separated: sft_kl, dft, asft, psft, distill, anchored_per_step, wise_ft, lora (preset default: sft_kl,wise_ft; quick: wise_ft)."),
 ) -> None:
     """Run the whole experiment: base eval, reference SFT, Anchored Learning, baselines, report + Pareto plot."""
-    from rich.console import Console
-    from rich.markdown import Markdown
+    from anchored_learning.pipeline import ExperimentConfig, load_training_rows
 
-    from anchored_learning.pipeline import Experiment, ExperimentConfig
-
-    console = Console()
-    if data is not None and not data.is_file():
-        raise typer.BadParameter(f"{data} does not exist", param_hint="--data")
     if data is not None:
-        from anchored_learning.pipeline import load_training_rows
-
+        if not data.is_file():
+            raise typer.BadParameter(f"{data} does not exist", param_hint="--data")
         try:
             load_training_rows(ExperimentConfig(data=str(data)), task=None)
         except ValueError as e:
             raise typer.BadParameter(str(e), param_hint="--data") from None
-    cfg = ExperimentConfig(
+    _run_experiment(ExperimentConfig(
         preset=preset, task=task, model=model, data=str(data) if data else None,
         output_dir=str(output_dir or Path("runs") / f"{task}-{preset}"), seed=seed, anchor_alpha=alpha,
-        anchor_source=anchor_source,
-        baselines=tuple(b.strip() for b in baselines.split(",") if b.strip()) if baselines else None,
-    )
+        anchor_source=anchor_source, baselines=_csv(baselines),
+    ))
+
+
+def _csv(value: str | None) -> tuple[str, ...] | None:
+    """"a, b" -> ("a", "b"); None stays None (the preset decides)."""
+    return tuple(v.strip() for v in value.split(",") if v.strip()) if value else None
+
+
+def _run_experiment(cfg) -> None:
+    """Run an experiment with console progress, then print the table and where the files are."""
+    from rich.console import Console
+    from rich.markdown import Markdown
+
+    from anchored_learning.pipeline import Experiment
+
+    console = Console()
     try:
         exp = Experiment(cfg, console_log=lambda s: console.print(s, markup=False))
     except ValueError as e:
@@ -119,20 +127,8 @@ def sweep_command(
     baselines: Optional[str] = typer.Option(None, "--baselines", help="Comma-separated baselines (preset default if omitted)."),
 ) -> None:
     """Run the main experiment plus a hyper-parameter grid per method, all drawn on one Pareto frontier."""
-    from rich.console import Console
-    from rich.markdown import Markdown
+    from anchored_learning.pipeline import ExperimentConfig
 
-    from anchored_learning.pipeline import Experiment, ExperimentConfig
-
-    console = Console()
-    cfg = ExperimentConfig(preset=preset, task=task, model=model, seed=seed,
-                           output_dir=str(output_dir or Path("runs") / f"{task}-{preset}-sweep"),
-                           baselines=tuple(b.strip() for b in baselines.split(",") if b.strip()) if baselines else None,
-                           sweep=tuple(grid))
-    try:
-        exp = Experiment(cfg, console_log=lambda s: console.print(s, markup=False))
-    except ValueError as e:
-        raise typer.BadParameter(str(e)) from None
-    out = exp.run()
-    console.print(Markdown((exp.out / "results.md").read_text()))
-    console.print(f"\n[bold green]done[/] in {out['wall_time_s'] / 60:.1f} min. Results in [bold]{exp.out}[/]")
+    _run_experiment(ExperimentConfig(preset=preset, task=task, model=model, seed=seed,
+                                     output_dir=str(output_dir or Path("runs") / f"{task}-{preset}-sweep"),
+                                     baselines=_csv(baselines), sweep=tuple(grid)))
