@@ -141,10 +141,8 @@ class AnchoredSFTTrainer(SFTTrainer):
     # ------------------------------------------------------------------ validation
 
     def _check_reference_path(self, ref) -> None:
-        if isinstance(ref, (str, os.PathLike)):
-            p = Path(ref)
-            if not p.exists() and (str(ref).startswith((".", "/")) or os.sep in str(ref) and not _looks_like_hub_id(str(ref))):
-                raise ValueError(f"reference_model {str(ref)!r} does not exist: train the reference first (train_reference)")
+        if isinstance(ref, (str, os.PathLike)) and not Path(ref).exists() and not _looks_like_hub_id(str(ref)):
+            raise ValueError(f"reference_model {str(ref)!r} does not exist: train the reference first (train_reference)")
 
     def _reference_vocab(self) -> int:
         ref = self._reference_arg if self._reference_arg is not None else self.args.reference_model
@@ -434,8 +432,9 @@ class AnchoredSFTTrainer(SFTTrainer):
 
 
 def _looks_like_hub_id(s: str) -> bool:
+    """``name`` or ``org/name`` (not a relative or absolute filesystem path)."""
     parts = s.split("/")
-    return len(parts) == 2 and all(parts) and not s.startswith((".", "/"))
+    return len(parts) <= 2 and all(parts) and not s.startswith((".", "/", "~"))
 
 
 # ---------------------------------------------------------------------- convenience entry points
