@@ -1,0 +1,64 @@
+"""Can SmolLM2-135M learn iGSM within a CPU budget?  Reference SFT only, then target accuracy.
+
+Usage: python results/igsm-calibration/calibrate.py --op-max 2 --n-train 256 --epochs 3 --lr 1e-4
+Writes results/igsm-calibration/<tag>.json (config, seed, machine, wall time, scores).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import torch
+from datasets import Dataset
+
+from anchored_learning.evaluation.suites import evaluate, register_task
+from anchored_learning.models import load_model_and_tokenizer, resolve_model_path
+from anchored_learning.tasks.igsm import IGSMTask
+from anchored_learning.trainer import train_reference
+
+ap = argparse.ArgumentParser()
+ap.add_argument("--op-min", type=int, default=1)
+ap.add_argument("--op-max", type=int, default=2)
+ap.add_argument("--n-train", type=int, default=256)
+ap.add_argument("--n-test", type=int, default=32)
+ap.add_argument("--epochs", type=float, default=3)
+ap.add_argument("--lr", type=float, default=1e-4)
+ap.add_argument("--batch-size", type=int, default=8)
+ap.add_argument("--seed", type=int, default=0)
+ap.add_argument("--workdir", default="runs/igsm-calibration")
+a = ap.parse_args()
+tag = f"op{a.op_min}-{a.op_max}_n{a.n_train}_ep{a.epochs:g}_lr{a.lr:g}_seed{a.seed}"
+t0 = time.perf_counter()
+task = IGSMTask(op_min=a.op_min, op_max=a.op_max)
+register_task("igsm", lambda: task)
+rows = [{"prompt": [{"role": "user", "content": e.prompt}], "completion": [{"role": "assistant", "content": e.response}]}
+        for e in task.examples("train", a.n_train, seed=a.seed)]
+path = resolve_model_path()
+model, tok = load_model_and_tokenizer(path)
+base_eval = evaluate(model, tok, ["igsm"], limit=a.n_test, seed=a.seed, batch_size=8)["results"]["igsm"]
+t1 = time.perf_counter()
+ref = train_reference(model, Dataset.from_list(rows), f"{a.workdir}/{tag}", processing_class=tok,
+                      num_train_epochs=a.epochs, learning_rate=a.lr, per_device_train_batch_size=a.batch_size,
+                      lr_scheduler_type="cosine", warmup_steps=0.1, max_length=512, report_to="none",
+                      save_strategy="no", logging_steps=4, seed=a.seed)
+train_s = time.perf_counter() - t1
+from transformers import AutoModelForCausalLM
+
+sft = AutoModelForCausalLM.from_pretrained(ref).eval()
+sft_eval = evaluate(sft, tok, ["igsm"], limit=a.n_test, seed=a.seed, batch_size=8)["results"]["igsm"]
+out = {
+    "config": vars(a), "tag": tag,
+    "base_igsm": base_eval["primary"], "sft_igsm": sft_eval["primary"], "n_test": sft_eval["n"],
+    "sft_predictions_first3": sft_eval["predictions"][:3],
+    "train_time_s": train_s, "wall_time_s": time.perf_counter() - t0,
+    "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch": torch.__version__,
+                "loadavg_end": os.getloadavg()},
+}
+dest = Path(__file__).with_name(f"{tag}.json")
+dest.write_text(json.dumps(out, indent=2))
+print(json.dumps({k: out[k] for k in ("tag", "base_igsm", "sft_igsm", "n_test", "train_time_s", "wall_time_s")}))
