@@ -563,19 +563,20 @@ def psft_loss(
     return _reduce(s, per_token, idx, norm, chunk_size)
 
 
-def token_logprobs(logits: torch.Tensor, labels: torch.Tensor, chunk_size: int = DEFAULT_CHUNK_SIZE) -> torch.Tensor:
+def token_logprobs(logits: torch.Tensor | LogitRows, labels: torch.Tensor, chunk_size: int = DEFAULT_CHUNK_SIZE) -> torch.Tensor:
     """``log p(y_k)`` at every position, ``[..., V] x [...] -> [...]`` float32, 0 where label is -100.
 
+    ``logits`` may be a tensor or :class:`LogitRows` (e.g. cached hidden states x a frozen head).
     No gradient (used for PSFT's old policy).
     """
-    flat = logits.reshape(-1, logits.shape[-1])
+    flat = _flat_rows(logits, "logits")
     y = labels.reshape(-1)
-    out = torch.zeros(y.shape, dtype=torch.float32, device=logits.device)
+    out = torch.zeros(y.shape, dtype=torch.float32, device=labels.device)
     idx = (y != IGNORE_INDEX).nonzero(as_tuple=True)[0]
     with torch.no_grad():
         for start in range(0, idx.numel(), chunk_size):
             ci = idx[start : start + chunk_size]
-            out[ci] = torch.log_softmax(flat[ci].float(), -1).gather(-1, y[ci].unsqueeze(-1)).squeeze(-1)
+            out[ci] = torch.log_softmax(_rows(flat, ci), -1).gather(-1, y[ci].unsqueeze(-1)).squeeze(-1)
     return out.reshape(labels.shape)
 
 

@@ -219,7 +219,7 @@ class Experiment:
         base.update(kw)
         return AnchoredSFTConfig(**base)
 
-    def _train(self, name: str, args, reference=None, peft_config=None) -> Path:
+    def _train(self, name: str, args, peft_config=None) -> Path:
         from anchored_learning.models import load_model_and_tokenizer
         from anchored_learning.trainer import AnchoredSFTTrainer
 
@@ -230,7 +230,7 @@ class Experiment:
         self.log(f"[train] {name} ({args.method})")
         model, tok = load_model_and_tokenizer(self.model_path)
         trainer = AnchoredSFTTrainer(model, args=args, train_dataset=self.dataset, processing_class=tok,
-                                     peft_config=peft_config, reference_model=reference)
+                                     peft_config=peft_config)
         ckpts = list(Path(args.output_dir).glob("checkpoint-*"))
         t0 = time.perf_counter()
         trainer.train(resume_from_checkpoint=bool(ckpts) or None)

@@ -307,8 +307,8 @@ class AnchoredSFTTrainer(SFTTrainer):
             return source.logits(index, inputs["labels"])
         with torch.no_grad():
             h = response_hidden_states(source, inputs["input_ids"], inputs.get("attention_mask"), inputs["labels"])
-        w, b = backbone_and_head(source)[1].weight, getattr(backbone_and_head(source)[1], "bias", None)
-        return ProjectedLogits(h, w, b)
+        head = backbone_and_head(source)[1]
+        return ProjectedLogits(h, head.weight, getattr(head, "bias", None))
 
     def _maybe_refresh(self, model: torch.nn.Module) -> None:
         if not self.args.needs_snapshot:
@@ -394,10 +394,7 @@ class AnchoredSFTTrainer(SFTTrainer):
             loss = fn(student, base, y, kl_coef=a.kl_coef, direction=a.kl_direction, **common)
         elif a.method == "psft":
             old = self._anchor_logits(self._snapshot, inputs, index)
-            old_lp = torch.zeros(y.shape, dtype=torch.float32, device=y.device)
-            for s in range(0, y.numel(), a.anchor_chunk_size):
-                rows = torch.arange(s, min(s + a.anchor_chunk_size, y.numel()), device=y.device)
-                old_lp[rows] = torch.log_softmax(old[rows], -1).gather(-1, y[rows].unsqueeze(-1)).squeeze(-1)
+            old_lp = O.token_logprobs(old, y, chunk_size=a.anchor_chunk_size)
             loss = O.psft_loss(student, old_lp, y, epsilon=a.psft_epsilon, **common)
         else:  # anchored, anchored_per_step, distill
             ref = self._anchor_logits(self._reference, inputs, index)
