@@ -131,6 +131,21 @@ def test_generation_stops_at_eos(tiny):
         h.remove()
 
 
+def test_stop_regex_cuts_only_the_matching_sequence(tiny):
+    import re
+
+    model, tok = tiny
+    prompts = ["hello", "a much longer prompt"]
+    full = generate(model, tok, prompts, max_new_tokens=24, batch_size=2)
+    assert len(full[0]) >= 8, full  # the random tiny model does produce text here
+    pattern = re.escape(full[0][2:6])
+    assert not re.search(pattern, full[1])
+    cut = generate(model, tok, prompts, max_new_tokens=24, batch_size=2, stop_regex=pattern)
+    # greedy decoding is unchanged up to the first match, then that sequence stops
+    assert cut[0] == full[0][:6].strip()
+    assert cut[1] == full[1]
+
+
 # ------------------------------------------------------------------ NLL and drift
 def test_mean_nll_matches_manual(tiny):
     model, tok = tiny

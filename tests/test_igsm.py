@@ -1,7 +1,7 @@
 """Tests for the iGSM target task.
 
 The checks here do not trust the generator: an independent parser reads the natural-language
-problem, evaluates the definitions (mod 23) by recursion, re-derives the answer, re-checks every
+problem, evaluates the definitions (mod 23, or plain integers for the "add" variant) by recursion, re-derives the answer, re-checks every
 arithmetic step of the gold solution, and rebuilds the solution dependency graph to compute an
 exact (brute-force) canonical form for the train/test leakage check.  Only the vocabulary table
 ``CHAINS`` (which names are items and which are categories, and their layers) is imported.
@@ -57,7 +57,9 @@ class Problem:
     def __init__(self, prompt: str) -> None:
         lines = prompt.split("\n")
         assert len(lines) == 3, lines
-        assert "modulo 23" in lines[0] and "Answer: <number>" in lines[0]
+        assert "Answer: <number>" in lines[0]
+        # the paper's iGSM says "modulo 23"; the "add" variant has no modulus
+        self.mod = P if "modulo 23" in lines[0] else None
         q = re.fullmatch(r"Question: What is the number of each (.+?)'s (.+?)\?", lines[2])
         assert q, lines[2]
         self.question = (q.group(1), q.group(2))
@@ -116,13 +118,13 @@ class Problem:
                 "sub": lambda: v[0] - v[1],
                 "mul": lambda: v[0] * v[1],
             }[kind]()
-            return res % P
+            return res % self.mod if self.mod else res
         x, y = p
         total = 0
         for b in self.children[x]:
             per = 1 if CATEGORY_OF[b] == y else self.value((b, y), stack)
             total += self.value((x, b), stack) * per
-        return total % P
+        return total % self.mod if self.mod else total
 
     def needed(self) -> set[tuple[str, str]]:
         seen: set[tuple[str, str]] = set()
@@ -220,8 +222,9 @@ def check_solution(prob: Problem, response: str) -> tuple[int, int]:
                 for sym, num in ((x, nx), (y, ny)):
                     expect = var[sym] if sym.isalpha() else int(sym)  # KeyError: undefined letter
                     assert expect == int(num), f"{sym} is {expect}, not {num}: {eq}"
-                got = {"+": int(nx) + int(ny), "-": int(nx) - int(ny), "*": int(nx) * int(ny)}[op] % P
-                assert got == int(res), f"arithmetic: {eq} (mod 23 gives {got})"
+                got = {"+": int(nx) + int(ny), "-": int(nx) - int(ny), "*": int(nx) * int(ny)}[op]
+                got = got % prob.mod if prob.mod else got
+                assert got == int(res), f"arithmetic: {eq} (gives {got})"
                 var[lhs] = got
                 n_ops += 1
                 continue
@@ -235,7 +238,7 @@ def check_solution(prob: Problem, response: str) -> tuple[int, int]:
                 assert param in prob.defs and prob.defs[param][0] == "const", line
             var[v] = int(cm.group(cm.lastindex))
         assert v in var, f"step never computes {v}: {line}"
-        assert 0 <= var[v] < P
+        assert 0 <= var[v] < P if prob.mod else var[v] > 0
         assert var[v] == prob.value(param), f"{param} is {prob.value(param)}, step says {var[v]}"
         defined.append(param)
         last = v
@@ -304,6 +307,60 @@ def test_larger_op_solutions_also_check():
             prob = Problem(p.prompt)
             assert p.answer == prob.value(prob.question)
             assert check_solution(prob, p.solution) == (p.answer, op)
+
+
+@pytest.fixture(scope="module")
+def add_task() -> IGSMTask:
+    return IGSMTask(op_min=1, op_max=4, arithmetic="add")
+
+
+@pytest.mark.parametrize("split", ["train", "test"])
+def test_add_variant_rederived_independently(add_task, split):
+    exs = add_task.examples(split, 120, seed=3)
+    kinds = collections.Counter()
+    for ex in exs:
+        prob = Problem(ex.prompt)
+        assert prob.mod is None and "modulo" not in ex.prompt
+        truth = prob.value(prob.question)
+        assert ex.answer == truth
+        assert check_solution(prob, ex.response) == (truth, ex.meta["op"])
+        kinds.update(k for k, _, _ in prob.defs.values())
+        # two layers, so every abstract parameter is a plain sum: no product anywhere
+        assert "*" not in ex.response
+        for kind, c, _ in prob.defs.values():
+            assert c is None or 1 <= c <= 9
+        assert ex.meta["arithmetic"] == "add"
+        # answers are sums of at most op + 1 constants of 1..9 (abstract sums may repeat one)
+        assert 1 <= ex.answer
+        assert add_task.score(ex, ex.response) == 1.0
+        assert add_task.score(ex, f"Answer: {ex.answer + 23}") == 0.0  # no modulus
+    assert set(kinds) == {"const", "add_const", "add"}
+
+
+def test_add_variant_keeps_splits_disjoint(add_task):
+    tr = add_task.examples("train", 200, seed=0)
+    te = add_task.examples("test", 60, seed=0)
+    forms = {split: {exact_canonical_form(*Problem(e.prompt).dag()) for e in exs}
+             for split, exs in (("train", tr), ("test", te))}
+    assert not forms["train"] & forms["test"]
+
+
+def test_bad_arithmetic():
+    with pytest.raises(ValueError, match="arithmetic must be one of"):
+        IGSMTask(arithmetic="mod7")
+    with pytest.raises(ValueError, match="arithmetic must be one of"):
+        generate_problem(0, 2, arithmetic="")
+
+
+def test_stop_regex_matches_only_a_finished_answer(task):
+    rx = re.compile(task.stop_regex)
+    assert rx.search("x = 3.\nAnswer: 12\n")
+    assert rx.search("Answer: 12<")  # any non-digit ends the number
+    assert not rx.search("x = 3.\nAnswer: 1")  # the number may still grow
+    assert not rx.search("Define p as q; so p = 4.\n")
+    for ex in task.examples("test", 20, seed=1):
+        m = rx.search(ex.response + "\n")
+        assert m and extract_answer(ex.response[: m.end()]) == ex.answer
 
 
 def test_determinism_and_prefix(task):

@@ -4,14 +4,18 @@ Prompts are wrapped as one user turn (plus an optional system turn) with the tok
 template and ``add_generation_prompt=True``, tokenised without extra special tokens, sorted by
 length, left-padded and decoded greedily up to a token budget; each sequence stops at EOS (the
 tokenizer's and the generation config's EOS ids, plus ``<|im_end|>`` / ``<|eot_id|>`` /
-``<end_of_turn>`` when the vocabulary has them).  Outputs come back in input order.
+``<end_of_turn>`` when the vocabulary has them), and, when a ``stop_regex`` is given, as soon as
+its decoded new text matches it (e.g. a task's "final answer given" pattern).  Outputs come back
+in input order.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 import torch
+from transformers import StoppingCriteria
 
 from anchored_learning.evaluation._util import encode, eval_mode, model_device, pad_id, progress_bar
 
@@ -46,6 +50,31 @@ def stop_token_ids(model, tokenizer) -> list[int]:
     return sorted(ids)
 
 
+class RegexStop(StoppingCriteria):
+    """Stop each sequence once its new text (decoded from ``prompt_len`` on) matches ``pattern``.
+
+    Args:
+        tokenizer: decodes the new tokens (special tokens skipped).
+        pattern: a regular expression searched in the new text of every sequence.
+        prompt_len: number of (left-padded) prompt positions in ``input_ids``.
+
+    ``__call__`` takes ``input_ids`` [B, T] and returns a bool tensor [B] (True = done), as
+    :class:`transformers.StoppingCriteria` requires.  Only the last ``window`` new tokens are
+    decoded, so the cost per step does not grow with the output.
+    """
+
+    def __init__(self, tokenizer, pattern: str, prompt_len: int, window: int = 32) -> None:
+        self.tokenizer = tokenizer
+        self.regex = re.compile(pattern)
+        self.prompt_len = int(prompt_len)
+        self.window = int(window)
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs) -> torch.BoolTensor:
+        new = input_ids[:, self.prompt_len:][:, -self.window:].tolist()
+        done = [bool(self.regex.search(self.tokenizer.decode(row, skip_special_tokens=True))) for row in new]
+        return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
+
+
 def generate(
     model,
     tokenizer,
@@ -57,6 +86,7 @@ def generate(
     chat: bool = True,
     progress: bool = False,
     desc: str = "generate",
+    stop_regex: str | None = None,
 ) -> list[str]:
     """Greedy completions of ``prompts`` (one string per prompt, in input order).
 
@@ -65,6 +95,9 @@ def generate(
         max_new_tokens: generation budget per prompt (tokens).
         batch_size: prompts per ``generate`` call (left-padded).
         system: optional system turn.
+        stop_regex: stop a sequence as soon as its new text matches this regular expression
+            (the text up to that point is kept; e.g. ``Answer\\s*:\\s*\\d+\\D`` ends a solution
+            right after its final answer instead of letting it run to the budget).
 
     Returns:
         The decoded new text, cut at the first stop token, special tokens removed, stripped of
@@ -99,8 +132,9 @@ def generate(
             for r, i in enumerate(batch):  # left padding
                 inp[r, T - len(ids[i]):] = torch.tensor(ids[i], dtype=torch.long)
                 mask[r, T - len(ids[i]):] = 1
+            criteria = [RegexStop(tokenizer, stop_regex, T)] if stop_regex else None
             out = model.generate(input_ids=inp.to(device), attention_mask=mask.to(device),
-                                 generation_config=gen_cfg)
+                                 generation_config=gen_cfg, stopping_criteria=criteria)
             new = out[:, T:].tolist()
             for r, i in enumerate(batch):
                 toks = new[r]

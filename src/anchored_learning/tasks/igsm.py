@@ -35,6 +35,10 @@ which only merges two shapes into one split and can never leak).
 Answers are exactly uniform on ``0..22``: after the graph is built, one constant leaf on which
 the answer depends bijectively is re-solved so the answer equals a uniformly drawn target
 (problems with no such leaf are rejected).
+
+``arithmetic="add"`` (not in the paper; our easier variant for models too small to learn mod-23
+arithmetic from a few hundred examples): two-layer structures (abstract parameters are plain
+sums), only "N more than" and "sum of" definitions, constants 1..9, no modulus, answers as drawn.
 """
 
 from __future__ import annotations
@@ -98,6 +102,14 @@ INSTRUCTION = (
     'Solve the problem step by step, doing all arithmetic modulo 23, and end with a line '
     '"Answer: <number>".'
 )
+#: instruction of the ``arithmetic="add"`` variant (plain integers, no modulus)
+INSTRUCTION_ADD = 'Solve the problem step by step and end with a line "Answer: <number>".'
+#: ``arithmetic`` choices: "mod23" is the paper's; "add" is an easier variant (see IGSMTask)
+ARITHMETIC = ("mod23", "add")
+#: constants of the "add" variant are drawn from 1..ADD_CONST_MAX
+ADD_CONST_MAX = 9
+#: regex that matches once a generated solution has given its final answer (for stop criteria)
+ANSWER_DONE_REGEX = r"Answer\s*:\s*\**\s*-?\d+\D"
 
 # Definition kinds of instance parameters -> number of binary operations they perform.
 _LOCAL_OPS = {"const": 0, "add_const": 1, "mul_const": 1, "add": 1, "sub": 1, "mul": 1}
@@ -117,7 +129,7 @@ class IGSMProblem:
     Attributes:
         prompt: instruction line, the shuffled definition sentences, and the question.
         solution: the step-by-step gold solution ending with ``Answer: N``.
-        answer: the asked parameter's value, in ``0..22``.
+        answer: the asked parameter's value, in ``0..22`` (``arithmetic="add"``: a positive integer).
         op: number of binary operations in the solution.
         graph_hash: canonical hash of the solution dependency graph (see module docstring).
         n_sentences: number of definition sentences (= instance parameters).
@@ -204,10 +216,13 @@ def split_of_hash(graph_hash: str, test_percent: int = 20) -> str:
 class _Graph:
     """Structure graph + definitions of one candidate problem (internal)."""
 
-    def __init__(self, rng: random.Random, op: int) -> None:
+    def __init__(self, rng: random.Random, op: int, arithmetic: str = "mod23") -> None:
+        self.arithmetic = arithmetic
+        self.mod: int | None = MOD if arithmetic == "mod23" else None
         self.chain_idx = rng.randrange(len(CHAINS))
         chain = CHAINS[self.chain_idx]
-        depth = rng.randint(2, 3 if op <= 4 else 4)
+        # "add": two layers only, so abstract parameters are plain sums (no products)
+        depth = 2 if arithmetic == "add" else rng.randint(2, 3 if op <= 4 else 4)
         start = rng.randint(0, len(chain) - depth)
         max_items = 2 if op <= 3 else 3
         self.layers: list[tuple[str, list[str]]] = []
@@ -296,7 +311,8 @@ class _Graph:
         return out
 
     def evaluate(self, only: Key | None = None) -> dict[Key, int]:
-        """Values (mod 23) of every parameter, or only of ``only`` and what it needs."""
+        """Values (mod 23, or plain integers for "add") of every parameter, or only of ``only``
+        and what it needs."""
         values: dict[Key, int] = {}
 
         def val(k: Key) -> int:
@@ -317,7 +333,7 @@ class _Graph:
                 v = 0
                 for inst, sub in self.abs_terms(k):
                     v += val(inst) * (val(sub) if sub is not None else 1)
-            values[k] = v % MOD
+            values[k] = v % self.mod if self.mod else v
             return values[k]
 
         for k in [only] if only is not None else list(self.defs) + self.abstract:
@@ -333,13 +349,18 @@ class _Graph:
         defined_set: set[Key] = set()
         for p in params:
             avail = defined + [k for k in self.abstract if expansions[k] <= defined_set]
+            add_only = self.arithmetic == "add"
             if not avail or rng.random() < _P_CONST:
-                self.defs[p] = ("const", (), rng.randrange(MOD))
+                self.defs[p] = ("const", (), rng.randint(1, ADD_CONST_MAX) if add_only else rng.randrange(MOD))
             else:
-                kinds = [k for k in _EXPR_KINDS if len(avail) >= 2 or k.endswith("_const")]
+                kinds = [k for k in (("add_const", "add") if add_only else _EXPR_KINDS)
+                         if len(avail) >= 2 or k.endswith("_const")]
                 kind = rng.choice(kinds)
                 if kind.endswith("_const"):
-                    c = rng.randint(1, MOD - 1) if kind == "add_const" else rng.randint(2, MOD - 1)
+                    if add_only:
+                        c = rng.randint(1, ADD_CONST_MAX)
+                    else:
+                        c = rng.randint(1, MOD - 1) if kind == "add_const" else rng.randint(2, MOD - 1)
                     self.defs[p] = (kind, (rng.choice(avail),), c)
                 else:
                     self.defs[p] = (kind, tuple(rng.sample(avail, 2)), 0)
@@ -410,7 +431,8 @@ def _solution(g: _Graph, question: Key, values: dict[Key, int], rng: random.Rand
     n_ops = 0
 
     def eq(lhs: str, x: str, xv: int, sym: str, y: str, yv: int) -> tuple[str, int]:
-        v = {"+": xv + yv, "-": xv - yv, "*": xv * yv}[sym] % MOD
+        v = {"+": xv + yv, "-": xv - yv, "*": xv * yv}[sym]
+        v = v % g.mod if g.mod else v
         return f"{lhs} = {x} {sym} {y} = {xv} {sym} {yv} = {v}", v
 
     for k in order:
@@ -466,10 +488,11 @@ def _solution(g: _Graph, question: Key, values: dict[Key, int], rng: random.Rand
 
 
 def _try_generate(
-    rng: random.Random, op: int, max_distractors: int, split: str | None = None, test_percent: int = 20
+    rng: random.Random, op: int, max_distractors: int, split: str | None = None, test_percent: int = 20,
+    arithmetic: str = "mod23",
 ) -> IGSMProblem | None:
     """One attempt; None when the candidate is rejected (wrong op, split, or no uniform leaf)."""
-    g = _Graph(rng, op)
+    g = _Graph(rng, op, arithmetic)
     g.assign_definitions(rng)
     n_sent = len(g.edges)
     needs: dict[Key, frozenset[Key]] = {}
@@ -502,10 +525,11 @@ def _try_generate(
     if split is not None and split_of_hash(graph_hash, test_percent) != split:
         return None
     # make the answer uniform: re-solve one constant leaf the answer depends on bijectively
+    # ("add": no modulus, answers are sums of small constants and are left as drawn)
     leaves = [x for x in clo if x[0] == "inst" and g.defs[x][0] == "const"]
     rng.shuffle(leaves)
     target = rng.randrange(MOD)
-    for leaf in leaves:
+    for leaf in leaves if g.mod else ():
         kind, args, old = g.defs[leaf]
         preimage: dict[int, int] = {}
         for c in range(MOD):
@@ -516,7 +540,8 @@ def _try_generate(
             break
         g.defs[leaf] = (kind, args, old)
     else:
-        return None
+        if g.mod:
+            return None
     values = g.evaluate()
     sol = _solution(g, question, values, rng)
     if sol is None:
@@ -525,7 +550,8 @@ def _try_generate(
     assert n_ops == op, (n_ops, op)
     sentences = [_sentence(k, *g.defs[k]) for k in sorted(g.defs)]
     rng.shuffle(sentences)
-    prompt = f"{INSTRUCTION}\n{' '.join(sentences)}\nQuestion: What is the number of {_phrase(question)}?"
+    instruction = INSTRUCTION if g.mod else INSTRUCTION_ADD
+    prompt = f"{instruction}\n{' '.join(sentences)}\nQuestion: What is the number of {_phrase(question)}?"
     return IGSMProblem(
         prompt=prompt,
         solution=solution,
@@ -547,7 +573,14 @@ def _check_op(op: int) -> None:
         raise ValueError(f"op must be <= {OP_LIMIT} (OP_LIMIT), got {op}; use a smaller op")
 
 
-def generate_problem(rng: random.Random | int, op: int, max_distractors: int = 2) -> IGSMProblem:
+def _check_arithmetic(arithmetic: str) -> None:
+    if arithmetic not in ARITHMETIC:
+        raise ValueError(f"arithmetic must be one of {ARITHMETIC}, got {arithmetic!r}")
+
+
+def generate_problem(
+    rng: random.Random | int, op: int, max_distractors: int = 2, arithmetic: str = "mod23"
+) -> IGSMProblem:
     """Generate one iGSM problem whose solution takes exactly ``op`` operations.
 
     Args:
@@ -555,22 +588,25 @@ def generate_problem(rng: random.Random | int, op: int, max_distractors: int = 2
             never used, so equal seeds give equal problems.
         op: number of binary operations (+, -, *) the solution performs, 1..``OP_LIMIT``.
         max_distractors: at most this many definition sentences the solution does not need.
+        arithmetic: "mod23" (the paper's) or "add" (see :class:`IGSMTask`).
 
     Returns:
         An :class:`IGSMProblem` (any split; see :class:`IGSMTask` for split assignment).
 
     Raises:
-        ValueError: ``op`` outside 1..OP_LIMIT or ``max_distractors`` negative.
+        ValueError: ``op`` outside 1..OP_LIMIT, ``max_distractors`` negative or an unknown
+            ``arithmetic``.
         RuntimeError: no valid problem found after many attempts (should not happen for
             supported ``op``).
     """
     _check_op(op)
+    _check_arithmetic(arithmetic)
     if max_distractors < 0:
         raise ValueError(f"max_distractors must be >= 0, got {max_distractors}")
     if not isinstance(rng, random.Random):
         rng = random.Random(rng)
     for _ in range(_MAX_ATTEMPTS):
-        out = _try_generate(rng, op, max_distractors)
+        out = _try_generate(rng, op, max_distractors, arithmetic=arithmetic)
         if out is not None:
             return out
     raise RuntimeError(f"could not generate an iGSM problem with op={op}; try a smaller op")
@@ -611,10 +647,17 @@ class IGSMTask:
         max_distractors: at most this many unneeded definition sentences per problem.
         n_train, n_test: sizes returned by :meth:`examples` when ``n`` is ``None``.
         test_percent: percentage of graph-hash buckets reserved for the test split.
+        arithmetic: ``"mod23"`` (default): the paper's iGSM, every value modulo 23, operations
+            +, -, * and three-layer structures whose abstract parameters need products.
+            ``"add"``: an easier variant of our own (not in the paper) for small models: two
+            layers, only "N more than" and "sum of" definitions, constants 1..9, plain integer
+            answers (not uniform; a sum of ``op + 1`` or fewer constants).  The dependency-graph
+            reasoning and the solution format are the same.
 
     Raises:
         ValueError: ``op_min > op_max``, ``op_min < 1``, ``op_max > OP_LIMIT``, negative sizes,
-            negative ``max_distractors`` or ``test_percent`` outside 1..99.
+            negative ``max_distractors``, ``test_percent`` outside 1..99, or an unknown
+            ``arithmetic``.
     """
 
     name = "igsm"
@@ -627,8 +670,10 @@ class IGSMTask:
         n_train: int = 5000,
         n_test: int = 500,
         test_percent: int = 20,
+        arithmetic: str = "mod23",
     ) -> None:
         _check_op(op_min)
+        _check_arithmetic(arithmetic)
         _check_op(op_max)
         if op_min > op_max:
             raise ValueError(f"op_min ({op_min}) must be <= op_max ({op_max}); swap or widen them")
@@ -642,6 +687,9 @@ class IGSMTask:
         self.max_distractors = max_distractors
         self.sizes = {"train": n_train, "test": n_test}
         self.test_percent = test_percent
+        self.arithmetic = arithmetic
+        #: generation may stop once this regex matches the new text (the answer is given)
+        self.stop_regex = ANSWER_DONE_REGEX
         # ~45 tokens per operation step and per copy/constant step, plus the answer line;
         # generous so a correct solution is never truncated (checked in tests against gold).
         self.max_new_tokens = 48 + 64 * op_max
@@ -669,7 +717,7 @@ class IGSMTask:
         for i in range(n):
             op = self.op_min + i % span
             for _ in range(_MAX_ATTEMPTS):
-                p = _try_generate(rng, op, self.max_distractors, split, self.test_percent)
+                p = _try_generate(rng, op, self.max_distractors, split, self.test_percent, self.arithmetic)
                 if p is not None and p.prompt not in seen:
                     break
             else:
@@ -690,6 +738,7 @@ class IGSMTask:
                         "n_sentences": p.n_sentences,
                         "n_distractors": p.n_distractors,
                         "chain": p.chain,
+                        "arithmetic": self.arithmetic,
                     },
                     uid="igsm-" + hashlib.sha1(p.prompt.encode()).hexdigest()[:16],
                 )
@@ -697,11 +746,14 @@ class IGSMTask:
         return out
 
     def score(self, example: Example, prediction: str) -> float:
-        """1.0 if the extracted answer is congruent to the gold answer modulo 23, else 0.0.
+        """1.0 if the extracted answer is congruent to the gold answer modulo 23 (``"add"``:
+        equal to it), else 0.0.
 
         See :func:`extract_answer` for extraction; no answer scores 0.0.
         """
         got = extract_answer(prediction)
         if got is None:
             return 0.0
+        if self.arithmetic == "add":
+            return float(got == int(example.answer))
         return float(got % MOD == int(example.answer) % MOD)
