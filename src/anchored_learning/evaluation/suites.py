@@ -8,6 +8,7 @@ name              kind        what is measured (primary metric)
 igsm              generation  ``anchored_learning.tasks.igsm.IGSMTask`` (mean task score)
 medcalc           generation  ``anchored_learning.tasks.medcalc.MedCalcTask`` (mean task score)
 ifeval            generation  ``anchored_learning.tasks.ifeval.IFEvalTask`` (mean task score)
+sciq_chat         generation  held-out: SciQ val asked in chat as lettered multiple choice (accuracy)
 hellaswag         mc          HellaSwag val, lm-eval format (acc_norm)
 arc_easy          mc          ARC-Easy val (acc_norm)
 arc_challenge     mc          ARC-Challenge val (acc_norm)
@@ -78,6 +79,7 @@ TASK_FACTORIES: dict[str, str | Callable[[], Any]] = {
     "igsm": "anchored_learning.tasks.igsm:IGSMTask",
     "medcalc": "anchored_learning.tasks.medcalc:MedCalcTask",
     "ifeval": "anchored_learning.tasks.ifeval:IFEvalTask",
+    "sciq_chat": "anchored_learning.tasks.heldout:SciQChatTask",
 }
 
 SUITES: dict[str, Suite] = {}
@@ -189,7 +191,8 @@ def _run_generation(name, model, tokenizer, limit, seed, batch_size, progress):
     task = get_task(name)
     exs = _task_examples(task, limit, seed)
     preds = generate(model, tokenizer, [e.prompt for e in exs], max_new_tokens=int(task.max_new_tokens),
-                     batch_size=batch_size, progress=progress, desc=name)
+                     batch_size=batch_size, progress=progress, desc=name,
+                     stop_regex=getattr(task, "stop_regex", None))
     scores = [float(task.score(e, p)) for e, p in zip(exs, preds)]
     mean = float(np.mean(scores)) if scores else float("nan")
     return {
