@@ -449,7 +449,8 @@ def train_reference(model, train_dataset, output_dir: str, **config_kwargs) -> s
             ``processing_class`` and ``peft_config`` go to the trainer.
 
     Returns:
-        ``output_dir`` (a folder ``from_pretrained`` can load).
+        ``output_dir`` (a folder ``from_pretrained`` can load, with ``trainer_state.json`` holding
+        the training log history).
     """
     trainer_kwargs = {k: config_kwargs.pop(k) for k in ("processing_class", "peft_config", "callbacks") if k in config_kwargs}
     if isinstance(model, torch.nn.Module):
@@ -465,6 +466,7 @@ def train_reference(model, train_dataset, output_dir: str, **config_kwargs) -> s
     final.save_pretrained(output_dir, safe_serialization=True)
     if trainer.processing_class is not None:
         trainer.processing_class.save_pretrained(output_dir)
+    trainer.state.save_to_json(os.path.join(output_dir, "trainer_state.json"))  # loss curve
     return output_dir
 
 
