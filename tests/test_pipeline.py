@@ -47,7 +47,7 @@ def test_experiment_end_to_end_tiny_model_and_resume(tmp_path):
     cfg = ExperimentConfig(
         preset="quick", model=str(tmp_path / "tiny"), output_dir=str(tmp_path / "run"), n_train=8, n_test=4,
         ref_epochs=1, outer_iterations=2, epochs_per_iteration=1, baseline_epochs=1, mc_limit=4, nll_limit=2,
-        drift_limit=2, heldout=("arc_easy", "heldout_nll"), baselines=("sft_kl", "wise_ft"), max_length=1024, eval_batch_size=4, igsm_op_min=1, igsm_op_max=1,
+        drift_limit=2, heldout=("sciq_chat", "arc_easy", "heldout_nll"), baselines=("sft_kl", "wise_ft"), max_length=1024, eval_batch_size=4, igsm_op_min=1, igsm_op_max=1,
         learning_rate=1e-3, reference_learning_rate=1e-3, sweep=("wise_ft.weight=0.25",),
     )
     out = Experiment(cfg, console_log=lambda s: None).run()
@@ -66,3 +66,85 @@ def test_experiment_end_to_end_tiny_model_and_resume(tmp_path):
     again = Experiment(cfg, console_log=logs.append).run()
     assert all(line.startswith("[skip]") for line in logs), logs
     assert [r["target"] for r in again["rows"]] == [r["target"] for r in out["rows"]]
+
+
+def _row(label, target, gain, deg, hs, drift=None):
+    return {"label": label, "method": label.split("(")[0], "target": target, "gain": gain, "degradation": deg,
+            "heldout": {"hellaswag": hs}, "drift_kl": drift, "drift_kl_target": None, "train_time_s": 10.0}
+
+
+def test_aggregate_seeds_mean_and_sample_sd():
+    from anchored_learning.report import aggregate_seeds, markdown_table_seeds
+
+    runs = [[_row("base", 0.1, 0.0, 0.0, 0.4), _row("sft", 0.5, 40.0, 6.0, 0.30, 0.2), _row("only0", 1, 1, 1, 1)],
+            [_row("base", 0.2, 0.0, 0.0, 0.4), _row("sft", 0.7, 50.0, 2.0, 0.34, 0.4)]]
+    rows = aggregate_seeds(runs)
+    assert [r["label"] for r in rows] == ["base", "sft"]  # a label missing from one seed is dropped
+    sft = rows[1]
+    assert sft["n_seeds"] == 2
+    assert sft["target"] == pytest.approx(0.6) and sft["target_sd"] == pytest.approx(0.1 * 2 ** 0.5)
+    assert sft["gain"] == pytest.approx(45.0) and sft["gain_sd"] == pytest.approx(5 * 2 ** 0.5)
+    assert sft["degradation"] == pytest.approx(4.0) and sft["heldout"]["hellaswag"] == pytest.approx(0.32)
+    assert sft["drift_kl"] == pytest.approx(0.3)
+    assert rows[0]["drift_kl"] is None  # not measured stays unknown, not 0
+    one = aggregate_seeds(runs[:1])
+    assert one[1]["gain_sd"] is None and one[1]["gain"] == 40.0
+    table = markdown_table_seeds(rows, ["hellaswag"])
+    assert "| sft | 0.600 ± 0.141 | +45.0 ± 7.1 | 0.320 ± 0.028 | +4.0 ± 2.8 | 0.300 ± 0.141 | 10 |" in table
+    with pytest.raises(ValueError):
+        aggregate_seeds([])
+
+
+def test_run_seeds_one_folder_per_seed_and_aggregate(tmp_path, monkeypatch):
+    import anchored_learning.pipeline as pl
+
+    seen = []
+
+    def fake_run(self):
+        seen.append((self.cfg.seed, self.cfg.output_dir))
+        s = self.cfg.seed
+        return {"rows": [_row("base", 0.1, 0.0, 0.0, 0.4), _row("anchored", 0.3 + s / 10, 20.0 + 10 * s, 1.0, 0.39)],
+                "wall_time_s": 5.0, "machine": {"cpus": 2}}
+
+    monkeypatch.setattr(pl.Experiment, "run", fake_run)
+    cfg = ExperimentConfig(preset="quick", output_dir=str(tmp_path / "multi"))
+    res = pl.run_seeds(cfg, [0, 2], console_log=lambda s: None)
+    assert seen == [(0, str(tmp_path / "multi" / "seed-0")), (2, str(tmp_path / "multi" / "seed-2"))]
+    anchored = res["rows"][1]
+    assert anchored["gain"] == pytest.approx(30.0) and anchored["gain_sd"] == pytest.approx(200 ** 0.5)
+    saved = json.loads((tmp_path / "multi" / "results.json").read_text())
+    assert saved["seeds"] == [0, 2] and set(saved["per_seed"]) == {"0", "2"}
+    assert (tmp_path / "multi" / "pareto.png").read_bytes()[:4] == b"\x89PNG"
+    assert "± " in (tmp_path / "multi" / "results.md").read_text()
+    for bad in ([], [1, 1]):
+        with pytest.raises(ValueError, match="seeds"):
+            pl.run_seeds(cfg, bad)
+
+
+def test_run_command_rejects_bad_seeds_and_presets_before_any_work(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    import anchored_learning.pipeline as pl
+    from anchored_learning.cli import _register, app
+
+    _register()
+    monkeypatch.setattr(pl.Experiment, "run", lambda self: pytest.fail("must not start"))
+    for argv, msg in ((["--seeds", "0,x"], "not a comma-separated list"), (["--seeds", "1,1"], "distinct"),
+                      (["--preset", "huge"], "unknown preset")):
+        res = CliRunner().invoke(app, ["run", "-o", str(tmp_path / "r"), *argv])
+        assert res.exit_code == 2, res.output
+        assert msg in res.output
+    assert not (tmp_path / "r").exists()
+
+
+def test_presets_resolve_to_valid_igsm_tasks():
+    from anchored_learning.pipeline import PRESETS, make_task
+
+    for name in PRESETS:
+        cfg = ExperimentConfig(preset=name).resolved()
+        task = make_task(cfg)
+        assert (task.op_min, task.op_max, task.arithmetic) == (cfg.igsm_op_min, cfg.igsm_op_max, cfg.igsm_arithmetic)
+        assert cfg.heldout and cfg.baselines
+    assert ExperimentConfig(preset="paper").resolved().igsm_arithmetic == "mod23"  # the paper's iGSM on a GPU
+    with pytest.raises(ValueError, match="igsm_arithmetic"):
+        ExperimentConfig(igsm_arithmetic="mul").resolved()

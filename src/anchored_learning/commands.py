@@ -12,12 +12,13 @@ from anchored_learning.pipeline import PRESETS
 
 
 def run_command(
-    preset: str = typer.Option("default", "--preset", "-p", help=f"One of {sorted(PRESETS)}: 'quick' (13 min measured on 2 idle CPU cores), 'default' (longer; not yet timed), 'paper' (the paper's defaults, for a GPU)."),
+    preset: str = typer.Option("default", "--preset", "-p", help=f"One of {sorted(PRESETS)}: 'quick' (a smoke run of every stage), 'default' (the measured trade-off run; wall times in the README), 'paper' (the paper's defaults, for a GPU)."),
     task: str = typer.Option("igsm", "--task", "-t", help="Target task: igsm, medcalc or ifeval."),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="HF model id or folder (default: the bundled SmolLM2-135M-Instruct)."),
     data: Optional[Path] = typer.Option(None, "--data", help="Your training data: jsonl with 'prompt' and 'response' (or 'completion') fields; replaces the generated training set."),
     output_dir: Optional[Path] = typer.Option(None, "--output-dir", "-o", help="Output folder (default: runs/<task>-<preset>). Re-running resumes."),
     seed: int = typer.Option(0, "--seed"),
+    seeds: Optional[str] = typer.Option(None, "--seeds", help="Comma-separated seeds (e.g. 0,1,2): one run per seed in OUTPUT/seed-N, then a mean ± sd table and plot. Overrides --seed."),
     alpha: float = typer.Option(0.5, "--alpha", help="Anchored Learning alpha."),
     anchor_source: str = typer.Option("cache", "--anchor-source", help="'cache' (exact, one model in memory) or 'live'."),
     baselines: Optional[str] = typer.Option(None, "--baselines", help="Comma-separated: sft_kl, dft, asft, psft, distill, anchored_per_step, wise_ft, lora (preset default: sft_kl,wise_ft; quick: wise_ft)."),
@@ -36,7 +37,7 @@ def run_command(
         preset=preset, task=task, model=model, data=str(data) if data else None,
         output_dir=str(output_dir or Path("runs") / f"{task}-{preset}"), seed=seed, anchor_alpha=alpha,
         anchor_source=anchor_source, baselines=_csv(baselines),
-    ))
+    ), seeds=_seeds(seeds))
 
 
 def _csv(value: str | None) -> tuple[str, ...] | None:
@@ -44,22 +45,36 @@ def _csv(value: str | None) -> tuple[str, ...] | None:
     return tuple(v.strip() for v in value.split(",") if v.strip()) if value else None
 
 
-def _run_experiment(cfg) -> None:
-    """Run an experiment with console progress, then print the table and where the files are."""
+def _seeds(value: str | None) -> list[int] | None:
+    """"0,1,2" -> [0, 1, 2]; None stays None."""
+    if not value:
+        return None
+    try:
+        return [int(v) for v in value.split(",") if v.strip()]
+    except ValueError:
+        raise typer.BadParameter(f"{value!r} is not a comma-separated list of integers", param_hint="--seeds") from None
+
+
+def _run_experiment(cfg, seeds: list[int] | None = None) -> None:
+    """Run an experiment (once, or once per seed) with console progress, then print the table and
+    where the files are."""
     from rich.console import Console
     from rich.markdown import Markdown
 
-    from anchored_learning.pipeline import Experiment
+    from anchored_learning.pipeline import Experiment, run_seeds
 
     console = Console()
-    try:
-        exp = Experiment(cfg, console_log=lambda s: console.print(s, markup=False))
+    log = lambda s: console.print(s, markup=False)  # noqa: E731
+    try:  # validate everything before any work
+        exp = Experiment(cfg, console_log=log)
+        if seeds is not None and (not seeds or len(set(seeds)) != len(seeds)):
+            raise ValueError(f"--seeds must list distinct integers, got {seeds}")
     except ValueError as e:
         raise typer.BadParameter(str(e)) from None
-    out = exp.run()
+    out = run_seeds(cfg, seeds, console_log=log) if seeds else exp.run()
     console.print(Markdown((exp.out / "results.md").read_text()))
     console.print(f"\n[bold green]done[/] in {out['wall_time_s'] / 60:.1f} min. Results in [bold]{exp.out}[/]: "
-                  "results.json, results.md, pareto.png")
+                  "results.json, results.md, pareto.png" + (" (per seed: seed-*/)" if seeds else ""))
 
 
 def train_command(

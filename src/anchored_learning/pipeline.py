@@ -17,7 +17,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import torch
 
@@ -26,22 +26,26 @@ logger = logging.getLogger(__name__)
 DONE = ".complete"
 
 PRESETS: dict[str, dict[str, Any]] = {
-    # 13.3 min measured on an idle 2-core CPU with SmolLM2-135M (results/igsm-quick)
-    "quick": dict(n_train=32, n_test=8, ref_epochs=2, epochs_per_iteration=1, outer_iterations=2, baseline_epochs=2,
-                  mc_limit=24, nll_limit=8, drift_limit=8, batch_size=4, grad_accum=1, learning_rate=1e-4,
-                  reference_learning_rate=1e-4, wise_weights=(0.5,), baselines=("wise_ft",),
-                  heldout=("hellaswag", "arc_easy", "piqa", "heldout_nll")),
-    # not yet timed or calibrated (see results/igsm-calibration)
-    "default": dict(n_train=96, n_test=48, ref_epochs=3, epochs_per_iteration=1, outer_iterations=3, baseline_epochs=3,
-                    mc_limit=100, nll_limit=40, drift_limit=40, batch_size=4, grad_accum=2, learning_rate=1e-4,
-                    reference_learning_rate=1e-4, wise_weights=(0.5,)),
+    # a smoke run of every stage; see README "Results" for its measured wall time
+    "quick": dict(n_train=32, n_test=16, igsm_arithmetic="add", igsm_op_min=2, igsm_op_max=3, ref_epochs=2,
+                  epochs_per_iteration=1, outer_iterations=2, baseline_epochs=2, mc_limit=24, nll_limit=8,
+                  drift_limit=8, batch_size=4, grad_accum=1, learning_rate=3e-4, reference_learning_rate=3e-4,
+                  wise_weights=(0.5,), baselines=("wise_ft",), activation_checkpointing=False,
+                  heldout=("sciq_chat", "hellaswag", "arc_easy", "heldout_nll")),
+    # the measured default run (results/igsm-default); calibrated in results/igsm-calibration
+    "default": dict(n_train=96, n_test=64, igsm_arithmetic="add", igsm_op_min=2, igsm_op_max=3, ref_epochs=3,
+                    epochs_per_iteration=1, outer_iterations=3, baseline_epochs=3, mc_limit=100, nll_limit=40,
+                    drift_limit=40, batch_size=8, grad_accum=1, learning_rate=3e-4, reference_learning_rate=3e-4,
+                    wise_weights=(0.5,), activation_checkpointing=False,
+                    heldout=("sciq_chat", "hellaswag", "arc_easy", "piqa", "heldout_nll")),
     # the paper's defaults (arXiv:2605.04468 reference implementation); for a GPU
-    "paper": dict(n_train=5000, n_test=500, ref_epochs=3, epochs_per_iteration=5, outer_iterations=5, baseline_epochs=3,
-                  mc_limit=1000, nll_limit=500, drift_limit=500, batch_size=16, grad_accum=1, learning_rate=1e-5,
-                  reference_learning_rate=1e-5, wise_weights=(0.25, 0.5, 0.75)),
+    "paper": dict(n_train=5000, n_test=500, igsm_arithmetic="mod23", igsm_op_min=2, igsm_op_max=4, ref_epochs=3,
+                  epochs_per_iteration=5, outer_iterations=5, baseline_epochs=3, mc_limit=1000, nll_limit=500,
+                  drift_limit=500, batch_size=16, grad_accum=1, learning_rate=1e-5, reference_learning_rate=1e-5,
+                  wise_weights=(0.25, 0.5, 0.75), activation_checkpointing=True),
 }
 
-HELDOUT = ("hellaswag", "arc_easy", "piqa", "mmlu", "heldout_nll")
+HELDOUT = ("sciq_chat", "hellaswag", "arc_easy", "piqa", "mmlu", "heldout_nll")
 
 
 @dataclass
@@ -56,8 +60,12 @@ class ExperimentConfig:
     seed: int = 0
     n_train: int | None = None
     n_test: int | None = None
-    igsm_op_min: int = 2
-    igsm_op_max: int = 3
+    igsm_op_min: int | None = None  # preset default
+    igsm_op_max: int | None = None
+    #: "add" (an easier iGSM for small models, the CPU presets' default) or "mod23" (the paper's)
+    igsm_arithmetic: str | None = None
+    #: recompute activations in the backward pass (saves memory, costs ~30% time); preset default
+    activation_checkpointing: bool | None = None
     ref_epochs: int | None = None
     reference_learning_rate: float | None = None
     learning_rate: float | None = None
@@ -92,6 +100,8 @@ class ExperimentConfig:
             raise ValueError(f"unknown preset {self.preset!r}; choose one of {sorted(PRESETS)}")
         if self.task not in ("igsm", "medcalc", "ifeval"):
             raise ValueError(f"unknown task {self.task!r}; choose igsm, medcalc or ifeval")
+        if self.igsm_arithmetic not in (None, "add", "mod23"):
+            raise ValueError(f"unknown igsm_arithmetic {self.igsm_arithmetic!r}; choose 'add' or 'mod23'")
         bad = [b for b in (self.baselines or ()) if b not in ("sft", "sft_kl", "dft", "asft", "psft", "distill", "anchored_per_step", "wise_ft", "lora")]
         if bad:
             raise ValueError(f"unknown baseline(s) {bad}")
@@ -110,12 +120,19 @@ def _atomic_json(path: Path, obj: Any) -> None:
     os.replace(tmp, path)
 
 
+def _atomic_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + f".tmp-{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
 def make_task(cfg: ExperimentConfig):
     """The target task object of ``cfg.task``."""
     if cfg.task == "igsm":
         from anchored_learning.tasks.igsm import IGSMTask
 
-        return IGSMTask(op_min=cfg.igsm_op_min, op_max=cfg.igsm_op_max)
+        return IGSMTask(op_min=cfg.igsm_op_min, op_max=cfg.igsm_op_max, arithmetic=cfg.igsm_arithmetic)
     if cfg.task == "medcalc":
         from anchored_learning.tasks.medcalc import MedCalcTask
 
@@ -215,6 +232,7 @@ class Experiment:
             report_to="none",
             seed=c.seed,
             disable_tqdm=False,
+            gradient_checkpointing=bool(c.activation_checkpointing),
         )
         base.update(kw)
         return AnchoredSFTConfig(**base)
@@ -370,7 +388,7 @@ class Experiment:
         heldout = [h for h in c.heldout if all(h in r["heldout"] for r in rows)]
         table = markdown_table(rows, heldout)
         extra_cols = "\n".join(f"- {r['label']}: drift KL(p0||p) held-out {r['drift_kl']}, on target prompts {r['drift_kl_target']}" for r in rows)
-        (self.out / "results.md").write_text(table + "\n" + extra_cols + "\n")
+        _atomic_text(self.out / "results.md", table + "\n" + extra_cols + "\n")
         plot_pareto([r for r in rows if r["label"] != "base"], self.out / "pareto.png",
                     title=f"{c.task}: gain vs. degradation ({c.preset} preset, seed {c.seed})")
         out = {
@@ -382,3 +400,44 @@ class Experiment:
         }
         _atomic_json(self.out / "results.json", out)
         return out
+
+
+def run_seeds(cfg: ExperimentConfig, seeds: Sequence[int], console_log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Run ``cfg`` once per seed (in ``<output_dir>/seed-<s>``) and aggregate over seeds.
+
+    Each seed re-draws the training data, the evaluation subsets and the training randomness.
+    Writes ``results.json`` (per-seed rows and mean/sd rows), ``results.md`` (mean ± sd table)
+    and ``pareto.png`` (means with ±1 sd error bars) in ``output_dir``.  Finished seeds are
+    skipped on a re-run like any other stage.
+
+    Raises:
+        ValueError: no seeds, repeated seeds, or an invalid configuration (before any work).
+    """
+    from anchored_learning.report import aggregate_seeds, markdown_table_seeds, plot_pareto
+
+    seeds = [int(s) for s in seeds]
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ValueError(f"seeds must be distinct and non-empty, got {seeds}")
+    cfg = cfg.resolved()
+    out = Path(cfg.output_dir)
+    t0 = time.perf_counter()
+    per_seed = {}
+    for s in seeds:
+        console_log(f"== seed {s} ==")
+        per_seed[s] = Experiment(dataclasses.replace(cfg, seed=s, output_dir=str(out / f"seed-{s}")),
+                                 console_log=console_log).run()
+    rows = aggregate_seeds([r["rows"] for r in per_seed.values()])
+    heldout = [h for h in cfg.heldout if all(h in r["heldout"] for r in rows)]
+    _atomic_text(out / "results.md", markdown_table_seeds(rows, heldout)
+                 + f"\nmean ± sd over seeds {seeds}; per-seed tables in seed-*/results.md\n")
+    plot_pareto([r for r in rows if r["label"] != "base"], out / "pareto.png",
+                title=f"{cfg.task}: gain vs. degradation ({cfg.preset} preset, mean ± sd over {len(seeds)} seeds)")
+    res = {
+        "config": dataclasses.asdict(cfg), "seeds": seeds, "rows": rows,
+        "per_seed": {str(s): r["rows"] for s, r in per_seed.items()},
+        "per_seed_wall_time_s": {str(s): r["wall_time_s"] for s, r in per_seed.items()},
+        "wall_time_s": time.perf_counter() - t0,
+        "machine": next(iter(per_seed.values()))["machine"],
+    }
+    _atomic_json(out / "results.json", res)
+    return res

@@ -27,7 +27,8 @@ def plot_pareto(rows: Sequence[dict[str, Any]], path: str | os.PathLike, title: 
     """Scatter of gain (points) against mean degradation (%) with the frontier drawn, each point labelled.
 
     Args:
-        rows: dicts with ``label``, ``gain`` and ``degradation`` (and optional ``method``).
+        rows: dicts with ``label``, ``gain`` and ``degradation`` (and optional ``method``; optional
+            ``gain_sd`` and ``degradation_sd``, drawn as error bars, e.g. over seeds).
         path: PNG destination (written atomically).
     """
     import matplotlib
@@ -45,6 +46,9 @@ def plot_pareto(rows: Sequence[dict[str, Any]], path: str | os.PathLike, title: 
         ax.scatter([pts[i][0] for i in sel], [pts[i][1] for i in sel], color=cmap(k % 10), label=m, s=50, zorder=3)
     for i, r in enumerate(rows):
         ax.annotate(r["label"], pts[i], textcoords="offset points", xytext=(5, 5), fontsize=8)
+        if r.get("gain_sd") is not None or r.get("degradation_sd") is not None:
+            ax.errorbar(pts[i][0], pts[i][1], xerr=r.get("degradation_sd") or 0.0, yerr=r.get("gain_sd") or 0.0,
+                        color="grey", linewidth=0.8, capsize=2, zorder=1)
     if front:
         fx = [pts[i][0] for i in front]
         fy = [pts[i][1] for i in front]
@@ -75,5 +79,69 @@ def markdown_table(rows: Sequence[dict[str, Any]], heldout: Sequence[str]) -> st
         cells = [r["label"], f"{r['target']:.3f}", f"{r['gain']:+.1f} [{gci[0]:+.1f}, {gci[1]:+.1f}]"]
         cells += [f"{r['heldout'].get(h, float('nan')):.3f}" for h in heldout]
         cells += [f"{r['degradation']:+.1f} [{dci[0]:+.1f}, {dci[1]:+.1f}]", f"{r.get('train_time_s', 0.0):.0f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+#: row fields averaged over seeds by :func:`aggregate_seeds`
+_SCALAR_FIELDS = ("target", "gain", "degradation", "drift_kl", "drift_kl_target", "train_time_s")
+
+
+def aggregate_seeds(runs: Sequence[Sequence[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """Mean and sample standard deviation over seeds, per row label.
+
+    Args:
+        runs: one list of result rows per seed (the ``rows`` of each run's ``results.json``).
+
+    Returns:
+        One row per label present in every run, in the first run's order, with the mean of each
+        of ``target, gain, degradation, drift_kl, drift_kl_target, train_time_s`` and of each
+        ``heldout`` score, plus ``<field>_sd`` (ddof=1; ``None`` for a single seed) and
+        ``n_seeds``.  ``None`` values (e.g. no drift measured) stay ``None``.
+
+    Raises:
+        ValueError: ``runs`` is empty.
+    """
+    import numpy as np
+
+    if not runs:
+        raise ValueError("aggregate_seeds needs at least one run")
+    labels = [r["label"] for r in runs[0] if all(any(x["label"] == r["label"] for x in run) for run in runs[1:])]
+    out = []
+    for label in labels:
+        rs = [next(x for x in run if x["label"] == label) for run in runs]
+        row: dict[str, Any] = {"label": label, "method": rs[0].get("method", label), "n_seeds": len(rs)}
+
+        def stats(vals):
+            if any(v is None for v in vals):
+                return None, None
+            a = np.asarray(vals, dtype=float)
+            return float(a.mean()), (float(a.std(ddof=1)) if len(a) > 1 else None)
+
+        for f in _SCALAR_FIELDS:
+            row[f], row[f + "_sd"] = stats([r.get(f) for r in rs])
+        row["heldout"], row["heldout_sd"] = {}, {}
+        for h in rs[0].get("heldout", {}):
+            if all(h in r.get("heldout", {}) for r in rs):
+                row["heldout"][h], row["heldout_sd"][h] = stats([r["heldout"][h] for r in rs])
+        out.append(row)
+    return out
+
+
+def markdown_table_seeds(rows: Sequence[dict[str, Any]], heldout: Sequence[str]) -> str:
+    """Markdown table of :func:`aggregate_seeds` rows: mean +- standard deviation over seeds."""
+
+    def ms(m, sd, fmt):
+        if m is None:
+            return "n/a"
+        return fmt.format(m) + ("" if sd is None else " ± " + fmt.format(sd).lstrip("+"))
+
+    head = ["method", "target", "gain (pts)"] + list(heldout) + ["mean degradation %", "drift KL held-out", "train time (s)"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        cells = [r["label"], ms(r["target"], r["target_sd"], "{:.3f}"), ms(r["gain"], r["gain_sd"], "{:+.1f}")]
+        cells += [ms(r["heldout"].get(h), r["heldout_sd"].get(h), "{:.3f}") for h in heldout]
+        cells += [ms(r["degradation"], r["degradation_sd"], "{:+.1f}"), ms(r["drift_kl"], r["drift_kl_sd"], "{:.3f}"),
+                  ms(r["train_time_s"], None, "{:.0f}")]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
