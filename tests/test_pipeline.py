@@ -66,6 +66,8 @@ def test_experiment_end_to_end_tiny_model_and_resume(tmp_path):
     again = Experiment(cfg, console_log=logs.append).run()
     assert all(line.startswith("[skip]") for line in logs), logs
     assert [r["target"] for r in again["rows"]] == [r["target"] for r in out["rows"]]
+    # the reported wall time is the total over both invocations, not the (instant) re-run alone
+    assert again["wall_time_s"] >= out["wall_time_s"] > 1.0
 
 
 def _row(label, target, gain, deg, hs, drift=None):

@@ -253,6 +253,7 @@ class Experiment:
         t0 = time.perf_counter()
         trainer.train(resume_from_checkpoint=bool(ckpts) or None)
         self.timings[name] = time.perf_counter() - t0
+        self._save_wall_time()
         m = trainer.model
         if hasattr(m, "merge_and_unload"):
             m = m.merge_and_unload()
@@ -284,7 +285,15 @@ class Experiment:
         res = evaluate(model, self.tok, suites, limits=limits, seed=c.seed, base_model=self.base,
                        batch_size=c.eval_batch_size, progress=True, model_name=name)
         _atomic_json(path, res)
+        self._save_wall_time()
         return res
+
+    def _save_wall_time(self) -> float:
+        """Record the wall time spent so far over all invocations (``wall_time.json``), so a resumed
+        run reports its total, not only the last invocation (a killed stage's partial time is lost)."""
+        total = self._wall_before + time.perf_counter() - self._t_start
+        _atomic_json(self.out / "wall_time.json", {"seconds": total})
+        return total
 
     # -- the run
 
@@ -297,7 +306,9 @@ class Experiment:
         from anchored_learning.trainer import wise_ft
 
         c = self.cfg
-        t_start = time.perf_counter()
+        self._t_start = time.perf_counter()
+        wt = self.out / "wall_time.json"
+        self._wall_before = float(json.loads(wt.read_text())["seconds"]) if wt.exists() else 0.0
         self.out.mkdir(parents=True, exist_ok=True)
         _atomic_json(self.out / "config.json", dataclasses.asdict(c))
         torch.manual_seed(c.seed)
@@ -331,7 +342,7 @@ class Experiment:
         for w in wise_weights:
             name = f"wise_ft(w={w:g})"
             evals[name] = self._evaluate(name, wise_ft(self.base, ref_model, w).eval())
-        return self.report(evals, time.perf_counter() - t_start)
+        return self.report(evals, self._save_wall_time())
 
     def _method_args(self, name: str, method: str, ref_dir: Path, overrides: dict[str, Any]):
         """Training arguments (and a PEFT config for ``lora``) of one method variant."""
@@ -420,7 +431,6 @@ def run_seeds(cfg: ExperimentConfig, seeds: Sequence[int], console_log: Callable
         raise ValueError(f"seeds must be distinct and non-empty, got {seeds}")
     cfg = cfg.resolved()
     out = Path(cfg.output_dir)
-    t0 = time.perf_counter()
     per_seed = {}
     for s in seeds:
         console_log(f"== seed {s} ==")
@@ -436,7 +446,7 @@ def run_seeds(cfg: ExperimentConfig, seeds: Sequence[int], console_log: Callable
         "config": dataclasses.asdict(cfg), "seeds": seeds, "rows": rows,
         "per_seed": {str(s): r["rows"] for s, r in per_seed.items()},
         "per_seed_wall_time_s": {str(s): r["wall_time_s"] for s, r in per_seed.items()},
-        "wall_time_s": time.perf_counter() - t0,
+        "wall_time_s": sum(r["wall_time_s"] for r in per_seed.values()),  # each seed's total over invocations
         "machine": next(iter(per_seed.values()))["machine"],
     }
     _atomic_json(out / "results.json", res)
