@@ -132,14 +132,30 @@ def test_sciq_chat_items_scoring_and_errors(tmp_path):
         assert f"\n{letter}. gold{i}" in e.prompt and e.prompt.count("\n") == 6
         assert sorted(e.meta["choices"]) == sorted([f"gold{i}", f"x{i}", f"y{i}", f"z{i}"])
         wrong = "ABCD"[("ABCD".index(letter) + 1) % 4]
-        for good in (letter, f"{letter}.", f"({letter})", f"Answer: {letter}", f"The answer is {letter}.",
-                     f"I think it is gold{i}."):
+        for good in (letter, f"{letter}.", f"({letter})", f"({letter.lower()})", letter.lower(), f"Answer: {letter}",
+                     f"answer: {letter.lower()}", f"The answer is {letter}.", f"The answer is: {letter}",
+                     f"Option {letter}", f"The correct option is {letter}", f"**{letter}**", f"**{letter}.** gold{i}",
+                     f"{letter}) gold{i}", f"I think it is gold{i}.", f"A gold{i}", f"An gold{i}"):
             assert task.score(e, good) == 1.0, good
-        for bad in (wrong, f"{wrong}. gold{i}", f"x{i}", f"gold{i} or x{i}", "", "No idea."):
+        for bad in (wrong, f"{wrong}. gold{i}", f"x{i}", f"gold{i} or x{i}", "", "No idea.",
+                    f"{letter} and {wrong}", f"{wrong} or {letter}"):
             assert task.score(e, bad) == 0.0, bad
-        assert re.match(task.stop_regex, f" {letter}.") and not re.match(task.stop_regex, "Define x")
+        assert re.match(task.stop_regex, f" {letter}.") and re.match(task.stop_regex, f"({letter})")
+        for no_stop in ("Define x", letter, f"{letter}acteria", f"{letter} volcano"):  # may still be option text
+            assert not re.match(task.stop_regex, no_stop), no_stop
     with pytest.raises(ValueError, match="only a 'test' split"):
         task.examples("train", 3)
+
+
+def test_sciq_chat_article_a_is_not_a_letter_pick(tmp_path):
+    from anchored_learning.tasks.base import Example
+    from anchored_learning.tasks.heldout import SciQChatTask
+
+    task = SciQChatTask(_sciq_file(tmp_path))
+    ex = Example(prompt="", response="B", answer="B", meta={"choices": ["a plant", "A volcano", "Bacteria", "Covalent bond"]})
+    assert task.score(ex, "A volcano") == 1.0  # option text, not the letter A
+    assert task.score(ex, "A plant") == 0.0
+    assert task.score(ex, "Bacteria") == 0.0  # option C's text, not the letter B
 
 
 def test_sciq_chat_bundled_and_malformed(tmp_path):

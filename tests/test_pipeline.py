@@ -150,3 +150,20 @@ def test_presets_resolve_to_valid_igsm_tasks():
     assert ExperimentConfig(preset="paper").resolved().igsm_arithmetic == "mod23"  # the paper's iGSM on a GPU
     with pytest.raises(ValueError, match="igsm_arithmetic"):
         ExperimentConfig(igsm_arithmetic="mul").resolved()
+
+
+@pytest.mark.parametrize("kwargs,msg", [
+    ({"anchor_alpha": 5.0}, "anchored: anchor_alpha must be in"),
+    ({"anchor_source": "nope"}, "anchored: anchor_source must be"),
+    ({"sweep": ("anchored.anchor_alpha=abc",)}, r"anchored\(anchor_alpha=abc\)"),
+    ({"sweep": ("sft.learning_rate=",)}, "empty value"),
+    ({"sweep": ("wise_ft.weight=abc",)}, "wise_ft.weight must be a number"),
+    ({"sweep": ("wise_ft.weight=2",)}, "wise_ft.weight must be a number"),
+])
+def test_bad_stage_values_fail_before_any_work(tmp_path, kwargs, msg):
+    with pytest.raises(ValueError, match=msg):
+        Experiment(ExperimentConfig(preset="quick", output_dir=str(tmp_path / "r"), **kwargs))
+    assert not (tmp_path / "r").exists()
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ValueError, match="not a folder"):
+        Experiment(ExperimentConfig(preset="quick", output_dir=str(tmp_path / "file")))

@@ -1,7 +1,8 @@
 """``AnchoredSFTConfig``: every knob of Anchored Learning and its baselines, on top of ``trl.SFTConfig``.
 
 Defaults follow the reference implementation of the paper (arXiv:2605.04468 reference implementation): alpha 0.5, logit
-interpolation, tau 1, K = 5 inner epochs, T = 5 outer iterations, lr 1e-5.
+interpolation, tau 1, K = 5 inner epochs, T = 5 outer iterations.  The paper trains at lr 1e-5; the
+``learning_rate`` field keeps TRL's default (2e-5), so pass ``learning_rate=1e-5`` to match it.
 """
 
 from __future__ import annotations

@@ -199,6 +199,10 @@ def parse_sweep(entries: tuple[str, ...] | list[str]) -> list[tuple[str, str, di
                     break
                 except ValueError:
                     pass
+            if method == "wise_ft" and not (isinstance(val, (int, float)) and 0.0 <= val <= 1.0):
+                raise ValueError(f"sweep entry {entry!r}: wise_ft.weight must be a number in [0, 1], got {raw!r}")
+            if raw == "":
+                raise ValueError(f"sweep entry {entry!r} has an empty value; write method.field=v1,v2")
             out.append((f"{method}({fld}={raw})", method, {fld: val}))
     return out
 
@@ -211,6 +215,33 @@ class Experiment:
         self.out = Path(self.cfg.output_dir)
         self.log = console_log
         self.timings: dict[str, float] = {}
+        self._validate_variants()
+
+    def _variants(self) -> list[tuple[str, str, dict[str, Any]]]:
+        """(name, method, overrides) of every trained model after the reference; WiSE-FT sweep
+        points have method ``wise_ft``."""
+        c = self.cfg
+        return ([("anchored", "anchored", {})] + [(b, b, {}) for b in c.baselines if b != "wise_ft"]
+                + parse_sweep(c.sweep))
+
+    def _validate_variants(self) -> None:
+        """Build every stage's training arguments now, so a bad value (alpha 5, an unknown anchor
+        source, a sweep value of the wrong type) fails before hours of evaluation and training.
+
+        Raises:
+            ValueError: naming the stage and the field.
+        """
+        if self.out.exists() and not self.out.is_dir():
+            raise ValueError(f"output folder {self.out} exists and is not a folder; choose another --output-dir")
+        ref_dir = self.out / "models" / "reference" / "final"
+        stages = [("reference", lambda: self._training_args("reference", method="sft"))]
+        stages += [(name, lambda n=name, m=method, o=overrides: self._method_args(n, m, ref_dir, o))
+                   for name, method, overrides in self._variants() if method != "wise_ft"]
+        for name, build in stages:
+            try:
+                build()
+            except (TypeError, ValueError) as e:
+                raise ValueError(f"{name}: {e}") from None
 
     # -- helpers
 
@@ -328,8 +359,7 @@ class Experiment:
         ref_model = AutoModelForCausalLM.from_pretrained(ref_dir).eval()
         evals["sft"] = self._evaluate("sft", ref_model)
 
-        variants = [("anchored", "anchored", {})] + [(b, b, {}) for b in c.baselines if b != "wise_ft"]
-        variants += parse_sweep(c.sweep)
+        variants = self._variants()
         wise_weights = list(c.wise_weights) if "wise_ft" in c.baselines else []
         for name, method, overrides in variants:
             if method == "wise_ft":

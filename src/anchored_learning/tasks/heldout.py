@@ -348,8 +348,10 @@ class SciQChatTask:
 
     name = "sciq_chat"
     max_new_tokens = 24
-    #: stop as soon as a letter answer has been given
-    stop_regex = r"^\s*\(?[A-D]\b"
+    #: stop once a letter answer has been given: a letter A-D *followed by* ")", ".", ":", "," or a
+    #: line break.  The following character is required because a one-letter token ("B") may be
+    #: the start of an option's text ("Bacteria"); a bare "B" then EOS stops at EOS anyway.
+    stop_regex = r"^\s*(?:\*\*)?\(?[A-D](?:[).:,]|\*\*|\n)"
     INSTRUCTION = "Answer the following multiple-choice science question with the letter of the correct option."
 
     def __init__(self, path: str | Path | None = None) -> None:
@@ -399,13 +401,19 @@ class SciQChatTask:
     def score(self, example, prediction: str) -> float:
         """1.0 if the prediction picks the gold option, else 0.0.
 
-        The pick is the first standalone letter A-D (``"B"``, ``"B."``, ``"(B)"``, ``"Answer: B"``,
-        ``"The answer is B"``); failing that, the one option whose text the prediction contains
+        The pick is a letter given as an answer: at the start (``"B"``, ``"B."``, ``"(b)"``,
+        ``"**C**"``, ``"B) text"``) or after "answer"/"option" (``"Answer: B"``, ``"The answer is:
+        C"``, ``"Option C"``), where the letter must be followed by ``) . : , **``, a line break or
+        the end, so the article "A" (``"A plant"``) and a hedge (``"C and D"``) are not letter
+        picks.  Failing that, the one option whose text the prediction contains
         (case-insensitive; none or several -> no pick, 0.0).
         """
-        m = re.search(r"(?:^|answer is|answer:|\()\s*\(?([A-D])\b", prediction.strip(), re.IGNORECASE)
-        if m and m.group(1).isupper():
-            return float(m.group(1) == example.answer)
+        text = prediction.strip()
+        end = r"(?:[).:,]|\*\*|\s*$|\s*\n)"
+        m = (re.match(rf"(?:\*\*)?\(?([A-Da-d]){end}", text)
+             or re.search(rf"(?:answer|option)(?:\s+is)?\s*:?\s*(?:\*\*)?\(?([A-Da-d]){end}", text, re.IGNORECASE))
+        if m:
+            return float(m.group(1).upper() == example.answer)
         text = prediction.lower()
         hits = [k for k, c in enumerate(example.meta["choices"]) if c.lower() and c.lower() in text]
         return float(len(hits) == 1 and "ABCD"[hits[0]] == example.answer)

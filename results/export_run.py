@@ -1,0 +1,27 @@
+"""Copy the light, reviewable outputs of an ``anchored run`` folder into ``results/<name>/``.
+
+Usage: python results/export_run.py RUN_DIR DEST_DIR
+Copies config.json, results.json/.md, pareto.png, wall_time.json, evals/*.json, and per model
+the training log and anchor diagnostics from ``models/<name>/final/.complete`` (weights are not
+copied).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+src, dest = Path(sys.argv[1]), Path(sys.argv[2])
+dest.mkdir(parents=True, exist_ok=True)
+for name in ("config.json", "results.json", "results.md", "pareto.png", "wall_time.json"):
+    if (src / name).exists():
+        shutil.copy2(src / name, dest / name)
+if (src / "evals").is_dir():
+    shutil.copytree(src / "evals", dest / "evals", dirs_exist_ok=True)
+for done in sorted(src.glob("models/*/final/.complete")):
+    model = done.parent.parent.name
+    info = json.loads(done.read_text())
+    (dest / f"train_log_{model}.json").write_text(json.dumps(info, indent=1, default=str))
+print(f"exported {src} -> {dest}")
