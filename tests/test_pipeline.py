@@ -22,6 +22,13 @@ def test_user_data_errors_name_file_and_line(tmp_path):
     p.write_text('{"prompt": "a", "response": "b"}\n{"prompt": "a"}\n')
     with pytest.raises(ValueError, match=r"d.jsonl:2"):
         load_training_rows(ExperimentConfig(data=str(p)), task=None)
+    for bad in ("[1, 2]", '"text"', "null"):
+        p.write_text(f'{{"prompt": "a", "response": "b"}}\n{bad}\n')
+        with pytest.raises(ValueError, match=r"d.jsonl:2: each line must be a JSON object"):
+            load_training_rows(ExperimentConfig(data=str(p)), task=None)
+    p.write_text("\n")
+    with pytest.raises(ValueError, match="holds no examples"):
+        load_training_rows(ExperimentConfig(data=str(p)), task=None)
 
 
 def test_parse_sweep():

@@ -159,9 +159,11 @@ def load_training_rows(cfg: ExperimentConfig, task) -> list[dict[str, Any]]:
                     prompt, response = obj["prompt"], obj.get("response", obj.get("completion"))
                     if not isinstance(prompt, str) or not isinstance(response, str) or not response:
                         raise KeyError("response")
-                except (json.JSONDecodeError, KeyError) as e:
+                except (json.JSONDecodeError, KeyError, TypeError, IndexError) as e:
                     raise ValueError(f"{cfg.data}:{i}: each line must be a JSON object with string 'prompt' and 'response' (or 'completion') fields ({e})") from e
                 rows.append((prompt, response))
+        if not rows:
+            raise ValueError(f"{cfg.data} holds no examples; write one JSON object with 'prompt' and 'response' per line")
         rows = rows[: cfg.n_train] if cfg.n_train else rows
     else:
         rows = [(e.prompt, e.response) for e in task.examples("train", cfg.n_train, seed=cfg.seed)]
