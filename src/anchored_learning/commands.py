@@ -50,7 +50,7 @@ def _seeds(value: str | None) -> list[int] | None:
     if not value:
         return None
     try:
-        return [int(v) for v in value.split(",") if v.strip()]
+        return [int(v) for v in _csv(value)]
     except ValueError:
         raise typer.BadParameter(f"{value!r} is not a comma-separated list of integers", param_hint="--seeds") from None
 
@@ -61,14 +61,14 @@ def _run_experiment(cfg, seeds: list[int] | None = None) -> None:
     from rich.console import Console
     from rich.markdown import Markdown
 
-    from anchored_learning.pipeline import Experiment, run_seeds
+    from anchored_learning.pipeline import Experiment, check_seeds, run_seeds
 
     console = Console()
     log = lambda s: console.print(s, markup=False)  # noqa: E731
     try:  # validate everything before any work
         exp = Experiment(cfg, console_log=log)
-        if seeds is not None and (not seeds or len(set(seeds)) != len(seeds)):
-            raise ValueError(f"--seeds must list distinct integers, got {seeds}")
+        if seeds is not None:
+            check_seeds(seeds)
     except ValueError as e:
         raise typer.BadParameter(str(e)) from None
     out = run_seeds(cfg, seeds, console_log=log) if seeds else exp.run()

@@ -445,6 +445,18 @@ class Experiment:
         return out
 
 
+def check_seeds(seeds: Sequence[int]) -> list[int]:
+    """``seeds`` as a list of ints.
+
+    Raises:
+        ValueError: no seeds, or a seed repeated.
+    """
+    seeds = [int(s) for s in seeds]
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ValueError(f"seeds must be distinct and non-empty, got {seeds}")
+    return seeds
+
+
 def run_seeds(cfg: ExperimentConfig, seeds: Sequence[int], console_log: Callable[[str], None] = print) -> dict[str, Any]:
     """Run ``cfg`` once per seed (in ``<output_dir>/seed-<s>``) and aggregate over seeds.
 
@@ -458,9 +470,7 @@ def run_seeds(cfg: ExperimentConfig, seeds: Sequence[int], console_log: Callable
     """
     from anchored_learning.report import aggregate_seeds, markdown_table_seeds, plot_pareto
 
-    seeds = [int(s) for s in seeds]
-    if not seeds or len(set(seeds)) != len(seeds):
-        raise ValueError(f"seeds must be distinct and non-empty, got {seeds}")
+    seeds = check_seeds(seeds)
     cfg = cfg.resolved()
     out = Path(cfg.output_dir)
     per_seed = {}

@@ -380,8 +380,7 @@ class SciQChatTask:
         Raises:
             ValueError: ``split`` is not ``"test"`` (this suite has no training data) or ``n`` < 0.
         """
-        import numpy as np
-
+        from anchored_learning.evaluation.suites import subset_indices
         from anchored_learning.tasks.base import Example
 
         if split != "test":
@@ -389,10 +388,9 @@ class SciQChatTask:
         if n is not None and n < 0:
             raise ValueError(f"n must be >= 0 (or None for all), got {n}")
         items = self._load()
-        perm = np.random.default_rng(seed).permutation(len(items))[: n if n is not None else len(items)]
         out = []
-        for j in perm:
-            q, choices, gold, uid = items[int(j)]
+        for j in subset_indices(len(items), n, seed):
+            q, choices, gold, uid = items[j]
             body = "\n".join(f"{'ABCD'[k]}. {c}" for k, c in enumerate(choices))
             out.append(Example(prompt=f"{self.INSTRUCTION}\n\nQuestion: {q}\n{body}", response="ABCD"[gold],
                                answer="ABCD"[gold], meta={"choices": list(choices)}, uid=uid))

@@ -347,9 +347,9 @@ class _Graph:
         expansions = {k: self.inst_expansion(k) for k in self.abstract}
         defined: list[Key] = []
         defined_set: set[Key] = set()
+        add_only = self.arithmetic == "add"
         for p in params:
             avail = defined + [k for k in self.abstract if expansions[k] <= defined_set]
-            add_only = self.arithmetic == "add"
             if not avail or rng.random() < _P_CONST:
                 self.defs[p] = ("const", (), rng.randint(1, ADD_CONST_MAX) if add_only else rng.randrange(MOD))
             else:
@@ -529,18 +529,18 @@ def _try_generate(
     leaves = [x for x in clo if x[0] == "inst" and g.defs[x][0] == "const"]
     rng.shuffle(leaves)
     target = rng.randrange(MOD)
-    for leaf in leaves if g.mod else ():
-        kind, args, old = g.defs[leaf]
-        preimage: dict[int, int] = {}
-        for c in range(MOD):
-            g.defs[leaf] = (kind, args, c)
-            preimage.setdefault(g.evaluate(question)[question], c)
-        if len(preimage) == MOD:
-            g.defs[leaf] = (kind, args, preimage[target])
-            break
-        g.defs[leaf] = (kind, args, old)
-    else:
-        if g.mod:
+    if g.mod:
+        for leaf in leaves:
+            kind, args, old = g.defs[leaf]
+            preimage: dict[int, int] = {}
+            for c in range(MOD):
+                g.defs[leaf] = (kind, args, c)
+                preimage.setdefault(g.evaluate(question)[question], c)
+            if len(preimage) == MOD:
+                g.defs[leaf] = (kind, args, preimage[target])
+                break
+            g.defs[leaf] = (kind, args, old)
+        else:
             return None
     values = g.evaluate()
     sol = _solution(g, question, values, rng)
