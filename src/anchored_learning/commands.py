@@ -21,7 +21,7 @@ def run_command(
     seeds: Optional[str] = typer.Option(None, "--seeds", help="Comma-separated seeds (e.g. 0,1,2): one run per seed in OUTPUT/seed-N, then a mean ± sd table and plot. Overrides --seed."),
     alpha: float = typer.Option(0.5, "--alpha", help="Anchored Learning alpha."),
     anchor_source: str = typer.Option("cache", "--anchor-source", help="'cache' (exact, one model in memory) or 'live'."),
-    baselines: Optional[str] = typer.Option(None, "--baselines", help="Comma-separated: sft_kl, dft, asft, psft, distill, anchored_per_step, wise_ft, lora (preset default: sft_kl,wise_ft; quick: wise_ft)."),
+    baselines: Optional[str] = typer.Option(None, "--baselines", help="Comma-separated: sft (plain SFT at the student's learning rate; the reference is always reported as 'sft'), sft_kl, dft, asft, psft, distill, anchored_per_step, wise_ft, lora (default preset: sft,wise_ft; quick: wise_ft; paper: sft_kl,wise_ft)."),
 ) -> None:
     """Run the whole experiment: base eval, reference SFT, Anchored Learning, baselines, report + Pareto plot."""
     from anchored_learning.pipeline import ExperimentConfig, load_training_rows

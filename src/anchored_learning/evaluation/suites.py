@@ -264,6 +264,7 @@ def evaluate(
     batch_size: int = 8,
     limits: dict[str, int | None] | None = None,
     progress: bool = False,
+    generation_batch_size: int | None = None,
     model_name: str | None = None,
     base_model_name: str | None = None,
     on_result: Callable[[str, dict[str, Any]], None] | None = None,
@@ -278,7 +279,11 @@ def evaluate(
         seed: subset selection seed (and the seed passed to target tasks).
         base_model: the reference model ``p0`` for drift suites (same tokenizer); without it
             drift suites are reported as skipped.
-        batch_size: sequences per forward / ``generate`` call.
+        batch_size: sequences per forward pass (and per ``generate`` call unless
+            ``generation_batch_size`` is given).
+        generation_batch_size: prompts per ``generate`` call of generation suites (default:
+            ``batch_size``).  On CPU a larger batch amortises the weight reads: 32 iGSM prompts
+            took 36 s at 32 against 57 s at 8 (SmolLM2-135M SFT model, 2 cores).
         limits: per-suite limits, overriding ``limit`` for the suites named.
         progress: show tqdm progress bars.
         model_name, base_model_name: labels stored in the metadata (default: the config's
@@ -296,7 +301,11 @@ def evaluate(
 
     Raises:
         KeyError: an unknown suite name (before anything runs).
+        ValueError: a batch size below 1.
     """
+    gen_bs = batch_size if generation_batch_size is None else generation_batch_size
+    if int(batch_size) < 1 or int(gen_bs) < 1:
+        raise ValueError(f"batch sizes must be >= 1, got batch_size={batch_size}, generation_batch_size={generation_batch_size}")
     if isinstance(suites, str):
         suites = [suites]
     names = expand_suites(suites)
@@ -310,6 +319,7 @@ def evaluate(
         "seed": seed,
         "limit": limit,
         "batch_size": batch_size,
+        "generation_batch_size": gen_bs,
         "dtype": str(next(model.parameters()).dtype).replace("torch.", ""),
         "versions": _versions(),
         "host": {"python": platform.python_version(), "torch_threads": torch.get_num_threads()},
@@ -324,7 +334,7 @@ def evaluate(
             if spec.kind == "mc":
                 r = _run_mc(name, model, tokenizer, lim, seed, batch_size, progress)
             elif spec.kind == "generation":
-                r = _run_generation(name, model, tokenizer, lim, seed, batch_size, progress)
+                r = _run_generation(name, model, tokenizer, lim, seed, gen_bs, progress)
             elif spec.kind == "nll":
                 r = _run_nll(model, tokenizer, lim, seed, batch_size, progress)
             elif spec.kind == "drift":
