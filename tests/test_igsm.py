@@ -357,6 +357,9 @@ def test_stop_regex_matches_only_a_finished_answer(task):
     assert rx.search("x = 3.\nAnswer: 12\n")
     assert rx.search("Answer: 12<")  # any non-digit ends the number
     assert not rx.search("x = 3.\nAnswer: 1")  # the number may still grow
+    assert not rx.search("Answer: 12.")  # ... into a decimal
+    assert rx.search("Answer: 12. Done").group(0) == "Answer: 12. "
+    assert rx.search("Answer: 25.9\n").group(0) == "Answer: 25.9\n"
     assert not rx.search("Define p as q; so p = 4.\n")
     for ex in task.examples("test", 20, seed=1):
         m = rx.search(ex.response + "\n")
@@ -480,6 +483,19 @@ def test_gold_responses_score_one_and_wrong_zero(task, test):
 @given(st.text(alphabet=st.characters(blacklist_characters="Aa"), max_size=40), st.integers(0, 22), st.text(max_size=40))
 def test_extract_answer_prefers_answer_line(prefix, n, suffix):
     assert extract_answer(f"{prefix}\nAnswer: {n}\n{suffix}") == n
+
+
+@pytest.mark.parametrize("text,want", [("Answer: 25.9", None), ("Answer: 25.0", 25), ("Answer: 25.", 25),
+                                       ("Answer: -3.50\nso 7", None), ("Answer: 7. Then 8", 7), ("so 4.5 and 6", 6)])
+def test_extract_answer_decimals(text, want):
+    assert extract_answer(text) == want
+
+
+def test_decimal_answer_does_not_score_as_its_integer_part():
+    task = IGSMTask(op_min=2, op_max=2, arithmetic="add")
+    ex = task.examples("test", 1, seed=0)[0]
+    assert task.score(ex, f"Answer: {ex.answer}.9") == 0.0
+    assert task.score(ex, f"Answer: {ex.answer}.0") == 1.0
 
 
 def test_max_new_tokens_covers_gold(task, train):

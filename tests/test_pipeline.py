@@ -54,12 +54,22 @@ def test_experiment_end_to_end_tiny_model_and_resume(tmp_path):
     cfg = ExperimentConfig(
         preset="quick", model=str(tmp_path / "tiny"), output_dir=str(tmp_path / "run"), n_train=8, n_test=4,
         ref_epochs=1, outer_iterations=2, epochs_per_iteration=1, baseline_epochs=1, mc_limit=4, nll_limit=2,
-        drift_limit=2, heldout=("sciq_chat", "arc_easy", "heldout_nll"), baselines=("sft_kl", "wise_ft"), max_length=1024, eval_batch_size=4, igsm_op_min=1, igsm_op_max=1,
-        learning_rate=1e-3, reference_learning_rate=1e-3, sweep=("wise_ft.weight=0.25",),
+        drift_limit=2, heldout=("sciq_chat", "arc_easy", "heldout_nll"), baselines=("sft", "sft_kl", "wise_ft"), max_length=1024, eval_batch_size=4, igsm_op_min=1, igsm_op_max=1,
+        learning_rate=1e-3, reference_learning_rate=2e-3, generation_batch_size=3,
+        sweep=("wise_ft.weight=0.25", "sft.learning_rate=0.001"),  # the second point is the "sft" baseline again
     )
     out = Experiment(cfg, console_log=lambda s: None).run()
     labels = [r["label"] for r in out["rows"]]
-    assert labels == ["base", "sft", "anchored", "sft_kl", "wise_ft(w=0.5)", "wise_ft(w=0.25)"]
+    assert labels == ["base", "sft", "anchored", "sft(learning_rate=1e-3)", "sft_kl", "wise_ft(w=0.5)", "wise_ft(w=0.25)"]
+    # the reference ("sft") and the plain-SFT baseline are different models with their own evals
+    from safetensors.torch import load_file
+
+    ref_w = load_file(tmp_path / "run" / "models/reference/final/model.safetensors")
+    sft_w = load_file(tmp_path / "run" / "models/sft(learning_rate=1e-3)/final/model.safetensors")
+    assert max((ref_w[k] - sft_w[k]).abs().max().item() for k in ref_w) > 1e-4
+    base_eval = json.loads((tmp_path / "run" / "evals/base.json").read_text())
+    assert base_eval["meta"]["generation_batch_size"] == 3
+    assert "drift" in base_eval["results"] and "drift:igsm" not in base_eval["results"]  # quick: target_drift off
     base = out["rows"][0]
     assert base["gain"] == 0.0 and base["degradation"] == pytest.approx(0.0)
     for f in ("results.json", "results.md", "pareto.png", "evals/base.json", "models/reference/final/.complete"):
@@ -146,6 +156,26 @@ def test_run_command_rejects_bad_seeds_and_presets_before_any_work(tmp_path, mon
     assert not (tmp_path / "r").exists()
 
 
+def test_variants_labels_and_duplicates(tmp_path):
+    exp = Experiment(ExperimentConfig(output_dir=str(tmp_path / "r"), baselines=("sft", "sft_kl", "wise_ft"),
+                                      sweep=("sft.learning_rate=1e-4,3e-5", "anchored.anchor_alpha=0.25,0.25")))
+    assert exp.cfg.learning_rate == 1e-4  # the default preset's student learning rate
+    assert exp._variants() == [
+        ("anchored", "anchored", {}),
+        ("sft(learning_rate=1e-4)", "sft", {"learning_rate": 1e-4}),  # the baseline; the sweep's 1e-4 is a duplicate
+        ("sft_kl", "sft_kl", {}),
+        ("sft(learning_rate=3e-5)", "sft", {"learning_rate": 3e-5}),
+        ("anchored(anchor_alpha=0.25)", "anchored", {"anchor_alpha": 0.25}),
+    ]
+
+
+def test_default_preset_is_the_measured_configuration():
+    cfg = ExperimentConfig().resolved()
+    assert (cfg.reference_learning_rate, cfg.learning_rate) == (3e-4, 1e-4)
+    assert cfg.baselines == ("sft", "wise_ft") and cfg.target_drift is False
+    assert ExperimentConfig(preset="paper").resolved().target_drift is True
+
+
 def test_presets_resolve_to_valid_igsm_tasks():
     from anchored_learning.pipeline import PRESETS, make_task
 
@@ -155,6 +185,11 @@ def test_presets_resolve_to_valid_igsm_tasks():
         assert (task.op_min, task.op_max, task.arithmetic) == (cfg.igsm_op_min, cfg.igsm_op_max, cfg.igsm_arithmetic)
         assert cfg.heldout and cfg.baselines
     assert ExperimentConfig(preset="paper").resolved().igsm_arithmetic == "mod23"  # the paper's iGSM on a GPU
+    # `anchored eval -s igsm_add` scores the CPU presets' iGSM on the same items as a run
+    from anchored_learning.evaluation.suites import get_task
+
+    cpu = make_task(ExperimentConfig().resolved())
+    assert get_task("igsm_add").examples("test", 8, seed=3) == cpu.examples("test", 8, seed=3)
     with pytest.raises(ValueError, match="igsm_arithmetic"):
         ExperimentConfig(igsm_arithmetic="mul").resolved()
 

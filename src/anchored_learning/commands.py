@@ -16,8 +16,8 @@ def run_command(
     task: str = typer.Option("igsm", "--task", "-t", help="Target task: igsm, medcalc or ifeval."),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="HF model id or folder (default: the bundled SmolLM2-135M-Instruct)."),
     data: Optional[Path] = typer.Option(None, "--data", help="Your training data: jsonl with 'prompt' and 'response' (or 'completion') fields; replaces the generated training set."),
-    output_dir: Optional[Path] = typer.Option(None, "--output-dir", "-o", help="Output folder (default: runs/<task>-<preset>). Re-running resumes."),
-    seed: int = typer.Option(0, "--seed"),
+    output_dir: Optional[Path] = typer.Option(None, "--output-dir", "-o", file_okay=False, help="Output folder (default: runs/<task>-<preset>). Re-running resumes."),
+    seed: int = typer.Option(0, "--seed", min=0),
     seeds: Optional[str] = typer.Option(None, "--seeds", help="Comma-separated seeds (e.g. 0,1,2): one run per seed in OUTPUT/seed-N, then a mean ± sd table and plot. Overrides --seed."),
     alpha: float = typer.Option(0.5, "--alpha", help="Anchored Learning alpha."),
     anchor_source: str = typer.Option("cache", "--anchor-source", help="'cache' (exact, one model in memory) or 'live'."),
@@ -79,48 +79,59 @@ def _run_experiment(cfg, seeds: list[int] | None = None) -> None:
 
 def train_command(
     data: Path = typer.Option(..., "--data", exists=True, dir_okay=False, help="jsonl, one {\"prompt\": ..., \"response\": ...} per line ('completion' is accepted for 'response')."),
-    output_dir: Path = typer.Option(..., "--output-dir", "-o"),
+    output_dir: Path = typer.Option(..., "--output-dir", "-o", file_okay=False, help="Folder for checkpoints and OUTPUT/final (re-running resumes)."),
     method: str = typer.Option("anchored", "--method", help="anchored, anchored_per_step, distill, sft, sft_kl, dft, asft, psft, lora."),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Base model id or folder (default: bundled SmolLM2)."),
     reference: Optional[str] = typer.Option(None, "--reference", help="Reference (SFT) model folder for anchored/distill; trained first (3 epochs SFT) when omitted."),
-    config: Optional[Path] = typer.Option(None, "--config", help="JSON or YAML file of AnchoredSFTConfig fields (e.g. anchor_alpha, outer_iterations, learning_rate)."),
+    config: Optional[Path] = typer.Option(None, "--config", exists=True, dir_okay=False, help="JSON or YAML file of AnchoredSFTConfig fields (e.g. anchor_alpha, outer_iterations, learning_rate)."),
 ) -> None:
     """Train one method on your data and save the model to OUTPUT_DIR/final."""
     import yaml
     from datasets import Dataset
 
     from anchored_learning.config import AnchoredSFTConfig
-    from anchored_learning.models import load_model_and_tokenizer, resolve_model_path
+    from anchored_learning.models import check_model_source, load_model_and_tokenizer, resolve_model_path
     from anchored_learning.pipeline import ExperimentConfig, load_training_rows
     from anchored_learning.trainer import AnchoredSFTTrainer, train_reference
 
+    # everything is validated before any training
     fields = {}
     if config is not None:
-        fields = yaml.safe_load(config.read_text()) or {}
+        try:
+            fields = yaml.safe_load(config.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise typer.BadParameter(f"{config} is neither valid JSON nor YAML: {e}", param_hint="--config") from None
         if not isinstance(fields, dict):
-            raise typer.BadParameter("the config file must hold a mapping of field: value", param_hint="--config")
+            raise typer.BadParameter(f"{config} must hold a mapping of AnchoredSFTConfig field: value", param_hint="--config")
     try:
         rows = load_training_rows(ExperimentConfig(data=str(data)), task=None)
     except ValueError as e:
         raise typer.BadParameter(str(e), param_hint="--data") from None
-    dataset = Dataset.from_list(rows)
-    path = resolve_model_path(model)
+    for name, value in (("--model", model), ("--reference", reference)):
+        try:
+            check_model_source(value)
+        except ValueError as e:
+            raise typer.BadParameter(str(e), param_hint=name) from None
     peft_config = None
     if method == "lora":
         from peft import LoraConfig
 
         method, peft_config = "sft", LoraConfig(r=16, lora_alpha=32, target_modules="all-linear", task_type="CAUSAL_LM")
     needs_ref = method in ("anchored", "anchored_per_step", "distill")
-    stages = (["reference SFT (3 epochs)"] if needs_ref and reference is None else []) + [f"{method} training"]
-    typer.echo(f"model: {path}; {len(rows)} training examples; stages: {' -> '.join(stages)}; output: {output_dir}")
-    if needs_ref and reference is None:
-        m, tok = load_model_and_tokenizer(path)
-        reference = train_reference(m, dataset, str(output_dir / "reference"), processing_class=tok, report_to="none")
+    ref_dir = reference or str(output_dir / "reference")
     try:
         args = AnchoredSFTConfig(output_dir=str(output_dir / "trainer"), method=method, report_to="none",
-                                 **({"reference_model": reference} if needs_ref else {}), **fields)
+                                 **({"reference_model": ref_dir} if needs_ref else {}), **fields)
     except (TypeError, ValueError) as e:
-        raise typer.BadParameter(str(e)) from None
+        raise typer.BadParameter(f"{e}" + (f" (in {config})" if config else ""), param_hint="--config" if config else "--method") from None
+    dataset = Dataset.from_list(rows)
+    path = resolve_model_path(model)
+    stages = (["reference SFT (3 epochs)"] if needs_ref and reference is None else []) + [f"{method} training"]
+    typer.echo(f"model: {path}; {len(rows)} training examples; stages: {' -> '.join(stages)}; output: {output_dir}")
+    done = any((Path(ref_dir) / f).is_file() for f in ("model.safetensors", "model.safetensors.index.json"))
+    if needs_ref and reference is None and not done:  # a finished reference is reused on re-run
+        m, tok = load_model_and_tokenizer(path)
+        train_reference(m, dataset, ref_dir, processing_class=tok, report_to="none")
     m, tok = load_model_and_tokenizer(path)
     trainer = AnchoredSFTTrainer(m, args=args, train_dataset=dataset, processing_class=tok, peft_config=peft_config)
     ckpt = any((output_dir / "trainer").glob("checkpoint-*"))
@@ -137,8 +148,8 @@ def sweep_command(
     preset: str = typer.Option("quick", "--preset", "-p", help=f"One of {sorted(PRESETS)}."),
     task: str = typer.Option("igsm", "--task", "-t"),
     model: Optional[str] = typer.Option(None, "--model", "-m"),
-    output_dir: Optional[Path] = typer.Option(None, "--output-dir", "-o", help="Default: runs/<task>-<preset>-sweep. Re-running resumes and adds new grid points."),
-    seed: int = typer.Option(0, "--seed"),
+    output_dir: Optional[Path] = typer.Option(None, "--output-dir", "-o", file_okay=False, help="Default: runs/<task>-<preset>-sweep. Re-running resumes and adds new grid points."),
+    seed: int = typer.Option(0, "--seed", min=0),
     baselines: Optional[str] = typer.Option(None, "--baselines", help="Comma-separated baselines (preset default if omitted)."),
 ) -> None:
     """Run the main experiment plus a hyper-parameter grid per method, all drawn on one Pareto frontier."""

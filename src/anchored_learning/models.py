@@ -153,6 +153,39 @@ def resolve_model_path(name_or_path: str | None = None, cache_dir: str | None = 
     return str(convert_gguf_to_hf(bundled_gguf_path(), out))
 
 
+def check_model_source(name_or_path: str | None) -> None:
+    """Fail fast, before any work, when ``name_or_path`` cannot be loaded.
+
+    ``None`` or :data:`BUNDLED_MODEL` always pass (the bundled model is resolved later).  A path
+    that exists must be a folder with a ``config.json`` (as written by ``save_pretrained``); a
+    string that looks like a path (``/``, ``.``, ``~``, or more than one ``/``) must exist;
+    anything else is read as a Hugging Face id and its config is fetched (from the local cache
+    when offline; on a machine without network this takes ~30 s of retries before failing).
+
+    Raises:
+        ValueError: the message names the model and says what to pass instead.
+    """
+    if name_or_path is None or name_or_path == BUNDLED_MODEL:
+        return
+    p = Path(name_or_path).expanduser()
+    hint = (f"pass a folder written by save_pretrained, a Hugging Face id available offline, or omit "
+            f"--model for the bundled {BUNDLED_MODEL}")
+    if p.exists():
+        if not p.is_dir() or not (p / "config.json").is_file():
+            raise ValueError(f"model {name_or_path!r} is not a model folder (no config.json in it); {hint}")
+        return
+    if name_or_path.startswith(("/", ".", "~")) or name_or_path.count("/") > 1:
+        raise ValueError(f"model folder {name_or_path!r} does not exist; {hint}")
+    from transformers import AutoConfig
+
+    try:
+        AutoConfig.from_pretrained(name_or_path)
+    except (OSError, ValueError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ValueError(f"cannot load model {name_or_path!r}: it is not a local folder and not in the Hugging "
+                         f"Face cache ({first}); {hint}") from None
+
+
 def load_model_and_tokenizer(name_or_path: str | None = None, dtype: torch.dtype = torch.float32,
                              cache_dir: str | None = None):
     """Load a causal LM and its tokenizer (offline for the bundled model).

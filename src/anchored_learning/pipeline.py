@@ -104,7 +104,7 @@ class ExperimentConfig:
         """A copy with preset values filled in.
 
         Raises:
-            ValueError: unknown preset, task or baseline.
+            ValueError: unknown preset, task or baseline; a negative seed; a batch size below 1.
         """
         if self.preset not in PRESETS:
             raise ValueError(f"unknown preset {self.preset!r}; choose one of {sorted(PRESETS)}")
@@ -116,6 +116,8 @@ class ExperimentConfig:
         if bad:
             raise ValueError(f"unknown baseline(s) {bad}")
         parse_sweep(self.sweep)  # fail before any work
+        if int(self.seed) < 0:
+            raise ValueError(f"seed must be >= 0, got {self.seed}")
         if int(self.eval_batch_size) < 1 or int(self.generation_batch_size) < 1:
             raise ValueError(f"eval_batch_size and generation_batch_size must be >= 1, got {self.eval_batch_size} and {self.generation_batch_size}")
         vals = dataclasses.asdict(self)
@@ -266,6 +268,9 @@ class Experiment:
         """
         if self.out.exists() and not self.out.is_dir():
             raise ValueError(f"output folder {self.out} exists and is not a folder; choose another --output-dir")
+        from anchored_learning.models import check_model_source
+
+        check_model_source(self.cfg.model)
         ref_dir = self.out / "models" / "reference" / "final"
         stages = [("reference", lambda: self._training_args("reference", method="sft"))]
         stages += [(name, lambda n=name, m=method, o=overrides: self._method_args(n, m, ref_dir, o))
@@ -481,11 +486,11 @@ def check_seeds(seeds: Sequence[int]) -> list[int]:
     """``seeds`` as a list of ints.
 
     Raises:
-        ValueError: no seeds, or a seed repeated.
+        ValueError: no seeds, a seed repeated, or a negative seed.
     """
     seeds = [int(s) for s in seeds]
-    if not seeds or len(set(seeds)) != len(seeds):
-        raise ValueError(f"seeds must be distinct and non-empty, got {seeds}")
+    if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
+        raise ValueError(f"seeds must be distinct, non-negative and non-empty, got {seeds}")
     return seeds
 
 

@@ -69,24 +69,26 @@ def eval_command(
     model: Optional[str] = typer.Option(None, "--model", "-m",
                                         help="HF model id or local folder (default: bundled SmolLM2-135M-Instruct)."),
     suite: list[str] = typer.Option(["stability"], "--suite", "-s",
-                                    help="Suite name, repeatable: igsm, medcalc, ifeval, hellaswag, arc_easy, "
+                                    help="Suite name, repeatable: igsm (the paper's mod-23), igsm_add (the CPU presets'), medcalc, ifeval, sciq_chat, hellaswag, arc_easy, "
                                          "arc_challenge, piqa, mmlu, heldout_nll, drift, drift:<task>, stability."),
-    limit: Optional[int] = typer.Option(None, "--limit", "-n", help="Items per suite (default: per-suite default)."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the fixed item subsets."),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the JSON results here."),
+    limit: Optional[int] = typer.Option(None, "--limit", "-n", min=1, help="Items per suite (default: per-suite default)."),
+    seed: int = typer.Option(0, "--seed", min=0, help="Seed of the fixed item subsets."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", dir_okay=False, help="Write the JSON results to this file."),
     base_model: Optional[str] = typer.Option(None, "--base-model",
                                              help="Reference model p0 for drift suites (e.g. 'smollm2-135m-instruct'); "
                                                   "without it drift is skipped."),
-    batch_size: int = typer.Option(8, "--batch-size", help="Sequences per forward / generate call."),
+    batch_size: int = typer.Option(8, "--batch-size", min=1, help="Sequences per forward pass."),
+    generation_batch_size: int = typer.Option(32, "--generation-batch-size", min=1,
+                                              help="Prompts per generate call (generation suites)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
-    threads: Optional[int] = typer.Option(None, "--threads",
+    threads: Optional[int] = typer.Option(None, "--threads", min=1,
                                           help="torch CPU threads (1 is often fastest on a busy machine)."),
 ) -> None:
     """Score a model on evaluation suites (offline) and print a table; optionally write JSON."""
     from rich.console import Console
 
     from anchored_learning.evaluation.suites import evaluate, expand_suites
-    from anchored_learning.models import BUNDLED_MODEL, load_model_and_tokenizer
+    from anchored_learning.models import BUNDLED_MODEL, check_model_source, load_model_and_tokenizer
 
     console = Console(stderr=True)
     if threads is not None:
@@ -97,6 +99,11 @@ def eval_command(
         names = expand_suites(suite)
     except KeyError as e:
         raise typer.BadParameter(str(e.args[0]), param_hint="--suite") from None
+    for hint, value in (("--model", model), ("--base-model", base_model)):
+        try:
+            check_model_source(value)
+        except ValueError as e:
+            raise typer.BadParameter(str(e), param_hint=hint) from None
     label = model or BUNDLED_MODEL
     console.print(f"loading model [bold]{label}[/]")
     m, tok = load_model_and_tokenizer(model)
@@ -112,7 +119,7 @@ def eval_command(
             console.print(f"  {name}: {r.get('skipped') or r.get('error')}")
 
     out = evaluate(m, tok, suite, limit=limit, seed=seed, base_model=base, batch_size=batch_size,
-                   progress=progress, model_name=label, base_model_name=base_model, on_result=on_result)
+                   generation_batch_size=generation_batch_size, progress=progress, model_name=label, base_model_name=base_model, on_result=on_result)
     if output is not None:
         write_json_atomic(output, out)
         console.print(f"wrote {output}")

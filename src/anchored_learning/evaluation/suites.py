@@ -5,7 +5,9 @@ Suites:
 ================  ==========  ==================================================================
 name              kind        what is measured (primary metric)
 ================  ==========  ==================================================================
-igsm              generation  ``anchored_learning.tasks.igsm.IGSMTask`` (mean task score)
+igsm              generation  ``anchored_learning.tasks.igsm.IGSMTask`` (mean task score; the
+                              paper's mod-23 arithmetic, 2-4 operations)
+igsm_add          generation  the CPU presets' iGSM: "add" arithmetic, 2-3 operations
 medcalc           generation  ``anchored_learning.tasks.medcalc.MedCalcTask`` (mean task score)
 ifeval            generation  ``anchored_learning.tasks.ifeval.IFEvalTask`` (mean task score)
 sciq_chat         generation  held-out: SciQ val asked in chat as lettered multiple choice (accuracy)
@@ -77,6 +79,7 @@ STABILITY_MEMBERS = ("hellaswag", "arc_easy", "arc_challenge", "piqa", "mmlu", "
 #: target task name -> "module:Class" (imported lazily) or a zero-argument factory
 TASK_FACTORIES: dict[str, str | Callable[[], Any]] = {
     "igsm": "anchored_learning.tasks.igsm:IGSMTask",
+    "igsm_add": "anchored_learning.tasks.igsm:igsm_add_task",
     "medcalc": "anchored_learning.tasks.medcalc:MedCalcTask",
     "ifeval": "anchored_learning.tasks.ifeval:IFEvalTask",
     "sciq_chat": "anchored_learning.tasks.heldout:SciQChatTask",
@@ -301,7 +304,7 @@ def evaluate(
 
     Raises:
         KeyError: an unknown suite name (before anything runs).
-        ValueError: a batch size below 1.
+        ValueError: a batch size below 1, or a limit below 1.
     """
     gen_bs = batch_size if generation_batch_size is None else generation_batch_size
     if int(batch_size) < 1 or int(gen_bs) < 1:
@@ -310,6 +313,9 @@ def evaluate(
         suites = [suites]
     names = expand_suites(suites)
     limits = dict(limits or {})
+    bad = {k: v for k, v in {"limit": limit, **limits}.items() if v is not None and int(v) < 1}
+    if bad:
+        raise ValueError(f"limits must be >= 1 (or None for the suite default), got {bad}")
     t_all = time.perf_counter()
     meta = {
         "model": model_name or model_label(model),

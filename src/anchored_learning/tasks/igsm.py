@@ -109,7 +109,9 @@ ARITHMETIC = ("mod23", "add")
 #: constants of the "add" variant are drawn from 1..ADD_CONST_MAX
 ADD_CONST_MAX = 9
 #: regex that matches once a generated solution has given its final answer (for stop criteria)
-ANSWER_DONE_REGEX = r"Answer\s*:\s*\**\s*-?\d+\D"
+#: (a number followed by a character that cannot continue it: "12\n", "12. ", "25.9\n"; not
+#: "12" or "12." alone, which may still grow into "123" or "12.5")
+ANSWER_DONE_REGEX = r"Answer\s*:\s*\**\s*-?\d+(?:\.\d+)?(?:[^\d.]|\.[^\d])"
 
 # Definition kinds of instance parameters -> number of binary operations they perform.
 _LOCAL_OPS = {"const": 0, "add_const": 1, "mul_const": 1, "add": 1, "sub": 1, "mul": 1}
@@ -614,7 +616,7 @@ def generate_problem(
 
 # ----------------------------------------------------------------------------- scoring
 
-_ANSWER_RE = re.compile(r"Answer\s*:\s*\**\s*(-?\d+)", re.IGNORECASE)
+_ANSWER_RE = re.compile(r"Answer\s*:\s*\**\s*(-?\d+(?:\.\d+)?)", re.IGNORECASE)
 _INT_RE = re.compile(r"(?:(?<![\w)])-)?\d+")  # "12-5" ends in 5, not -5
 
 
@@ -622,13 +624,16 @@ def extract_answer(text: str) -> int | None:
     """Extract the final answer from generated text.
 
     The first ``Answer: N`` (case-insensitive, optional spaces or ``**``; later text ignored,
-    so a model that keeps generating after its answer is judged on the answer it gave) wins;
-    otherwise the last integer anywhere in the text (a ``-`` right after a digit, letter or
-    ``)`` is read as subtraction, not a sign); otherwise ``None``.  Never raises.
+    so a model that keeps generating after its answer is judged on the answer it gave) wins; a
+    decimal there counts only when it is a whole number (``Answer: 25.0`` -> 25; ``Answer: 25.9``
+    -> ``None``: the model gave a non-integer answer, not 25); without an ``Answer:`` line, the
+    last integer anywhere in the text (a ``-`` right after a digit, letter or ``)`` is read as
+    subtraction, not a sign); otherwise ``None``.  Never raises.
     """
     m = _ANSWER_RE.search(text)
     if m:
-        return int(m.group(1))
+        val = float(m.group(1))
+        return int(val) if val.is_integer() else None
     ints = _INT_RE.findall(text)
     return int(ints[-1]) if ints else None
 
@@ -757,3 +762,9 @@ class IGSMTask:
         if self.arithmetic == "add":
             return float(got == int(example.answer))
         return float(got % MOD == int(example.answer) % MOD)
+
+
+def igsm_add_task() -> IGSMTask:
+    """The CPU presets' iGSM: ``IGSMTask(op_min=2, op_max=3, arithmetic="add")`` (suite ``igsm_add``
+    of ``anchored eval``; the ``igsm`` suite is the paper's mod-23 default)."""
+    return IGSMTask(op_min=2, op_max=3, arithmetic="add")

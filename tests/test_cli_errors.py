@@ -1,0 +1,104 @@
+"""Bad command-line input fails up front with exit code 2 and a message that says what to do,
+before any model is loaded or trained (nothing here trains or loads a model: the loaders and
+trainers are replaced by functions that fail the test if called)."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+from typer.testing import CliRunner
+
+from anchored_learning.cli import _register, app
+
+_register()
+
+
+def _invoke(argv):
+    return CliRunner().invoke(app, argv, env={"COLUMNS": "300"})
+
+
+@pytest.fixture
+def no_work(monkeypatch):
+    """Any model load, reference training or experiment run fails the test."""
+    import anchored_learning.models as models
+    import anchored_learning.pipeline as pl
+    import anchored_learning.trainer as tr
+
+    def boom(*a, **k):
+        pytest.fail("work started before the input was validated")
+
+    monkeypatch.setattr(models, "load_model_and_tokenizer", boom)
+    monkeypatch.setattr(tr, "train_reference", boom)
+    monkeypatch.setattr(pl.Experiment, "run", boom)
+
+
+@pytest.fixture
+def data(tmp_path):
+    p = tmp_path / "d.jsonl"
+    p.write_text(json.dumps({"prompt": "1+1?", "response": "2"}) + "\n")
+    return p
+
+
+def _assert_usage_error(res, *needles):
+    assert res.exit_code == 2, res.output
+    text = " ".join(re.sub(r"[│╭╮╰╯─]", " ", res.output).split())  # rich boxes and wraps long messages
+    for n in needles:
+        assert n in text, (n, res.output)
+    assert "Traceback" not in res.output
+
+
+def test_model_that_does_not_exist(tmp_path, no_work, data):
+    missing = str(tmp_path / "nope")
+    _assert_usage_error(_invoke(["eval", "-m", missing, "-s", "arc_easy"]), "does not exist")
+    _assert_usage_error(_invoke(["train", "--data", str(data), "-o", str(tmp_path / "o"), "-m", missing]), "does not exist")
+    _assert_usage_error(_invoke(["run", "-m", missing, "-o", str(tmp_path / "r")]), "does not exist")
+    (tmp_path / "empty").mkdir()
+    _assert_usage_error(_invoke(["eval", "-m", str(tmp_path / "empty")]), "no config.json")
+    assert not (tmp_path / "r").exists()
+
+
+def test_output_paths_of_the_wrong_kind(tmp_path, no_work, data):
+    f = tmp_path / "file.txt"
+    f.write_text("x")
+    _assert_usage_error(_invoke(["train", "--data", str(data), "-o", str(f), "--method", "sft"]), "file")
+    _assert_usage_error(_invoke(["run", "-o", str(f)]), "file")
+    _assert_usage_error(_invoke(["eval", "-s", "arc_easy", "-o", str(tmp_path)]), "directory")
+
+
+def test_train_config_errors_before_any_training(tmp_path, no_work, data):
+    out = ["train", "--data", str(data), "-o", str(tmp_path / "o")]
+    _assert_usage_error(_invoke(out + ["--config", str(tmp_path / "missing.yaml")]), "does not exist")
+    bad_yaml = tmp_path / "bad.yaml"
+    bad_yaml.write_text("anchor_alpha: [0.5\n")
+    _assert_usage_error(_invoke(out + ["--config", str(bad_yaml)]), "neither valid JSON nor YAML")
+    listy = tmp_path / "list.yaml"
+    listy.write_text("- 1\n- 2\n")
+    _assert_usage_error(_invoke(out + ["--config", str(listy)]), "mapping")
+    # a bad value for the anchored method fails before the reference would be trained
+    bad_alpha = tmp_path / "alpha.json"
+    bad_alpha.write_text(json.dumps({"anchor_alpha": 5}))
+    _assert_usage_error(_invoke(out + ["--config", str(bad_alpha)]), "anchor_alpha")
+    unknown = tmp_path / "unknown.json"
+    unknown.write_text(json.dumps({"alpha": 0.5}))
+    _assert_usage_error(_invoke(out + ["--config", str(unknown)]), "alpha")
+    assert not (tmp_path / "o" / "reference").exists()
+
+
+def test_numbers_out_of_range(tmp_path, no_work):
+    _assert_usage_error(_invoke(["eval", "--batch-size", "0"]), "--batch-size")
+    _assert_usage_error(_invoke(["eval", "--generation-batch-size", "0"]), "--generation-batch-size")
+    _assert_usage_error(_invoke(["eval", "--limit", "-1"]), "--limit")
+    _assert_usage_error(_invoke(["eval", "--seed", "-1"]), "--seed")
+    _assert_usage_error(_invoke(["run", "--seed", "-3", "-o", str(tmp_path / "r")]), "--seed")
+    _assert_usage_error(_invoke(["run", "--seeds", "0,-1", "-o", str(tmp_path / "r")]), "non-negative")
+    assert not (tmp_path / "r").exists()
+
+
+def test_evaluate_rejects_bad_limits_and_batch_sizes():
+    from anchored_learning.evaluation.suites import evaluate
+
+    for kw in ({"limit": -1}, {"limits": {"arc_easy": 0}}, {"batch_size": 0}, {"generation_batch_size": 0}):
+        with pytest.raises(ValueError, match=">= 1"):
+            evaluate(None, None, ["arc_easy"], **kw)
