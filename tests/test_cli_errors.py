@@ -102,3 +102,47 @@ def test_evaluate_rejects_bad_limits_and_batch_sizes():
     for kw in ({"limit": -1}, {"limits": {"arc_easy": 0}}, {"batch_size": 0}, {"generation_batch_size": 0}):
         with pytest.raises(ValueError, match=">= 1"):
             evaluate(None, None, ["arc_easy"], **kw)
+
+
+def test_train_reuses_its_reference_only_for_the_same_data_and_saves_atomically(tmp_path, monkeypatch, data):
+    import types
+
+    import anchored_learning.models as models
+    import anchored_learning.trainer as tr
+    from anchored_learning.testing import tiny_llama
+
+    calls = []
+
+    def fake_reference(model, dataset, out, **kw):
+        calls.append(out)
+        (tmp_path / "o" / "reference").mkdir(parents=True, exist_ok=True)
+        return out
+
+    class FakeTrainer:
+        def __init__(self, model, args, **kw):
+            self.model, self.state = model, types.SimpleNamespace(log_history=[{"loss": 1.0}])
+
+        def train(self, **kw):
+            pass
+
+    monkeypatch.setattr(models, "load_model_and_tokenizer", lambda *a, **k: tiny_llama(seed=0))
+    monkeypatch.setattr(models, "resolve_model_path", lambda *a, **k: "tiny-base")
+    monkeypatch.setattr(tr, "train_reference", fake_reference)
+    monkeypatch.setattr(tr, "AnchoredSFTTrainer", FakeTrainer)
+    argv = ["train", "--data", str(data), "-o", str(tmp_path / "o"), "--method", "anchored"]
+    for _ in range(2):
+        res = _invoke(argv)
+        assert res.exit_code == 0, res.output
+    assert calls == [str(tmp_path / "o" / "reference")]  # the second run reused it
+    assert "(reused)" in res.output
+    assert (tmp_path / "o" / "final" / "config.json").is_file() and not (tmp_path / "o" / "final.tmp").exists()
+    data.write_text(json.dumps({"prompt": "2+2?", "response": "4"}) + "\n")  # other data: train a new reference
+    assert _invoke(argv).exit_code == 0
+    assert len(calls) == 2
+
+
+def test_bad_method_is_blamed_on_method(tmp_path, no_work, data):
+    cfg = tmp_path / "c.json"
+    cfg.write_text('{\n\t"anchor_alpha": 0.5\n}')  # tab-indented JSON is JSON
+    _assert_usage_error(_invoke(["train", "--data", str(data), "-o", str(tmp_path / "o"), "--method", "ppo",
+                                 "--config", str(cfg)]), "--method", "unknown method 'ppo'")

@@ -360,6 +360,7 @@ def test_stop_regex_matches_only_a_finished_answer(task):
     assert not rx.search("Answer: 12.")  # ... into a decimal
     assert rx.search("Answer: 12. Done").group(0) == "Answer: 12. "
     assert rx.search("Answer: 25.9\n").group(0) == "Answer: 25.9\n"
+    assert rx.search("answer: 12\n")  # the extractor is case-insensitive, so is the stop rule
     assert not rx.search("Define p as q; so p = 4.\n")
     for ex in task.examples("test", 20, seed=1):
         m = rx.search(ex.response + "\n")
@@ -486,7 +487,9 @@ def test_extract_answer_prefers_answer_line(prefix, n, suffix):
 
 
 @pytest.mark.parametrize("text,want", [("Answer: 25.9", None), ("Answer: 25.0", 25), ("Answer: 25.", 25),
-                                       ("Answer: -3.50\nso 7", None), ("Answer: 7. Then 8", 7), ("so 4.5 and 6", 6)])
+                                       ("Answer: -3.50\nso 7", None), ("Answer: 7. Then 8", 7), ("so 4.5 and 6", 6),
+                                       ("so x = 25.9", None), ("A = 5.\nB = 7.", 7), ("12-5", 5),
+                                       ("Answer: 12345678901234567890.000", 12345678901234567890)])
 def test_extract_answer_decimals(text, want):
     assert extract_answer(text) == want
 

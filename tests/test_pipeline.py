@@ -156,17 +156,43 @@ def test_run_command_rejects_bad_seeds_and_presets_before_any_work(tmp_path, mon
     assert not (tmp_path / "r").exists()
 
 
-def test_variants_labels_and_duplicates(tmp_path):
+def test_plan_labels_and_duplicates(tmp_path):
+    logs = []
     exp = Experiment(ExperimentConfig(output_dir=str(tmp_path / "r"), baselines=("sft", "sft_kl", "wise_ft"),
-                                      sweep=("sft.learning_rate=1e-4,3e-5", "anchored.anchor_alpha=0.25,0.25")))
+                                      sweep=("sft.learning_rate=1e-4,3e-5", "anchored.anchor_alpha=0.25,0.25",
+                                             "anchored.learning_rate=1e-4", "wise_ft.weight=0.5,0.75")),
+                     console_log=logs.append)
     assert exp.cfg.learning_rate == 1e-4  # the default preset's student learning rate
-    assert exp._variants() == [
+    assert exp.plan == [
         ("anchored", "anchored", {}),
         ("sft(learning_rate=1e-4)", "sft", {"learning_rate": 1e-4}),  # the baseline; the sweep's 1e-4 is a duplicate
         ("sft_kl", "sft_kl", {}),
         ("sft(learning_rate=3e-5)", "sft", {"learning_rate": 3e-5}),
         ("anchored(anchor_alpha=0.25)", "anchored", {"anchor_alpha": 0.25}),
+        ("wise_ft(w=0.5)", "wise_ft", {"weight": 0.5}),
+        ("wise_ft(w=0.75)", "wise_ft", {"weight": 0.75}),
     ]
+    # the sweep point equal to the preset's anchored run is named as such, not trained twice
+    assert "[skip] anchored(learning_rate=1e-4): the same model as anchored" in logs
+    # quick: student lr == reference lr and the same epochs, so plain SFT would retrain the reference
+    quick = Experiment(ExperimentConfig(preset="quick", output_dir=str(tmp_path / "q"), baselines=("sft",)),
+                       console_log=logs.append)
+    assert quick.plan == [("anchored", "anchored", {})]
+    assert "[skip] sft(learning_rate=3e-4): the same model as sft" in logs
+
+
+def test_resume_refuses_a_folder_made_with_other_settings(tmp_path):
+    import dataclasses
+
+    cfg = ExperimentConfig(output_dir=str(tmp_path / "r"))
+    old = dataclasses.asdict(dataclasses.replace(cfg.resolved(), learning_rate=3e-4))
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / "config.json").write_text(json.dumps(old, default=str))
+    with pytest.raises(ValueError, match=r"other settings \(learning_rate: 0.0003 -> 0.0001\)"):
+        Experiment(cfg, console_log=lambda s: None)
+    # the same settings, or only more stages (sweep, baselines), resume
+    (tmp_path / "r" / "config.json").write_text(json.dumps(dataclasses.asdict(cfg.resolved()), default=str))
+    Experiment(dataclasses.replace(cfg, sweep=("anchored.anchor_alpha=0.25",), baselines=("sft_kl",)), console_log=lambda s: None)
 
 
 def test_default_preset_is_the_measured_configuration():

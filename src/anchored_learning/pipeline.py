@@ -104,7 +104,8 @@ class ExperimentConfig:
         """A copy with preset values filled in.
 
         Raises:
-            ValueError: unknown preset, task or baseline; a negative seed; a batch size below 1.
+            ValueError: unknown preset, task or baseline; a negative seed; an evaluation batch size
+                below 1.
         """
         if self.preset not in PRESETS:
             raise ValueError(f"unknown preset {self.preset!r}; choose one of {sorted(PRESETS)}")
@@ -240,46 +241,89 @@ class Experiment:
         self.out = Path(self.cfg.output_dir)
         self.log = console_log
         self.timings: dict[str, float] = {}
-        self._validate_variants()
+        self._check_output_folder()
+        self.plan = self._plan()
 
-    def _variants(self) -> list[tuple[str, str, dict[str, Any]]]:
-        """(name, method, overrides) of every trained model after the reference; WiSE-FT sweep
-        points have method ``wise_ft``."""
-        c = self.cfg
-        out, names, seen = [], {"base", "sft"}, set()  # "sft" is the reference model's label
-        for name, method, overrides in ([("anchored", "anchored", {})]
-                                        + [(b, b, {}) for b in c.baselines if b != "wise_ft"] + parse_sweep(c.sweep)):
-            if name == "sft":  # the plain-SFT baseline at the student's learning rate
-                name, overrides = f"sft(learning_rate={_short(c.learning_rate)})", {"learning_rate": c.learning_rate}
-            key = (method, tuple(sorted((k, float(v) if isinstance(v, (int, float)) else v) for k, v in overrides.items())))
-            if key in seen or name in names:  # e.g. --baselines sft and --grid sft.learning_rate=<the same lr>
-                continue
-            seen.add(key)
-            names.add(name)
-            out.append((name, method, overrides))
-        return out
+    #: ExperimentConfig fields that may differ when a run folder is resumed (they only add stages)
+    RESUMABLE_CHANGES = frozenset({"sweep", "baselines", "wise_weights", "output_dir"})
 
-    def _validate_variants(self) -> None:
-        """Build every stage's training arguments now, so a bad value (alpha 5, an unknown anchor
-        source, a sweep value of the wrong type) fails before hours of evaluation and training.
+    def _check_output_folder(self) -> None:
+        """Refuse an output folder that is a file, or that holds a run made with other settings
+        (its finished stages would be reused and reported under the new settings).
 
         Raises:
-            ValueError: naming the stage and the field.
+            ValueError: naming the differing fields and what to do.
         """
         if self.out.exists() and not self.out.is_dir():
             raise ValueError(f"output folder {self.out} exists and is not a folder; choose another --output-dir")
         from anchored_learning.models import check_model_source
 
         check_model_source(self.cfg.model)
+        saved = self.out / "config.json"
+        if not saved.exists():
+            return
+        old = json.loads(saved.read_text())
+        new = json.loads(json.dumps(dataclasses.asdict(self.cfg), default=str))
+        diff = {k: (old[k], v) for k, v in new.items() if k in old and k not in self.RESUMABLE_CHANGES and old[k] != v}
+        if diff:
+            shown = "; ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in sorted(diff.items()))
+            raise ValueError(f"{self.out} holds a run made with other settings ({shown}); its finished stages would be "
+                             f"reused under the new ones. Choose a new --output-dir, or delete {self.out} to start over "
+                             f"(only {', '.join(sorted(self.RESUMABLE_CHANGES - {'output_dir'}))} may change on a resume)")
+
+    def _reference_args(self) -> Any:
+        c = self.cfg
+        return self._training_args("reference", method="sft", num_train_epochs=c.ref_epochs,
+                                   learning_rate=c.reference_learning_rate)
+
+    @staticmethod
+    def _settings_key(args, peft_config) -> str:
+        """Everything that determines a trained model, without the folders it is written to."""
+        d = {k: v for k, v in args.to_dict().items() if k not in ("output_dir", "logging_dir", "run_name")}
+        return json.dumps(d, sort_keys=True, default=str) + repr(peft_config)
+
+    def _plan(self) -> list[tuple[str, str, dict[str, Any]]]:
+        """``(label, method, overrides)`` of every model after the base and the reference, in run
+        order (WiSE-FT points, method ``wise_ft``, last).  Every stage's training arguments are
+        built here, so a bad value (alpha 5, an unknown anchor source, a sweep value of the wrong
+        type) fails before hours of work.  A variant that would train the same model as an earlier
+        one (e.g. ``--baselines sft`` when the student's lr equals the reference's, or a sweep
+        point equal to the preset) is dropped with a log line.
+
+        Raises:
+            ValueError: naming the stage and the field.
+        """
+        c = self.cfg
         ref_dir = self.out / "models" / "reference" / "final"
-        stages = [("reference", lambda: self._training_args("reference", method="sft"))]
-        stages += [(name, lambda n=name, m=method, o=overrides: self._method_args(n, m, ref_dir, o))
-                   for name, method, overrides in self._variants() if method != "wise_ft"]
-        for name, build in stages:
-            try:
-                build()
-            except (TypeError, ValueError) as e:
-                raise ValueError(f"{name}: {e}") from None
+        try:
+            seen = {self._settings_key(self._reference_args(), None): "sft"}
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"reference: {e}") from None
+        wise = [(f"wise_ft(w={w:g})", "wise_ft", {"weight": float(w)}) for w in (c.wise_weights if "wise_ft" in c.baselines else ())]
+        trained = [("anchored", "anchored", {})] + [(b, b, {}) for b in c.baselines if b != "wise_ft"]
+        for name, method, overrides in parse_sweep(c.sweep):
+            if method == "wise_ft":
+                wise.append((f"wise_ft(w={float(overrides['weight']):g})", method, {"weight": float(overrides["weight"])}))
+            else:
+                trained.append((name, method, overrides))
+        plan, names = [], {"base", "sft"}  # "sft" is the reference model's label
+        for name, method, overrides in trained + wise:
+            if name == "sft":  # the plain-SFT baseline at the student's learning rate
+                name, overrides = f"sft(learning_rate={_short(c.learning_rate)})", {"learning_rate": c.learning_rate}
+            if method == "wise_ft":
+                key = f"wise_ft {overrides['weight']!r}"
+            else:
+                try:
+                    key = self._settings_key(*self._method_args(name, method, ref_dir, overrides))
+                except (TypeError, ValueError) as e:
+                    raise ValueError(f"{name}: {e}") from None
+            if key in seen or name in names:
+                self.log(f"[skip] {name}: the same model as {seen.get(key, name)}")
+                continue
+            seen[key] = name
+            names.add(name)
+            plan.append((name, method, overrides))
+        return plan
 
     # -- helpers
 
@@ -301,8 +345,10 @@ class Experiment:
             report_to="none",
             seed=c.seed,
             disable_tqdm=False,
-            activation_checkpointing=bool(c.activation_checkpointing),
         )
+        # transformers 5 renamed gradient_checkpointing (now a deprecated alias) to activation_checkpointing
+        names = {f.name for f in dataclasses.fields(AnchoredSFTConfig)}
+        base["activation_checkpointing" if "activation_checkpointing" in names else "gradient_checkpointing"] = bool(c.activation_checkpointing)
         base.update(kw)
         return AnchoredSFTConfig(**base)
 
@@ -390,27 +436,20 @@ class Experiment:
         self.base.eval()
 
         evals = {"base": self._evaluate("base", self.base)}
-        ref_args = self._training_args("reference", method="sft", num_train_epochs=c.ref_epochs,
-                                       learning_rate=c.reference_learning_rate)
-        ref_dir = self._train("reference", ref_args)
+        ref_dir = self._train("reference", self._reference_args())
         from transformers import AutoModelForCausalLM
 
         ref_model = AutoModelForCausalLM.from_pretrained(ref_dir).eval()
         evals["sft"] = self._evaluate("sft", ref_model)
 
-        variants = self._variants()
-        wise_weights = list(c.wise_weights) if "wise_ft" in c.baselines else []
-        for name, method, overrides in variants:
+        for name, method, overrides in self.plan:
             if method == "wise_ft":
-                wise_weights.append(float(overrides["weight"]))
+                evals[name] = self._evaluate(name, wise_ft(self.base, ref_model, overrides["weight"]).eval())
                 continue
             args, peft_config = self._method_args(name, method, ref_dir, overrides)
             m = AutoModelForCausalLM.from_pretrained(self._train(name, args, peft_config=peft_config)).eval()
             evals[name] = self._evaluate(name, m)
             del m
-        for w in wise_weights:
-            name = f"wise_ft(w={w:g})"
-            evals[name] = self._evaluate(name, wise_ft(self.base, ref_model, w).eval())
         return self.report(evals, self._save_wall_time())
 
     def _method_args(self, name: str, method: str, ref_dir: Path, overrides: dict[str, Any]):
@@ -467,7 +506,9 @@ class Experiment:
             })
         heldout = [h for h in c.heldout if all(h in r["heldout"] for r in rows)]
         table = markdown_table(rows, heldout)
-        extra_cols = "\n".join(f"- {r['label']}: drift KL(p0||p) held-out {r['drift_kl']}, on target prompts {r['drift_kl_target']}" for r in rows)
+        extra_cols = "\n".join(f"- {r['label']}: drift KL(p0||p) held-out {r['drift_kl']}"
+                               + (f", on target prompts {r['drift_kl_target']}" if r["drift_kl_target"] is not None else "")
+                               for r in rows)
         _atomic_text(self.out / "results.md", table + "\n" + extra_cols + "\n")
         plot_pareto([r for r in rows if r["label"] != "base"], self.out / "pareto.png",
                     title=f"{c.task}: gain vs. degradation ({c.preset} preset, seed {c.seed})")
@@ -510,11 +551,14 @@ def run_seeds(cfg: ExperimentConfig, seeds: Sequence[int], console_log: Callable
     seeds = check_seeds(seeds)
     cfg = cfg.resolved()
     out = Path(cfg.output_dir)
+    # every seed's folder is checked before the first one starts
+    exps = {s: Experiment(dataclasses.replace(cfg, seed=s, output_dir=str(out / f"seed-{s}")), console_log=lambda m: None)
+            for s in seeds}
     per_seed = {}
-    for s in seeds:
+    for s, exp in exps.items():
         console_log(f"== seed {s} ==")
-        per_seed[s] = Experiment(dataclasses.replace(cfg, seed=s, output_dir=str(out / f"seed-{s}")),
-                                 console_log=console_log).run()
+        exp.log = console_log
+        per_seed[s] = exp.run()
     rows = aggregate_seeds([r["rows"] for r in per_seed.values()])
     heldout = [h for h in cfg.heldout if all(h in r["heldout"] for r in rows)]
     _atomic_text(out / "results.md", markdown_table_seeds(rows, heldout)

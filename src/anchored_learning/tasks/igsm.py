@@ -111,7 +111,7 @@ ADD_CONST_MAX = 9
 #: regex that matches once a generated solution has given its final answer (for stop criteria)
 #: (a number followed by a character that cannot continue it: "12\n", "12. ", "25.9\n"; not
 #: "12" or "12." alone, which may still grow into "123" or "12.5")
-ANSWER_DONE_REGEX = r"Answer\s*:\s*\**\s*-?\d+(?:\.\d+)?(?:[^\d.]|\.[^\d])"
+ANSWER_DONE_REGEX = r"(?i)Answer\s*:\s*\**\s*-?\d+(?:\.\d+)?(?:[^\d.]|\.[^\d])"
 
 # Definition kinds of instance parameters -> number of binary operations they perform.
 _LOCAL_OPS = {"const": 0, "add_const": 1, "mul_const": 1, "add": 1, "sub": 1, "mul": 1}
@@ -617,7 +617,8 @@ def generate_problem(
 # ----------------------------------------------------------------------------- scoring
 
 _ANSWER_RE = re.compile(r"Answer\s*:\s*\**\s*(-?\d+(?:\.\d+)?)", re.IGNORECASE)
-_INT_RE = re.compile(r"(?:(?<![\w)])-)?\d+")  # "12-5" ends in 5, not -5
+#: "12-5" ends in 5, not -5; the digits of a decimal ("25.9") are not an integer
+_INT_RE = re.compile(r"(?:(?<![\w)])-)?(?<![\d.])\d+(?![\d]|\.\d)")
 
 
 def extract_answer(text: str) -> int | None:
@@ -628,12 +629,13 @@ def extract_answer(text: str) -> int | None:
     decimal there counts only when it is a whole number (``Answer: 25.0`` -> 25; ``Answer: 25.9``
     -> ``None``: the model gave a non-integer answer, not 25); without an ``Answer:`` line, the
     last integer anywhere in the text (a ``-`` right after a digit, letter or ``)`` is read as
-    subtraction, not a sign); otherwise ``None``.  Never raises.
+    subtraction, not a sign; the digits of a decimal such as ``25.9`` are not an integer);
+    otherwise ``None``.  Never raises.
     """
     m = _ANSWER_RE.search(text)
     if m:
-        val = float(m.group(1))
-        return int(val) if val.is_integer() else None
+        whole, _, frac = m.group(1).partition(".")
+        return int(whole) if not frac.strip("0") else None
     ints = _INT_RE.findall(text)
     return int(ints[-1]) if ints else None
 
