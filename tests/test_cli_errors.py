@@ -146,3 +146,55 @@ def test_bad_method_is_blamed_on_method(tmp_path, no_work, data):
     cfg.write_text('{\n\t"anchor_alpha": 0.5\n}')  # tab-indented JSON is JSON
     _assert_usage_error(_invoke(["train", "--data", str(data), "-o", str(tmp_path / "o"), "--method", "ppo",
                                  "--config", str(cfg)]), "--method", "unknown method 'ppo'")
+
+
+def test_paths_below_a_file_and_config_keys_that_belong_on_the_command_line(tmp_path, no_work, data):
+    f = tmp_path / "afile"
+    f.write_text("x")
+    _assert_usage_error(_invoke(["run", "-o", str(f / "sub")]), "is a file, not a folder")
+    _assert_usage_error(_invoke(["sweep", "-g", "anchored.anchor_alpha=0.25", "-o", str(f / "sub")]), "is a file, not a folder")
+    _assert_usage_error(_invoke(["train", "--data", str(data), "-o", str(f / "sub"), "--method", "sft"]), "is a file, not a folder")
+    _assert_usage_error(_invoke(["eval", "-s", "arc_easy", "-o", str(f / "x.json")]), "is a file, not a folder")
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("method: sft\n")
+    _assert_usage_error(_invoke(["train", "--data", str(data), "-o", str(tmp_path / "o"), "--config", str(cfg)]), "--method instead")
+
+
+def test_sweep_values_of_the_wrong_type_or_range_fail_before_any_work(tmp_path, no_work):
+    for grid, msg in (("anchored.learning_rate=abc", "learning_rate must be a number"),
+                      ("anchored.learning_rate=-1", "learning_rate must be >= 0"),
+                      ("sft.per_device_train_batch_size=0", "must be >= 1"),
+                      ("anchored.outer_iterations=1.5", "outer_iterations must be a whole number"),
+                      ("anchored.num_train_epochs=abc", "num_train_epochs must be a number")):
+        _assert_usage_error(_invoke(["sweep", "-g", grid, "-o", str(tmp_path / "s")]), msg)
+    assert not (tmp_path / "s").exists()
+
+
+def test_a_bad_value_is_named_before_a_resume_mismatch(tmp_path, no_work):
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / "config.json").write_text("{}")
+    _assert_usage_error(_invoke(["run", "-o", str(tmp_path / "r"), "--alpha", "5"]), "anchor_alpha must be in [0, 1]")
+
+
+def test_yaml_numbers_written_like_1e_5_are_numbers(tmp_path):
+    import yaml
+
+    from anchored_learning.config import AnchoredSFTConfig
+
+    fields = yaml.safe_load("learning_rate: 1e-5\nouter_iterations: '3'\n")
+    assert fields["learning_rate"] == "1e-5"  # YAML 1.1 reads it as a string ...
+    cfg = AnchoredSFTConfig(output_dir=str(tmp_path), method="sft", **fields)
+    assert cfg.learning_rate == 1e-5 and cfg.outer_iterations == 3  # ... the config converts it
+
+
+def test_eval_output_is_world_readable_like_any_file(tmp_path):
+    import os
+
+    from anchored_learning.evaluation.commands import write_json_atomic
+
+    umask = os.umask(0o022)
+    try:
+        p = write_json_atomic(tmp_path / "r.json", {"a": 1})
+    finally:
+        os.umask(umask)
+    assert p.stat().st_mode & 0o777 == 0o644

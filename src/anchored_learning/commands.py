@@ -109,6 +109,15 @@ def train_command(
                 raise typer.BadParameter(f"{config} is neither valid JSON nor YAML: {e}", param_hint="--config") from None
         if not isinstance(fields, dict):
             raise typer.BadParameter(f"{config} must hold a mapping of AnchoredSFTConfig field: value", param_hint="--config")
+        for key, opt in (("method", "--method"), ("output_dir", "--output-dir"), ("reference_model", "--reference")):
+            if key in fields:
+                raise typer.BadParameter(f"{config} sets {key!r}; give it on the command line with {opt} instead", param_hint="--config")
+    from anchored_learning.evaluation.commands import check_output_path
+
+    try:
+        check_output_path(output_dir, "folder")
+    except ValueError as e:
+        raise typer.BadParameter(str(e), param_hint="--output-dir") from None
     try:
         rows = load_training_rows(ExperimentConfig(data=str(data)), task=None)
     except ValueError as e:

@@ -7,6 +7,7 @@ interpolation, tau 1, K = 5 inner epochs, T = 5 outer iterations.  The paper tra
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import torch
@@ -92,6 +93,7 @@ class AnchoredSFTConfig(SFTConfig):
     )
 
     def __post_init__(self):
+        self._check_numeric_fields()
         if self.bf16 is None and not self.fp16:
             # trl defaults to bf16 autocast; on a CPU that is slower and lossy, so default to it only on a GPU
             self.bf16 = bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
@@ -99,6 +101,43 @@ class AnchoredSFTConfig(SFTConfig):
         if self.method in ("anchored", "psft") and self.snapshot_mode == "snapshot":
             self.num_train_epochs = float(self.outer_iterations * self.inner_epochs)
         super().__post_init__()
+
+    def _check_numeric_fields(self) -> None:
+        """Every field whose default is a number must hold a number.  YAML 1.1 reads ``1e-5`` as the
+        string "1e-5" and TrainingArguments does not check types, so numeric strings are converted
+        here and anything else fails now instead of mid-training.  Fields added by this class with a
+        whole-number default must be whole numbers.
+
+        Raises:
+            ValueError: naming the field and the value.
+        """
+        own = {f.name for f in dataclasses.fields(AnchoredSFTConfig)} - {f.name for f in dataclasses.fields(SFTConfig)}
+        for f in dataclasses.fields(self):
+            default = f.default
+            if isinstance(default, bool) or not isinstance(default, (int, float)):
+                continue
+            v = getattr(self, f.name)
+            if isinstance(v, str):
+                try:
+                    v = float(v)
+                except ValueError:
+                    raise ValueError(f"{f.name} must be a number, got {v!r}") from None
+                if isinstance(default, int) and v.is_integer():
+                    v = int(v)
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                raise ValueError(f"{f.name} must be a number, got {v!r}")
+            if f.name in own and isinstance(default, int) and not isinstance(default, bool):
+                if not float(v).is_integer():
+                    raise ValueError(f"{f.name} must be a whole number, got {v!r}")
+                v = int(v)
+            setattr(self, f.name, v)
+        if not self.learning_rate >= 0:
+            raise ValueError(f"learning_rate must be >= 0, got {self.learning_rate}")
+        if self.per_device_train_batch_size < 1 or self.gradient_accumulation_steps < 1:
+            raise ValueError(f"per_device_train_batch_size and gradient_accumulation_steps must be >= 1, got "
+                             f"{self.per_device_train_batch_size} and {self.gradient_accumulation_steps}")
+        if not self.num_train_epochs > 0:
+            raise ValueError(f"num_train_epochs must be > 0, got {self.num_train_epochs}")
 
     def _validate_anchor_fields(self) -> None:
         if self.method not in METHODS:

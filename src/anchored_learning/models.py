@@ -169,8 +169,8 @@ def check_model_source(name_or_path: str | None) -> None:
     if name_or_path is None or name_or_path == BUNDLED_MODEL:
         return
     p = Path(name_or_path).expanduser()
-    hint = (f"pass a folder written by save_pretrained, a Hugging Face id available offline, or omit "
-            f"--model for the bundled {BUNDLED_MODEL}")
+    hint = (f"pass a folder written by save_pretrained, a Hugging Face id available offline, or "
+            f"{BUNDLED_MODEL!r} for the bundled model")
     if p.exists():
         if not p.is_dir() or not (p / "config.json").is_file():
             raise ValueError(f"model {name_or_path!r} is not a model folder (no config.json in it); {hint}")

@@ -34,7 +34,7 @@ PRESETS: dict[str, dict[str, Any]] = {
                   heldout=("sciq_chat", "hellaswag", "arc_easy", "heldout_nll")),
     # the measured default run (results/igsm-default): the reference is SFT at lr 3e-4 (it forgets);
     # the anchored student, and the plain-SFT baseline at the same lr, train at 1e-4 (see the
-    # learning-rate investigation in results/igsm-default/README.md); calibrated in results/igsm-calibration
+    # learning-rate investigation in results/igsm-lr-investigation/README.md); calibrated in results/igsm-calibration
     "default": dict(n_train=96, n_test=64, igsm_arithmetic="add", igsm_op_min=2, igsm_op_max=3, ref_epochs=3,
                     epochs_per_iteration=1, outer_iterations=3, baseline_epochs=3, mc_limit=100, nll_limit=40,
                     drift_limit=40, batch_size=8, grad_accum=1, learning_rate=1e-4, reference_learning_rate=3e-4,
@@ -242,23 +242,32 @@ class Experiment:
         self.log = console_log
         self.timings: dict[str, float] = {}
         self._check_output_folder()
-        self.plan = self._plan()
+        self.plan = self._plan()  # validates every stage's settings
+        self._check_resume()
 
     #: ExperimentConfig fields that may differ when a run folder is resumed (they only add stages)
     RESUMABLE_CHANGES = frozenset({"sweep", "baselines", "wise_weights", "output_dir"})
 
     def _check_output_folder(self) -> None:
-        """Refuse an output folder that is a file, or that holds a run made with other settings
-        (its finished stages would be reused and reported under the new settings).
+        """Refuse an output folder that cannot be created (a file, or below a file) and a model
+        that cannot be loaded; :meth:`_check_resume` then refuses a folder that holds a run made
+        with other settings (its finished stages would be reused and reported under the new ones).
+
+        Raises:
+            ValueError: naming the path or model and what to do.
+        """
+        from anchored_learning.evaluation.commands import check_output_path
+        from anchored_learning.models import check_model_source
+
+        check_output_path(self.out, "folder")
+        check_model_source(self.cfg.model)
+
+    def _check_resume(self) -> None:
+        """Refuse to resume a folder whose ``config.json`` differs outside :attr:`RESUMABLE_CHANGES`.
 
         Raises:
             ValueError: naming the differing fields and what to do.
         """
-        if self.out.exists() and not self.out.is_dir():
-            raise ValueError(f"output folder {self.out} exists and is not a folder; choose another --output-dir")
-        from anchored_learning.models import check_model_source
-
-        check_model_source(self.cfg.model)
         saved = self.out / "config.json"
         if not saved.exists():
             return

@@ -19,6 +19,9 @@ def write_json_atomic(path: str | os.PathLike, obj: Any) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; a results file is as readable as any other
         with os.fdopen(fd, "w") as f:
             json.dump(_finite(obj), f, indent=1)
             f.write("\n")
@@ -30,6 +33,25 @@ def write_json_atomic(path: str | os.PathLike, obj: Any) -> Path:
             os.unlink(tmp)
         raise
     return path
+
+
+def check_output_path(path: str | os.PathLike, kind: str = "file") -> None:
+    """Fail before any work when ``path`` cannot be written as a ``kind`` ("file" or "folder"):
+    it exists as the other kind, or its nearest existing ancestor is a file or not writable.
+
+    Raises:
+        ValueError: naming the path and the problem.
+    """
+    path = Path(path).expanduser()
+    if path.exists() and (path.is_dir() if kind == "file" else not path.is_dir()):
+        raise ValueError(f"{path} exists and is {'a folder' if kind == 'file' else 'not a folder'}; choose another path")
+    parent = path.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ValueError(f"cannot create {path}: {parent} is a file, not a folder")
+    if not os.access(parent, os.W_OK):
+        raise ValueError(f"cannot create {path}: {parent} is not writable")
 
 
 def _finite(o):
@@ -104,6 +126,11 @@ def eval_command(
             check_model_source(value)
         except ValueError as e:
             raise typer.BadParameter(str(e), param_hint=hint) from None
+    if output is not None:
+        try:
+            check_output_path(output, "file")
+        except ValueError as e:
+            raise typer.BadParameter(str(e), param_hint="--output") from None
     label = model or BUNDLED_MODEL
     console.print(f"loading model [bold]{label}[/]")
     m, tok = load_model_and_tokenizer(model)
