@@ -8,7 +8,7 @@ same items (seed, limit) as before, and replaces that entry in ``evals/<model>.j
 entry is kept under ``superseded``, outside ``results``, so reports ignore it). Then re-run the same ``anchored run``/``sweep`` command to
 rebuild the report from the updated evaluations (every other stage is skipped).
 
-Usage: python results/igsm-default/rescore_sciq_chat.py RUN_DIR
+Usage: python results/igsm-lr-investigation/rescore_sciq_chat.py RUN_DIR
 """
 
 from __future__ import annotations
