@@ -86,12 +86,15 @@ def train_command(
     config: Optional[Path] = typer.Option(None, "--config", exists=True, dir_okay=False, help="JSON or YAML file of AnchoredSFTConfig fields (e.g. anchor_alpha, outer_iterations, learning_rate)."),
 ) -> None:
     """Train one method on your data and save the model to OUTPUT_DIR/final."""
+    import hashlib
+
     import yaml
     from datasets import Dataset
 
     from anchored_learning.config import METHODS, AnchoredSFTConfig
+    from anchored_learning.evaluation.commands import check_output_path
     from anchored_learning.models import check_model_source, load_model_and_tokenizer, resolve_model_path
-    from anchored_learning.pipeline import ExperimentConfig, load_training_rows
+    from anchored_learning.pipeline import ExperimentConfig, load_training_rows, save_model_atomically
     from anchored_learning.trainer import AnchoredSFTTrainer, train_reference
 
     # everything is validated before any training
@@ -112,8 +115,6 @@ def train_command(
         for key, opt in (("method", "--method"), ("output_dir", "--output-dir"), ("reference_model", "--reference")):
             if key in fields:
                 raise typer.BadParameter(f"{config} sets {key!r}; give it on the command line with {opt} instead", param_hint="--config")
-    from anchored_learning.evaluation.commands import check_output_path
-
     try:
         check_output_path(output_dir, "folder")
     except ValueError as e:
@@ -142,8 +143,6 @@ def train_command(
     dataset = Dataset.from_list(rows)
     path = resolve_model_path(model)
     # a reference trained by an earlier invocation on the same data and base model is reused
-    import hashlib
-
     marker = Path(ref_dir) / ".anchored_reference.json"
     stamp = {"data_sha256": hashlib.sha256(data.read_bytes()).hexdigest(), "base_model": str(path)}
     reuse = needs_ref and reference is None and marker.is_file() and json.loads(marker.read_text()) == stamp
@@ -158,17 +157,9 @@ def train_command(
     trainer = AnchoredSFTTrainer(m, args=args, train_dataset=dataset, processing_class=tok, peft_config=peft_config)
     ckpt = any((output_dir / "trainer").glob("checkpoint-*"))
     trainer.train(resume_from_checkpoint=True if ckpt else None)
-    final = trainer.model.merge_and_unload() if hasattr(trainer.model, "merge_and_unload") else trainer.model
-    import shutil
-
-    tmp, dest = output_dir / "final.tmp", output_dir / "final"
-    shutil.rmtree(tmp, ignore_errors=True)
-    final.save_pretrained(tmp)
-    tok.save_pretrained(tmp)
-    (tmp / "train_log.json").write_text(json.dumps(trainer.state.log_history, default=str))
-    shutil.rmtree(dest, ignore_errors=True)
-    tmp.rename(dest)  # a killed save leaves final.tmp, never a half-written final
-    typer.echo(f"saved {dest}")
+    save_model_atomically(trainer.model, tok, output_dir / "final",
+                          {"train_log.json": json.dumps(trainer.state.log_history, default=str)})
+    typer.echo(f"saved {output_dir / 'final'}")
 
 
 def sweep_command(

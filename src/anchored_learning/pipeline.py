@@ -137,6 +137,22 @@ def _short(x: float) -> str:
     return f"{x:g}"
 
 
+def save_model_atomically(model, tokenizer, final: Path, files: dict[str, str]) -> None:
+    """Save ``model`` (LoRA adapters merged) and ``tokenizer`` to ``final`` plus text ``files``
+    (name -> content), through ``final.tmp`` and a rename: a killed save leaves ``final.tmp``,
+    never a half-written ``final``."""
+    if hasattr(model, "merge_and_unload"):
+        model = model.merge_and_unload()
+    tmp = final.with_name(final.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    for name, text in files.items():
+        (tmp / name).write_text(text)
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(tmp, final)
+
+
 def _atomic_json(path: Path, obj: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + f".tmp-{os.getpid()}")
@@ -378,19 +394,9 @@ class Experiment:
         trainer.train(resume_from_checkpoint=bool(ckpts) or None)
         self.timings[name] = time.perf_counter() - t0
         self._save_wall_time()
-        m = trainer.model
-        if hasattr(m, "merge_and_unload"):
-            m = m.merge_and_unload()
-        tmp = final.with_name("final.tmp")
-        if tmp.exists():
-            shutil.rmtree(tmp)
-        m.save_pretrained(tmp)
-        tok.save_pretrained(tmp)
-        (tmp / DONE).write_text(json.dumps({"train_time_s": self.timings[name], "log_history": trainer.state.log_history,
-                                            "anchor_history": trainer.anchor_history}, default=str))
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
+        save_model_atomically(trainer.model, tok, final, {DONE: json.dumps(
+            {"train_time_s": self.timings[name], "log_history": trainer.state.log_history,
+             "anchor_history": trainer.anchor_history}, default=str)})
         shutil.rmtree(args.output_dir, ignore_errors=True)  # checkpoints are no longer needed
         return final
 
