@@ -23,7 +23,7 @@ def _invoke(argv):
 def no_work(monkeypatch):
     """Any model load, reference training or experiment run fails the test."""
     import anchored_learning.models as models
-    import anchored_learning.pipeline as pl
+    import anchored_learning.experiment.stages as pl
     import anchored_learning.trainer as tr
 
     def boom(*a, **k):
@@ -155,9 +155,6 @@ def test_paths_below_a_file_and_config_keys_that_belong_on_the_command_line(tmp_
     _assert_usage_error(_invoke(["sweep", "-g", "anchored.anchor_alpha=0.25", "-o", str(f / "sub")]), "is a file, not a folder")
     _assert_usage_error(_invoke(["train", "--data", str(data), "-o", str(f / "sub"), "--method", "sft"]), "is a file, not a folder")
     _assert_usage_error(_invoke(["eval", "-s", "arc_easy", "-o", str(f / "x.json")]), "is a file, not a folder")
-    cfg = tmp_path / "c.yaml"
-    cfg.write_text("method: sft\n")
-    _assert_usage_error(_invoke(["train", "--data", str(data), "-o", str(tmp_path / "o"), "--config", str(cfg)]), "--method instead")
 
 
 def test_sweep_values_of_the_wrong_type_or_range_fail_before_any_work(tmp_path, no_work):
@@ -190,7 +187,7 @@ def test_yaml_numbers_written_like_1e_5_are_numbers(tmp_path):
 def test_eval_output_is_world_readable_like_any_file(tmp_path):
     import os
 
-    from anchored_learning.evaluation.commands import write_json_atomic
+    from anchored_learning.io import write_json_atomic
 
     umask = os.umask(0o022)
     try:
@@ -198,3 +195,78 @@ def test_eval_output_is_world_readable_like_any_file(tmp_path):
     finally:
         os.umask(umask)
     assert p.stat().st_mode & 0o777 == 0o644
+
+
+def test_train_flags_come_from_the_config_dataclass(tmp_path, monkeypatch, data):
+    """Every AnchoredSFTConfig / TrainingArguments field is a flag, a YAML recipe sets fields
+    (method included), a flag overrides the recipe, and old spellings still work."""
+    import types
+
+    import anchored_learning.models as models
+    import anchored_learning.trainer as tr
+    from anchored_learning.testing import tiny_llama
+
+    seen = {}
+
+    class FakeTrainer:
+        def __init__(self, model, args, peft_config=None, **kw):
+            seen["args"], seen["peft"] = args, peft_config
+            self.model, self.state = model, types.SimpleNamespace(log_history=[])
+
+        def train(self, **kw):
+            pass
+
+    monkeypatch.setattr(models, "load_model_and_tokenizer", lambda *a, **k: tiny_llama(seed=0))
+    monkeypatch.setattr(models, "resolve_model_path", lambda *a, **k: "tiny-base")
+    monkeypatch.setattr(tr, "train_reference", lambda *a, **k: pytest.fail("no reference for dft"))
+    monkeypatch.setattr(tr, "AnchoredSFTTrainer", FakeTrainer)
+    help_text = _invoke(["train", "--help"]).output
+    for flag in ("--anchor_alpha", "--outer_iterations", "--inner_epochs", "--learning_rate", "--weight_decay",
+                 "--lr_scheduler_type", "--use_peft", "--reference_model", "--method"):
+        assert flag in help_text, flag
+    assert "(default: 0.5)" in help_text  # defaults are shown
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("method: dft\nlearning_rate: 1e-5\nweight_decay: 0.01\nnum_train_epochs: 2\n")
+    res = _invoke(["train", "--data", str(data), "-o", str(tmp_path / "o"), "--config", str(recipe),
+                   "--learning_rate", "3e-4", "--use_peft", "--lora_r", "4"])
+    assert res.exit_code == 0, res.output
+    args = seen["args"]
+    assert args.method == "dft" and args.weight_decay == 0.01 and args.num_train_epochs == 2
+    assert args.learning_rate == 3e-4  # the flag overrides the recipe
+    assert args.output_dir == str(tmp_path / "o" / "trainer") and args.reference_model is None
+    assert seen["peft"].r == 4 and seen["peft"].target_modules == "all-linear"
+    # old spellings: --reference works, --method lora names its replacement
+    ref = tmp_path / "ref"
+    tiny_llama(seed=0)[0].save_pretrained(ref)
+    res = _invoke(["train", "--data", str(data), "--output-dir", str(tmp_path / "o2"), "--reference", str(ref)])
+    assert res.exit_code == 0, res.output
+    assert seen["args"].method == "anchored" and seen["args"].reference_model == str(ref)
+    _assert_usage_error(_invoke(["train", "--data", str(data), "-o", str(tmp_path / "o3"), "--method", "lora"]),
+                        "--use_peft")
+    _assert_usage_error(_invoke(["train", "--data", str(data), "-o", str(tmp_path / "o3"), "--no_such_flag", "1"]),
+                        "--no_such_flag")
+
+
+def test_run_flags_come_from_the_experiment_config(tmp_path, monkeypatch):
+    """`anchored run` takes every ExperimentConfig field as a flag, a recipe with --config, and the
+    old --alpha spelling; `sweep` takes repeated --grid/-g."""
+    import anchored_learning.commands as commands
+
+    got = []
+    monkeypatch.setattr(commands, "_run_experiment", lambda cfg, seeds=None: got.append((cfg, seeds)))
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("preset: quick\nn_train: 8\nbaselines: [sft, wise_ft]\nlearning_rate: 1e-4\n")
+    res = _invoke(["run", "--config", str(recipe), "--n_train", "12", "--alpha", "0.25", "--seeds", "0,1"])
+    assert res.exit_code == 0, res.output
+    cfg, seeds = got[-1]
+    assert (cfg.preset, cfg.n_train, cfg.anchor_alpha, cfg.learning_rate) == ("quick", 12, 0.25, 1e-4)
+    assert cfg.baselines == ["sft", "wise_ft"] and seeds == [0, 1]
+    res = _invoke(["run", "--baselines", "sft,sft_kl", "--inner_epochs", "2"])
+    assert res.exit_code == 0, res.output
+    assert got[-1][0].baselines == ["sft", "sft_kl"] and got[-1][0].inner_epochs == 2
+    res = _invoke(["sweep", "-g", "anchored.anchor_alpha=0.25", "--grid", "sft.learning_rate=1e-4,3e-5"])
+    assert res.exit_code == 0, res.output
+    cfg = got[-1][0]
+    assert cfg.sweep == ["anchored.anchor_alpha=0.25", "sft.learning_rate=1e-4,3e-5"]
+    assert cfg.preset == "quick" and cfg.output_dir == "runs/igsm-quick-sweep"
+    _assert_usage_error(_invoke(["run", "--epochs_per_iteration", "2"]), "--epochs_per_iteration")

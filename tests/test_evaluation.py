@@ -372,7 +372,7 @@ def test_eval_command_writes_json(tmp_path, monkeypatch, tiny, fake_task):
 
 
 def test_write_json_atomic_non_finite(tmp_path):
-    from anchored_learning.evaluation.commands import write_json_atomic
+    from anchored_learning.io import write_json_atomic
 
     p = write_json_atomic(tmp_path / "x.json", {"a": math.nan, "b": [1.0, math.inf]})
     assert json.loads(p.read_text()) == {"a": None, "b": [1.0, None]}

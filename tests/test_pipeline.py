@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from anchored_learning.pipeline import Experiment, ExperimentConfig, load_training_rows, parse_sweep
+from anchored_learning.experiment import Experiment, ExperimentConfig, load_training_rows, parse_sweep
 from anchored_learning.report import pareto_frontier
 from anchored_learning.testing import tiny_llama
 
@@ -53,7 +53,7 @@ def test_experiment_end_to_end_tiny_model_and_resume(tmp_path):
     tok.save_pretrained(tmp_path / "tiny")
     cfg = ExperimentConfig(
         preset="quick", model=str(tmp_path / "tiny"), output_dir=str(tmp_path / "run"), n_train=8, n_test=4,
-        ref_epochs=1, outer_iterations=2, epochs_per_iteration=1, baseline_epochs=1, mc_limit=4, nll_limit=2,
+        reference_epochs=1, outer_iterations=2, inner_epochs=1, baseline_epochs=1, mc_limit=4, nll_limit=2,
         drift_limit=2, heldout=("sciq_chat", "arc_easy", "heldout_nll"), baselines=("sft", "sft_kl", "wise_ft"), max_length=1024, eval_batch_size=4, igsm_op_min=1, igsm_op_max=1,
         learning_rate=1e-3, reference_learning_rate=2e-3, generation_batch_size=3,
         sweep=("wise_ft.weight=0.25", "sft.learning_rate=0.001"),  # the second point is the "sft" baseline again
@@ -115,7 +115,7 @@ def test_aggregate_seeds_mean_and_sample_sd():
 
 
 def test_run_seeds_one_folder_per_seed_and_aggregate(tmp_path, monkeypatch):
-    import anchored_learning.pipeline as pl
+    import anchored_learning.experiment.stages as pl
 
     seen = []
 
@@ -143,7 +143,7 @@ def test_run_seeds_one_folder_per_seed_and_aggregate(tmp_path, monkeypatch):
 def test_run_command_rejects_bad_seeds_and_presets_before_any_work(tmp_path, monkeypatch):
     from typer.testing import CliRunner
 
-    import anchored_learning.pipeline as pl
+    import anchored_learning.experiment.stages as pl
     from anchored_learning.cli import _register, app
 
     _register()
@@ -198,14 +198,15 @@ def test_resume_refuses_a_folder_made_with_other_settings(tmp_path):
 def test_default_preset_is_the_measured_configuration():
     cfg = ExperimentConfig().resolved()
     assert (cfg.reference_learning_rate, cfg.learning_rate) == (3e-4, 1e-4)
-    assert cfg.baselines == ("sft", "wise_ft") and cfg.target_drift is False
+    assert cfg.baselines == ["sft", "wise_ft"] and cfg.target_drift is False
     assert ExperimentConfig(preset="paper").resolved().target_drift is True
 
 
 def test_presets_resolve_to_valid_igsm_tasks():
-    from anchored_learning.pipeline import PRESETS, make_task
+    from anchored_learning.experiment import make_task, presets
 
-    for name in PRESETS:
+    assert presets() == ["default", "paper", "quick"]
+    for name in presets():
         cfg = ExperimentConfig(preset=name).resolved()
         task = make_task(cfg)
         assert (task.op_min, task.op_max, task.arithmetic) == (cfg.igsm_op_min, cfg.igsm_op_max, cfg.igsm_arithmetic)

@@ -151,6 +151,7 @@ def test_step0_loss_equals_objective_on_the_same_batch(tmp_path, reference_dir, 
     tr.model.train()
     batch = _first_batch(tr)
     n = O.count_response_tokens(O.shift_labels(batch["labels"]))
+    tr.refresh_snapshot()  # what the outer-loop callback does at the start of training
     loss = tr.compute_loss(tr.model, dict(batch), num_items_in_batch=torch.tensor(n)).item()
 
     # direct computation from full logits of independent model copies

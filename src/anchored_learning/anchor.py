@@ -26,6 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from anchored_learning.io import replace_folder, write_json_atomic
 from anchored_learning.objectives import IGNORE_INDEX, shift_labels
 
 MANIFEST = "manifest.json"
@@ -159,15 +160,6 @@ def dataset_fingerprint(examples: Iterable[dict[str, Any]]) -> str:
 def response_lengths(examples: Iterable[dict[str, Any]]) -> np.ndarray:
     """Number of cached rows per example: positions whose *next* label is not -100."""
     return np.array([int(np.sum(np.asarray(ex["labels"][1:]) != IGNORE_INDEX)) for ex in examples], dtype=np.int64)
-
-
-def _atomic_write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_name(path.name + f".tmp-{os.getpid()}")
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=2)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 class HiddenStateCache:
@@ -326,10 +318,8 @@ class HiddenStateCache:
                 "dtype": str(np_dtype.__name__),
                 **(extra_manifest or {}),
             }
-            _atomic_write_json(tmp / MANIFEST, manifest)
-            if path.exists():
-                shutil.rmtree(path)
-            os.replace(tmp, path)
+            write_json_atomic(tmp / MANIFEST, manifest)
+            replace_folder(tmp, path)
         barrier()
         cache = cls.open(path, fingerprint, device=device)
         assert cache is not None

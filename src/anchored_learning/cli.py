@@ -17,12 +17,12 @@ app = typer.Typer(
 
 
 def _register() -> None:
-    from anchored_learning.commands import run_command, sweep_command, train_command
+    from anchored_learning.commands import PASSTHROUGH, run_command, sweep_command, train_command
     from anchored_learning.evaluation.commands import eval_command
 
-    app.command("run")(run_command)
-    app.command("train")(train_command)
-    app.command("sweep")(sweep_command)
+    app.command("run", **PASSTHROUGH)(run_command)
+    app.command("train", **PASSTHROUGH)(train_command)
+    app.command("sweep", **PASSTHROUGH)(sweep_command)
     app.command("eval")(eval_command)
 
 

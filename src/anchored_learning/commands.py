@@ -1,48 +1,157 @@
-"""``anchored run`` (the main job) and ``anchored train`` (one method on your data)."""
+"""``anchored run`` / ``sweep`` (an experiment) and ``anchored train`` (one method on your data).
+
+Their flags are not written here: they are the fields of the config dataclasses
+(:class:`~anchored_learning.experiment.config.ExperimentConfig` for ``run`` and ``sweep``;
+:class:`~anchored_learning.config.AnchoredSFTConfig`, every ``trl.SFTConfig`` /
+``TrainingArguments`` field included, for ``train``), parsed by TRL's ``TrlParser``
+(``HfArgumentParser``): ``--help`` lists every field with its help text and default, and
+``--config recipe.yaml`` (or JSON) sets fields that flags then override.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
 
 import typer
 
-from anchored_learning.pipeline import PRESETS
+#: typer settings of a command whose arguments are parsed from dataclasses
+PASSTHROUGH = {"context_settings": {"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []},
+               "add_help_option": False}
 
 
-def run_command(
-    preset: str = typer.Option("default", "--preset", "-p", help=f"One of {sorted(PRESETS)}: 'quick' (a smoke run of every stage), 'default' (the measured trade-off run; wall times in the README), 'paper' (the paper's defaults, for a GPU)."),
-    task: str = typer.Option("igsm", "--task", "-t", help="Target task: igsm, medcalc or ifeval."),
-    model: Optional[str] = typer.Option(None, "--model", "-m", help="HF model id or folder (default: the bundled SmolLM2-135M-Instruct)."),
-    data: Optional[Path] = typer.Option(None, "--data", help="Your training data: jsonl with 'prompt' and 'response' (or 'completion') fields; replaces the generated training set."),
-    output_dir: Optional[Path] = typer.Option(None, "--output-dir", "-o", file_okay=False, help="Output folder (default: runs/<task>-<preset>). Re-running resumes."),
-    seed: int = typer.Option(0, "--seed", min=0),
-    seeds: Optional[str] = typer.Option(None, "--seeds", help="Comma-separated seeds (e.g. 0,1,2): one run per seed in OUTPUT/seed-N, then a mean ± sd table and plot. Overrides --seed."),
-    alpha: float = typer.Option(0.5, "--alpha", help="Anchored Learning alpha."),
-    anchor_source: str = typer.Option("cache", "--anchor-source", help="'cache' (exact, one model in memory) or 'live'."),
-    baselines: Optional[str] = typer.Option(None, "--baselines", help="Comma-separated: sft (plain SFT at the student's learning rate; the reference is always reported as 'sft'), sft_kl, dft, asft, psft, distill, anchored_per_step, wise_ft, lora (default preset: sft,wise_ft; quick: wise_ft; paper: sft_kl,wise_ft)."),
-) -> None:
-    """Run the whole experiment: base eval, reference SFT, Anchored Learning, baselines, report + Pareto plot."""
-    from anchored_learning.pipeline import ExperimentConfig, load_training_rows
+class _ParseError(Exception):
+    pass
 
-    if data is not None:
-        if not data.is_file():
-            raise typer.BadParameter(f"{data} does not exist", param_hint="--data")
+
+def _bad(message: str) -> typer.BadParameter:
+    """A usage error (exit code 2) for ``message``, blamed on the flag whose field the message starts with."""
+    head = message.split(" ", 1)[0].strip(":'\"")
+    return typer.BadParameter(message, param_hint=f"--{head}" if head.isidentifier() and "_" in head or head in
+                              ("seed", "seeds", "preset", "task", "model", "data", "sweep", "baselines") else None)
+
+
+def _parser(dataclass_types, prog: str, description: str):
+    """A ``TrlParser`` over ``dataclass_types`` whose errors raise instead of exiting."""
+    from trl import TrlParser
+
+    class Parser(TrlParser):
+        def error(self, message):
+            raise _ParseError(message)
+
+    return Parser(dataclass_types, prog=prog, description=description)
+
+
+def _read_config_file(path: Path) -> dict:
+    """The fields of a JSON or YAML config file.
+
+    Raises:
+        typer.BadParameter: a missing file, neither JSON nor YAML, or not a mapping.
+    """
+    import yaml
+
+    if not path.is_file():
+        raise typer.BadParameter(f"{path} does not exist", param_hint="--config")
+    text = path.read_text()
+    try:
+        fields = json.loads(text)
+    except json.JSONDecodeError:
         try:
-            load_training_rows(ExperimentConfig(data=str(data)), task=None)
-        except ValueError as e:
-            raise typer.BadParameter(str(e), param_hint="--data") from None
-    _run_experiment(ExperimentConfig(
-        preset=preset, task=task, model=model, data=str(data) if data else None,
-        output_dir=str(output_dir or Path("runs") / f"{task}-{preset}"), seed=seed, anchor_alpha=alpha,
-        anchor_source=anchor_source, baselines=_csv(baselines),
-    ), seeds=_seeds(seeds))
+            fields = yaml.safe_load(text) or {}
+        except yaml.YAMLError as e:
+            raise typer.BadParameter(f"{path} is neither valid JSON nor YAML: {e}", param_hint="--config") from None
+    if not isinstance(fields, dict):
+        raise typer.BadParameter(f"{path} must hold a mapping of field: value", param_hint="--config")
+    return fields
 
 
-def _csv(value: str | None) -> tuple[str, ...] | None:
-    """"a, b" -> ("a", "b"); None stays None (the preset decides)."""
-    return tuple(v.strip() for v in value.split(",") if v.strip()) if value else None
+def _rename_old_flags(argv: list[str], renamed: dict[str, str]) -> list[str]:
+    """Old flag spellings -> their new names (``--alpha 0.5`` -> ``--anchor_alpha 0.5``)."""
+    out: list[str] = []
+    for a in argv:
+        name, eq, value = a.partition("=")
+        if name in renamed:
+            a = renamed[name] + eq + value
+        out.append(a)
+    return out
+
+
+def parse_config_args(argv: list[str], dataclass_types, *, prog: str, description: str,
+                      renamed: dict[str, str] | None = None, defaults: dict | None = None,
+                      overrides: dict | None = None) -> tuple:
+    """Parse ``argv`` into instances of ``dataclass_types``: ``--config FILE`` (JSON or YAML) sets
+    fields, flags override them.  ``--help`` prints every field and exits.
+
+    Args:
+        renamed: old flag spelling -> new (kept working).
+        defaults: field defaults of this command that differ from the dataclass's (a config overrides them).
+        overrides: field values that the config file cannot change (flags still can, unless removed
+            from ``argv`` first).
+
+    Raises:
+        typer.BadParameter: an unknown flag or config key, a bad value (exit code 2).
+    """
+    argv = _rename_old_flags(list(argv), renamed or {})
+    parser = _parser(dataclass_types, prog, description)
+    # a list flag given several times keeps every value (argparse would keep the last occurrence)
+    list_dest = {opt: a.dest for a in parser._actions if a.nargs == "+" for opt in a.option_strings}
+    lists: dict[str, list[str]] = {}
+    rest: list[str] = []
+    i = 0
+    while i < len(argv):
+        if argv[i] in list_dest:
+            j = i + 1
+            while j < len(argv) and not argv[j].startswith("--") and argv[j] not in list_dest:
+                j += 1
+            lists.setdefault(list_dest[argv[i]], []).extend(argv[i + 1:j])
+            i = j
+        else:
+            rest.append(argv[i])
+            i += 1
+    argv = rest + [x for dest, values in lists.items() for x in (f"--{dest}", *values)]
+    if "--help" in argv or "-h" in argv:
+        parser.print_help()
+        raise typer.Exit(0)
+    if defaults:
+        parser.set_defaults_with_config(**defaults)
+    if "--config" in argv:
+        k = argv.index("--config")
+        if k + 1 >= len(argv):
+            raise typer.BadParameter("--config needs a file", param_hint="--config")
+        path = Path(argv[k + 1]).expanduser()
+        del argv[k:k + 2]
+        fields = _read_config_file(path)
+        unknown = parser.set_defaults_with_config(**fields)
+        if unknown:
+            keys = sorted({u[2:] for u in unknown[::2]})
+            raise typer.BadParameter(f"{path} sets {keys}, which are not fields of this command (see --help)",
+                                     param_hint="--config")
+    if overrides:
+        parser.set_defaults_with_config(**overrides)
+    try:
+        return parser.parse_args_into_dataclasses(args=argv)
+    except _ParseError as e:
+        raise typer.BadParameter(str(e)) from None
+    except (TypeError, ValueError) as e:  # a dataclass's own validation (__post_init__)
+        raise _bad(str(e)) from None
+
+
+# ---------------------------------------------------------------------------------------- run / sweep
+
+
+@dataclass
+class SeedArguments:
+    """Flags of ``anchored run`` that are not experiment settings."""
+
+    seeds: str | None = field(default=None, metadata={"help": (
+        "Comma-separated seeds (e.g. 0,1,2): one run per seed in OUTPUT/seed-N, then a mean ± sd table and plot. "
+        "Overrides --seed.")})
+
+
+#: flag spellings of earlier versions of ``anchored run`` / ``sweep``
+RUN_RENAMED = {"--alpha": "--anchor_alpha"}
 
 
 def _seeds(value: str | None) -> list[int] | None:
@@ -50,9 +159,53 @@ def _seeds(value: str | None) -> list[int] | None:
     if not value:
         return None
     try:
-        return [int(v) for v in _csv(value)]
+        return [int(v) for v in value.split(",") if v.strip()]
     except ValueError:
         raise typer.BadParameter(f"{value!r} is not a comma-separated list of integers", param_hint="--seeds") from None
+
+
+def _check_data_file(cfg) -> None:
+    from anchored_learning.experiment import load_training_rows
+
+    if cfg.data is None:
+        return
+    if not Path(cfg.data).is_file():
+        raise typer.BadParameter(f"{cfg.data} does not exist", param_hint="--data")
+    try:
+        load_training_rows(dataclasses.replace(cfg, n_train=None), task=None)
+    except ValueError as e:
+        raise typer.BadParameter(str(e), param_hint="--data") from None
+
+
+def run_command(ctx: typer.Context) -> None:
+    """Run the whole experiment: base eval, reference SFT, Anchored Learning, baselines, report +
+    Pareto plot.  Every ExperimentConfig field is a flag (--help); --config RECIPE.yaml."""
+    from anchored_learning.experiment import ExperimentConfig
+
+    cfg, seed_args = parse_config_args(
+        ctx.args, (ExperimentConfig, SeedArguments), prog="anchored run", renamed=RUN_RENAMED,
+        description="Run the whole experiment: evaluate the base model, train the reference (SFT), Anchored "
+                    "Learning and the baselines, evaluate every model, write the gain / degradation table and the "
+                    "Pareto plot. Every field below is a flag; --config RECIPE.yaml (e.g. a copy of "
+                    "anchored_learning/configs/igsm/quick.yaml) sets fields that flags override.")
+    _check_data_file(cfg)
+    _run_experiment(cfg, seeds=_seeds(seed_args.seeds))
+
+
+def sweep_command(ctx: typer.Context) -> None:
+    """Run the main experiment plus a hyper-parameter grid per method (--grid method.field=v1,v2),
+    all drawn on one Pareto frontier.  The flags of `anchored run` apply (--help)."""
+    from anchored_learning.experiment import ExperimentConfig
+
+    (cfg,) = parse_config_args(
+        ctx.args, (ExperimentConfig,), prog="anchored sweep", renamed=RUN_RENAMED, defaults={"preset": "quick"},
+        description="The experiment of `anchored run` (quick recipe by default) plus extra points on the same "
+                    "frontier: --grid method.field=v1,v2 (repeatable). Output: runs/<task>-<preset>-sweep unless -o.")
+    if not cfg.sweep:
+        raise typer.BadParameter("give at least one --grid method.field=v1,v2", param_hint="--grid")
+    if cfg.output_dir is None:
+        cfg.output_dir = f"runs/{cfg.task}-{cfg.preset}-sweep"
+    _run_experiment(cfg)
 
 
 def _run_experiment(cfg, seeds: list[int] | None = None) -> None:
@@ -61,7 +214,7 @@ def _run_experiment(cfg, seeds: list[int] | None = None) -> None:
     from rich.console import Console
     from rich.markdown import Markdown
 
-    from anchored_learning.pipeline import Experiment, check_seeds, run_seeds
+    from anchored_learning.experiment import Experiment, check_seeds, run_seeds
 
     console = Console()
     log = lambda s: console.print(s, markup=False)  # noqa: E731
@@ -70,110 +223,153 @@ def _run_experiment(cfg, seeds: list[int] | None = None) -> None:
         if seeds is not None:
             check_seeds(seeds)
     except ValueError as e:
-        raise typer.BadParameter(str(e)) from None
+        raise _bad(str(e)) from None
     out = run_seeds(cfg, seeds, console_log=log) if seeds else exp.run()
     console.print(Markdown((exp.out / "results.md").read_text()))
     console.print(f"\n[bold green]done[/] in {out['wall_time_s'] / 60:.1f} min. Results in [bold]{exp.out}[/]: "
                   "results.json, results.md, pareto.png" + (" (per seed: seed-*/)" if seeds else ""))
 
 
-def train_command(
-    data: Path = typer.Option(..., "--data", exists=True, dir_okay=False, help="jsonl, one {\"prompt\": ..., \"response\": ...} per line ('completion' is accepted for 'response')."),
-    output_dir: Path = typer.Option(..., "--output-dir", "-o", file_okay=False, help="Folder for checkpoints and OUTPUT/final (re-running resumes)."),
-    method: str = typer.Option("anchored", "--method", help="anchored, anchored_per_step, distill, sft, sft_kl, dft, asft, psft, lora."),
-    model: Optional[str] = typer.Option(None, "--model", "-m", help="Base model id or folder (default: bundled SmolLM2)."),
-    reference: Optional[str] = typer.Option(None, "--reference", help="Reference (SFT) model folder for anchored/distill; trained first (3 epochs SFT) when omitted."),
-    config: Optional[Path] = typer.Option(None, "--config", exists=True, dir_okay=False, help="JSON or YAML file of AnchoredSFTConfig fields (e.g. anchor_alpha, outer_iterations, learning_rate)."),
-) -> None:
-    """Train one method on your data and save the model to OUTPUT_DIR/final."""
-    import hashlib
+# ---------------------------------------------------------------------------------------- train
 
-    import yaml
-    from datasets import Dataset
 
-    from anchored_learning.config import METHODS, AnchoredSFTConfig
-    from anchored_learning.evaluation.commands import check_output_path
-    from anchored_learning.models import check_model_source, load_model_and_tokenizer, resolve_model_path
-    from anchored_learning.pipeline import ExperimentConfig, load_training_rows, save_model_atomically
-    from anchored_learning.trainer import AnchoredSFTTrainer, train_reference
+@dataclass
+class TrainArguments:
+    """What ``anchored train`` trains on and from (the training settings are AnchoredSFTConfig's)."""
 
-    # everything is validated before any training
-    if method not in (*METHODS, "lora"):
-        raise typer.BadParameter(f"unknown method {method!r}; choose one of {', '.join((*METHODS, 'lora'))}", param_hint="--method")
-    fields = {}
-    if config is not None:
-        text = config.read_text()
-        try:
-            fields = json.loads(text)
-        except json.JSONDecodeError:
-            try:
-                fields = yaml.safe_load(text) or {}
-            except yaml.YAMLError as e:
-                raise typer.BadParameter(f"{config} is neither valid JSON nor YAML: {e}", param_hint="--config") from None
-        if not isinstance(fields, dict):
-            raise typer.BadParameter(f"{config} must hold a mapping of AnchoredSFTConfig field: value", param_hint="--config")
-        for key, opt in (("method", "--method"), ("output_dir", "--output-dir"), ("reference_model", "--reference")):
-            if key in fields:
-                raise typer.BadParameter(f"{config} sets {key!r}; give it on the command line with {opt} instead", param_hint="--config")
-    try:
-        check_output_path(output_dir, "folder")
-    except ValueError as e:
-        raise typer.BadParameter(str(e), param_hint="--output-dir") from None
-    try:
-        rows = load_training_rows(ExperimentConfig(data=str(data)), task=None)
-    except ValueError as e:
-        raise typer.BadParameter(str(e), param_hint="--data") from None
-    for name, value in (("--model", model), ("--reference", reference)):
-        try:
-            check_model_source(value)
-        except ValueError as e:
-            raise typer.BadParameter(str(e), param_hint=name) from None
-    peft_config = None
-    if method == "lora":
+    data: str = field(metadata={"help": "Training data: jsonl, one {\"prompt\": ..., \"response\": ...} per line "
+                                        "('completion' is accepted for 'response')."})
+    model: str | None = field(default=None, metadata={
+        "help": "Base model id or folder (default: the bundled SmolLM2-135M-Instruct).", "aliases": ["-m"]})
+    reference_epochs: float = field(default=3, metadata={
+        "help": "Epochs of the reference SFT trained first when a method needs p_sft and --reference_model is not given."})
+    use_peft: bool = field(default=False, metadata={"help": "Train LoRA adapters (any method) instead of all weights."})
+    lora_r: int = field(default=16, metadata={"help": "LoRA rank (with --use_peft)."})
+    lora_alpha: int = field(default=32, metadata={"help": "LoRA alpha (with --use_peft)."})
+    lora_dropout: float = field(default=0.0, metadata={"help": "LoRA dropout (with --use_peft)."})
+    lora_target_modules: list[str] = field(default_factory=lambda: ["all-linear"], metadata={
+        "help": "Modules that get LoRA adapters (with --use_peft)."})
+
+    def peft_config(self):
+        """The ``peft.LoraConfig`` of these flags, or None without ``use_peft``."""
+        if not self.use_peft:
+            return None
         from peft import LoraConfig
 
-        method, peft_config = "sft", LoraConfig(r=16, lora_alpha=32, target_modules="all-linear", task_type="CAUSAL_LM")
-    needs_ref = method in ("anchored", "anchored_per_step", "distill")
+        target = self.lora_target_modules
+        return LoraConfig(r=self.lora_r, lora_alpha=self.lora_alpha, lora_dropout=self.lora_dropout,
+                          target_modules=target[0] if target == ["all-linear"] else target, task_type="CAUSAL_LM")
+
+
+#: flag spellings of earlier versions of ``anchored train``
+TRAIN_RENAMED = {"--reference": "--reference_model", "-o": "--output_dir", "--output-dir": "--output_dir",
+                 "--reference-model": "--reference_model"}
+
+
+def _peek(argv: list[str], flag: str) -> str | None:
+    """The value ``argv`` gives ``flag`` (``--flag v`` or ``--flag=v``), else the one its
+    ``--config`` file gives, else None."""
+    for i, a in enumerate(argv):
+        if a == flag and i + 1 < len(argv):
+            return argv[i + 1]
+        if a.startswith(flag + "="):
+            return a.split("=", 1)[1]
+    config = _peek(argv, "--config") if flag != "--config" else None
+    if config is not None:
+        value = _read_config_file(Path(config).expanduser()).get(flag[2:])
+        return None if value is None else str(value)
+    return None
+
+
+def train_command(ctx: typer.Context) -> None:
+    """Train one method on your data and save the model to OUTPUT_DIR/final.  Every
+    AnchoredSFTConfig / TrainingArguments field is a flag (--help); --config RECIPE.yaml."""
+    import hashlib
+
+    from datasets import Dataset
+
+    import anchored_learning.models as models
+    import anchored_learning.trainer as trainer_mod
+    from anchored_learning.config import AnchoredSFTConfig
+    from anchored_learning.experiment import ExperimentConfig, load_training_rows
+    from anchored_learning.io import check_output_path
+    from anchored_learning.methods import METHODS, get_method
+
+    argv = _rename_old_flags(list(ctx.args), TRAIN_RENAMED)
+    description = ("Train one method on your data and save the model to OUTPUT_DIR/final (checkpoints in "
+                   "OUTPUT_DIR/trainer; re-running resumes). A method that needs the reference model p_sft "
+                   "trains it first (plain SFT, --reference_epochs) into OUTPUT_DIR/reference unless "
+                   "--reference_model is given. Every field below is a flag; --config RECIPE.yaml sets fields "
+                   "that flags override.")
+    help_asked = "--help" in argv or "-h" in argv
+    # everything is validated before any training: the method, the output folder, the flags and
+    # config, then data and models
+    method = _peek(argv, "--method") or "anchored"
+    if method == "lora":
+        raise typer.BadParameter("LoRA is an option of any method now: use --method sft --use_peft "
+                                 "(or --method anchored --use_peft)", param_hint="--method")
+    if method not in METHODS and not help_asked:
+        raise typer.BadParameter(f"unknown method {method!r}; choose one of {', '.join(METHODS)}", param_hint="--method")
+    out = _peek(argv, "--output_dir")
+    if out is None and not help_asked:
+        raise typer.BadParameter("give the output folder with --output_dir (or -o)", param_hint="--output_dir")
+    output_dir = Path(out or ".").expanduser()
+    if not help_asked:
+        try:
+            check_output_path(output_dir, "folder")
+        except ValueError as e:
+            raise typer.BadParameter(str(e), param_hint="--output_dir") from None
+    reference = _peek(argv, "--reference_model")
     ref_dir = reference or str(output_dir / "reference")
+    needs_ref = method in METHODS and get_method(method).needs_reference
+    overrides = {"output_dir": str(output_dir / "trainer"), "reference_model": ref_dir if needs_ref else reference}
+    targs, args = parse_config_args(
+        _drop_flag(argv, "--output_dir"), (TrainArguments, AnchoredSFTConfig), prog="anchored train",
+        description=description, defaults={"report_to": "none"}, overrides=overrides)
+    if not Path(targs.data).is_file():
+        raise typer.BadParameter(f"{targs.data} does not exist", param_hint="--data")
     try:
-        args = AnchoredSFTConfig(output_dir=str(output_dir / "trainer"), method=method, report_to="none",
-                                 **({"reference_model": ref_dir} if needs_ref else {}), **fields)
-    except (TypeError, ValueError) as e:
-        raise typer.BadParameter(f"{e}" + (f" (in {config})" if config else ""), param_hint="--config" if config else "--method") from None
+        rows = load_training_rows(ExperimentConfig(data=str(targs.data)), task=None)
+    except ValueError as e:
+        raise typer.BadParameter(str(e), param_hint="--data") from None
+    for name, value in (("--model", targs.model), ("--reference_model", reference)):
+        try:
+            models.check_model_source(value)
+        except ValueError as e:
+            raise typer.BadParameter(str(e), param_hint=name) from None
     dataset = Dataset.from_list(rows)
-    path = resolve_model_path(model)
+    path = models.resolve_model_path(targs.model)
     # a reference trained by an earlier invocation on the same data and base model is reused
     marker = Path(ref_dir) / ".anchored_reference.json"
-    stamp = {"data_sha256": hashlib.sha256(data.read_bytes()).hexdigest(), "base_model": str(path)}
+    stamp = {"data_sha256": hashlib.sha256(Path(targs.data).read_bytes()).hexdigest(), "base_model": str(path)}
     reuse = needs_ref and reference is None and marker.is_file() and json.loads(marker.read_text()) == stamp
     train_ref = needs_ref and reference is None and not reuse
-    stages = (["reference SFT (3 epochs)"] if train_ref else [f"reference {ref_dir}" + (" (reused)" if reuse else "")] if needs_ref else []) + [f"{method} training"]
+    stages = ([f"reference SFT ({targs.reference_epochs:g} epochs)"] if train_ref
+              else [f"reference {ref_dir}" + (" (reused)" if reuse else "")] if needs_ref else []) + [f"{args.method} training"]
     typer.echo(f"model: {path}; {len(rows)} training examples; stages: {' -> '.join(stages)}; output: {output_dir}")
     if train_ref:
-        m, tok = load_model_and_tokenizer(path)
-        train_reference(m, dataset, ref_dir, processing_class=tok, report_to="none")
+        m, tok = models.load_model_and_tokenizer(path)
+        trainer_mod.train_reference(m, dataset, ref_dir, processing_class=tok, report_to="none",
+                                    num_train_epochs=targs.reference_epochs)
         marker.write_text(json.dumps(stamp))  # written last: a killed save is never reused
-    m, tok = load_model_and_tokenizer(path)
-    trainer = AnchoredSFTTrainer(m, args=args, train_dataset=dataset, processing_class=tok, peft_config=peft_config)
-    ckpt = any((output_dir / "trainer").glob("checkpoint-*"))
+    m, tok = models.load_model_and_tokenizer(path)
+    trainer = trainer_mod.AnchoredSFTTrainer(m, args=args, train_dataset=dataset, processing_class=tok,
+                                             peft_config=targs.peft_config())
+    ckpt = any(Path(args.output_dir).glob("checkpoint-*"))
     trainer.train(resume_from_checkpoint=True if ckpt else None)
-    save_model_atomically(trainer.model, tok, output_dir / "final",
-                          {"train_log.json": json.dumps(trainer.state.log_history, default=str)})
+    models.save_pretrained_atomically(trainer.model, tok, output_dir / "final",
+                                      {"train_log.json": json.dumps(trainer.state.log_history, default=str)})
     typer.echo(f"saved {output_dir / 'final'}")
 
 
-def sweep_command(
-    grid: list[str] = typer.Option(..., "--grid", "-g", help="method.field=v1,v2 (repeatable), e.g. anchored.anchor_alpha=0.25,0.75 or sft.learning_rate=3e-5,3e-4 or wise_ft.weight=0.25,0.75."),
-    preset: str = typer.Option("quick", "--preset", "-p", help=f"One of {sorted(PRESETS)}."),
-    task: str = typer.Option("igsm", "--task", "-t"),
-    model: Optional[str] = typer.Option(None, "--model", "-m"),
-    output_dir: Optional[Path] = typer.Option(None, "--output-dir", "-o", file_okay=False, help="Default: runs/<task>-<preset>-sweep. Re-running resumes and adds new grid points."),
-    seed: int = typer.Option(0, "--seed", min=0),
-    baselines: Optional[str] = typer.Option(None, "--baselines", help="Comma-separated baselines (preset default if omitted)."),
-) -> None:
-    """Run the main experiment plus a hyper-parameter grid per method, all drawn on one Pareto frontier."""
-    from anchored_learning.pipeline import ExperimentConfig
-
-    _run_experiment(ExperimentConfig(preset=preset, task=task, model=model, seed=seed,
-                                     output_dir=str(output_dir or Path("runs") / f"{task}-{preset}-sweep"),
-                                     baselines=_csv(baselines), sweep=tuple(grid)))
+def _drop_flag(argv: list[str], flag: str) -> list[str]:
+    """``argv`` without ``flag`` and its value."""
+    out, skip = [], False
+    for i, a in enumerate(argv):
+        if skip:
+            skip = False
+        elif a == flag:
+            skip = True
+        elif not a.startswith(flag + "="):
+            out.append(a)
+    return out

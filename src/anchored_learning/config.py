@@ -13,11 +13,7 @@ from dataclasses import dataclass, field
 import torch
 from trl import SFTConfig
 
-METHODS = ("anchored", "anchored_per_step", "distill", "sft", "sft_kl", "dft", "asft", "psft")
-#: methods whose loss needs the reference model p_sft
-NEEDS_REFERENCE = ("anchored", "anchored_per_step", "distill")
-#: methods whose loss needs a frozen copy of the student (snapshot p_t, base model p0, or old policy)
-NEEDS_SNAPSHOT = ("anchored", "sft_kl", "asft", "psft")
+from anchored_learning.methods import METHODS, get_method
 
 
 @dataclass
@@ -34,7 +30,9 @@ class AnchoredSFTConfig(SFTConfig):
 
     method: str = field(
         default="anchored",
-        metadata={"help": f"Training objective, one of {METHODS}. 'anchored' is Anchored Learning (arXiv:2605.04468)."},
+        metadata={"help": "Training objective: " + "; ".join(f"'{m.name}': {m.description}" for m in METHODS.values())
+                  + ". LoRA is an option of any method (--use_peft), not a method.",
+                  "choices": list(METHODS)},
     )
     anchor_alpha: float = field(
         default=0.5,
@@ -42,7 +40,8 @@ class AnchoredSFTConfig(SFTConfig):
     )
     anchor_interpolation: str = field(
         default="logit",
-        metadata={"help": "'logit' (geometric mixture, default) or 'probability' (arithmetic mixture) anchor."},
+        metadata={"help": "'logit' (geometric mixture, default) or 'probability' (arithmetic mixture) anchor.",
+                  "choices": ["logit", "probability"]},
     )
     anchor_temperature: float = field(
         default=1.0, metadata={"help": "Temperature tau > 0 of anchor and student; the KL is multiplied by tau^2."}
@@ -59,13 +58,15 @@ class AnchoredSFTConfig(SFTConfig):
     )
     snapshot_mode: str = field(
         default="snapshot",
-        metadata={"help": "'snapshot' (frozen copy refreshed every K epochs) or 'per_step' (the student's own detached logits)."},
+        metadata={"help": "'snapshot' (frozen copy refreshed every K epochs) or 'per_step' (the student's own detached logits).",
+                  "choices": ["snapshot", "per_step"]},
     )
     anchor_source: str = field(
         default="cache",
         metadata={
             "help": "'cache': cached final hidden states + frozen output heads, one model in memory (exact); "
-            "'live': frozen snapshot and reference models in memory."
+            "'live': frozen snapshot and reference models in memory.",
+            "choices": ["cache", "live"],
         },
     )
     ce_weight: float = field(
@@ -75,7 +76,8 @@ class AnchoredSFTConfig(SFTConfig):
         default=0.1, metadata={"help": "lambda of the KL-to-base term for sft_kl and asft."}
     )
     kl_direction: str = field(
-        default="forward", metadata={"help": "'forward' KL(p0 || p_theta) or 'reverse' KL(p_theta || p0) for sft_kl and asft."}
+        default="forward", metadata={"help": "'forward' KL(p0 || p_theta) or 'reverse' KL(p_theta || p0) for sft_kl and asft.",
+                                     "choices": ["forward", "reverse"]}
     )
     psft_epsilon: float = field(default=0.2, metadata={"help": "Clip range epsilon of PSFT."})
     anchor_chunk_size: int = field(
@@ -98,7 +100,7 @@ class AnchoredSFTConfig(SFTConfig):
             # trl defaults to bf16 autocast; on a CPU that is slower and lossy, so default to it only on a GPU
             self.bf16 = bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
         self._validate_anchor_fields()
-        if self.method in ("anchored", "psft") and self.snapshot_mode == "snapshot":
+        if self.refresh_epochs is not None and self.snapshot_mode == "snapshot":
             self.num_train_epochs = float(self.outer_iterations * self.inner_epochs)
         super().__post_init__()
 
@@ -140,12 +142,8 @@ class AnchoredSFTConfig(SFTConfig):
             raise ValueError(f"num_train_epochs must be > 0, got {self.num_train_epochs}")
 
     def _validate_anchor_fields(self) -> None:
-        if self.method not in METHODS:
-            raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
-        if self.method == "anchored_per_step":
-            self.snapshot_mode = "per_step"
-        if self.method == "distill":
-            self.anchor_alpha = 1.0
+        for name, value in get_method(self.method).fixed.items():
+            setattr(self, name, value)
         if not 0.0 <= float(self.anchor_alpha) <= 1.0:
             raise ValueError(f"anchor_alpha must be in [0, 1], got {self.anchor_alpha}")
         if self.anchor_interpolation not in ("logit", "probability"):
@@ -170,7 +168,7 @@ class AnchoredSFTConfig(SFTConfig):
             raise ValueError(f"psft_epsilon must be > 0, got {self.psft_epsilon}")
         if int(self.anchor_chunk_size) < 1 or int(self.cache_batch_size) < 1:
             raise ValueError("anchor_chunk_size and cache_batch_size must be >= 1")
-        if self.method in NEEDS_REFERENCE and not self.reference_model:
+        if self.needs_reference and not self.reference_model:
             raise ValueError(
                 f"method {self.method!r} needs reference_model (the SFT model p_sft): train one with "
                 "anchored_learning.trainer.train_reference(...) or `anchored train --method sft`, then pass its folder"
@@ -183,18 +181,19 @@ class AnchoredSFTConfig(SFTConfig):
     @property
     def needs_reference(self) -> bool:
         """True when the loss reads the reference model p_sft."""
-        return self.method in NEEDS_REFERENCE
+        return get_method(self.method).needs_reference
 
     @property
     def needs_snapshot(self) -> bool:
         """True when the loss reads a frozen copy of the student (snapshot, base model or old policy)."""
-        if self.method == "anchored":
+        m = get_method(self.method)
+        if m.snapshot is None:
+            return False
+        if m.needs_reference:  # the anchored family: the snapshot's weight in the anchor is 1 - alpha
             return self.snapshot_mode == "snapshot" and float(self.anchor_alpha) < 1.0
-        return self.method in NEEDS_SNAPSHOT
+        return True
 
     @property
     def refresh_epochs(self) -> int | None:
-        """Epochs between snapshot refreshes (K), or None for a snapshot taken once (base model p0)."""
-        if self.method in ("anchored", "psft"):
-            return int(self.inner_epochs)
-        return None
+        """Epochs between snapshot refreshes (K), or None for a frozen copy taken once (base model p0)."""
+        return int(self.inner_epochs) if get_method(self.method).snapshot == "outer" else None

@@ -12,10 +12,11 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
 import torch
+
+from anchored_learning.io import atomic_folder
 
 #: alias of the offline default model
 BUNDLED_MODEL = "smollm2-135m-instruct"
@@ -109,21 +110,12 @@ def convert_gguf_to_hf(gguf_path: str | os.PathLike, out_dir: str | os.PathLike)
     model.generation_config = gguf_model.generation_config
     del gguf_model
 
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
-    try:
+    if out_dir.exists() and not _is_complete(out_dir):
+        shutil.rmtree(out_dir, ignore_errors=True)  # a stale, half-written folder
+    with atomic_folder(out_dir, replace=False) as tmp:  # another process that finished first wins
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         (tmp / _COMPLETE_MARKER).write_text(f"converted from {gguf_path}\n")
-        if out_dir.exists() and not _is_complete(out_dir):
-            shutil.rmtree(out_dir, ignore_errors=True)  # a stale, half-written folder
-        try:
-            os.replace(tmp, out_dir)
-        except OSError:
-            if not _is_complete(out_dir):  # not a lost race: a real error
-                raise
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return out_dir
 
 
@@ -229,3 +221,23 @@ def model_label(model) -> str:
     """A short human-readable name of a loaded model (its ``config._name_or_path`` or class)."""
     name = getattr(getattr(model, "config", None), "_name_or_path", "") or ""
     return name or type(model).__name__
+
+
+def save_pretrained_atomically(model, tokenizer, folder: str | os.PathLike, files: dict[str, str] | None = None) -> Path:
+    """Save ``model`` (LoRA adapters merged first) and ``tokenizer`` to ``folder``, plus text
+    ``files`` (name -> content), atomically (:func:`anchored_learning.io.atomic_folder`): a killed
+    save leaves the previous ``folder`` or none, never a half-written one, so a marker file in
+    ``files`` proves the whole save finished.
+
+    Returns:
+        ``folder`` as a Path.
+    """
+    if hasattr(model, "merge_and_unload"):
+        model = model.merge_and_unload()
+    with atomic_folder(folder) as tmp:
+        model.save_pretrained(tmp)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(tmp)
+        for name, text in (files or {}).items():
+            (tmp / name).write_text(text)
+    return Path(folder)

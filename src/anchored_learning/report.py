@@ -6,6 +6,8 @@ import os
 from pathlib import Path
 from typing import Any, Sequence
 
+from anchored_learning.io import atomic_file
+
 
 def pareto_frontier(points: Sequence[tuple[float, float]]) -> list[int]:
     """Indices of the non-dominated points, sorted by degradation.
@@ -61,11 +63,9 @@ def plot_pareto(rows: Sequence[dict[str, Any]], path: str | os.PathLike, title: 
     ax.legend(fontsize=8, loc="best")
     fig.tight_layout()
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp.png")
-    fig.savefig(tmp)
+    with atomic_file(path) as tmp:
+        fig.savefig(tmp)
     plt.close(fig)
-    os.replace(tmp, path)
     return path
 
 

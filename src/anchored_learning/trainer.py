@@ -1,10 +1,17 @@
-"""``AnchoredSFTTrainer``: Anchored Learning and its baselines as a ``trl.SFTTrainer``.
+"""Anchored Learning end to end: ``AnchoredSFTTrainer`` and its outer loop.
 
-The student starts from the base model.  For ``method="anchored"`` training runs
-``T * K`` epochs; at the start of each outer iteration ``t`` (every ``K`` epochs) the snapshot
-``p_t`` is refreshed to the current student and the loss is
-``KL(q_t || p_theta)`` on response tokens, with the anchor ``q_t`` interpolating ``p_t`` and the
-reference ``p_sft`` (:func:`anchored_learning.objectives.anchored_kl_loss`).
+Anchored Learning (arXiv:2605.04468, Algorithm 1), as this file runs it:
+
+1. **Reference.** ``p_sft`` = the base model trained with plain SFT (:func:`train_reference`);
+   its logits at every response position are read through :meth:`AnchoredSFTTrainer._anchor_logits`.
+2. **Student.** The trainer's model, starting again from the base model.
+3. **Outer loop** (:class:`OuterLoopCallback`): at the start of outer iteration
+   ``t = epoch // K`` the student is frozen as the snapshot ``p_t``
+   (:meth:`AnchoredSFTTrainer.refresh_snapshot`); ``T * K`` epochs in all.
+4. **Anchor and loss** (:meth:`AnchoredSFTTrainer.compute_loss`): for every response token,
+   ``q_t = softmax((1 - alpha) z_t + alpha z_sft)`` and the loss ``KL(q_t || p_theta)``
+   (:func:`anchored_learning.objectives.anchored_kl_loss`, via the method registry
+   :mod:`anchored_learning.methods`, which also holds every baseline's objective).
 
 Anchor sources (``AnchoredSFTConfig.anchor_source``):
 
@@ -14,9 +21,9 @@ Anchor sources (``AnchoredSFTConfig.anchor_source``):
   student itself), memory-mapped on disk, and projected through frozen copies of the output heads
   chunk by chunk.  Exact (float32), one full model in memory.
 
-Resume: snapshots live in ``<anchor_cache_dir>/snapshot-<t>`` (written atomically) and the outer
-iteration is derived from the restored ``state.epoch``, so ``trainer.train(resume_from_checkpoint=...)``
-continues with the right snapshot.
+Resume: snapshots live in ``<anchor_cache_dir>/snapshot-<t>`` (written atomically); the callback
+runs at the start of every epoch, including the partial epoch a resumed run starts in, so
+``trainer.train(resume_from_checkpoint=...)`` continues with the right snapshot.
 """
 
 from __future__ import annotations
@@ -24,16 +31,14 @@ from __future__ import annotations
 import copy
 import json
 import logging
-import math
 import os
 import shutil
 from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from datasets import Dataset
-from transformers import AutoConfig, AutoModelForCausalLM, PreTrainedModel
+from transformers import AutoConfig, AutoModelForCausalLM, PreTrainedModel, TrainerCallback
 from trl import SFTTrainer
 
 from anchored_learning import objectives as O
@@ -43,16 +48,35 @@ from anchored_learning.anchor import (
     backbone_and_head,
     check_plain_head,
     dataset_fingerprint,
-    frozen_head,
     response_hidden_states,
     unwrap,
 )
 from anchored_learning.config import AnchoredSFTConfig
+from anchored_learning.io import atomic_folder, write_json_atomic
+from anchored_learning.methods import Anchors, get_method
 
 logger = logging.getLogger(__name__)
 
 INDEX_COLUMN = "anchor_index"
 _RESPONSE_LOGITS_KWARG = "anchored_response_logits"
+
+
+class OuterLoopCallback(TrainerCallback):
+    """The outer loop of Anchored Learning as a ``TrainerCallback`` (like TRL's ``SyncRefModelCallback``).
+
+    At the start of every epoch (integer epoch ``e``, from the trainer's own epoch counter) it
+    makes sure the anchors the loss reads are in place: the reference model p_sft, and the frozen
+    copy of the student for outer iteration ``t = min(e // K, T - 1)``
+    (:meth:`AnchoredSFTTrainer.refresh_snapshot`).  ``compute_loss`` only computes a loss.
+    """
+
+    def __init__(self, trainer: "AnchoredSFTTrainer"):
+        self.trainer = trainer
+
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        # state.epoch is e + (step + 1) / steps_in_epoch after each step: exactly e at the start of
+        # epoch e, and e + a fraction when a resumed run starts inside epoch e
+        self.trainer.refresh_snapshot(epoch=int(state.epoch or 0))
 
 
 class _IndexCollator:
@@ -97,7 +121,8 @@ def _patch_response_logits_forward(model: torch.nn.Module) -> None:
 
 
 class AnchoredSFTTrainer(SFTTrainer):
-    """Train a causal LM with Anchored Learning or a baseline (``args.method``).
+    """Train a causal LM with Anchored Learning or a baseline (``args.method``, see
+    :data:`anchored_learning.methods.METHODS`).
 
     Args:
         model: the student: a model id/path or a ``PreTrainedModel`` (the base model p0).
@@ -105,7 +130,7 @@ class AnchoredSFTTrainer(SFTTrainer):
         train_dataset: any ``trl`` dataset format (prompt-completion, conversational ``messages``
             with the loss on assistant turns, or pre-tokenized ``input_ids``/``labels``).
         reference_model: optional ``PreTrainedModel`` or path overriding ``args.reference_model``.
-        **kwargs: passed to ``trl.SFTTrainer`` (``processing_class``, ``peft_config``, ...).
+        **kwargs: passed to ``trl.SFTTrainer`` (``processing_class``, ``peft_config``, ``callbacks``, ...).
 
     Raises:
         ValueError: a reference is needed but missing, base and reference vocabularies differ,
@@ -115,6 +140,7 @@ class AnchoredSFTTrainer(SFTTrainer):
     def __init__(self, model, args: AnchoredSFTConfig, train_dataset=None, reference_model=None, **kwargs):
         if not isinstance(args, AnchoredSFTConfig):
             raise ValueError("args must be an AnchoredSFTConfig")
+        self.method = get_method(args.method)
         if reference_model is None and args.needs_reference and not args.reference_model:
             raise ValueError(f"method {args.method!r} needs a reference model (args.reference_model)")
         if args.needs_reference:
@@ -137,8 +163,95 @@ class AnchoredSFTTrainer(SFTTrainer):
         self.anchor_history: list[dict[str, float]] = []
         if args.needs_reference:
             self._check_vocab_against_student()
+        self.add_callback(OuterLoopCallback(self))
 
-    # ------------------------------------------------------------------ validation
+    # ------------------------------------------------------------------ the method
+
+    def outer_iteration(self, epoch: int) -> int:
+        """Outer iteration ``t = min(epoch // K, T - 1)`` of integer epoch ``epoch`` (0 for methods
+        whose frozen copy is taken once)."""
+        k = self.args.refresh_epochs
+        return 0 if k is None else min(int(epoch) // k, int(self.args.outer_iterations) - 1)
+
+    def refresh_snapshot(self, epoch: int = 0) -> None:
+        """Put the anchors of integer epoch ``epoch`` in place (called by :class:`OuterLoopCallback`
+        at the start of every epoch; call it yourself before :meth:`compute_loss` outside ``train``).
+
+        Loads (or caches) the reference model once; freezes the student as the snapshot of outer
+        iteration :meth:`outer_iteration` when that iteration has no snapshot yet (the base model
+        p0 for ``sft_kl``/``asft``, taken once), and logs the refresh diagnostics.
+
+        Raises:
+            RuntimeError: a resumed run whose snapshot folder is missing mid-iteration.
+        """
+        self._ensure_reference()
+        if not self.args.needs_snapshot:
+            return
+        t = self.outer_iteration(epoch)
+        if self._snapshot_iteration == t and self._snapshot is not None:
+            return
+        previous = self._snapshot
+        self._snapshot = self._take_snapshot(t, self.model)
+        self._snapshot_iteration = t
+        self._log_refresh(t, previous)
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        """Loss of ``args.method`` on the batch's response tokens (nats per response token).
+
+        Training: the method's objective (:data:`anchored_learning.methods.METHODS`) on the
+        student's logits at the ``N`` response positions ``[N, V]`` and the anchors it reads,
+        normalised by the global response-token count ``num_items_in_batch``.  Evaluation: the
+        gold-response NLL, the same for every method so that eval losses are comparable.
+
+        Raises:
+            RuntimeError: training before the anchors are in place (call :meth:`refresh_snapshot`).
+        """
+        index = inputs.pop(INDEX_COLUMN, None)
+        labels = inputs["labels"]
+        forward_inputs = {k: v for k, v in inputs.items() if k in ("input_ids", "attention_mask", "position_ids")}
+        student = model(**forward_inputs, labels=labels, **{_RESPONSE_LOGITS_KWARG: True})  # [N, V]
+        shifted = O.shift_labels(labels)
+        y = shifted[shifted != O.IGNORE_INDEX]  # [N] response tokens
+        if y.numel() == 0 and num_items_in_batch is None:
+            raise ValueError("a batch with no response tokens reached the loss; check masking and max_length")
+        a = self.args
+        if not model.training:
+            loss = O.sft_loss(student, y, chunk_size=a.anchor_chunk_size) if y.numel() else student.sum() * 0.0
+        else:
+            anchors = self._anchors(student, inputs, index)
+            loss = self.method.loss(student, y, anchors, a, num_response_tokens=num_items_in_batch,
+                                    chunk_size=a.anchor_chunk_size)
+            self._metrics["train"]["outer_iteration"].append(float(self.outer_iteration(int(self.state.epoch or 0))))
+            if a.average_tokens_across_devices and num_items_in_batch is not None:
+                loss = loss * self.accelerator.num_processes  # DDP averages gradients over ranks
+        if return_outputs:
+            return loss, {"logits": student}
+        return loss
+
+    def _anchors(self, student: torch.Tensor, inputs: dict[str, torch.Tensor], index: torch.Tensor | None) -> Anchors:
+        """The frozen logits the method reads at this batch's response positions."""
+        a = self.args
+        if (a.needs_reference and self._reference is None) or (a.needs_snapshot and self._snapshot is None):
+            raise RuntimeError("the anchors are not in place: trainer.train() does this at every epoch start; "
+                               "outside train() call trainer.refresh_snapshot() first")
+        anchors = Anchors()
+        if a.needs_reference:
+            anchors.reference = self._anchor_logits(self._reference, inputs, index)
+        if a.needs_snapshot:
+            anchors.snapshot = self._anchor_logits(self._snapshot, inputs, index)
+        elif a.snapshot_mode == "per_step" and float(a.anchor_alpha) < 1.0:
+            anchors.snapshot = student.detach()  # the per-step anchor: the student's own logits
+        return anchors
+
+    def train(self, *args, **kwargs):
+        """``transformers.Trainer.train`` (accepts ``resume_from_checkpoint``), then drops the anchor caches
+        unless ``keep_anchor_cache``."""
+        out = super().train(*args, **kwargs)
+        if not self.args.keep_anchor_cache and self.accelerator.is_main_process and self.anchor_dir.exists():
+            shutil.rmtree(self.anchor_dir, ignore_errors=True)
+        return out
+
+    # ------------------------------------------------------------------ validation (below: how anchors are stored)
 
     def _check_reference_path(self, ref) -> None:
         if isinstance(ref, (str, os.PathLike)) and not Path(ref).exists() and not _looks_like_hub_id(str(ref)):
@@ -248,16 +361,12 @@ class AnchoredSFTTrainer(SFTTrainer):
         if model is not self._reference_arg:
             del model  # only the student stays in memory
 
-    def _iteration(self) -> int:
+    def _at_boundary(self, t: int) -> bool:
+        """True when training stands at the start of outer iteration ``t`` (no step of it taken)."""
         k = self.args.refresh_epochs
         if k is None:
-            return 0
-        epoch = float(self.state.epoch or 0.0)
-        return min(int(math.floor(epoch + 1e-6)) // k, int(self.args.outer_iterations) - 1)
-
-    def _at_boundary(self, t: int) -> bool:
-        k = self.args.refresh_epochs
-        return k is None and self.state.global_step == 0 or k is not None and abs(float(self.state.epoch or 0.0) - t * k) < 1e-6
+            return self.state.global_step == 0
+        return float(self.state.epoch or 0.0) == float(t * k)
 
     def _snapshot_path(self, t: int) -> Path:
         return self.anchor_dir / f"snapshot-{t:03d}"
@@ -287,16 +396,9 @@ class AnchoredSFTTrainer(SFTTrainer):
             if self.accelerator.is_main_process:
                 from safetensors.torch import save_model
 
-                tmp = path.with_name(path.name + ".building")
-                if tmp.exists():
-                    shutil.rmtree(tmp)
-                tmp.mkdir(parents=True)
-                save_model(snap, str(tmp / "model.safetensors"))
-                with open(tmp / "manifest.json", "w") as f:
-                    json.dump({"kind": f"snapshot-{t}", "epoch": float(self.state.epoch or 0.0)}, f)
-                if path.exists():
-                    shutil.rmtree(path)
-                os.replace(tmp, path)
+                with atomic_folder(path) as tmp:
+                    save_model(snap, str(tmp / "model.safetensors"))
+                    write_json_atomic(tmp / "manifest.json", {"kind": f"snapshot-{t}", "epoch": float(self.state.epoch or 0.0)})
             self._barrier()
         return snap
 
@@ -309,17 +411,6 @@ class AnchoredSFTTrainer(SFTTrainer):
             h = response_hidden_states(source, inputs["input_ids"], inputs.get("attention_mask"), inputs["labels"])
         head = backbone_and_head(source)[1]
         return ProjectedLogits(h, head.weight, getattr(head, "bias", None))
-
-    def _maybe_refresh(self, model: torch.nn.Module) -> None:
-        if not self.args.needs_snapshot:
-            return
-        t = self._iteration()
-        if self._snapshot_iteration == t and self._snapshot is not None:
-            return
-        previous = self._snapshot
-        self._snapshot = self._take_snapshot(t, model)
-        self._snapshot_iteration = t
-        self._log_refresh(t, previous)
 
     @torch.no_grad()
     def _log_refresh(self, t: int, previous: Any) -> None:
@@ -359,73 +450,6 @@ class AnchoredSFTTrainer(SFTTrainer):
             os.makedirs(self.args.output_dir, exist_ok=True)
             with open(os.path.join(self.args.output_dir, "anchor_diagnostics.jsonl"), "a") as f:
                 f.write(json.dumps(record) + "\n")
-
-    # ------------------------------------------------------------------ loss
-
-    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        """Loss of ``args.method`` on the batch's response tokens (nats per response token).
-
-        Training: the method's objective from :mod:`anchored_learning.objectives`, normalised by the
-        global response-token count ``num_items_in_batch``.  Evaluation: the gold-response NLL, the
-        same for every method so that eval losses are comparable.
-        """
-        index = inputs.pop(INDEX_COLUMN, None)
-        labels = inputs["labels"]
-        training = model.training
-        if training:
-            self._ensure_reference()
-            self._maybe_refresh(model)
-        forward_inputs = {k: v for k, v in inputs.items() if k in ("input_ids", "attention_mask", "position_ids")}
-        student = model(**forward_inputs, labels=labels, **{_RESPONSE_LOGITS_KWARG: True})
-        shifted = O.shift_labels(labels)
-        y = shifted[shifted != O.IGNORE_INDEX]
-        if y.numel() == 0 and num_items_in_batch is None:
-            raise ValueError("a batch with no response tokens reached the loss; check masking and max_length")
-        n = num_items_in_batch if training else None
-        a = self.args
-        common = {"num_response_tokens": n, "chunk_size": a.anchor_chunk_size}
-        if not training or a.method == "sft":
-            loss = O.sft_loss(student, y, **common) if y.numel() else student.sum() * 0.0
-        elif a.method == "dft":
-            loss = O.dft_loss(student, y, **common)
-        elif a.method in ("sft_kl", "asft"):
-            base = self._anchor_logits(self._snapshot, inputs, index)
-            fn = O.sft_kl_loss if a.method == "sft_kl" else O.asft_loss
-            loss = fn(student, base, y, kl_coef=a.kl_coef, direction=a.kl_direction, **common)
-        elif a.method == "psft":
-            old = self._anchor_logits(self._snapshot, inputs, index)
-            old_lp = O.token_logprobs(old, y, chunk_size=a.anchor_chunk_size)
-            loss = O.psft_loss(student, old_lp, y, epsilon=a.psft_epsilon, **common)
-        else:  # anchored, anchored_per_step, distill
-            ref = self._anchor_logits(self._reference, inputs, index)
-            if a.method == "distill" or float(a.anchor_alpha) == 1.0:
-                snap = ref
-            elif a.snapshot_mode == "per_step":
-                snap = student.detach()
-            else:
-                snap = self._anchor_logits(self._snapshot, inputs, index)
-            loss = O.anchored_kl_loss(
-                student, snap, ref, y,
-                alpha=a.anchor_alpha, interpolation=a.anchor_interpolation,
-                temperature=a.anchor_temperature, ce_weight=a.ce_weight, **common,
-            )
-        if training:
-            self._metrics["train"]["outer_iteration"].append(float(self._iteration()))
-            if a.average_tokens_across_devices and n is not None:
-                loss = loss * self.accelerator.num_processes  # DDP averages gradients over ranks
-        if return_outputs:
-            return loss, {"logits": student}
-        return loss
-
-    # ------------------------------------------------------------------ lifecycle
-
-    def train(self, *args, **kwargs):
-        """``transformers.Trainer.train`` (accepts ``resume_from_checkpoint``), then drops the anchor caches
-        unless ``keep_anchor_cache``."""
-        out = super().train(*args, **kwargs)
-        if not self.args.keep_anchor_cache and self.accelerator.is_main_process and self.anchor_dir.exists():
-            shutil.rmtree(self.anchor_dir, ignore_errors=True)
-        return out
 
 
 def _looks_like_hub_id(s: str) -> bool:

@@ -2,66 +2,12 @@
 
 from __future__ import annotations
 
-import json
-import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Optional
 
 import typer
 
-
-def write_json_atomic(path: str | os.PathLike, obj: Any) -> Path:
-    """Write ``obj`` as indented JSON to ``path`` atomically (temp file in the same folder,
-    fsync, ``os.replace``); parent folders are created.  Non-finite floats become ``null``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; a results file is as readable as any other
-        with os.fdopen(fd, "w") as f:
-            json.dump(_finite(obj), f, indent=1)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
-
-
-def check_output_path(path: str | os.PathLike, kind: str = "file") -> None:
-    """Fail before any work when ``path`` cannot be written as a ``kind`` ("file" or "folder"):
-    it exists as the other kind, or its nearest existing ancestor is a file or not writable.
-
-    Raises:
-        ValueError: naming the path and the problem.
-    """
-    path = Path(path).expanduser()
-    if path.exists() and (path.is_dir() if kind == "file" else not path.is_dir()):
-        raise ValueError(f"{path} exists and is {'a folder' if kind == 'file' else 'not a folder'}; choose another path")
-    parent = path.parent
-    while not parent.exists():
-        parent = parent.parent
-    if not parent.is_dir():
-        raise ValueError(f"cannot create {path}: {parent} is a file, not a folder")
-    if not os.access(parent, os.W_OK):
-        raise ValueError(f"cannot create {path}: {parent} is not writable")
-
-
-def _finite(o):
-    if isinstance(o, float):
-        return o if math.isfinite(o) else None
-    if isinstance(o, dict):
-        return {k: _finite(v) for k, v in o.items()}
-    if isinstance(o, (list, tuple)):
-        return [_finite(v) for v in o]
-    return o
+from anchored_learning.io import check_output_path, write_json_atomic
 
 
 def results_table(out: dict[str, Any], title: str = "evaluation"):

@@ -1,0 +1,182 @@
+"""Planning an experiment: which models it trains, with which training arguments, in which order.
+
+Everything here is decided before any work, so a bad value (alpha 5, an unknown anchor source, a
+sweep value of the wrong type) fails in seconds instead of after hours, and a variant that would
+train the same model as an earlier one is dropped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from anchored_learning.experiment.config import VARIANTS, ExperimentConfig
+
+#: one planned model: (label, method or "lora" / "wise_ft", field overrides)
+Variant = tuple[str, str, dict[str, Any]]
+
+
+def short_number(x: float) -> str:
+    """``1e-4`` -> ``"1e-4"``, ``3e-4`` -> ``"3e-4"``, ``0.25`` -> ``"0.25"`` (labels of runs)."""
+    e = f"{x:.0e}"
+    if float(e) == x and abs(x) < 1e-2:
+        mant, exp = e.split("e")
+        return f"{mant}e{int(exp)}"
+    return f"{x:g}"
+
+
+def parse_sweep(entries: Sequence[str]) -> list[Variant]:
+    """``["anchored.anchor_alpha=0.25,0.75"]`` -> ``[("anchored(anchor_alpha=0.25)", "anchored", {...}), ...]``.
+
+    Values are parsed as int, then float, then kept as strings.
+
+    Raises:
+        ValueError: an entry not of the form ``method.field=v1[,v2...]``, an unknown method or field.
+    """
+    from anchored_learning.config import AnchoredSFTConfig
+
+    fields = {f.name for f in dataclasses.fields(AnchoredSFTConfig)}
+    out = []
+    for entry in entries:
+        try:
+            key, values = entry.split("=", 1)
+            method, fld = key.split(".", 1)
+        except ValueError:
+            raise ValueError(f"sweep entry {entry!r} must look like method.field=v1,v2 (e.g. anchored.anchor_alpha=0.25,0.75)") from None
+        if method not in VARIANTS:
+            raise ValueError(f"sweep entry {entry!r}: unknown method {method!r}")
+        if method == "wise_ft" and fld != "weight" or method != "wise_ft" and fld not in fields:
+            raise ValueError(f"sweep entry {entry!r}: {fld!r} is not a field of AnchoredSFTConfig (wise_ft takes 'weight')")
+        for raw in values.split(","):
+            raw = raw.strip()
+            val: Any = raw
+            for cast in (int, float):
+                try:
+                    val = cast(raw)
+                    break
+                except ValueError:
+                    pass
+            if method == "wise_ft" and not (isinstance(val, (int, float)) and 0.0 <= val <= 1.0):
+                raise ValueError(f"sweep entry {entry!r}: wise_ft.weight must be a number in [0, 1], got {raw!r}")
+            if raw == "":
+                raise ValueError(f"sweep entry {entry!r} has an empty value; write method.field=v1,v2")
+            out.append((f"{method}({fld}={raw})", method, {fld: val}))
+    return out
+
+
+def training_args(cfg: ExperimentConfig, out: Path, name: str, **kw) -> Any:
+    """The :class:`~anchored_learning.config.AnchoredSFTConfig` of stage ``name`` (checkpoints in
+    ``out/models/<name>/trainer``): the experiment's shared settings, then ``kw``.
+
+    Raises:
+        ValueError, TypeError: an invalid field value (from the config's validation).
+    """
+    from anchored_learning.config import AnchoredSFTConfig
+
+    c = cfg
+    base = dict(
+        output_dir=str(out / "models" / name / "trainer"),
+        per_device_train_batch_size=c.per_device_train_batch_size,
+        gradient_accumulation_steps=c.gradient_accumulation_steps,
+        learning_rate=c.learning_rate,
+        lr_scheduler_type="cosine",
+        warmup_steps=0.1,  # a float < 1 is a fraction of the total steps
+        max_length=c.max_length,
+        logging_steps=5,
+        save_strategy="epoch",
+        save_total_limit=1,
+        report_to="none",
+        seed=c.seed,
+        disable_tqdm=False,
+    )
+    # transformers 5 renamed gradient_checkpointing (now a deprecated alias) to activation_checkpointing
+    names = {f.name for f in dataclasses.fields(AnchoredSFTConfig)}
+    base["activation_checkpointing" if "activation_checkpointing" in names else "gradient_checkpointing"] = bool(c.activation_checkpointing)
+    base.update(kw)
+    return AnchoredSFTConfig(**base)
+
+
+def reference_args(cfg: ExperimentConfig, out: Path) -> Any:
+    """Training arguments of the reference model p_sft: plain SFT, ``reference_epochs`` at ``reference_learning_rate``."""
+    return training_args(cfg, out, "reference", method="sft", num_train_epochs=cfg.reference_epochs,
+                         learning_rate=cfg.reference_learning_rate)
+
+
+def variant_args(cfg: ExperimentConfig, out: Path, name: str, method: str, overrides: dict[str, Any]):
+    """``(training arguments, PEFT config or None)`` of one trained variant.
+
+    ``lora`` is plain SFT with LoRA adapters (r 16, all linear layers) at 10x the learning rate.
+    """
+    c = cfg
+    ref_dir = out / "models" / "reference" / "final"
+    extra: dict[str, Any] = {"method": method, "num_train_epochs": c.baseline_epochs}
+    peft_config = None
+    if method in ("anchored", "anchored_per_step"):
+        extra.update(anchor_alpha=c.anchor_alpha, anchor_interpolation=c.anchor_interpolation,
+                     anchor_source=c.anchor_source, lr_scheduler_type="constant_with_warmup")
+        if method == "anchored":
+            extra.update(outer_iterations=c.outer_iterations, inner_epochs=c.inner_epochs)
+        else:
+            extra["num_train_epochs"] = c.outer_iterations * c.inner_epochs
+    if method in ("anchored", "anchored_per_step", "distill"):
+        extra["reference_model"] = str(ref_dir)
+    if method in ("sft_kl", "asft"):
+        extra["kl_coef"] = c.kl_coef
+    if method == "lora":
+        from peft import LoraConfig
+
+        extra.update(method="sft", learning_rate=10 * c.learning_rate)
+        peft_config = LoraConfig(r=16, lora_alpha=32, target_modules="all-linear", task_type="CAUSAL_LM")
+    extra.update(overrides)
+    return training_args(cfg, out, name, **extra), peft_config
+
+
+def settings_key(args, peft_config) -> str:
+    """Everything that determines a trained model, without the folders it is written to."""
+    d = {k: v for k, v in args.to_dict().items() if k not in ("output_dir", "logging_dir", "run_name")}
+    return json.dumps(d, sort_keys=True, default=str) + repr(peft_config)
+
+
+def plan(cfg: ExperimentConfig, out: Path, log: Callable[[str], None] = print) -> list[Variant]:
+    """``(label, method, overrides)`` of every model after the base and the reference, in run
+    order (WiSE-FT points, method ``wise_ft``, last).  Every stage's training arguments are
+    built here, so a bad value fails before any work.  A variant that would train the same model
+    as an earlier one (e.g. ``--baselines sft`` when the student's lr equals the reference's, or a
+    sweep point equal to the recipe) is dropped with a log line.
+
+    Raises:
+        ValueError: naming the stage and the field.
+    """
+    c = cfg
+    try:
+        seen = {settings_key(reference_args(c, out), None): "sft"}
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"reference: {e}") from None
+    wise = [(f"wise_ft(w={w:g})", "wise_ft", {"weight": float(w)}) for w in (c.wise_weights if "wise_ft" in c.baselines else ())]
+    trained = [("anchored", "anchored", {})] + [(b, b, {}) for b in c.baselines if b != "wise_ft"]
+    for name, method, overrides in parse_sweep(c.sweep):
+        if method == "wise_ft":
+            wise.append((f"wise_ft(w={float(overrides['weight']):g})", method, {"weight": float(overrides["weight"])}))
+        else:
+            trained.append((name, method, overrides))
+    planned, names = [], {"base", "sft"}  # "sft" is the reference model's label
+    for name, method, overrides in trained + wise:
+        if name == "sft":  # the plain-SFT baseline at the student's learning rate
+            name, overrides = f"sft(learning_rate={short_number(c.learning_rate)})", {"learning_rate": c.learning_rate}
+        if method == "wise_ft":
+            key = f"wise_ft {overrides['weight']!r}"
+        else:
+            try:
+                key = settings_key(*variant_args(c, out, name, method, overrides))
+            except (TypeError, ValueError) as e:
+                raise ValueError(f"{name}: {e}") from None
+        if key in seen or name in names:
+            log(f"[skip] {name}: the same model as {seen.get(key, name)}")
+            continue
+        seen[key] = name
+        names.add(name)
+        planned.append((name, method, overrides))
+    return planned

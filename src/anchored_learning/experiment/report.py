@@ -1,0 +1,99 @@
+"""The report of an experiment: gain / degradation rows, the results table, the Pareto plot."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import platform
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from anchored_learning.evaluation.metrics import compare
+from anchored_learning.experiment.config import ExperimentConfig
+from anchored_learning.experiment.stages import DONE
+from anchored_learning.io import write_json_atomic, write_text_atomic
+from anchored_learning.report import aggregate_seeds, markdown_table, markdown_table_seeds, plot_pareto
+
+
+def write_report(cfg: ExperimentConfig, out: Path, evals: dict[str, dict[str, Any]], wall_time: float) -> dict[str, Any]:
+    """Compare every model with the base model and write ``results.md``, ``pareto.png`` and
+    ``results.json`` into ``out``.
+
+    Args:
+        cfg: the resolved experiment config.
+        evals: label -> :func:`~anchored_learning.evaluation.suites.evaluate` output, ``"base"`` first.
+        wall_time: seconds spent over all invocations of the run.
+
+    Returns:
+        the ``results.json`` content: config, one row per model (target score, gain in points with
+        its paired-bootstrap 95% CI, held-out scores, mean degradation in % with its CI, drift KL,
+        train time), wall time and machine.
+    """
+    c = cfg
+    base = evals["base"]
+    rows = []
+    for name, ev in evals.items():
+        cmp = compare(base, ev, targets=[c.task], seed=c.seed)
+        method = name.split("(")[0]
+        g = cmp["gain"].get(c.task, {"points": 0.0, "ci": [0.0, 0.0]})
+        md = cmp.get("mean_degradation", {"percent": 0.0, "ci": [0.0, 0.0]})
+        res = ev["results"]
+        done = out / "models" / ("reference" if name == "sft" else name) / "final" / DONE
+        train_time = json.loads(done.read_text()).get("train_time_s", 0.0) if done.exists() else 0.0
+        rows.append({
+            "label": name,
+            "method": method,
+            "target": res[c.task]["primary"],
+            "gain": g["points"], "gain_ci": g["ci"],
+            "heldout": {h: res[h]["primary"] for h in c.heldout if "primary" in res.get(h, {})},
+            "drift_kl": res.get("drift", {}).get("primary"),
+            "drift_kl_target": res.get(f"drift:{c.task}", {}).get("primary"),
+            "degradation": md["percent"], "degradation_ci": md["ci"],
+            "degradation_per_benchmark": {k: v["percent"] for k, v in cmp["degradation"].items()},
+            "train_time_s": train_time,
+        })
+    heldout = [h for h in c.heldout if all(h in r["heldout"] for r in rows)]
+    table = markdown_table(rows, heldout)
+    extra_cols = "\n".join(f"- {r['label']}: drift KL(p0||p) held-out {r['drift_kl']}"
+                           + (f", on target prompts {r['drift_kl_target']}" if r["drift_kl_target"] is not None else "")
+                           for r in rows)
+    write_text_atomic(out / "results.md", table + "\n" + extra_cols + "\n")
+    plot_pareto([r for r in rows if r["label"] != "base"], out / "pareto.png",
+                title=f"{c.task}: gain vs. degradation ({c.preset} preset, seed {c.seed})")
+    result = {
+        "config": dataclasses.asdict(c),
+        "rows": rows,
+        "wall_time_s": wall_time,
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch": torch.__version__,
+                    "cuda": torch.cuda.is_available()},
+    }
+    write_json_atomic(out / "results.json", result)
+    return result
+
+
+def write_seeds_report(cfg: ExperimentConfig, out: Path, seeds: list[int], per_seed: dict[int, dict[str, Any]]) -> dict[str, Any]:
+    """Aggregate the per-seed results of :func:`~anchored_learning.experiment.stages.run_seeds`:
+    ``results.md`` (mean ± sd table), ``pareto.png`` (means with ±1 sd error bars) and
+    ``results.json`` (per-seed rows and mean/sd rows) in ``out``.
+
+    Returns:
+        the ``results.json`` content.
+    """
+    rows = aggregate_seeds([r["rows"] for r in per_seed.values()])
+    heldout = [h for h in cfg.heldout if all(h in r["heldout"] for r in rows)]
+    write_text_atomic(out / "results.md", markdown_table_seeds(rows, heldout)
+                      + f"\nmean ± sd over seeds {seeds}; per-seed tables in seed-*/results.md\n")
+    plot_pareto([r for r in rows if r["label"] != "base"], out / "pareto.png",
+                title=f"{cfg.task}: gain vs. degradation ({cfg.preset} preset, mean ± sd over {len(seeds)} seeds)")
+    res = {
+        "config": dataclasses.asdict(cfg), "seeds": seeds, "rows": rows,
+        "per_seed": {str(s): r["rows"] for s, r in per_seed.items()},
+        "per_seed_wall_time_s": {str(s): r["wall_time_s"] for s, r in per_seed.items()},
+        "wall_time_s": sum(r["wall_time_s"] for r in per_seed.values()),  # each seed's total over invocations
+        "machine": next(iter(per_seed.values()))["machine"],
+    }
+    write_json_atomic(out / "results.json", res)
+    return res

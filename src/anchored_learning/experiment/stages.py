@@ -1,0 +1,205 @@
+"""The stages of one experiment: evaluate base -> train reference (SFT) -> train variants -> evaluate -> report.
+
+Every stage writes its output atomically under ``output_dir`` (models under ``models/<name>``,
+evaluations under ``evals/<name>.json``) and is skipped when its output already exists, so a
+killed run continues where it stopped when started again with the same command; training stages
+also resume from their last epoch checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from anchored_learning.experiment import plan as P
+from anchored_learning.experiment.config import ExperimentConfig
+from anchored_learning.experiment.data import load_training_rows, make_task
+from anchored_learning.io import check_output_path, write_json_atomic
+
+#: marker file written last into a finished model folder (holds its training log)
+DONE = ".complete"
+
+
+class Experiment:
+    """Runs the stages of one experiment with skip-if-done semantics (see module docstring)."""
+
+    #: ExperimentConfig fields that may differ when a run folder is resumed (they only add stages)
+    RESUMABLE_CHANGES = frozenset({"sweep", "baselines", "wise_weights", "output_dir"})
+
+    def __init__(self, cfg: ExperimentConfig, console_log: Callable[[str], None] = print):
+        self.cfg = cfg.resolved()
+        self.out = Path(self.cfg.output_dir)
+        self.log = console_log
+        self.timings: dict[str, float] = {}
+        self._check_output_folder()
+        self.plan = P.plan(self.cfg, self.out, log=lambda m: self.log(m))  # validates every stage's settings
+        self._check_resume()
+
+    def _check_output_folder(self) -> None:
+        """Refuse an output folder that cannot be created (a file, or below a file) and a model
+        that cannot be loaded; :meth:`_check_resume` then refuses a folder that holds a run made
+        with other settings (its finished stages would be reused and reported under the new ones).
+
+        Raises:
+            ValueError: naming the path or model and what to do.
+        """
+        from anchored_learning.models import check_model_source
+
+        check_output_path(self.out, "folder")
+        check_model_source(self.cfg.model)
+
+    def _check_resume(self) -> None:
+        """Refuse to resume a folder whose ``config.json`` differs outside :attr:`RESUMABLE_CHANGES`.
+
+        Raises:
+            ValueError: naming the differing fields and what to do.
+        """
+        saved = self.out / "config.json"
+        if not saved.exists():
+            return
+        old = json.loads(saved.read_text())
+        new = json.loads(json.dumps(dataclasses.asdict(self.cfg), default=str))
+        diff = {k: (old[k], v) for k, v in new.items() if k in old and k not in self.RESUMABLE_CHANGES and old[k] != v}
+        if diff:
+            shown = "; ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in sorted(diff.items()))
+            raise ValueError(f"{self.out} holds a run made with other settings ({shown}); its finished stages would be "
+                             f"reused under the new ones. Choose a new --output-dir, or delete {self.out} to start over "
+                             f"(only {', '.join(sorted(self.RESUMABLE_CHANGES - {'output_dir'}))} may change on a resume)")
+
+    # -- stages
+
+    def _train(self, name: str, args, peft_config=None) -> Path:
+        from anchored_learning.models import load_model_and_tokenizer, save_pretrained_atomically
+        from anchored_learning.trainer import AnchoredSFTTrainer
+
+        final = self.out / "models" / name / "final"
+        if (final / DONE).exists():
+            self.log(f"[skip] {name}: already trained ({final})")
+            return final
+        self.log(f"[train] {name} ({args.method})")
+        model, tok = load_model_and_tokenizer(self.model_path)
+        trainer = AnchoredSFTTrainer(model, args=args, train_dataset=self.dataset, processing_class=tok,
+                                     peft_config=peft_config)
+        ckpts = list(Path(args.output_dir).glob("checkpoint-*"))
+        t0 = time.perf_counter()
+        trainer.train(resume_from_checkpoint=bool(ckpts) or None)
+        self.timings[name] = time.perf_counter() - t0
+        self._save_wall_time()
+        save_pretrained_atomically(trainer.model, tok, final, {DONE: json.dumps(
+            {"train_time_s": self.timings[name], "log_history": trainer.state.log_history,
+             "anchor_history": trainer.anchor_history}, default=str)})
+        shutil.rmtree(args.output_dir, ignore_errors=True)  # checkpoints are no longer needed
+        return final
+
+    def _evaluate(self, name: str, model) -> dict[str, Any]:
+        from anchored_learning.evaluation.suites import evaluate
+
+        path = self.out / "evals" / f"{name}.json"
+        if path.exists():
+            self.log(f"[skip] eval {name}: {path}")
+            return json.loads(path.read_text())
+        self.log(f"[eval] {name}")
+        c = self.cfg
+        limits = {c.task: c.n_test, "heldout_nll": c.nll_limit, "drift": c.drift_limit, f"drift:{c.task}": c.drift_limit}
+        limits.update({h: c.mc_limit for h in c.heldout if h not in limits})
+        suites = [c.task, *c.heldout, "drift"] + ([f"drift:{c.task}"] if c.target_drift else [])
+        res = evaluate(model, self.tok, suites, limits=limits, seed=c.seed, base_model=self.base,
+                       batch_size=c.eval_batch_size, generation_batch_size=c.generation_batch_size,
+                       progress=True, model_name=name)
+        write_json_atomic(path, res)
+        self._save_wall_time()
+        return res
+
+    def _save_wall_time(self) -> float:
+        """Record the wall time spent so far over all invocations (``wall_time.json``), so a resumed
+        run reports its total, not only the last invocation (a killed stage's partial time is lost)."""
+        total = self._wall_before + time.perf_counter() - self._t_start
+        write_json_atomic(self.out / "wall_time.json", {"seconds": total})
+        return total
+
+    # -- the run
+
+    def run(self) -> dict[str, Any]:
+        """Run every stage and write ``results.json``, ``results.md`` and ``pareto.png``."""
+        from datasets import Dataset
+        from transformers import AutoModelForCausalLM
+
+        from anchored_learning.evaluation.suites import register_task
+        from anchored_learning.experiment.report import write_report
+        from anchored_learning.models import load_model_and_tokenizer, resolve_model_path
+        from anchored_learning.trainer import wise_ft
+
+        c = self.cfg
+        self._t_start = time.perf_counter()
+        wt = self.out / "wall_time.json"
+        self._wall_before = float(json.loads(wt.read_text())["seconds"]) if wt.exists() else 0.0
+        self.out.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(self.out / "config.json", dataclasses.asdict(c))
+        torch.manual_seed(c.seed)
+        self.model_path = resolve_model_path(c.model)
+        task = make_task(c)
+        register_task(c.task, lambda: task, default_limit=c.n_test)
+        self.dataset = Dataset.from_list(load_training_rows(c, task))
+        self.base, self.tok = load_model_and_tokenizer(self.model_path)
+        self.base.eval()
+
+        evals = {"base": self._evaluate("base", self.base)}
+        ref_dir = self._train("reference", P.reference_args(c, self.out))
+        ref_model = AutoModelForCausalLM.from_pretrained(ref_dir).eval()
+        evals["sft"] = self._evaluate("sft", ref_model)
+
+        for name, method, overrides in self.plan:
+            if method == "wise_ft":
+                evals[name] = self._evaluate(name, wise_ft(self.base, ref_model, overrides["weight"]).eval())
+                continue
+            args, peft_config = P.variant_args(c, self.out, name, method, overrides)
+            m = AutoModelForCausalLM.from_pretrained(self._train(name, args, peft_config=peft_config)).eval()
+            evals[name] = self._evaluate(name, m)
+            del m
+        return write_report(c, self.out, evals, self._save_wall_time())
+
+
+def check_seeds(seeds: Sequence[int]) -> list[int]:
+    """``seeds`` as a list of ints.
+
+    Raises:
+        ValueError: no seeds, a seed repeated, or a negative seed.
+    """
+    seeds = [int(s) for s in seeds]
+    if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
+        raise ValueError(f"seeds must be distinct, non-negative and non-empty, got {seeds}")
+    return seeds
+
+
+def run_seeds(cfg: ExperimentConfig, seeds: Sequence[int], console_log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Run ``cfg`` once per seed (in ``<output_dir>/seed-<s>``) and aggregate over seeds.
+
+    Each seed re-draws the training data, the evaluation subsets and the training randomness.
+    Writes ``results.json`` (per-seed rows and mean/sd rows), ``results.md`` (mean ± sd table)
+    and ``pareto.png`` (means with ±1 sd error bars) in ``output_dir``.  Finished seeds are
+    skipped on a re-run like any other stage.
+
+    Raises:
+        ValueError: no seeds, repeated seeds, or an invalid configuration (before any work).
+    """
+    from anchored_learning.experiment.report import write_seeds_report
+
+    seeds = check_seeds(seeds)
+    cfg = cfg.resolved()
+    out = Path(cfg.output_dir)
+    # every seed's folder is checked before the first one starts
+    exps = {s: Experiment(dataclasses.replace(cfg, seed=s, output_dir=str(out / f"seed-{s}")), console_log=lambda m: None)
+            for s in seeds}
+    per_seed = {}
+    for s, exp in exps.items():
+        console_log(f"== seed {s} ==")
+        exp.log = console_log
+        per_seed[s] = exp.run()
+    return write_seeds_report(cfg, out, seeds, per_seed)

@@ -1,0 +1,158 @@
+"""Files written by anchored-learning: one atomic-write policy and one output-path check.
+
+Every result, model folder, cache and snapshot is first written under a temporary sibling name
+and then renamed into place with ``os.replace``, so a killed process leaves either the old
+complete file (or folder) or the new complete one, never half of one.  The temporary name
+starts with the final name, so a leftover is easy to recognise and is removed by the next write.
+
+* :func:`atomic_file`, :func:`write_json_atomic`, :func:`write_text_atomic`: a file.
+* :func:`atomic_folder`: a folder (a model save, an anchor cache, a snapshot).
+* :func:`check_output_path`: fail before any work when an output cannot be written.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+__all__ = ["atomic_file", "atomic_folder", "check_output_path", "replace_folder", "write_json_atomic", "write_text_atomic"]
+
+
+def _file_mode() -> int:
+    """0666 less the process umask: what ``open(path, "w")`` would have given the file."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+@contextmanager
+def atomic_file(path: str | os.PathLike) -> Iterator[Path]:
+    """Write a file atomically: yields a temporary sibling path (same suffix, so writers that pick
+    a format from it, such as ``savefig``, still do); when the block ends without an exception the
+    file is flushed to disk and renamed to ``path``, and on an exception it is deleted.  Parent
+    folders are created; the file gets the usual umask permissions.
+
+    Raises:
+        OSError: the folder cannot be written (nothing is left behind).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        os.chmod(tmp, _file_mode())  # mkstemp creates 0600; a results file is as readable as any other
+        yield tmp
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
+    """Write ``text`` to ``path`` atomically (see :func:`atomic_file`).
+
+    Returns:
+        ``path`` as a Path.
+    """
+    with atomic_file(path) as tmp:
+        tmp.write_text(text)
+    return Path(path)
+
+
+def finite(obj: Any) -> Any:
+    """``obj`` with every non-finite float (NaN, +-inf) replaced by None, recursively through
+    dicts, lists and tuples, so that ``json.dumps`` writes strict JSON."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [finite(v) for v in obj]
+    return obj
+
+
+def write_json_atomic(path: str | os.PathLike, obj: Any) -> Path:
+    """Write ``obj`` as indented, strict JSON to ``path`` atomically (see :func:`write_text_atomic`).
+
+    Non-finite floats become ``null``; objects JSON does not know (paths, dtypes) are written as
+    their ``str``.
+
+    Returns:
+        ``path`` as a Path.
+    """
+    return write_text_atomic(path, json.dumps(finite(obj), indent=2, default=str) + "\n")
+
+
+def replace_folder(tmp: str | os.PathLike, path: str | os.PathLike) -> Path:
+    """Move the finished folder ``tmp`` to ``path``, replacing whatever ``path`` held.
+
+    The last step of an atomic folder write whose temporary folder is shared between processes
+    (the anchor cache, built by every rank into one folder); single-process writers use
+    :func:`atomic_folder`.
+    """
+    tmp, path = Path(tmp), Path(path)
+    if path.exists():
+        shutil.rmtree(path)
+    os.replace(tmp, path)
+    return path
+
+
+@contextmanager
+def atomic_folder(path: str | os.PathLike, *, replace: bool = True) -> Iterator[Path]:
+    """Write a folder atomically: yields a new empty temporary sibling of ``path``; when the block
+    ends without an exception it is renamed to ``path``, and on an exception it is deleted.
+
+    Args:
+        path: the folder to write.
+        replace: replace an existing ``path`` (default).  With False an existing ``path`` is kept
+            and the new folder discarded (for concurrent writers of the same content, e.g. two
+            processes converting the same model).
+
+    Example::
+
+        with atomic_folder(out / "final") as tmp:
+            model.save_pretrained(tmp)
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
+    try:
+        yield tmp
+        if replace or not path.exists():
+            try:
+                replace_folder(tmp, path)
+            except OSError:
+                if replace or not path.exists():  # not a lost race with another writer: a real error
+                    raise
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def check_output_path(path: str | os.PathLike, kind: str = "file") -> None:
+    """Fail before any work when ``path`` cannot be written as a ``kind`` ("file" or "folder"):
+    it exists as the other kind, or its nearest existing ancestor is a file or not writable.
+
+    Raises:
+        ValueError: naming the path and the problem.
+    """
+    path = Path(path).expanduser()
+    if path.exists() and (path.is_dir() if kind == "file" else not path.is_dir()):
+        raise ValueError(f"{path} exists and is {'a folder' if kind == 'file' else 'not a folder'}; choose another path")
+    parent = path.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ValueError(f"cannot create {path}: {parent} is a file, not a folder")
+    if not os.access(parent, os.W_OK):
+        raise ValueError(f"cannot create {path}: {parent} is not writable")

@@ -1,0 +1,134 @@
+"""The method registry: every training objective the trainer knows, declared once.
+
+A :class:`Method` says what a method's loss reads (the reference model p_sft, a frozen copy of the
+student) and how that frozen copy is kept (taken once at the start, or refreshed every K epochs
+by the outer loop), which config fields it fixes, and which pure objective of
+:mod:`anchored_learning.objectives` computes its loss.  The trainer, the experiment pipeline and
+the command line all read :data:`METHODS`; adding a method is one entry here.
+
+LoRA is not a method: it is a PEFT option of any method (``peft_config=`` on the trainer,
+``--use_peft`` on the command line).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import torch
+
+from anchored_learning import objectives as O
+
+#: how a method's frozen copy of the student is kept
+#: - "outer": the snapshot p_t, refreshed at the start of every outer iteration (every K epochs)
+#: - "base": the base model p0, taken once before the first step
+#: - None: the method reads no frozen copy of the student
+SnapshotKind = Literal["outer", "base"] | None
+
+
+@dataclass(frozen=True)
+class Method:
+    """One training objective.
+
+    Attributes:
+        name: the registry key (``AnchoredSFTConfig.method``, ``--method``).
+        loss: ``loss(student, y, anchors, args, num_response_tokens=, chunk_size=)`` -> scalar
+            tensor in nats per response token.  ``student`` is the student's logits at the
+            ``N`` response positions ``[N, V]``, ``y`` the response tokens ``[N]``, ``anchors``
+            an :class:`Anchors` of the frozen logits the method reads, ``args`` the
+            :class:`~anchored_learning.config.AnchoredSFTConfig`.
+        needs_reference: the loss reads the reference model p_sft.
+        snapshot: how the frozen copy of the student is kept (:data:`SnapshotKind`).
+        fixed: config fields the method sets, whatever the user gave (e.g. distill: alpha = 1).
+        description: one line for ``--help`` and the README.
+    """
+
+    name: str
+    loss: Callable[..., torch.Tensor]
+    needs_reference: bool = False
+    snapshot: SnapshotKind = None
+    fixed: dict[str, Any] = field(default_factory=dict)
+    description: str = ""
+
+
+@dataclass
+class Anchors:
+    """The frozen logits a method's loss reads, at the batch's response positions.
+
+    Each is ``None`` when the method does not read it, else a ``[N, V]`` tensor or a
+    :class:`~anchored_learning.objectives.LogitRows` (cached hidden states projected chunk by chunk).
+
+    Attributes:
+        reference: the reference model p_sft.
+        snapshot: the frozen copy of the student: the snapshot p_t (anchored), the base model p0
+            (sft_kl, asft) or the old policy (psft); for the per-step anchor, the student's own
+            detached logits.
+    """
+
+    reference: Any = None
+    snapshot: Any = None
+
+
+def _sft(student, y, anchors, args, **common):
+    return O.sft_loss(student, y, **common)
+
+
+def _dft(student, y, anchors, args, **common):
+    return O.dft_loss(student, y, **common)
+
+
+def _sft_kl(student, y, anchors, args, **common):
+    return O.sft_kl_loss(student, anchors.snapshot, y, kl_coef=args.kl_coef, direction=args.kl_direction, **common)
+
+
+def _asft(student, y, anchors, args, **common):
+    return O.asft_loss(student, anchors.snapshot, y, kl_coef=args.kl_coef, direction=args.kl_direction, **common)
+
+
+def _psft(student, y, anchors, args, **common):
+    old_logprobs = O.token_logprobs(anchors.snapshot, y, chunk_size=common["chunk_size"])
+    return O.psft_loss(student, old_logprobs, y, epsilon=args.psft_epsilon, **common)
+
+
+def _anchored(student, y, anchors, args, **common):
+    # alpha = 1 (distill) reads no snapshot: the anchor is p_sft itself
+    snapshot = anchors.reference if anchors.snapshot is None else anchors.snapshot
+    return O.anchored_kl_loss(
+        student, snapshot, anchors.reference, y,
+        alpha=args.anchor_alpha, interpolation=args.anchor_interpolation,
+        temperature=args.anchor_temperature, ce_weight=args.ce_weight, **common,
+    )
+
+
+METHODS: dict[str, Method] = {
+    m.name: m
+    for m in (
+        Method("anchored", _anchored, needs_reference=True, snapshot="outer",
+               description="Anchored Learning (arXiv:2605.04468): KL(q_t || p_theta), anchor q_t between the "
+                           "snapshot p_t and p_sft, snapshot refreshed every K epochs"),
+        Method("anchored_per_step", _anchored, needs_reference=True, fixed={"snapshot_mode": "per_step"},
+               description="anchored KL with the student's own detached logits as z_t (TAID-like, no snapshot)"),
+        Method("distill", _anchored, needs_reference=True, fixed={"anchor_alpha": 1.0},
+               description="distillation KL(p_sft || p_theta) (alpha = 1)"),
+        Method("sft", _sft, description="plain SFT: -log p_theta(y_k)"),
+        Method("sft_kl", _sft_kl, snapshot="base",
+               description="SFT + kl_coef * KL(p0 || p_theta) to the fixed base model"),
+        Method("dft", _dft, description="DFT (arXiv:2508.05629): -sg(p_theta(y_k)) log p_theta(y_k)"),
+        Method("asft", _asft, snapshot="base", description="ASFT (arXiv:2509.23753): DFT + kl_coef * KL(p0 || p_theta)"),
+        Method("psft", _psft, snapshot="outer",
+               description="PSFT (arXiv:2508.17784): clipped ratio to the old policy, refreshed every K epochs"),
+    )
+}
+
+
+def get_method(name: str) -> Method:
+    """The registered :class:`Method` called ``name``.
+
+    Raises:
+        ValueError: an unknown name (the message lists the known ones, and says where LoRA went).
+    """
+    if name in METHODS:
+        return METHODS[name]
+    hint = " (LoRA is an option of any method: method='sft' with a peft_config / --use_peft)" if name == "lora" else ""
+    raise ValueError(f"method must be one of {tuple(METHODS)}, got {name!r}{hint}")

@@ -1,0 +1,50 @@
+"""MedCalc-Bench: medical calculations from patient notes.
+
+Source benchmark: Khandekar et al., "MedCalc-Bench: Evaluating Large Language Models for Medical
+Calculations", NeurIPS 2024 Datasets & Benchmarks (arXiv:2406.12036).  Reference code:
+https://github.com/ncbi-nlp/MedCalc-Bench (``evaluation/run.py`` and ``evaluate.py``).
+
+Modules:
+
+* :mod:`.scoring` -- answer extraction and the MedCalc-Bench scoring rules
+  (:func:`extract_answer`, :func:`is_correct`, :func:`score_prediction`, :func:`format_answer`);
+* :mod:`.formatting` -- prompt and gold-response formatting shared by the generator and loader;
+* :mod:`.csv_loader` -- :func:`load_medcalc_csv`, a loader for local MedCalc-Bench CSV files;
+* :mod:`.generators` -- :class:`Calculator`, :data:`CALCULATORS` and :func:`generate_examples`,
+  the offline generator backed by the real calculators of the ``medcalc`` package;
+* :mod:`.task` -- :class:`MedCalcTask`, the :class:`~anchored_learning.tasks.base.TargetTask`
+  wrapper.
+
+Normalised output types (``Example.meta["output_type"]``):
+
+``"decimal"``     float answer, correct when ``lower <= x <= upper`` (+-5 % for generated items,
+                  as in MedCalc-Bench);
+``"integer"``     int score, correct when ``round(x) == answer`` (MedCalc-Bench rounds the
+                  extracted number before the exact comparison);
+``"date"``        ``"MM/DD/YYYY"`` string, compared as a calendar date;
+``"weeks_days"``  ``(weeks, days)`` tuple, compared exactly.
+"""
+
+from __future__ import annotations
+
+from anchored_learning.tasks.medcalc.csv_loader import REQUIRED_COLUMNS, load_medcalc_csv
+from anchored_learning.tasks.medcalc.generators import CALCULATORS, Calculator, generate_examples
+from anchored_learning.tasks.medcalc.scoring import (
+    OUTPUT_TYPES,
+    extract_answer,
+    format_answer,
+    is_correct,
+    score_prediction,
+)
+from anchored_learning.tasks.medcalc.task import MedCalcTask
+
+__all__ = [
+    "CALCULATORS",
+    "MedCalcTask",
+    "extract_answer",
+    "format_answer",
+    "generate_examples",
+    "is_correct",
+    "load_medcalc_csv",
+    "score_prediction",
+]
