@@ -285,7 +285,7 @@ def fake_task():
 
     suites.register_task("fake", FakeTask)
     yield "fake"
-    suites.TASK_FACTORIES.pop("fake", None)
+    suites.TASKS.pop("fake", None)
     suites.SUITES.pop("fake", None)
 
 
@@ -324,7 +324,7 @@ def test_missing_task_module_is_reported(tiny):
         out = suites.evaluate(*tiny, ["ghost"], limit=1)
         assert "error" in out["results"]["ghost"]
     finally:
-        suites.TASK_FACTORIES.pop("ghost", None)
+        suites.TASKS.pop("ghost", None)
         suites.SUITES.pop("ghost", None)
 
 

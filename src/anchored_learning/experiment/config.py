@@ -15,13 +15,8 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-from anchored_learning.methods import METHODS
-
-#: target tasks an experiment can train and score
-TASKS = ("igsm", "medcalc", "ifeval")
-#: variants an experiment can add after the reference and the anchored student: any registered
-#: method, "lora" (plain SFT with LoRA adapters) and "wise_ft" (weight interpolation, no training)
-VARIANTS = (*METHODS, "lora", "wise_ft")
+from anchored_learning.experiment.plan import VARIANTS, parse_sweep
+from anchored_learning.tasks.registry import TARGETS as TASKS
 #: the held-out members used when a recipe names none
 HELDOUT = ("sciq_chat", "hellaswag", "arc_easy", "piqa", "mmlu", "heldout_nll")
 
@@ -140,8 +135,6 @@ class ExperimentConfig:
             ValueError: unknown preset, task or baseline; a bad sweep entry; a negative seed; an
                 evaluation batch size below 1.
         """
-        from anchored_learning.experiment.plan import parse_sweep
-
         recipe = load_recipe(self.preset, self.task)
         if self.task not in TASKS:
             raise ValueError(f"unknown task {self.task!r}; choose one of {', '.join(TASKS)}")

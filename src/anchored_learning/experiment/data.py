@@ -9,18 +9,13 @@ from anchored_learning.experiment.config import ExperimentConfig
 
 
 def make_task(cfg: ExperimentConfig):
-    """The target task object of ``cfg.task``."""
-    if cfg.task == "igsm":
-        from anchored_learning.tasks.igsm import IGSMTask
+    """The target task object of ``cfg.task`` (from the task registry; iGSM gets the recipe's
+    ``igsm_*`` options)."""
+    from anchored_learning.tasks.registry import get_task
 
-        return IGSMTask(op_min=cfg.igsm_op_min, op_max=cfg.igsm_op_max, arithmetic=cfg.igsm_arithmetic)
-    if cfg.task == "medcalc":
-        from anchored_learning.tasks.medcalc import MedCalcTask
-
-        return MedCalcTask()
-    from anchored_learning.tasks.ifeval import IFEvalTask
-
-    return IFEvalTask()
+    options = (dict(op_min=cfg.igsm_op_min, op_max=cfg.igsm_op_max, arithmetic=cfg.igsm_arithmetic)
+               if cfg.task == "igsm" else {})
+    return get_task(cfg.task, **options)
 
 
 def load_training_rows(cfg: ExperimentConfig, task) -> list[dict[str, Any]]:

@@ -13,7 +13,7 @@ import torch
 
 from anchored_learning.evaluation.metrics import compare
 from anchored_learning.experiment.config import ExperimentConfig
-from anchored_learning.experiment.stages import DONE
+from anchored_learning.experiment.plan import DONE
 from anchored_learning.io import write_json_atomic, write_text_atomic
 from anchored_learning.report import aggregate_seeds, markdown_table, markdown_table_seeds, plot_pareto
 

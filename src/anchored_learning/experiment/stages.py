@@ -23,8 +23,7 @@ from anchored_learning.experiment.config import ExperimentConfig
 from anchored_learning.experiment.data import load_training_rows, make_task
 from anchored_learning.io import check_output_path, write_json_atomic
 
-#: marker file written last into a finished model folder (holds its training log)
-DONE = ".complete"
+DONE = P.DONE
 
 
 class Experiment:

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
+import numpy as np
+
 
 @dataclass(frozen=True)
 class Example:
@@ -54,3 +56,13 @@ class TargetTask(Protocol):
     def score(self, example: Example, prediction: str) -> float:
         """Score one generated response in [0, 1] (1 = correct)."""
         ...
+
+
+def subset_indices(n_total: int, limit: int | None, seed: int) -> list[int]:
+    """The first ``limit`` entries of a seeded permutation of ``range(n_total)`` (all when
+    ``limit`` is None or larger than ``n_total``): a smaller limit is a prefix of a larger one, and
+    the same seed and limit give the same items in the same order."""
+    perm = np.random.default_rng(seed).permutation(n_total)
+    if limit is not None:
+        perm = perm[: max(0, int(limit))]
+    return [int(i) for i in perm]

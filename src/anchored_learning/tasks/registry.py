@@ -1,0 +1,43 @@
+"""The task registry: every generation-scored task by name, in one place.
+
+A task is data plus a scoring rule (:class:`~anchored_learning.tasks.base.TargetTask`).  The
+target tasks an experiment can train on are :data:`TARGETS`; the others (``igsm_add``, the CPU
+recipes' iGSM as an evaluation suite, and the held-out ``sciq_chat``) are evaluation-only names.
+Held-out multiple-choice benchmarks are declared in
+:data:`anchored_learning.tasks.heldout.BENCHMARKS`; :mod:`anchored_learning.evaluation.suites`
+builds its suites from both.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from typing import Any
+
+#: task name -> "module:factory" (imported on first use) or a callable returning the task
+TASKS: dict[str, str | Callable[..., Any]] = {
+    "igsm": "anchored_learning.tasks.igsm:IGSMTask",
+    "igsm_add": "anchored_learning.tasks.igsm:igsm_add_task",
+    "medcalc": "anchored_learning.tasks.medcalc:MedCalcTask",
+    "ifeval": "anchored_learning.tasks.ifeval:IFEvalTask",
+    "sciq_chat": "anchored_learning.tasks.heldout:SciQChatTask",
+}
+
+#: the tasks ``anchored run --task`` trains on
+TARGETS = ("igsm", "medcalc", "ifeval")
+
+
+def get_task(name: str, **options: Any):
+    """Instantiate task ``name`` with ``options`` (e.g. ``op_min=2`` for iGSM).
+
+    Raises:
+        KeyError: unknown task (the message lists the known ones).
+        ImportError: its module is not available.
+    """
+    if name not in TASKS:
+        raise KeyError(f"unknown target task {name!r}; known: {sorted(TASKS)}")
+    factory = TASKS[name]
+    if isinstance(factory, str):
+        module, _, attr = factory.partition(":")
+        factory = getattr(importlib.import_module(module), attr)
+    return factory(**options)
