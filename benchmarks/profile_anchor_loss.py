@@ -33,17 +33,7 @@ import sys
 import time
 from pathlib import Path
 
-
-def _status(field):
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) * 1024
-
-
-def _reset_hwm():
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")
+from procmem import reset_hwm, rss  # benchmarks/procmem.py (this script's folder is on sys.path)
 
 
 def main(argv=None):
@@ -181,17 +171,19 @@ def main(argv=None):
         for f in variants.values():
             f()
             w_student.grad = None
+    if not reset_hwm():
+        raise OSError("cannot reset VmHWM through /proc/self/clear_refs; the memory column needs it")
     for r in range(args.reps):
         names = list(variants)
         names = names[r % len(names):] + names[: r % len(names)]
         for k in names:
             w_student.grad = torch.zeros_like(w_student)  # grad buffer exists, as during training
-            before = _status("VmRSS")
-            _reset_hwm()
+            before = rss("VmRSS")
+            reset_hwm()
             t0 = time.perf_counter()
             variants[k]()
             times[k].append(time.perf_counter() - t0)
-            mem[k].append(_status("VmHWM") - before)
+            mem[k].append(rss("VmHWM") - before)
     w_student.grad = None
     res = {
         "command": " ".join([os.path.basename(sys.executable)] + sys.argv),

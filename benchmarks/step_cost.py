@@ -1,7 +1,9 @@
 """Per-step cost of Anchored Learning vs plain SFT: time and peak memory.
 
-    python benchmarks/step_cost.py [--model smollm2|tiny] [--steps N] [--warmup W]
-                                   [--output results/benchmarks/step_cost_<model>.json]
+    python benchmarks/step_cost.py [--model smollm2|tiny] [--steps N] [--warmup W] [--mem-steps M]
+                                   [--batch-size B] [--seq-len L] [--seed S] [--threads T]
+                                   [--no-gradient-checkpointing] [--skip-memory] [--workdir DIR]
+                                   [--output results/benchmarks/step_cost_<model>[_nogc].json]
 
 What is measured (all with the real ``AnchoredSFTTrainer.train()``, i.e. what a user runs):
 
@@ -9,22 +11,26 @@ What is measured (all with the real ``AnchoredSFTTrainer.train()``, i.e. what a 
   (frozen snapshot + reference models in memory), (c) ``method="anchored", anchor_source="cache"``.
   Every other setting is the ``AnchoredSFTConfig`` default (e.g. activation checkpointing on, fused
   AdamW, max_grad_norm 1.0) unless ``--no-gradient-checkpointing`` is given.
-* step time: the three trainers run in ONE process, each ``trainer.train()`` in its own thread, and a
-  turn-taking callback lets exactly one of them run at a time, one optimizer step per turn, the order
-  rotating every round (sft, live, cache / live, cache, sft / ...).  A step's time is the wall time
-  from receiving the turn to ``on_step_end``: data collation, forward, loss, backward, gradient
-  clipping, the AdamW step, scheduler step, zero_grad (and the Trainer's periodic logging).  The first
-  ``--warmup`` steps of every trainer are discarded (the first one also builds the caches / loads
-  the frozen models; those one-off costs are timed separately).  Ratios are median(config) /
-  median(sft) from that same interleaved run.
-* peak memory: ``ru_maxrss`` is a process-lifetime high-water mark, so each configuration runs in
-  its OWN fresh subprocess (same data, same settings, ``--mem-steps`` steps).  Inside it the Linux
-  high-water mark ``VmHWM`` is reset (``echo 5 > /proc/self/clear_refs``) at phase boundaries, so we
-  get the peak RSS of (1) setup (model load + trainer init), (2) the first step (cache build / frozen
-  model load, optimizer-state allocation), (3) the steady-state steps after it.  Reported: the
-  process peak (= ru_maxrss) and the steady-state peak, absolute and as increments over the RSS after
-  imports, plus ratios to SFT.  (``ru_maxrss`` is not used: through fork+exec Linux carries the
-  parent's high-water mark into the child's ``ru_maxrss``.)
+* every configuration runs in its own subprocess (a worker: this script with ``--worker-config``),
+  which builds its trainer, trains, and reports its step times, phase peaks and one-off costs.
+  The worker waits for a turn (a line on its stdin) before building its trainer, at the start of
+  training and after every optimizer step, and announces each step's end on its stdout.
+* step time: the three workers run side by side and the parent gives the turn to exactly one of
+  them at a time (the trainers are built one after the other), one optimizer step per turn, the
+  order rotating every round (sft, live, cache / live, cache, sft / ...).  A step's time is the
+  wall time from receiving the turn to ``on_step_end``: data collation, forward, loss, backward,
+  gradient clipping, the AdamW step, scheduler step, zero_grad (and the Trainer's periodic
+  logging).  The first ``--warmup`` steps of every configuration are discarded (the first one also
+  builds the caches / loads the frozen models; those one-off costs are timed separately).  Ratios
+  are median(config) / median(sft) from that same interleaved run.
+* peak memory: each configuration then runs once more ALONE in a fresh worker (same data, same
+  settings, ``--mem-steps`` steps).  Inside every worker the Linux high-water mark ``VmHWM`` is
+  reset (``echo 5 > /proc/self/clear_refs``) at phase boundaries, so we get the peak RSS of (1)
+  setup (model load + trainer init), (2) the first step (cache build / frozen model load,
+  optimizer-state allocation), (3) the steady-state steps after it.  Reported: the process peak
+  and the steady-state peak, absolute and as increments over the RSS after imports, plus ratios to
+  SFT.  (``ru_maxrss`` is not used: through fork+exec Linux carries the parent's high-water mark
+  into the child's ``ru_maxrss``.)
 * CPU time: per step, the process CPU time (all threads) is recorded next to wall time; with other
   jobs sharing the cores it is a less contention-sensitive second measure (ratio reported too).
 * cache build: ``HiddenStateCache.build`` wall time (per build and per 1,000 response tokens) and the
@@ -47,9 +53,10 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
+
+from procmem import maxrss, reset_hwm, rss  # benchmarks/procmem.py (this script's folder is on sys.path)
 
 CONFIGS = {
     "sft": {"method": "sft"},
@@ -57,27 +64,8 @@ CONFIGS = {
     "cache": {"method": "anchored", "anchor_source": "cache"},
 }
 ORDER = ["sft", "live", "cache"]
-
-
-# ------------------------------------------------------------------------------------------- memory
-
-
-def _status(field: str) -> int:
-    """``VmRSS``/``VmHWM`` of this process in bytes."""
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) * 1024
-    raise KeyError(field)
-
-
-def _reset_hwm() -> bool:
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
+SETUP_HOOKS = ("_ensure_reference", "_take_snapshot")  # anchor set-up: the reference once, the snapshot per refresh
+MARK = "@@"  # worker -> parent protocol lines: @@READY@@{}, @@STEP@@{...}, @@RESULT@@{...}
 
 
 def _cpu() -> float:
@@ -86,15 +74,17 @@ def _cpu() -> float:
     return r.ru_utime + r.ru_stime
 
 
-def _maxrss() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+def _median(xs: list[float]) -> float | None:
+    return statistics.median(xs) if xs else None
 
 
-# ------------------------------------------------------------------------------------------- setup
+# ------------------------------------------------------------------------------------------- setup (parent)
 
 
 def machine_info() -> dict:
     import torch
+    import transformers
+    import trl
 
     cpu = "unknown"
     try:
@@ -104,9 +94,6 @@ def machine_info() -> dict:
                 break
     except OSError:
         pass
-    import transformers
-    import trl
-
     return {
         "cpu_model": cpu,
         "cpu_cores": os.cpu_count(),
@@ -124,20 +111,18 @@ def prepare_models(model: str, workdir: Path, seed: int) -> tuple[str, str]:
     """Write (or find) the base model folder and a reference model folder; return their paths."""
     import torch
 
+    from anchored_learning.models import load_model_and_tokenizer, resolve_model_path
+
     base_dir, ref_dir = workdir / "base", workdir / "ref"
+    base = str(base_dir) if model == "tiny" else resolve_model_path(None)
     if (ref_dir / "config.json").exists():
-        return str(base_dir if model == "tiny" else _smollm2_path()), str(ref_dir)
+        return base, str(ref_dir)
     if model == "tiny":
         from anchored_learning.testing import tiny_llama
 
         m, tok = tiny_llama(seed=seed)
         m.save_pretrained(base_dir)
         tok.save_pretrained(base_dir)
-        base = str(base_dir)
-    else:
-        base = _smollm2_path()
-    from anchored_learning.models import load_model_and_tokenizer
-
     # the reference: the base model with every weight perturbed a little (stands in for p_sft; the
     # cost of a forward pass does not depend on the values)
     m, tok = load_model_and_tokenizer(base)
@@ -150,10 +135,7 @@ def prepare_models(model: str, workdir: Path, seed: int) -> tuple[str, str]:
     return base, str(ref_dir)
 
 
-def _smollm2_path() -> str:
-    from anchored_learning.models import resolve_model_path
-
-    return resolve_model_path(None)
+# ------------------------------------------------------------------------------------------- worker (one config, own process)
 
 
 def make_dataset(vocab: int, n: int, seq_len: int, seed: int, eos: int | None):
@@ -169,12 +151,12 @@ def make_dataset(vocab: int, n: int, seq_len: int, seed: int, eos: int | None):
         ids = rng.integers(lo, hi, size=seq_len).tolist()
         if eos is not None:
             ids[-1] = int(eos)
-        labels = [-100] * prompt_len + ids[prompt_len:]
-        rows.append({"input_ids": ids, "labels": labels})
+        rows.append({"input_ids": ids, "labels": [-100] * prompt_len + ids[prompt_len:]})
     return Dataset.from_list(rows)
 
 
-def build_trainer(name: str, args, base: str, ref: str, workdir: Path, callbacks=()):
+def build_trainer(name: str, args, callbacks=()):
+    """The ``AnchoredSFTTrainer`` of configuration ``name`` on the synthetic data (CPU)."""
     import torch
 
     from anchored_learning.config import AnchoredSFTConfig
@@ -182,18 +164,15 @@ def build_trainer(name: str, args, base: str, ref: str, workdir: Path, callbacks
     from anchored_learning.trainer import AnchoredSFTTrainer
 
     torch.manual_seed(args.seed)
-    model, tok = load_model_and_tokenizer(base)
+    model, tok = load_model_and_tokenizer(args.base)
     model.train()
-    n_examples = max(64, args.batch_size * (args.warmup + args.steps + 1))
+    n_examples = max(64, args.batch_size * (args.total_steps + 1))
     data = make_dataset(model.config.vocab_size, n_examples, args.seq_len, args.seed, tok.eos_token_id)
-    out = workdir / f"run-{name}-{os.getpid()}-{threading.get_ident()}"
-    extra = {}
-    if args.no_gradient_checkpointing:
-        extra["gradient_checkpointing"] = False
+    out = Path(args.workdir) / f"run-{name}-{os.getpid()}"
     cfg = AnchoredSFTConfig(
         output_dir=str(out),
         **CONFIGS[name],
-        **({"reference_model": ref} if CONFIGS[name]["method"] != "sft" else {}),
+        **({"reference_model": args.ref} if CONFIGS[name]["method"] != "sft" else {}),
         outer_iterations=1,
         inner_epochs=1,
         max_steps=args.total_steps,
@@ -207,53 +186,54 @@ def build_trainer(name: str, args, base: str, ref: str, workdir: Path, callbacks
         keep_anchor_cache=True,
         anchor_cache_dir=str(out / "anchor"),
         disable_tqdm=True,
-        **extra,
+        **({"gradient_checkpointing": False} if args.no_gradient_checkpointing else {}),
     )
-    tr = AnchoredSFTTrainer(model, args=cfg, train_dataset=data, processing_class=tok, callbacks=list(callbacks))
-    return tr, data
+    return AnchoredSFTTrainer(model, args=cfg, train_dataset=data, processing_class=tok, callbacks=list(callbacks))
 
 
-class BuildTimer:
-    """Times ``HiddenStateCache.build`` and the trainer's one-off anchor set-up (class-level patch)."""
-
-    def __init__(self):
-        self.records: list[dict] = []
-        self._lock = threading.Lock()
-
-    def install(self):
-        from anchored_learning import anchor
-
-        orig = anchor.HiddenStateCache.build.__func__
-        timer = self
-
-        def build(cls, path, model, examples, collate, **kw):
-            t0 = time.perf_counter()
-            out = orig(cls, path, model, examples, collate, **kw)
-            dt = time.perf_counter() - t0
-            p = Path(path)
-            hidden = p / "hidden.npy"
-            with timer._lock:
-                timer.records.append(
-                    {
-                        "path": str(p),
-                        "kind": (kw.get("extra_manifest") or {}).get("kind"),
-                        "seconds": dt,
-                        "num_examples": len(examples),
-                        "response_tokens": int(out.manifest["num_rows"]),
-                        "hidden_npy_bytes": hidden.stat().st_size,
-                        "head_pt_bytes": (p / "head.pt").stat().st_size,
-                        "hidden_size": int(out.manifest["hidden_size"]),
-                    }
-                )
-            return out
-
-        anchor.HiddenStateCache.build = classmethod(build)
+def _say(tag: str, payload: dict) -> None:
+    print(f"{MARK}{tag}{MARK}{json.dumps(payload)}", flush=True)
 
 
-def wrap_setup_timers(tr, sink: dict):
-    """Time the trainer's lazy one-off anchor set-up (runs inside the first training step)."""
-    for attr in ("_ensure_reference", "_maybe_refresh"):
-        orig = getattr(tr, attr)
+def _wait_turn() -> None:
+    if not sys.stdin.readline():  # the parent is gone
+        sys.exit(1)
+
+
+def record_cache_builds() -> list[dict]:
+    """Patch ``HiddenStateCache.build`` (class-level) to time every build; returns the record list."""
+    from anchored_learning import anchor
+
+    orig = anchor.HiddenStateCache.build.__func__
+    records: list[dict] = []
+
+    def build(cls, path, model, examples, collate, **kw):
+        t0 = time.perf_counter()
+        out = orig(cls, path, model, examples, collate, **kw)
+        p = Path(path)
+        records.append({
+            "path": str(p),
+            "kind": (kw.get("extra_manifest") or {}).get("kind"),
+            "seconds": time.perf_counter() - t0,
+            "num_examples": len(examples),
+            "response_tokens": int(out.manifest["num_rows"]),
+            "hidden_npy_bytes": (p / "hidden.npy").stat().st_size,
+            "head_pt_bytes": (p / "head.pt").stat().st_size,
+            "hidden_size": int(out.manifest["hidden_size"]),
+        })
+        return out
+
+    anchor.HiddenStateCache.build = classmethod(build)
+    return records
+
+
+def time_setup_hooks(tr) -> dict:
+    """Time the trainer's anchor set-up (run by its OuterLoopCallback at epoch starts, not inside a step)."""
+    sink: dict = {}
+    for attr in SETUP_HOOKS:
+        orig = getattr(tr, attr, None)
+        if orig is None:
+            continue
 
         def timed(*a, _orig=orig, _attr=attr, **k):
             t0 = time.perf_counter()
@@ -262,239 +242,206 @@ def wrap_setup_timers(tr, sink: dict):
             return r
 
         setattr(tr, attr, timed)
+    return sink
 
 
-# ------------------------------------------------------------------------------------------- timing (interleaved)
-
-
-class TurnScheduler:
-    """One trainer runs at a time; turns follow a fixed schedule of config names."""
-
-    def __init__(self, schedule: list[str]):
-        self.schedule = schedule
-        self.ptr = 0
-        self.cv = threading.Condition()
-        self.failed: set[str] = set()
-
-    def current(self) -> str | None:
-        while self.ptr < len(self.schedule) and self.schedule[self.ptr] in self.failed:
-            self.ptr += 1
-        return self.schedule[self.ptr] if self.ptr < len(self.schedule) else None
-
-    def wait_turn(self, name: str):
-        with self.cv:
-            self.cv.wait_for(lambda: self.current() == name or self.current() is None)
-
-    def pass_turn(self):
-        with self.cv:
-            self.ptr += 1
-            self.cv.notify_all()
-
-    def fail(self, name: str):
-        with self.cv:
-            self.failed.add(name)
-            self.cv.notify_all()
-
-
-def make_turn_callback(name: str, sched: TurnScheduler, times: list[float], cpu_times: list[float], total: int):
+def _callbacks(rec: dict):
+    """(PeakRSS, StepTimer): phase peaks into ``rec``; one turn per step, timed (wall + CPU)."""
     from transformers import TrainerCallback
 
-    class Turn(TrainerCallback):
-        t0 = 0.0
-        c0 = 0.0
+    class PeakRSS(TrainerCallback):
+        def on_train_begin(self, a, state, control, **kw):
+            rec["peak_setup"] = rss("VmHWM")  # model load, trainer init, optimizer creation
+            rec["rss_train_begin"] = rss("VmRSS")
+            reset_hwm()
 
-        def _start(self):
-            self.t0 = time.perf_counter()
-            self.c0 = _cpu()
+        def on_step_end(self, a, state, control, **kw):
+            if state.global_step == 1:
+                rec["peak_first_step"] = rss("VmHWM")  # cache build / frozen models + Adam states
+                rec["rss_after_first_step"] = rss("VmRSS")
+                reset_hwm()
+            if state.global_step == a.max_steps:
+                rec["peak_steady_steps"] = rss("VmHWM")  # steps 2..n
+                rec["rss_end"] = rss("VmRSS")
 
-        def on_train_begin(self, args, state, control, **kw):
-            sched.wait_turn(name)
-            self._start()
+    class StepTimer(TrainerCallback):
+        def __init__(self):
+            self.wall: list[float] = []
+            self.cpu: list[float] = []
+            self.t0 = self.c0 = 0.0
 
-        def on_step_end(self, args, state, control, **kw):
-            times.append(time.perf_counter() - self.t0)
-            cpu_times.append(_cpu() - self.c0)
-            print(f"[timing] {name} step {state.global_step}: {times[-1]:.3f}s wall, {cpu_times[-1]:.3f}s cpu", file=sys.stderr, flush=True)
-            if state.global_step >= total:
-                return  # keep the turn until train() has fully returned (see run_thread)
-            sched.pass_turn()
-            sched.wait_turn(name)
-            self._start()
+        def _turn(self):
+            _wait_turn()
+            self.t0, self.c0 = time.perf_counter(), _cpu()
 
-    return Turn()
+        def on_train_begin(self, a, state, control, **kw):
+            self._turn()
 
+        def on_step_end(self, a, state, control, **kw):
+            self.wall.append(time.perf_counter() - self.t0)
+            self.cpu.append(_cpu() - self.c0)
+            _say("STEP", {"step": state.global_step, "wall": self.wall[-1], "cpu": self.cpu[-1]})
+            if state.global_step < a.max_steps:  # the last turn ends when the worker exits
+                self._turn()
 
-def run_timing(args, base: str, ref: str, workdir: Path) -> dict:
-    import torch
-
-    timer = BuildTimer()
-    timer.install()
-    rounds = args.total_steps
-    schedule = []
-    for r in range(rounds):
-        k = r % len(ORDER)
-        schedule += ORDER[k:] + ORDER[:k]
-    sched = TurnScheduler(schedule)
-    times = {n: [] for n in ORDER}
-    cpu_times = {n: [] for n in ORDER}
-    setup = {n: {} for n in ORDER}
-    errors: dict[str, str] = {}
-    trainers = {}
-    ready = {n: threading.Event() for n in ORDER}
-
-    for n in ORDER:  # build trainers one after the other (main thread)
-        tr, _ = build_trainer(n, args, base, ref, workdir, callbacks=[make_turn_callback(n, sched, times[n], cpu_times[n], args.total_steps)])
-        wrap_setup_timers(tr, setup[n])
-        trainers[n] = tr
-
-    def run_thread(n):
-        try:
-            torch.set_num_threads(args.threads)
-            trainers[n].train()
-        except BaseException as e:  # noqa: BLE001
-            import traceback
-
-            errors[n] = traceback.format_exc()
-            print(f"[{n}] failed: {e!r}", file=sys.stderr, flush=True)
-            sched.fail(n)
-            return
-        sched.pass_turn()  # the last step's turn is released only here
-
-    threads = []
-    t_start = time.perf_counter()
-    for n in ORDER:
-        th = threading.Thread(target=run_thread, args=(n,), name=f"train-{n}", daemon=True)
-        th.start()
-        threads.append(th)
-    for th in threads:
-        th.join()
-    wall = time.perf_counter() - t_start
-
-    res: dict = {"wall_seconds": wall, "schedule_rounds": rounds, "per_config": {}, "errors": errors}
-    w = args.warmup
-    for n in ORDER:
-        ts = times[n]
-        timed = ts[w:]
-        res["per_config"][n] = {
-            "step_seconds_all": ts,
-            "first_step_seconds": ts[0] if ts else None,
-            "median_step_seconds": statistics.median(timed) if timed else None,
-            "min_step_seconds": min(timed) if timed else None,
-            "max_step_seconds": max(timed) if timed else None,
-            "n_timed": len(timed),
-            "one_off_setup_seconds": setup[n],
-            "step_cpu_seconds_all": cpu_times[n],
-            "median_step_cpu_seconds": statistics.median(cpu_times[n][w:]) if cpu_times[n][w:] else None,
-        }
-    sft = res["per_config"]["sft"]["median_step_seconds"]
-    for n in ORDER:
-        m = res["per_config"][n]["median_step_seconds"]
-        res["per_config"][n]["ratio_to_sft"] = (m / sft) if (m and sft) else None
-        c, cs = res["per_config"][n]["median_step_cpu_seconds"], res["per_config"]["sft"]["median_step_cpu_seconds"]
-        res["per_config"][n]["cpu_ratio_to_sft"] = (c / cs) if (c and cs) else None
-    # paired per-round ratios (same round = adjacent in time): a robustness check of the median ratio
-    for n in ORDER:
-        pairs = [a / b for a, b in zip(times[n][w:], times["sft"][w:])]
-        res["per_config"][n]["median_paired_ratio"] = statistics.median(pairs) if pairs else None
-    res["cache_builds"] = timer.records
-    # disk sizes of the cache folders of the cache config
-    for tr in trainers.values():
-        tr._reference = None
-        tr._snapshot = None
-    return res
+    return PeakRSS(), StepTimer()
 
 
-# ------------------------------------------------------------------------------------------- memory (one config per subprocess)
-
-
-def memory_worker(args) -> dict:
-    """Run one config alone in this (fresh) process and report phase peaks (bytes)."""
+def worker(args) -> dict:
+    """Run configuration ``args.worker_config`` in this (fresh) process, one step per turn."""
     import torch  # noqa: F401
     import transformers  # noqa: F401
     import trl  # noqa: F401
 
     import anchored_learning.trainer  # noqa: F401
-    from transformers import TrainerCallback
 
     torch.set_num_threads(args.threads)
-    rss_imports = _status("VmRSS")
-    rec: dict = {"config": args.worker_config, "rss_after_imports": rss_imports, "hwm_reset_supported": _reset_hwm()}
-    step_times: list[float] = []
-
-    class Phases(TrainerCallback):
-        t = 0.0
-
-        def on_train_begin(self, a, state, control, **kw):
-            rec["peak_setup"] = _status("VmHWM")  # model load, trainer init, optimizer creation
-            rec["rss_train_begin"] = _status("VmRSS")
-            _reset_hwm()
-            self.t = time.perf_counter()
-
-        def on_step_end(self, a, state, control, **kw):
-            now = time.perf_counter()
-            step_times.append(now - self.t)
-            self.t = now
-            if state.global_step == 1:
-                rec["peak_first_step"] = _status("VmHWM")  # cache build / frozen models + Adam states
-                rec["rss_after_first_step"] = _status("VmRSS")
-                _reset_hwm()
-            if state.global_step == a.max_steps:
-                rec["peak_steady_steps"] = _status("VmHWM")  # steps 2..n
-                rec["rss_end"] = _status("VmRSS")
-
-    workdir = Path(args.workdir)
-    timer = BuildTimer()
-    timer.install()
-    setup: dict = {}
-    tr, _ = build_trainer(args.worker_config, args, args.base, args.ref, workdir, callbacks=[Phases()])
-    wrap_setup_timers(tr, setup)
+    rec: dict = {"config": args.worker_config, "rss_after_imports": rss("VmRSS"), "hwm_reset_supported": reset_hwm()}
+    _wait_turn()  # trainers are built one at a time
+    builds = record_cache_builds()
+    peaks, timer = _callbacks(rec)
+    tr = build_trainer(args.worker_config, args, callbacks=[peaks, timer])
+    setup = time_setup_hooks(tr)
+    _say("READY", {})
     tr.train()
     # ru_maxrss is NOT usable here: Linux carries the pre-exec image's high-water mark (the forked
-    # copy of the big parent process) into the child's ru_maxrss.  VmHWM was reset after imports.
-    rec["ru_maxrss_including_parent_image"] = _maxrss()
+    # copy of the parent process) into the child's ru_maxrss.  VmHWM was reset after imports.
+    rec["ru_maxrss_including_parent_image"] = maxrss()
     rec["process_peak"] = max(rec["rss_after_imports"], rec["peak_setup"], rec["peak_first_step"], rec["peak_steady_steps"])
-    rec["step_seconds_all"] = step_times
+    rec["step_seconds_all"] = timer.wall
+    rec["step_cpu_seconds_all"] = timer.cpu
     rec["one_off_setup_seconds"] = setup
-    rec["cache_builds"] = timer.records
+    rec["cache_builds"] = builds
     shutil.rmtree(tr.args.output_dir, ignore_errors=True)
     return rec
 
 
-def run_memory(args, base: str, ref: str, workdir: Path) -> dict:
-    out = {}
-    for n in ORDER:
+# ------------------------------------------------------------------------------------------- parent: run workers
+
+
+def run_workers(args, base: str, ref: str, workdir: Path, schedule: list[str], steps: int, warmup: int,
+                label: str) -> tuple[dict, float]:
+    """One worker per configuration in ``schedule``; each worker's turns follow ``schedule``.
+
+    Returns ({config: {"steps": [STEP messages], "result": worker record or None, "error": text or None}},
+    wall seconds from the first training turn, after every trainer is built, to the last worker's end).
+    """
+    names = list(dict.fromkeys(schedule))
+    total = warmup + steps
+    runs: dict = {}
+    for n in names:
+        log = tempfile.TemporaryFile("w+", dir=workdir)
         cmd = [
             sys.executable, os.path.abspath(__file__), "--worker-config", n, "--workdir", str(workdir),
-            "--base", base, "--ref", ref, "--model", args.model, "--steps", str(args.mem_steps - 1), "--warmup", "1",
+            "--base", base, "--ref", ref, "--model", args.model, "--steps", str(steps), "--warmup", str(warmup),
             "--batch-size", str(args.batch_size), "--seq-len", str(args.seq_len), "--seed", str(args.seed),
             "--threads", str(args.threads),
         ] + (["--no-gradient-checkpointing"] if args.no_gradient_checkpointing else [])
-        t0 = time.perf_counter()
-        p = subprocess.run(cmd, capture_output=True, text=True)
-        if p.returncode != 0:
-            out[n] = {"error": p.stderr[-4000:]}
-            print(f"[memory {n}] FAILED\n{p.stderr[-4000:]}", file=sys.stderr)
+        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True)
+        runs[n] = {"proc": proc, "log": log, "steps": [], "result": None, "error": None}
+
+    def turn(n: str, until: str, give: bool = True) -> dict | None:
+        """Give ``n`` the turn (unless ``give``=False) and read its output up to an ``until`` line."""
+        r = runs[n]
+        if r["error"] is not None:
+            return None
+        try:
+            if give:
+                r["proc"].stdin.write("go\n")
+                r["proc"].stdin.flush()
+            while line := r["proc"].stdout.readline():
+                if line.startswith(MARK + until + MARK):
+                    return json.loads(line[len(MARK + until + MARK):])
+        except BrokenPipeError:
+            pass
+        r["proc"].kill()
+        r["proc"].wait()
+        r["log"].seek(0)
+        r["error"] = r["log"].read()[-4000:] or f"worker exited with {r['proc'].returncode}"
+        print(f"[{label} {n}] FAILED\n{r['error']}", file=sys.stderr, flush=True)
+        return None
+
+    for n in names:
+        turn(n, "READY")
+    t0 = time.perf_counter()
+    for n in schedule:
+        msg = turn(n, "STEP")
+        if msg is None:
             continue
-        line = [l for l in p.stdout.splitlines() if l.startswith("@@RESULT@@")][-1]
-        out[n] = json.loads(line[len("@@RESULT@@"):])
+        runs[n]["steps"].append(msg)
+        print(f"[{label}] {n} step {msg['step']}: {msg['wall']:.3f}s wall, {msg['cpu']:.3f}s cpu", file=sys.stderr, flush=True)
+        if msg["step"] >= total:  # the turn is kept until train() has fully returned
+            runs[n]["result"] = turn(n, "RESULT", give=False)
+    wall = time.perf_counter() - t0
+    for r in runs.values():
+        r["proc"].stdin.close()
+        r["proc"].wait()
+        r["log"].close()
+        del r["proc"], r["log"]
+    return runs, wall
+
+
+def run_timing(args, base: str, ref: str, workdir: Path) -> dict:
+    rounds = args.total_steps
+    schedule = []
+    for r in range(rounds):
+        k = r % len(ORDER)
+        schedule += ORDER[k:] + ORDER[:k]
+    runs, wall_seconds = run_workers(args, base, ref, workdir, schedule, args.steps, args.warmup, "timing")
+    res: dict = {"wall_seconds": wall_seconds, "schedule_rounds": rounds, "per_config": {},
+                 "errors": {n: r["error"] for n, r in runs.items() if r["error"] is not None}}
+    w = args.warmup
+    wall = {n: [s["wall"] for s in runs[n]["steps"]] for n in ORDER}
+    cpu = {n: [s["cpu"] for s in runs[n]["steps"]] for n in ORDER}
+    for n in ORDER:
+        ts, timed = wall[n], wall[n][w:]
+        res["per_config"][n] = {
+            "step_seconds_all": ts,
+            "first_step_seconds": ts[0] if ts else None,
+            "median_step_seconds": _median(timed),
+            "min_step_seconds": min(timed, default=None),
+            "max_step_seconds": max(timed, default=None),
+            "n_timed": len(timed),
+            "one_off_setup_seconds": (runs[n]["result"] or {}).get("one_off_setup_seconds", {}),
+            "step_cpu_seconds_all": cpu[n],
+            "median_step_cpu_seconds": _median(cpu[n][w:]),
+        }
+    sft = res["per_config"]["sft"]
+    for n in ORDER:
+        r = res["per_config"][n]
+        m, c = r["median_step_seconds"], r["median_step_cpu_seconds"]
+        r["ratio_to_sft"] = (m / sft["median_step_seconds"]) if (m and sft["median_step_seconds"]) else None
+        r["cpu_ratio_to_sft"] = (c / sft["median_step_cpu_seconds"]) if (c and sft["median_step_cpu_seconds"]) else None
+    # paired per-round ratios (same round = adjacent in time): a robustness check of the median ratio
+    for n in ORDER:
+        res["per_config"][n]["median_paired_ratio"] = _median([a / b for a, b in zip(wall[n][w:], wall["sft"][w:])])
+    res["cache_builds"] = [b for n in ORDER for b in (runs[n]["result"] or {}).get("cache_builds", [])]
+    return res
+
+
+def run_memory(args, base: str, ref: str, workdir: Path) -> dict:
+    out = {}
+    for n in ORDER:  # one after the other, each alone
+        t0 = time.perf_counter()
+        run = run_workers(args, base, ref, workdir, [n] * args.mem_steps, args.mem_steps - 1, 1, "memory")[0][n]
+        if run["result"] is None:
+            out[n] = {"error": run["error"]}
+            continue
+        out[n] = run["result"]
+        del out[n]["step_cpu_seconds_all"]
         out[n]["subprocess_wall_seconds"] = time.perf_counter() - t0
         print(f"[memory {n}] peak {out[n]['process_peak'] / 2**20:.0f} MiB, steady {out[n].get('peak_steady_steps', 0) / 2**20:.0f} MiB", flush=True)
     if "sft" in out and "error" not in out["sft"]:
+        ok = {n: r for n, r in out.items() if "error" not in r}
         s = out["sft"]
-        for n, r in out.items():
-            if "error" in r:
-                continue
+        for r in ok.values():  # sft first (ORDER), so its increments exist when the others need them
             r["ratio_process_peak"] = r["process_peak"] / s["process_peak"]
             r["ratio_steady_peak"] = r["peak_steady_steps"] / s["peak_steady_steps"]
             r["increment_process_peak"] = r["process_peak"] - r["rss_after_imports"]
             r["increment_steady_peak"] = r["peak_steady_steps"] - r["rss_after_imports"]
-        for n, r in out.items():
-            if "error" in r:
-                continue
-            r["ratio_increment_process_peak"] = r["increment_process_peak"] / out["sft"]["increment_process_peak"]
-            r["ratio_increment_steady_peak"] = r["increment_steady_peak"] / out["sft"]["increment_steady_peak"]
-            st = r["step_seconds_all"][1:]
-            r["median_step_seconds_alone"] = statistics.median(st) if st else None
+            r["ratio_increment_process_peak"] = r["increment_process_peak"] / s["increment_process_peak"]
+            r["ratio_increment_steady_peak"] = r["increment_steady_peak"] / s["increment_steady_peak"]
+            r["median_step_seconds_alone"] = _median(r["step_seconds_all"][1:])
     return out
 
 
@@ -524,26 +471,21 @@ def summarise(res: dict) -> dict:
                 median_step_s_alone=m[n].get("median_step_seconds_alone"),
             )
         rows[n] = r
-    builds = [b for b in res["timing"]["cache_builds"]]
+    builds = res["timing"]["cache_builds"]
     cache = {}
     if builds:
         tok = sum(b["response_tokens"] for b in builds)
         sec = sum(b["seconds"] for b in builds)
+        b0 = builds[0]
         cache = {
             "builds": len(builds),
             "seconds_per_1000_response_tokens": 1000 * sec / tok,
-            "per_build": [
-                {
-                    "kind": b["kind"],
-                    "seconds": b["seconds"],
-                    "response_tokens": b["response_tokens"],
-                    "seconds_per_1000_response_tokens": 1000 * b["seconds"] / b["response_tokens"],
-                }
-                for b in builds
-            ],
-            "hidden_bytes_per_response_token": builds[0]["hidden_npy_bytes"] / builds[0]["response_tokens"],
-            "head_pt_bytes_per_cache_fixed": builds[0]["head_pt_bytes"],
-            "total_bytes_per_response_token_incl_head_at_this_dataset_size": (builds[0]["hidden_npy_bytes"] + builds[0]["head_pt_bytes"]) / builds[0]["response_tokens"],
+            "per_build": [{"kind": b["kind"], "seconds": b["seconds"], "response_tokens": b["response_tokens"],
+                           "seconds_per_1000_response_tokens": 1000 * b["seconds"] / b["response_tokens"]}
+                          for b in builds],
+            "hidden_bytes_per_response_token": b0["hidden_npy_bytes"] / b0["response_tokens"],
+            "head_pt_bytes_per_cache_fixed": b0["head_pt_bytes"],
+            "total_bytes_per_response_token_incl_head_at_this_dataset_size": (b0["hidden_npy_bytes"] + b0["head_pt_bytes"]) / b0["response_tokens"],
             "note": "one cache per frozen model (reference + current snapshot: 2 live on disk); "
             "seconds include the prompt positions' forward (response ~half of each sequence)",
         }
@@ -551,13 +493,15 @@ def summarise(res: dict) -> dict:
 
 
 def print_table(summary: dict):
+    nan = float("nan")
     print("\nconfig | median step s | ratio (paired) | cpu-time ratio | proc peak MiB (ratio) | steady peak MiB (ratio) | 1st-step peak MiB")
     for n, r in summary["configs"].items():
+        g = {k: (nan if v is None else v) for k, v in r.items()}
         print(
-            f"{n:6s} | {r['median_step_s']:.3f} | {r['step_time_ratio']:.3f} ({r['paired_step_time_ratio']:.3f}) | {r['step_cpu_time_ratio']:.3f} | "
-            f"{r.get('process_peak_mib', float('nan')):.0f} ({r.get('process_peak_ratio', float('nan')):.3f}) | "
-            f"{r.get('steady_peak_mib', float('nan')):.0f} ({r.get('steady_peak_ratio', float('nan')):.3f}) | "
-            f"{r.get('first_step_peak_mib', float('nan')):.0f}"
+            f"{n:6s} | {g['median_step_s']:.3f} | {g['step_time_ratio']:.3f} ({g['paired_step_time_ratio']:.3f}) | {g['step_cpu_time_ratio']:.3f} | "
+            f"{g.get('process_peak_mib', nan):.0f} ({g.get('process_peak_ratio', nan):.3f}) | "
+            f"{g.get('steady_peak_mib', nan):.0f} ({g.get('steady_peak_ratio', nan):.3f}) | "
+            f"{g.get('first_step_peak_mib', nan):.0f}"
         )
     c = summary["cache"]
     if c:
@@ -581,7 +525,7 @@ def main(argv=None):
     ap.add_argument("--skip-memory", action="store_true")
     ap.add_argument("--output", default=None)
     ap.add_argument("--workdir", default=None)
-    # internal: memory worker
+    # internal: worker
     ap.add_argument("--worker-config", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--base", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--ref", default=None, help=argparse.SUPPRESS)
@@ -597,8 +541,7 @@ def main(argv=None):
     logging.disable(logging.WARNING)
 
     if args.worker_config:
-        rec = memory_worker(args)
-        print("@@RESULT@@" + json.dumps(rec), flush=True)
+        _say("RESULT", worker(args))
         return
 
     import torch
@@ -639,12 +582,11 @@ def main(argv=None):
     for n in ORDER:
         r = res["timing"]["per_config"][n]
         print(f"  {n}: median {r['median_step_seconds']} s  ratio {r['ratio_to_sft']}  steps {['%.3f' % x for x in r['step_seconds_all']]}", flush=True)
+    res["memory"] = {}
     if not args.skip_memory:
         t0 = time.perf_counter()
         res["memory"] = run_memory(args, base, ref, workdir)
         print(f"[step_cost] memory done in {time.perf_counter() - t0:.0f}s", flush=True)
-    else:
-        res["memory"] = {}
     res["summary"] = summarise(res)
     res["wall_seconds"] = time.perf_counter() - t_all
     res["machine"]["loadavg_at_end"] = os.getloadavg()

@@ -1,6 +1,10 @@
 """Copy the light, reviewable outputs of an ``anchored run`` folder into ``results/<name>/``.
 
-Usage: python results/export_run.py RUN_DIR DEST_DIR
+Produced the committed run folders ``results/igsm-quick/``, ``results/igsm-default/`` and
+``results/igsm-lr-investigation/`` (each README there names the command used).
+
+Usage: python scripts/export_run.py RUN_DIR DEST_DIR
+       e.g. python scripts/export_run.py runs/igsm-default-v2 results/igsm-default
 Copies config.json, results.json/.md, pareto.png, wall_time.json, evals/*.json, and per model
 the training log and anchor diagnostics from ``models/<name>/final/.complete`` (weights are not
 copied).  A multi-seed folder (``anchored run --seeds ...``) is exported with its aggregate files
@@ -9,9 +13,9 @@ at the top and each ``seed-N/`` below.
 
 from __future__ import annotations
 
+import argparse
 import json
 import shutil
-import sys
 from pathlib import Path
 
 
@@ -30,7 +34,14 @@ def export(src: Path, dest: Path) -> None:
         export(seed_dir, dest / seed_dir.name)
 
 
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("run_dir", type=Path, help="the finished run folder (e.g. runs/igsm-default-v2)")
+    ap.add_argument("dest_dir", type=Path, help="the results folder to write (e.g. results/igsm-default)")
+    args = ap.parse_args(argv)
+    export(args.run_dir, args.dest_dir)
+    print(f"exported {args.run_dir} -> {args.dest_dir}")
+
+
 if __name__ == "__main__":
-    src, dest = Path(sys.argv[1]), Path(sys.argv[2])
-    export(src, dest)
-    print(f"exported {src} -> {dest}")
+    main()
