@@ -1,12 +1,12 @@
 # Two commands do all the set-up on a fresh machine (Python 3.11 + pip, offline but for PyPI):
 #   make demo   create/reuse .venv, install, run the main job on the embedded default
-#   make test   create/reuse .venv, install, run the test suite
+#   make test   create/reuse .venv, install, lint (ruff), run the test suite
 PYTHON ?= python3.11
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-fast install bench clean-venv
+.PHONY: demo test test-fast lint install bench clean-venv
 
 $(STAMP): pyproject.toml requirements/constraints.txt requirements/assets.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,7 +23,11 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/anchored run
 
-test: $(STAMP)
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+test: $(STAMP) lint
 	$(BIN)/python -m pytest -q
 
 test-fast: $(STAMP)

@@ -22,8 +22,8 @@ def _invoke(argv):
 @pytest.fixture
 def no_work(monkeypatch):
     """Any model load, reference training or experiment run fails the test."""
-    import anchored_learning.models as models
     import anchored_learning.experiment.stages as pl
+    import anchored_learning.models as models
     import anchored_learning.trainer as tr
 
     def boom(*a, **k):

@@ -14,9 +14,9 @@ from anchored_learning.tasks import heldout
 from anchored_learning.tasks.heldout import (
     MCItem,
     load_arc_easy,
-    load_hellaswag,
     load_heldout_pairs,
     load_heldout_text,
+    load_hellaswag,
     load_mmlu,
     load_piqa,
     read_arrow_rows,

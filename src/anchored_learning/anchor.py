@@ -18,9 +18,10 @@ import hashlib
 import json
 import os
 import shutil
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import numpy as np
 import torch
@@ -182,7 +183,7 @@ class HiddenStateCache:
     # -- reading
 
     @classmethod
-    def open(cls, path: str | os.PathLike, fingerprint: str | None = None, device: torch.device | str = "cpu") -> "HiddenStateCache | None":
+    def open(cls, path: str | os.PathLike, fingerprint: str | None = None, device: torch.device | str = "cpu") -> HiddenStateCache | None:
         """Open a complete cache, or return None if ``path`` holds none.
 
         Raises:
@@ -251,7 +252,7 @@ class HiddenStateCache:
         barrier: Callable[[], None] = lambda: None,
         progress: Callable[[Iterable], Iterable] = lambda it: it,
         extra_manifest: dict | None = None,
-    ) -> "HiddenStateCache":
+    ) -> HiddenStateCache:
         """Run ``model`` (eval mode, no grad) over ``examples`` and store response hidden states.
 
         With several processes, each rank computes examples ``rank, rank + world_size, ...`` into

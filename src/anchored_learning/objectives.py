@@ -28,7 +28,8 @@ ASFT arXiv:2509.23753; PSFT arXiv:2508.17784; Hinton et al. 2015 for the ``tau**
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Literal, Protocol
+from collections.abc import Callable
+from typing import Any, Literal, Protocol
 
 import torch
 import torch.nn.functional as F

@@ -70,7 +70,7 @@ class OuterLoopCallback(TrainerCallback):
     (:meth:`AnchoredSFTTrainer.refresh_snapshot`).  ``compute_loss`` only computes a loss.
     """
 
-    def __init__(self, trainer: "AnchoredSFTTrainer"):
+    def __init__(self, trainer: AnchoredSFTTrainer):
         self.trainer = trainer
 
     def on_epoch_begin(self, args, state, control, **kwargs):

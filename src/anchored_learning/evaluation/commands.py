@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 
@@ -34,22 +34,22 @@ def results_table(out: dict[str, Any], title: str = "evaluation"):
 
 
 def eval_command(
-    model: Optional[str] = typer.Option(None, "--model", "-m",
+    model: str | None = typer.Option(None, "--model", "-m",
                                         help="HF model id or local folder (default: bundled SmolLM2-135M-Instruct)."),
     suite: list[str] = typer.Option(["stability"], "--suite", "-s",
                                     help="Suite name, repeatable: igsm (the paper's mod-23), igsm_add (the CPU presets'), medcalc, ifeval, sciq_chat, hellaswag, arc_easy, "
                                          "arc_challenge, piqa, mmlu, heldout_nll, drift, drift:<task>, stability."),
-    limit: Optional[int] = typer.Option(None, "--limit", "-n", min=1, help="Items per suite (default: per-suite default)."),
+    limit: int | None = typer.Option(None, "--limit", "-n", min=1, help="Items per suite (default: per-suite default)."),
     seed: int = typer.Option(0, "--seed", min=0, help="Seed of the fixed item subsets."),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", dir_okay=False, help="Write the JSON results to this file."),
-    base_model: Optional[str] = typer.Option(None, "--base-model",
+    output: Path | None = typer.Option(None, "--output", "-o", dir_okay=False, help="Write the JSON results to this file."),
+    base_model: str | None = typer.Option(None, "--base-model",
                                              help="Reference model p0 for drift suites (e.g. 'smollm2-135m-instruct'); "
                                                   "without it drift is skipped."),
     batch_size: int = typer.Option(8, "--batch-size", min=1, help="Sequences per forward pass."),
     generation_batch_size: int = typer.Option(32, "--generation-batch-size", min=1,
                                               help="Prompts per generate call (generation suites)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
-    threads: Optional[int] = typer.Option(None, "--threads", min=1,
+    threads: int | None = typer.Option(None, "--threads", min=1,
                                           help="torch CPU threads (1 is often fastest on a busy machine)."),
 ) -> None:
     """Score a model on evaluation suites (offline) and print a table; optionally write JSON."""

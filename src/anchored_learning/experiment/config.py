@@ -17,6 +17,7 @@ from typing import Any
 
 from anchored_learning.experiment.plan import VARIANTS, parse_sweep
 from anchored_learning.tasks.registry import TARGETS as TASKS
+
 #: the held-out members used when a recipe names none
 HELDOUT = ("sciq_chat", "hellaswag", "arc_easy", "piqa", "mmlu", "heldout_nll")
 
@@ -127,7 +128,7 @@ class ExperimentConfig:
                 v = list(v)
             setattr(self, name, v)
 
-    def resolved(self) -> "ExperimentConfig":
+    def resolved(self) -> ExperimentConfig:
         """A copy with the preset recipe's values in every field left at None, and ``output_dir``
         defaulting to ``runs/<task>-<preset>``.
 

@@ -11,9 +11,12 @@ import dataclasses
 import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from anchored_learning.methods import METHODS
+
+if TYPE_CHECKING:  # the config module imports this one
+    from anchored_learning.experiment.config import ExperimentConfig
 
 #: variants an experiment can add after the reference and the anchored student: any registered
 #: method, "lora" (plain SFT with LoRA adapters) and "wise_ft" (weight interpolation, no training)
@@ -73,7 +76,7 @@ def parse_sweep(entries: Sequence[str]) -> list[Variant]:
     return out
 
 
-def training_args(cfg: "ExperimentConfig", out: Path, name: str, **kw) -> Any:
+def training_args(cfg: ExperimentConfig, out: Path, name: str, **kw) -> Any:
     """The :class:`~anchored_learning.config.AnchoredSFTConfig` of stage ``name`` (checkpoints in
     ``out/models/<name>/trainer``): the experiment's shared settings, then ``kw``.
 
@@ -105,13 +108,13 @@ def training_args(cfg: "ExperimentConfig", out: Path, name: str, **kw) -> Any:
     return AnchoredSFTConfig(**base)
 
 
-def reference_args(cfg: "ExperimentConfig", out: Path) -> Any:
+def reference_args(cfg: ExperimentConfig, out: Path) -> Any:
     """Training arguments of the reference model p_sft: plain SFT, ``reference_epochs`` at ``reference_learning_rate``."""
     return training_args(cfg, out, "reference", method="sft", num_train_epochs=cfg.reference_epochs,
                          learning_rate=cfg.reference_learning_rate)
 
 
-def variant_args(cfg: "ExperimentConfig", out: Path, name: str, method: str, overrides: dict[str, Any]):
+def variant_args(cfg: ExperimentConfig, out: Path, name: str, method: str, overrides: dict[str, Any]):
     """``(training arguments, PEFT config or None)`` of one trained variant.
 
     ``lora`` is plain SFT with LoRA adapters (r 16, all linear layers) at 10x the learning rate.
@@ -146,7 +149,7 @@ def settings_key(args, peft_config) -> str:
     return json.dumps(d, sort_keys=True, default=str) + repr(peft_config)
 
 
-def plan(cfg: "ExperimentConfig", out: Path, log: Callable[[str], None] = print) -> list[Variant]:
+def plan(cfg: ExperimentConfig, out: Path, log: Callable[[str], None] = print) -> list[Variant]:
     """``(label, method, overrides)`` of every model after the base and the reference, in run
     order (WiSE-FT points, method ``wise_ft``, last).  Every stage's training arguments are
     built here, so a bad value fails before any work.  A variant that would train the same model

@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import importlib.util
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from anchored_learning.tasks.base import Example, subset_indices
 
@@ -274,7 +275,7 @@ def _mmlu_letters(r: Row) -> tuple[str, ...]:
     return MMLU_LETTERS
 
 
-def _mmlu(split: str) -> "MCBenchmark":
+def _mmlu(split: str) -> MCBenchmark:
     return MCBenchmark(
         "mmlu", "hails/mmlu_no_train",
         doc_to_text=_mmlu_text,

@@ -47,8 +47,8 @@ import hashlib
 import random
 import re
 import string
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Iterable, Mapping
 
 from anchored_learning.tasks.base import Example
 

@@ -40,6 +40,9 @@ from anchored_learning.tasks.medcalc.task import MedCalcTask
 
 __all__ = [
     "CALCULATORS",
+    "OUTPUT_TYPES",
+    "REQUIRED_COLUMNS",
+    "Calculator",
     "MedCalcTask",
     "extract_answer",
     "format_answer",

@@ -18,7 +18,6 @@ from typing import Any
 from anchored_learning.tasks.base import Example
 from anchored_learning.tasks.medcalc.formatting import _prompt, _response
 
-
 # --------------------------------------------------------------------------------------------
 # Offline generator backed by the real calculators of the `medcalc` package
 # --------------------------------------------------------------------------------------------
