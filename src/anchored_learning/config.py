@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from typing import Literal
 
 import torch
 from trl import SFTConfig
@@ -38,10 +39,8 @@ class AnchoredSFTConfig(SFTConfig):
         default=0.5,
         metadata={"help": "alpha in [0, 1]: weight of the reference model p_sft in the anchor (0 = no movement, 1 = distill p_sft)."},
     )
-    anchor_interpolation: str = field(
-        default="logit",
-        metadata={"help": "'logit' (geometric mixture, default) or 'probability' (arithmetic mixture) anchor.",
-                  "choices": ["logit", "probability"]},
+    anchor_interpolation: Literal["logit", "probability"] = field(
+        default="logit", metadata={"help": "'logit' (geometric mixture, default) or 'probability' (arithmetic mixture) anchor."}
     )
     anchor_temperature: float = field(
         default=1.0, metadata={"help": "Temperature tau > 0 of anchor and student; the KL is multiplied by tau^2."}
@@ -56,17 +55,15 @@ class AnchoredSFTConfig(SFTConfig):
         default=None,
         metadata={"help": "Path or Hub id of the reference model p_sft (an SFT model of the same base; see train_reference)."},
     )
-    snapshot_mode: str = field(
+    snapshot_mode: Literal["snapshot", "per_step"] = field(
         default="snapshot",
-        metadata={"help": "'snapshot' (frozen copy refreshed every K epochs) or 'per_step' (the student's own detached logits).",
-                  "choices": ["snapshot", "per_step"]},
+        metadata={"help": "'snapshot' (frozen copy refreshed every K epochs) or 'per_step' (the student's own detached logits)."},
     )
-    anchor_source: str = field(
+    anchor_source: Literal["cache", "live"] = field(
         default="cache",
         metadata={
             "help": "'cache': cached final hidden states + frozen output heads, one model in memory (exact); "
-            "'live': frozen snapshot and reference models in memory.",
-            "choices": ["cache", "live"],
+            "'live': frozen snapshot and reference models in memory."
         },
     )
     ce_weight: float = field(
@@ -75,9 +72,8 @@ class AnchoredSFTConfig(SFTConfig):
     kl_coef: float = field(
         default=0.1, metadata={"help": "lambda of the KL-to-base term for sft_kl and asft."}
     )
-    kl_direction: str = field(
-        default="forward", metadata={"help": "'forward' KL(p0 || p_theta) or 'reverse' KL(p_theta || p0) for sft_kl and asft.",
-                                     "choices": ["forward", "reverse"]}
+    kl_direction: Literal["forward", "reverse"] = field(
+        default="forward", metadata={"help": "'forward' KL(p0 || p_theta) or 'reverse' KL(p_theta || p0) for sft_kl and asft."}
     )
     psft_epsilon: float = field(default=0.2, metadata={"help": "Clip range epsilon of PSFT."})
     anchor_chunk_size: int = field(
