@@ -74,7 +74,9 @@ def main(argv=None):
 
     def run_cache():
         z = student_logits()
-        loss = O.anchored_kl_loss(z, ProjectedLogits(h_snap, w_snap), ProjectedLogits(h_ref, w_ref), y, alpha=args.alpha, num_response_tokens=N)
+        loss = O.anchored_kl_loss(
+            z, ProjectedLogits(h_snap, w_snap), ProjectedLogits(h_ref, w_ref), y, alpha=args.alpha, num_response_tokens=N
+        )
         loss.backward()
         return loss
 
@@ -153,7 +155,14 @@ def main(argv=None):
         loss.backward()
         return loss
 
-    variants = {"sft": run_sft, "sft_slice_reference": run_sft_slice, "anchored_cache": run_cache, "anchored_tensors": run_tensors, "project_2": run_project, "fused_reference": run_fused}
+    variants = {
+        "sft": run_sft,
+        "sft_slice_reference": run_sft_slice,
+        "anchored_cache": run_cache,
+        "anchored_tensors": run_tensors,
+        "project_2": run_project,
+        "fused_reference": run_fused,
+    }
 
     # correctness of the fused reference
     w_student.grad = None
@@ -163,7 +172,11 @@ def main(argv=None):
     l2 = run_fused()
     g2 = w_student.grad.clone()
     w_student.grad = None
-    check = {"loss_abs_diff": abs(l1.item() - l2.item()), "grad_max_abs_diff": (g1 - g2).abs().max().item(), "grad_max_abs": g1.abs().max().item()}
+    check = {
+        "loss_abs_diff": abs(l1.item() - l2.item()),
+        "grad_max_abs_diff": (g1 - g2).abs().max().item(),
+        "grad_max_abs": g1.abs().max().item(),
+    }
 
     times = {k: [] for k in variants}
     mem = {k: [] for k in variants}
@@ -175,7 +188,7 @@ def main(argv=None):
         raise OSError("cannot reset VmHWM through /proc/self/clear_refs; the memory column needs it")
     for r in range(args.reps):
         names = list(variants)
-        names = names[r % len(names):] + names[: r % len(names)]
+        names = names[r % len(names) :] + names[: r % len(names)]
         for k in names:
             w_student.grad = torch.zeros_like(w_student)  # grad buffer exists, as during training
             before = rss("VmRSS")

@@ -211,16 +211,18 @@ def record_cache_builds() -> list[dict]:
         t0 = time.perf_counter()
         out = orig(cls, path, model, examples, collate, **kw)
         p = Path(path)
-        records.append({
-            "path": str(p),
-            "kind": (kw.get("extra_manifest") or {}).get("kind"),
-            "seconds": time.perf_counter() - t0,
-            "num_examples": len(examples),
-            "response_tokens": int(out.manifest["num_rows"]),
-            "hidden_npy_bytes": (p / "hidden.npy").stat().st_size,
-            "head_pt_bytes": (p / "head.pt").stat().st_size,
-            "hidden_size": int(out.manifest["hidden_size"]),
-        })
+        records.append(
+            {
+                "path": str(p),
+                "kind": (kw.get("extra_manifest") or {}).get("kind"),
+                "seconds": time.perf_counter() - t0,
+                "num_examples": len(examples),
+                "response_tokens": int(out.manifest["num_rows"]),
+                "hidden_npy_bytes": (p / "hidden.npy").stat().st_size,
+                "head_pt_bytes": (p / "head.pt").stat().st_size,
+                "hidden_size": int(out.manifest["hidden_size"]),
+            }
+        )
         return out
 
     anchor.HiddenStateCache.build = classmethod(build)
@@ -319,8 +321,9 @@ def worker(args) -> dict:
 # ------------------------------------------------------------------------------------------- parent: run workers
 
 
-def run_workers(args, base: str, ref: str, workdir: Path, schedule: list[str], steps: int, warmup: int,
-                label: str) -> tuple[dict, float]:
+def run_workers(
+    args, base: str, ref: str, workdir: Path, schedule: list[str], steps: int, warmup: int, label: str
+) -> tuple[dict, float]:
     """One worker per configuration in ``schedule``; each worker's turns follow ``schedule``.
 
     Returns ({config: {"steps": [STEP messages], "result": worker record or None, "error": text or None}},
@@ -332,10 +335,30 @@ def run_workers(args, base: str, ref: str, workdir: Path, schedule: list[str], s
     for n in names:
         log = tempfile.TemporaryFile("w+", dir=workdir)
         cmd = [
-            sys.executable, os.path.abspath(__file__), "--worker-config", n, "--workdir", str(workdir),
-            "--base", base, "--ref", ref, "--model", args.model, "--steps", str(steps), "--warmup", str(warmup),
-            "--batch-size", str(args.batch_size), "--seq-len", str(args.seq_len), "--seed", str(args.seed),
-            "--threads", str(args.threads),
+            sys.executable,
+            os.path.abspath(__file__),
+            "--worker-config",
+            n,
+            "--workdir",
+            str(workdir),
+            "--base",
+            base,
+            "--ref",
+            ref,
+            "--model",
+            args.model,
+            "--steps",
+            str(steps),
+            "--warmup",
+            str(warmup),
+            "--batch-size",
+            str(args.batch_size),
+            "--seq-len",
+            str(args.seq_len),
+            "--seed",
+            str(args.seed),
+            "--threads",
+            str(args.threads),
         ] + (["--no-gradient-checkpointing"] if args.no_gradient_checkpointing else [])
         proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True)
         runs[n] = {"proc": proc, "log": log, "steps": [], "result": None, "error": None}
@@ -351,7 +374,7 @@ def run_workers(args, base: str, ref: str, workdir: Path, schedule: list[str], s
                 r["proc"].stdin.flush()
             while line := r["proc"].stdout.readline():
                 if line.startswith(MARK + until + MARK):
-                    return json.loads(line[len(MARK + until + MARK):])
+                    return json.loads(line[len(MARK + until + MARK) :])
         except BrokenPipeError:
             pass
         r["proc"].kill()
@@ -388,8 +411,12 @@ def run_timing(args, base: str, ref: str, workdir: Path) -> dict:
         k = r % len(ORDER)
         schedule += ORDER[k:] + ORDER[:k]
     runs, wall_seconds = run_workers(args, base, ref, workdir, schedule, args.steps, args.warmup, "timing")
-    res: dict = {"wall_seconds": wall_seconds, "schedule_rounds": rounds, "per_config": {},
-                 "errors": {n: r["error"] for n, r in runs.items() if r["error"] is not None}}
+    res: dict = {
+        "wall_seconds": wall_seconds,
+        "schedule_rounds": rounds,
+        "per_config": {},
+        "errors": {n: r["error"] for n, r in runs.items() if r["error"] is not None},
+    }
     w = args.warmup
     wall = {n: [s["wall"] for s in runs[n]["steps"]] for n in ORDER}
     cpu = {n: [s["cpu"] for s in runs[n]["steps"]] for n in ORDER}
@@ -430,7 +457,10 @@ def run_memory(args, base: str, ref: str, workdir: Path) -> dict:
         out[n] = run["result"]
         del out[n]["step_cpu_seconds_all"]
         out[n]["subprocess_wall_seconds"] = time.perf_counter() - t0
-        print(f"[memory {n}] peak {out[n]['process_peak'] / 2**20:.0f} MiB, steady {out[n].get('peak_steady_steps', 0) / 2**20:.0f} MiB", flush=True)
+        print(
+            f"[memory {n}] peak {out[n]['process_peak'] / 2**20:.0f} MiB, steady {out[n].get('peak_steady_steps', 0) / 2**20:.0f} MiB",
+            flush=True,
+        )
     if "sft" in out and "error" not in out["sft"]:
         ok = {n: r for n, r in out.items() if "error" not in r}
         s = out["sft"]
@@ -480,12 +510,19 @@ def summarise(res: dict) -> dict:
         cache = {
             "builds": len(builds),
             "seconds_per_1000_response_tokens": 1000 * sec / tok,
-            "per_build": [{"kind": b["kind"], "seconds": b["seconds"], "response_tokens": b["response_tokens"],
-                           "seconds_per_1000_response_tokens": 1000 * b["seconds"] / b["response_tokens"]}
-                          for b in builds],
+            "per_build": [
+                {
+                    "kind": b["kind"],
+                    "seconds": b["seconds"],
+                    "response_tokens": b["response_tokens"],
+                    "seconds_per_1000_response_tokens": 1000 * b["seconds"] / b["response_tokens"],
+                }
+                for b in builds
+            ],
             "hidden_bytes_per_response_token": b0["hidden_npy_bytes"] / b0["response_tokens"],
             "head_pt_bytes_per_cache_fixed": b0["head_pt_bytes"],
-            "total_bytes_per_response_token_incl_head_at_this_dataset_size": (b0["hidden_npy_bytes"] + b0["head_pt_bytes"]) / b0["response_tokens"],
+            "total_bytes_per_response_token_incl_head_at_this_dataset_size": (b0["hidden_npy_bytes"] + b0["head_pt_bytes"])
+            / b0["response_tokens"],
             "note": "one cache per frozen model (reference + current snapshot: 2 live on disk); "
             "seconds include the prompt positions' forward (response ~half of each sequence)",
         }
@@ -494,7 +531,9 @@ def summarise(res: dict) -> dict:
 
 def print_table(summary: dict):
     nan = float("nan")
-    print("\nconfig | median step s | ratio (paired) | cpu-time ratio | proc peak MiB (ratio) | steady peak MiB (ratio) | 1st-step peak MiB")
+    print(
+        "\nconfig | median step s | ratio (paired) | cpu-time ratio | proc peak MiB (ratio) | steady peak MiB (ratio) | 1st-step peak MiB"
+    )
     for n, r in summary["configs"].items():
         g = {k: (nan if v is None else v) for k, v in r.items()}
         print(
@@ -551,7 +590,9 @@ def main(argv=None):
     own_workdir = args.workdir is None
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix=f"step_cost_{args.model}_"))
     workdir.mkdir(parents=True, exist_ok=True)
-    output = Path(args.output or f"results/benchmarks/step_cost_{args.model}{'_nogc' if args.no_gradient_checkpointing else ''}.json")
+    output = Path(
+        args.output or f"results/benchmarks/step_cost_{args.model}{'_nogc' if args.no_gradient_checkpointing else ''}.json"
+    )
     res: dict = {
         "benchmark": "step_cost",
         "date": _dt.datetime.now().isoformat(timespec="seconds"),
@@ -581,7 +622,10 @@ def main(argv=None):
     print(f"[step_cost] timing done in {time.perf_counter() - t0:.0f}s", flush=True)
     for n in ORDER:
         r = res["timing"]["per_config"][n]
-        print(f"  {n}: median {r['median_step_seconds']} s  ratio {r['ratio_to_sft']}  steps {['%.3f' % x for x in r['step_seconds_all']]}", flush=True)
+        print(
+            f"  {n}: median {r['median_step_seconds']} s  ratio {r['ratio_to_sft']}  steps {['%.3f' % x for x in r['step_seconds_all']]}",
+            flush=True,
+        )
     res["memory"] = {}
     if not args.skip_memory:
         t0 = time.perf_counter()

@@ -23,8 +23,13 @@ DEFAULT_DIR = "results/igsm-default"
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("root", nargs="?", type=Path, default=REPO / DEFAULT_DIR,
-                    help=f"exported multi-seed folder with seed-*/train_log_anchored.json (default: {DEFAULT_DIR})")
+    ap.add_argument(
+        "root",
+        nargs="?",
+        type=Path,
+        default=REPO / DEFAULT_DIR,
+        help=f"exported multi-seed folder with seed-*/train_log_anchored.json (default: {DEFAULT_DIR})",
+    )
     root = ap.parse_args(argv).root
     print("| seed | outer iteration | KL(p_t \\|\\| q_t) | alpha KL(p_t \\|\\| p_sft) | holds | KL(p_t \\|\\| p_{t-1}) |")
     print("|---|---|---|---|---|---|")
@@ -32,8 +37,10 @@ def main(argv: list[str] | None = None) -> None:
         for r in json.loads(log.read_text())["anchor_history"]:
             lhs, rhs = r["kl_snapshot_anchor"], r["alpha_kl_snapshot_reference"]
             move = r.get("kl_student_prev_snapshot")
-            print(f"| {log.parent.name.split('-')[1]} | {int(r['outer_iteration'])} | {lhs:.3f} | {rhs:.3f} | "
-                  f"{'yes' if lhs <= rhs else 'NO'} | {'' if move is None else f'{move:.3f}'} |")
+            print(
+                f"| {log.parent.name.split('-')[1]} | {int(r['outer_iteration'])} | {lhs:.3f} | {rhs:.3f} | "
+                f"{'yes' if lhs <= rhs else 'NO'} | {'' if move is None else f'{move:.3f}'} |"
+            )
 
 
 if __name__ == "__main__":

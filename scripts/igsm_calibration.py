@@ -39,8 +39,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--checkpointing", action="store_true", help="activation checkpointing (TRL's default) on")
     ap.add_argument("--suites", default="igsm", help="comma-separated suites scored for base and SFT")
     ap.add_argument("--limit-mc", type=int, default=100, help="items per held-out suite")
-    ap.add_argument("--out-dir", type=Path, default=REPO / DEFAULT_OUT,
-                    help=f"where <tag>.json is written (default: {DEFAULT_OUT})")
+    ap.add_argument(
+        "--out-dir", type=Path, default=REPO / DEFAULT_OUT, help=f"where <tag>.json is written (default: {DEFAULT_OUT})"
+    )
     a = ap.parse_args(argv)
     config = {k: v for k, v in vars(a).items() if k != "out_dir"}  # the committed JSONs' "config"
 
@@ -60,9 +61,10 @@ def main(argv: list[str] | None = None) -> None:
     t0 = time.perf_counter()
     task = IGSMTask(op_min=a.op_min, op_max=a.op_max, arithmetic=a.arithmetic)
     register_task("igsm", lambda: task)
-    rows = [{"prompt": [{"role": "user", "content": e.prompt}],
-             "completion": [{"role": "assistant", "content": e.response}]}
-            for e in task.examples("train", a.n_train, seed=a.seed)]
+    rows = [
+        {"prompt": [{"role": "user", "content": e.prompt}], "completion": [{"role": "assistant", "content": e.response}]}
+        for e in task.examples("train", a.n_train, seed=a.seed)
+    ]
     path = resolve_model_path()
     model, tok = load_model_and_tokenizer(path)
     suites = a.suites.split(",")
@@ -70,11 +72,23 @@ def main(argv: list[str] | None = None) -> None:
     base_all = evaluate(model, tok, suites, limits=limits, seed=a.seed, batch_size=8)["results"]
     base_eval = base_all["igsm"]
     t1 = time.perf_counter()
-    ref = train_reference(model, Dataset.from_list(rows), f"{a.workdir}/{tag}", processing_class=tok,
-                          num_train_epochs=a.epochs, learning_rate=a.lr, per_device_train_batch_size=a.batch_size,
-                          lr_scheduler_type="cosine", warmup_steps=0.1, max_length=512, report_to="none",
-                          save_strategy="no", logging_steps=4, seed=a.seed,
-                          gradient_checkpointing=a.checkpointing)
+    ref = train_reference(
+        model,
+        Dataset.from_list(rows),
+        f"{a.workdir}/{tag}",
+        processing_class=tok,
+        num_train_epochs=a.epochs,
+        learning_rate=a.lr,
+        per_device_train_batch_size=a.batch_size,
+        lr_scheduler_type="cosine",
+        warmup_steps=0.1,
+        max_length=512,
+        report_to="none",
+        save_strategy="no",
+        logging_steps=4,
+        seed=a.seed,
+        gradient_checkpointing=a.checkpointing,
+    )
     train_s = time.perf_counter() - t1
     state = Path(ref) / "trainer_state.json"
     sft_log = json.loads(state.read_text())["log_history"] if state.exists() else []
@@ -82,21 +96,29 @@ def main(argv: list[str] | None = None) -> None:
     sft_all = evaluate(sft, tok, suites, limits=limits, seed=a.seed, batch_size=8)["results"]
     sft_eval = sft_all["igsm"]
     out = {
-        "config": config, "tag": tag,
-        "base_igsm": base_eval["primary"], "sft_igsm": sft_eval["primary"], "n_test": sft_eval["n"],
-        "heldout": {s: {"base": base_all[s]["primary"], "sft": sft_all[s]["primary"], "n": sft_all[s]["n"]}
-                    for s in suites if s != "igsm"},
+        "config": config,
+        "tag": tag,
+        "base_igsm": base_eval["primary"],
+        "sft_igsm": sft_eval["primary"],
+        "n_test": sft_eval["n"],
+        "heldout": {
+            s: {"base": base_all[s]["primary"], "sft": sft_all[s]["primary"], "n": sft_all[s]["n"]} for s in suites if s != "igsm"
+        },
         "train_loss_last": [h["loss"] for h in sft_log if "loss" in h][-3:],
         "sft_predictions_first3": sft_eval["predictions"][:3],
-        "train_time_s": train_s, "wall_time_s": time.perf_counter() - t0,
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch": torch.__version__,
-                    "loadavg_end": os.getloadavg()},
+        "train_time_s": train_s,
+        "wall_time_s": time.perf_counter() - t0,
+        "machine": {
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+            "torch": torch.__version__,
+            "loadavg_end": os.getloadavg(),
+        },
     }
     a.out_dir.mkdir(parents=True, exist_ok=True)
     dest = a.out_dir / f"{tag}.json"
     dest.write_text(json.dumps(out, indent=2))
-    print(json.dumps({k: out[k] for k in ("tag", "base_igsm", "sft_igsm", "n_test", "heldout", "train_time_s",
-                                          "wall_time_s")}))
+    print(json.dumps({k: out[k] for k in ("tag", "base_igsm", "sft_igsm", "n_test", "heldout", "train_time_s", "wall_time_s")}))
 
 
 if __name__ == "__main__":

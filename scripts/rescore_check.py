@@ -24,8 +24,13 @@ DEFAULT_DIR = "results/igsm-default"
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("runs", nargs="*", type=Path, metavar="RUN_DIR",
-                    help=f"run folders with config.json and evals/ (default: {DEFAULT_DIR}/seed-*)")
+    ap.add_argument(
+        "runs",
+        nargs="*",
+        type=Path,
+        metavar="RUN_DIR",
+        help=f"run folders with config.json and evals/ (default: {DEFAULT_DIR}/seed-*)",
+    )
     runs = ap.parse_args(argv).runs or sorted((REPO / DEFAULT_DIR).glob("seed-*"))
 
     from anchored_learning.tasks.igsm import IGSMTask
@@ -40,8 +45,10 @@ def main(argv: list[str] | None = None) -> None:
             new = [task.score(exs[u], p) for u, p in zip(r["uids"], r["predictions"])]
             diff = sum(a != b for a, b in zip(new, r["items"]))
             changed += diff
-            print(f"{run.name}/{ev.stem}: stored {sum(r['items']):.0f}/{r['n']}, re-scored {sum(new):.0f}/{r['n']}, "
-                  f"{diff} items differ")
+            print(
+                f"{run.name}/{ev.stem}: stored {sum(r['items']):.0f}/{r['n']}, re-scored {sum(new):.0f}/{r['n']}, "
+                f"{diff} items differ"
+            )
     print(f"items whose score changed: {changed}")
 
 

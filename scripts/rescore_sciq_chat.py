@@ -27,8 +27,12 @@ from pathlib import Path
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("run", type=Path, metavar="RUN_DIR",
-                    help="finished run folder with config.json, evals/ and models/ (e.g. runs/igsm-default/seed-0)")
+    ap.add_argument(
+        "run",
+        type=Path,
+        metavar="RUN_DIR",
+        help="finished run folder with config.json, evals/ and models/ (e.g. runs/igsm-default/seed-0)",
+    )
     run = ap.parse_args(argv).run
 
     from transformers import AutoModelForCausalLM
@@ -56,8 +60,9 @@ def main(argv: list[str] | None = None) -> None:
         else:
             folder = "reference" if name == "sft" else name
             model = AutoModelForCausalLM.from_pretrained(run / "models" / folder / "final").eval()
-        new = evaluate(model, tok, ["sciq_chat"], limits={"sciq_chat": cfg["mc_limit"]}, seed=cfg["seed"],
-                       batch_size=cfg["eval_batch_size"])["results"]["sciq_chat"]
+        new = evaluate(
+            model, tok, ["sciq_chat"], limits={"sciq_chat": cfg["mc_limit"]}, seed=cfg["seed"], batch_size=cfg["eval_batch_size"]
+        )["results"]["sciq_chat"]
         old = res["results"]["sciq_chat"]
         assert new["uids"] == old["uids"], "the re-scored items must be the same items"
         res.setdefault("superseded", {})["sciq_chat"] = {"why": "stop rule and scorer fixed after the run", **old}

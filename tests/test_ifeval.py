@@ -28,9 +28,13 @@ def ex(ids, kwargs=None, prompt="Write something.", key="k") -> Example:
     kwargs = kwargs if kwargs is not None else [{} for _ in ids]
     if isinstance(kwargs, dict):
         kwargs = [kwargs]
-    return Example(prompt=prompt, response="", answer=None,
-                   meta={"key": key, "instruction_id_list": ids, "kwargs": kwargs},
-                   uid=f"ifeval-{key}")
+    return Example(
+        prompt=prompt,
+        response="",
+        answer=None,
+        meta={"key": key, "instruction_id_list": ids, "kwargs": kwargs},
+        uid=f"ifeval-{key}",
+    )
 
 
 def strict(example, response):
@@ -46,57 +50,111 @@ def loose(example, response):
 # (instruction id, kwargs, passing response, failing response)
 IFEVAL_CASES = [
     ("punctuation:no_comma", {}, "No commas here at all.", "Well, this has one."),
-    ("length_constraints:number_words", {"num_words": 5, "relation": "less than"},
-     "Only four words here.", "This sentence has exactly five words? No, six."),
-    ("length_constraints:number_words", {"num_words": 5, "relation": "at least"},
-     "one two three four five", "one two three four"),
-    ("detectable_format:number_bullet_lists", {"num_bullets": 2},
-     "Intro\n* first point\n- second point", "* only one point"),
-    ("change_case:english_lowercase", {},
-     "this is a response written entirely in lowercase english letters.",
-     "This is a response with a capital letter at the start."),
-    ("change_case:english_capital", {},
-     "THIS IS A RESPONSE WRITTEN ENTIRELY IN CAPITAL ENGLISH LETTERS.",
-     "THIS IS ALMOST ALL CAPITALS but not quite."),
-    ("startend:end_checker", {"end_phrase": "Any other questions?"},
-     "Here is my answer. Any other questions?", "Any other questions? Here is my answer."),
+    (
+        "length_constraints:number_words",
+        {"num_words": 5, "relation": "less than"},
+        "Only four words here.",
+        "This sentence has exactly five words? No, six.",
+    ),
+    (
+        "length_constraints:number_words",
+        {"num_words": 5, "relation": "at least"},
+        "one two three four five",
+        "one two three four",
+    ),
+    ("detectable_format:number_bullet_lists", {"num_bullets": 2}, "Intro\n* first point\n- second point", "* only one point"),
+    (
+        "change_case:english_lowercase",
+        {},
+        "this is a response written entirely in lowercase english letters.",
+        "This is a response with a capital letter at the start.",
+    ),
+    (
+        "change_case:english_capital",
+        {},
+        "THIS IS A RESPONSE WRITTEN ENTIRELY IN CAPITAL ENGLISH LETTERS.",
+        "THIS IS ALMOST ALL CAPITALS but not quite.",
+    ),
+    (
+        "startend:end_checker",
+        {"end_phrase": "Any other questions?"},
+        "Here is my answer. Any other questions?",
+        "Any other questions? Here is my answer.",
+    ),
     ("startend:quotation", {}, '"Wrapped in quotes."', 'Not "wrapped" in quotes.'),
     ("detectable_format:title", {}, "<<My Title>>\nBody text.", "<<>> no real title"),
     ("detectable_format:json_format", {}, '```json\n{"a": 1}\n```', "{'a': 1}"),
-    ("keywords:existence", {"keywords": ["apple", "river"]},
-     "An Apple fell into the river.", "An apple fell."),
-    ("keywords:forbidden_words", {"forbidden_words": ["cat"]},
-     "The category is dogs.", "My Cat sleeps."),
-    ("keywords:frequency", {"keyword": "data", "frequency": 3, "relation": "at least"},
-     "data, Data and DATA", "data and data"),
-    ("keywords:letter_frequency", {"letter": "z", "let_frequency": 2, "let_relation": "less than"},
-     "A lazy dog.", "Zebras zigzag."),
-    ("length_constraints:number_sentences", {"num_sentences": 3, "relation": "less than"},
-     "Dr. Smith arrived at 3 p.m. on Jan. 5. He left.",
-     "One sentence. Two sentences. Three sentences."),
-    ("length_constraints:number_paragraphs", {"num_paragraphs": 2},
-     "First paragraph.\n***\nSecond paragraph.", "First.\n***\n\n***\nThird."),
-    ("length_constraints:nth_paragraph_first_word",
-     {"num_paragraphs": 2, "nth_paragraph": 2, "first_word": "however"},
-     "Intro text.\n\nHowever, the second begins here.", "Intro text.\n\nBut the second."),
-    ("detectable_content:number_placeholders", {"num_placeholders": 2},
-     "Dear [name], see you at [address].", "Dear [name], see you soon."),
-    ("detectable_content:postscript", {"postscript_marker": "P.S."},
-     "Main text.\nP.S. Remember the milk.", "Main text. PS remember the milk."),
-    ("detectable_format:number_highlighted_sections", {"num_highlights": 2},
-     "This is *one* and this is **two**.", "Only *one* highlight."),
-    ("detectable_format:multiple_sections", {"section_spliter": "SECTION", "num_sections": 2},
-     "SECTION 1\nIntro\nSECTION 2\nBody", "SECTION 1\nOnly one section"),
+    ("keywords:existence", {"keywords": ["apple", "river"]}, "An Apple fell into the river.", "An apple fell."),
+    ("keywords:forbidden_words", {"forbidden_words": ["cat"]}, "The category is dogs.", "My Cat sleeps."),
+    ("keywords:frequency", {"keyword": "data", "frequency": 3, "relation": "at least"}, "data, Data and DATA", "data and data"),
+    (
+        "keywords:letter_frequency",
+        {"letter": "z", "let_frequency": 2, "let_relation": "less than"},
+        "A lazy dog.",
+        "Zebras zigzag.",
+    ),
+    (
+        "length_constraints:number_sentences",
+        {"num_sentences": 3, "relation": "less than"},
+        "Dr. Smith arrived at 3 p.m. on Jan. 5. He left.",
+        "One sentence. Two sentences. Three sentences.",
+    ),
+    (
+        "length_constraints:number_paragraphs",
+        {"num_paragraphs": 2},
+        "First paragraph.\n***\nSecond paragraph.",
+        "First.\n***\n\n***\nThird.",
+    ),
+    (
+        "length_constraints:nth_paragraph_first_word",
+        {"num_paragraphs": 2, "nth_paragraph": 2, "first_word": "however"},
+        "Intro text.\n\nHowever, the second begins here.",
+        "Intro text.\n\nBut the second.",
+    ),
+    (
+        "detectable_content:number_placeholders",
+        {"num_placeholders": 2},
+        "Dear [name], see you at [address].",
+        "Dear [name], see you soon.",
+    ),
+    (
+        "detectable_content:postscript",
+        {"postscript_marker": "P.S."},
+        "Main text.\nP.S. Remember the milk.",
+        "Main text. PS remember the milk.",
+    ),
+    (
+        "detectable_format:number_highlighted_sections",
+        {"num_highlights": 2},
+        "This is *one* and this is **two**.",
+        "Only *one* highlight.",
+    ),
+    (
+        "detectable_format:multiple_sections",
+        {"section_spliter": "SECTION", "num_sections": 2},
+        "SECTION 1\nIntro\nSECTION 2\nBody",
+        "SECTION 1\nOnly one section",
+    ),
     ("detectable_format:constrained_response", {}, "My answer is yes.", "Yes."),
-    ("combination:two_responses", {}, "First answer.\n******\nSecond answer.",
-     "Same.\n******\nSame."),
-    ("combination:repeat_prompt", {"prompt_to_repeat": "Tell me a joke."},
-     "Tell me a joke. Why did the chicken cross the road?", "Sure! Tell me a joke."),
-    ("change_case:capital_word_frequency", {"capital_frequency": 2, "capital_relation": "at least"},
-     "This is VERY IMPORTANT news.", "This is VERY normal news."),
-    ("language:response_language", {"language": "de"},
-     "Das ist eine kurze Antwort auf Deutsch, die ganz klar in deutscher Sprache geschrieben ist.",
-     "This is a short answer written clearly in the English language for the checker."),
+    ("combination:two_responses", {}, "First answer.\n******\nSecond answer.", "Same.\n******\nSame."),
+    (
+        "combination:repeat_prompt",
+        {"prompt_to_repeat": "Tell me a joke."},
+        "Tell me a joke. Why did the chicken cross the road?",
+        "Sure! Tell me a joke.",
+    ),
+    (
+        "change_case:capital_word_frequency",
+        {"capital_frequency": 2, "capital_relation": "at least"},
+        "This is VERY IMPORTANT news.",
+        "This is VERY normal news.",
+    ),
+    (
+        "language:response_language",
+        {"language": "de"},
+        "Das ist eine kurze Antwort auf Deutsch, die ganz klar in deutscher Sprache geschrieben ist.",
+        "This is a short answer written clearly in the English language for the checker.",
+    ),
 ]
 
 
@@ -105,8 +163,7 @@ def test_all_25_ifeval_ids_registered_and_tested():
     assert {case[0] for case in IFEVAL_CASES} == set(IFEVAL_REGISTRY)
 
 
-@pytest.mark.parametrize(("iid", "kwargs", "good", "bad"), IFEVAL_CASES,
-                         ids=[f"{c[0]}-{i}" for i, c in enumerate(IFEVAL_CASES)])
+@pytest.mark.parametrize(("iid", "kwargs", "good", "bad"), IFEVAL_CASES, ids=[f"{c[0]}-{i}" for i, c in enumerate(IFEVAL_CASES)])
 def test_ifeval_checker_pass_and_fail(iid, kwargs, good, bad):
     example = ex(iid, kwargs)
     assert strict(example, good) == [True]
@@ -124,16 +181,16 @@ def test_empty_response_follows_nothing():
 @pytest.mark.parametrize(
     ("iid", "kwargs", "good", "bad"),
     [
-        ("count:word_count_range", {"min_words": 3, "max_words": 5},
-         "one two three four", "one two"),
-        ("ratio:stop_words", {"percentage": 30},
-         "Quick brown foxes jump over lazy dogs", "The cat and the dog of the house"),
+        ("count:word_count_range", {"min_words": 3, "max_words": 5}, "one two three four", "one two"),
+        ("ratio:stop_words", {"percentage": 30}, "Quick brown foxes jump over lazy dogs", "The cat and the dog of the house"),
         ("words:start_verb", {}, "Write the report today.", "The report is done."),
         ("format:no_whitespace", {}, "NoSpacesAtAll", "Has spaces"),
-        ("count:keywords_multiple",
-         {"keyword1": "a1", "keyword2": "b2", "keyword3": "c3", "keyword4": "d4",
-          "keyword5": "e5"},
-         "a1 b2 b2 c3 c3 c3 d4 d4 d4 d4 d4 e5 e5 e5 e5 e5 e5 e5", "a1 b2"),
+        (
+            "count:keywords_multiple",
+            {"keyword1": "a1", "keyword2": "b2", "keyword3": "c3", "keyword4": "d4", "keyword5": "e5"},
+            "a1 b2 b2 c3 c3 c3 d4 d4 d4 d4 d4 e5 e5 e5 e5 e5 e5 e5",
+            "a1 b2",
+        ),
     ],
 )
 def test_ifbench_checkers_offline(iid, kwargs, good, bad):
@@ -193,8 +250,7 @@ def test_ifeval_metrics_by_hand():
     examples = [
         ex(["punctuation:no_comma", "detectable_format:title"], key="a"),
         ex(["startend:quotation"], key="b"),
-        ex(["punctuation:no_comma", "length_constraints:number_words"],
-           [{}, {"num_words": 3, "relation": "at least"}], key="c"),
+        ex(["punctuation:no_comma", "length_constraints:number_words"], [{}, {"num_words": 3, "relation": "at least"}], key="c"),
     ]
     predictions = [
         "<<Title>>\nNo commas here",  # strict 2/2, loose 2/2
@@ -245,17 +301,19 @@ def _write(path, rows):
     return path
 
 
-GOOD = {"key": 1, "prompt": "Write a haiku without commas.",
-        "instruction_id_list": ["punctuation:no_comma"], "kwargs": [{}]}
+GOOD = {"key": 1, "prompt": "Write a haiku without commas.", "instruction_id_list": ["punctuation:no_comma"], "kwargs": [{}]}
 
 
 def test_ifeval_format_file_and_train_split(tmp_path):
     rows = [
         GOOD,
-        {"key": 2, "prompt": "Answer in under 5 words.",
-         "instruction_id_list": ["length_constraints:number_words"],
-         "kwargs": [{"num_words": 5, "relation": "less than"}],
-         "response": "Short answer."},
+        {
+            "key": 2,
+            "prompt": "Answer in under 5 words.",
+            "instruction_id_list": ["length_constraints:number_words"],
+            "kwargs": [{"num_words": 5, "relation": "less than"}],
+            "response": "Short answer.",
+        },
     ]
     path = _write(tmp_path / "input_data.jsonl", rows)
     task = IFEvalTask(path)
@@ -270,16 +328,24 @@ def test_ifeval_format_file_and_train_split(tmp_path):
     [
         ("{not json", "invalid JSON"),
         (json.dumps({k: v for k, v in GOOD.items() if k != "kwargs"}), "missing field 'kwargs'"),
-        (json.dumps({**GOOD, "instruction_id_list": ["punctuation:no_semicolon"]}),
-         "unknown instruction id 'punctuation:no_semicolon'"),
+        (
+            json.dumps({**GOOD, "instruction_id_list": ["punctuation:no_semicolon"]}),
+            "unknown instruction id 'punctuation:no_semicolon'",
+        ),
         (json.dumps({**GOOD, "kwargs": [{}, {}]}), "1 instruction ids but 2 kwargs"),
-        (json.dumps({**GOOD, "instruction_id_list": ["length_constraints:number_words"],
-                     "kwargs": [{"num_words": 5, "relation": "more than"}]}),
-         "relation must be one of"),
+        (
+            json.dumps(
+                {
+                    **GOOD,
+                    "instruction_id_list": ["length_constraints:number_words"],
+                    "kwargs": [{"num_words": 5, "relation": "more than"}],
+                }
+            ),
+            "relation must be one of",
+        ),
         (json.dumps({**GOOD, "kwargs": [{"unexpected": 1}]}), "bad kwargs"),
         (json.dumps({**GOOD, "prompt": ""}), "'prompt' must be a non-empty string"),
-        (json.dumps({**GOOD, "key": 7}) + "\n" + json.dumps({**GOOD, "key": 7}),
-         "duplicate key 7"),
+        (json.dumps({**GOOD, "key": 7}) + "\n" + json.dumps({**GOOD, "key": 7}), "duplicate key 7"),
     ],
 )
 def test_loader_errors_name_file_and_line(tmp_path, bad_line, message):
@@ -312,8 +378,7 @@ def test_no_download_ever(tmp_path):
         print("ok", len(exs))
         """
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=120)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip() == "ok 294"
     assert "nltk_data" not in out.stderr

@@ -193,9 +193,7 @@ def exact_canonical_form(labels, edges, root):
     return best
 
 
-_EQ = re.compile(
-    r"^([A-Za-z]) = ([A-Za-z]|\d+) ([-+*]) ([A-Za-z]|\d+) = (\d+) ([-+*]) (\d+) = (\d+)$"
-)
+_EQ = re.compile(r"^([A-Za-z]) = ([A-Za-z]|\d+) ([-+*]) ([A-Za-z]|\d+) = (\d+) ([-+*]) (\d+) = (\d+)$")
 
 
 def check_solution(prob: Problem, response: str) -> tuple[int, int]:
@@ -340,8 +338,7 @@ def test_add_variant_rederived_independently(add_task, split):
 def test_add_variant_keeps_splits_disjoint(add_task):
     tr = add_task.examples("train", 200, seed=0)
     te = add_task.examples("test", 60, seed=0)
-    forms = {split: {exact_canonical_form(*Problem(e.prompt).dag()) for e in exs}
-             for split, exs in (("train", tr), ("test", te))}
+    forms = {split: {exact_canonical_form(*Problem(e.prompt).dag()) for e in exs} for split, exs in (("train", tr), ("test", te))}
     assert not forms["train"] & forms["test"]
 
 
@@ -486,10 +483,21 @@ def test_extract_answer_prefers_answer_line(prefix, n, suffix):
     assert extract_answer(f"{prefix}\nAnswer: {n}\n{suffix}") == n
 
 
-@pytest.mark.parametrize("text,want", [("Answer: 25.9", None), ("Answer: 25.0", 25), ("Answer: 25.", 25),
-                                       ("Answer: -3.50\nso 7", None), ("Answer: 7. Then 8", 7), ("so 4.5 and 6", 6),
-                                       ("so x = 25.9", None), ("A = 5.\nB = 7.", 7), ("12-5", 5),
-                                       ("Answer: 12345678901234567890.000", 12345678901234567890)])
+@pytest.mark.parametrize(
+    "text,want",
+    [
+        ("Answer: 25.9", None),
+        ("Answer: 25.0", 25),
+        ("Answer: 25.", 25),
+        ("Answer: -3.50\nso 7", None),
+        ("Answer: 7. Then 8", 7),
+        ("so 4.5 and 6", 6),
+        ("so x = 25.9", None),
+        ("A = 5.\nB = 7.", 7),
+        ("12-5", 5),
+        ("Answer: 12345678901234567890.000", 12345678901234567890),
+    ],
+)
 def test_extract_answer_decimals(text, want):
     assert extract_answer(text) == want
 

@@ -34,9 +34,13 @@ def _decimal_example(answer: float, lower: float, upper: float) -> Example:
 
 
 def _example(answer, output_type) -> Example:
-    return Example(prompt="p", response="r", answer=answer,
-                   meta={"output_type": output_type, "lower_limit": answer,
-                         "upper_limit": answer}, uid="x")
+    return Example(
+        prompt="p",
+        response="r",
+        answer=answer,
+        meta={"output_type": output_type, "lower_limit": answer, "upper_limit": answer},
+        uid="x",
+    )
 
 
 def _num(pattern: str, text: str) -> float:
@@ -201,11 +205,9 @@ def test_task_protocol_and_defaults():
 
 def test_generator_covers_required_calculators():
     assert len(CALCULATORS) >= 10
-    for key in ("bmi", "map", "anion_gap", "creatinine_clearance", "cha2ds2_vasc", "curb_65",
-                "qtc_bazett"):
+    for key in ("bmi", "map", "anion_gap", "creatinine_clearance", "cha2ds2_vasc", "curb_65", "qtc_bazett"):
         assert key in CALCULATORS
-    assert {c.output_type for c in CALCULATORS.values()} == {
-        "decimal", "integer", "date", "weeks_days"}
+    assert {c.output_type for c in CALCULATORS.values()} == {"decimal", "integer", "date", "weeks_days"}
 
 
 def test_generator_deterministic_and_disjoint():
@@ -278,8 +280,7 @@ def test_curb65_rederived_from_note(generated):
         sbp, dbp = float(m.group(1)), float(m.group(2))
         rr = _num(r"respiratory rate is (\d+)", note)
         bun = _num(r"BUN is (\d+)", note)
-        expected = (("is confused" in note) + (bun > 19) + (rr >= 30)
-                    + (sbp < 90 or dbp <= 60) + (age >= 65))
+        expected = ("is confused" in note) + (bun > 19) + (rr >= 30) + (sbp < 90 or dbp <= 60) + (age >= 65)
         assert e.answer == expected
 
 
@@ -309,28 +310,89 @@ def test_sample_generated_example_shape():
 # ---------------------------------------------------------------------------- CSV loader
 
 _HEADER = [
-    "Row Number", "Calculator ID", "Calculator Name", "Category", "Output Type", "Note ID",
-    "Note Type", "Patient Note", "Question", "Relevant Entities", "Ground Truth Answer",
-    "Lower Limit", "Upper Limit", "Ground Truth Explanation",
+    "Row Number",
+    "Calculator ID",
+    "Calculator Name",
+    "Category",
+    "Output Type",
+    "Note ID",
+    "Note Type",
+    "Patient Note",
+    "Question",
+    "Relevant Entities",
+    "Ground Truth Answer",
+    "Lower Limit",
+    "Upper Limit",
+    "Ground Truth Explanation",
 ]
 
 
 def _rows():
     return [
-        ["1", "6", "Body Mass Index (BMI)", "physical", "decimal", "pmc-1", "Extracted",
-         "A 50-year-old man, 170 cm,\n80 kg.", "What is the patient's BMI?",
-         '{"height": [170, "cm"], "weight": [80, "kg"]}', "27.682", "26.298", "29.066",
-         "BMI = 80 / 1.7^2 = 27.682 kg/m^2."],
-        ["2", "45", "CURB-65 Score for Pneumonia Severity", "risk", "integer", "pmc-2",
-         "Extracted", "A 70-year-old woman, confused, RR 32.", "What is the CURB-65 score?",
-         "{}", "3", "3", "3", "Age, confusion and RR give 3."],
-        ["3", "13", "Estimated Due Date", "date", "date", "5", "Template",
-         "LMP 01/10/2023, cycle 28 days.", "What is the due date?", "{}", "10/17/2023",
-         "10/17/2023", "10/17/2023", "Add 40 weeks."],
-        ["4", "69", "Estimated Gestational Age", "date", "integer", "6", "Template",
-         "Today 04/29/2022, LMP 01/06/2022.", "Gestational age?", "{}",
-         "('16 weeks', '1 days')", "('16 weeks', '1 days')", "('16 weeks', '1 days')",
-         "16 weeks and 1 day."],
+        [
+            "1",
+            "6",
+            "Body Mass Index (BMI)",
+            "physical",
+            "decimal",
+            "pmc-1",
+            "Extracted",
+            "A 50-year-old man, 170 cm,\n80 kg.",
+            "What is the patient's BMI?",
+            '{"height": [170, "cm"], "weight": [80, "kg"]}',
+            "27.682",
+            "26.298",
+            "29.066",
+            "BMI = 80 / 1.7^2 = 27.682 kg/m^2.",
+        ],
+        [
+            "2",
+            "45",
+            "CURB-65 Score for Pneumonia Severity",
+            "risk",
+            "integer",
+            "pmc-2",
+            "Extracted",
+            "A 70-year-old woman, confused, RR 32.",
+            "What is the CURB-65 score?",
+            "{}",
+            "3",
+            "3",
+            "3",
+            "Age, confusion and RR give 3.",
+        ],
+        [
+            "3",
+            "13",
+            "Estimated Due Date",
+            "date",
+            "date",
+            "5",
+            "Template",
+            "LMP 01/10/2023, cycle 28 days.",
+            "What is the due date?",
+            "{}",
+            "10/17/2023",
+            "10/17/2023",
+            "10/17/2023",
+            "Add 40 weeks.",
+        ],
+        [
+            "4",
+            "69",
+            "Estimated Gestational Age",
+            "date",
+            "integer",
+            "6",
+            "Template",
+            "Today 04/29/2022, LMP 01/06/2022.",
+            "Gestational age?",
+            "{}",
+            "('16 weeks', '1 days')",
+            "('16 weeks', '1 days')",
+            "('16 weeks', '1 days')",
+            "16 weeks and 1 day.",
+        ],
     ]
 
 
@@ -360,8 +422,7 @@ def test_csv_round_trip(tmp_path):
 
     task = MedCalcTask(source=path)  # "test" in the file name: test split only
     assert len(task.examples("test")) == 4
-    assert [e.uid for e in task.examples("test", 2, seed=5)] == [
-        e.uid for e in task.examples("test", 2, seed=5)]
+    assert [e.uid for e in task.examples("test", 2, seed=5)] == [e.uid for e in task.examples("test", 2, seed=5)]
     with pytest.raises(ValueError, match="no 'train' split"):
         task.examples("train")
     with pytest.raises(ValueError, match="holds 4"):

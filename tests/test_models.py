@@ -26,7 +26,8 @@ def test_tiny_llama_is_deterministic_and_usable():
         tiny_llama(vocab_size=10)
     assert tiny_llama(vocab_size=300)[0].config.vocab_size == 300
     assert "<|im_start|>assistant" in tiny_tokenizer().apply_chat_template(
-        [{"role": "user", "content": "x"}], tokenize=False, add_generation_prompt=True)
+        [{"role": "user", "content": "x"}], tokenize=False, add_generation_prompt=True
+    )
 
 
 def test_resolve_passes_other_names_through(tmp_path):
@@ -90,8 +91,7 @@ def test_bundled_conversion_round_trip(tmp_path):
     gguf = models.bundled_gguf_path()
     ref = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32).eval()
     ref_tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-    text = tok.apply_chat_template([{"role": "user", "content": "What is 12 + 7?"}], tokenize=False,
-                                   add_generation_prompt=True)
+    text = tok.apply_chat_template([{"role": "user", "content": "What is 12 + 7?"}], tokenize=False, add_generation_prompt=True)
     ids = tok(text, add_special_tokens=False, return_tensors="pt").input_ids
     assert torch.equal(ids, ref_tok(text, add_special_tokens=False, return_tensors="pt").input_ids)
     with torch.no_grad():

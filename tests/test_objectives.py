@@ -43,8 +43,23 @@ def response_rows(student, labels):
     return [(i, y[i]) for i in range(len(y)) if y[i] != -100], s
 
 
-def ref_loss(kind, student, labels, teacher=None, old=None, *, alpha=0.5, mode="logit", tau=1.0, ce=0.0, coef=0.1,
-             direction="forward", eps=0.2, norm=None, frozen=None):
+def ref_loss(
+    kind,
+    student,
+    labels,
+    teacher=None,
+    old=None,
+    *,
+    alpha=0.5,
+    mode="logit",
+    tau=1.0,
+    ce=0.0,
+    coef=0.1,
+    direction="forward",
+    eps=0.2,
+    norm=None,
+    frozen=None,
+):
     """``frozen``: the point at which stop-gradient weights (DFT, ASFT) are evaluated."""
     rows, s = response_rows(student, labels)
     sg = response_rows(frozen if frozen is not None else student, labels)[1]
@@ -131,7 +146,11 @@ def run_module(kind, s, t, r, labels, old, **kw):
 CASES = [
     ("anchored", dict(alpha=0.5, interpolation="logit", temperature=1.0), dict(alpha=0.5, mode="logit", tau=1.0)),
     ("anchored", dict(alpha=0.3, interpolation="probability", temperature=2.0), dict(alpha=0.3, mode="probability", tau=2.0)),
-    ("anchored", dict(alpha=0.7, interpolation="logit", temperature=0.5, ce_weight=0.25), dict(alpha=0.7, mode="logit", tau=0.5, ce=0.25)),
+    (
+        "anchored",
+        dict(alpha=0.7, interpolation="logit", temperature=0.5, ce_weight=0.25),
+        dict(alpha=0.7, mode="logit", tau=0.5, ce=0.25),
+    ),
     ("distill", dict(temperature=1.5), dict(tau=1.5)),
     ("sft", {}, {}),
     ("kl", dict(direction="forward"), dict(direction="forward")),

@@ -52,10 +52,27 @@ def test_experiment_end_to_end_tiny_model_and_resume(tmp_path):
     model.save_pretrained(tmp_path / "tiny")
     tok.save_pretrained(tmp_path / "tiny")
     cfg = ExperimentConfig(
-        preset="quick", model=str(tmp_path / "tiny"), output_dir=str(tmp_path / "run"), n_train=8, n_test=4,
-        reference_epochs=1, outer_iterations=2, inner_epochs=1, baseline_epochs=1, mc_limit=4, nll_limit=2,
-        drift_limit=2, heldout=("sciq_chat", "arc_easy", "heldout_nll"), baselines=("sft", "sft_kl", "wise_ft"), max_length=1024, eval_batch_size=4, igsm_op_min=1, igsm_op_max=1,
-        learning_rate=1e-3, reference_learning_rate=2e-3, generation_batch_size=3,
+        preset="quick",
+        model=str(tmp_path / "tiny"),
+        output_dir=str(tmp_path / "run"),
+        n_train=8,
+        n_test=4,
+        reference_epochs=1,
+        outer_iterations=2,
+        inner_epochs=1,
+        baseline_epochs=1,
+        mc_limit=4,
+        nll_limit=2,
+        drift_limit=2,
+        heldout=("sciq_chat", "arc_easy", "heldout_nll"),
+        baselines=("sft", "sft_kl", "wise_ft"),
+        max_length=1024,
+        eval_batch_size=4,
+        igsm_op_min=1,
+        igsm_op_max=1,
+        learning_rate=1e-3,
+        reference_learning_rate=2e-3,
+        generation_batch_size=3,
         sweep=("wise_ft.weight=0.25", "sft.learning_rate=0.001"),  # the second point is the "sft" baseline again
     )
     out = Experiment(cfg, console_log=lambda s: None).run()
@@ -88,21 +105,32 @@ def test_experiment_end_to_end_tiny_model_and_resume(tmp_path):
 
 
 def _row(label, target, gain, deg, hs, drift=None):
-    return {"label": label, "method": label.split("(")[0], "target": target, "gain": gain, "degradation": deg,
-            "heldout": {"hellaswag": hs}, "drift_kl": drift, "drift_kl_target": None, "train_time_s": 10.0}
+    return {
+        "label": label,
+        "method": label.split("(")[0],
+        "target": target,
+        "gain": gain,
+        "degradation": deg,
+        "heldout": {"hellaswag": hs},
+        "drift_kl": drift,
+        "drift_kl_target": None,
+        "train_time_s": 10.0,
+    }
 
 
 def test_aggregate_seeds_mean_and_sample_sd():
     from anchored_learning.report import aggregate_seeds, markdown_table_seeds
 
-    runs = [[_row("base", 0.1, 0.0, 0.0, 0.4), _row("sft", 0.5, 40.0, 6.0, 0.30, 0.2), _row("only0", 1, 1, 1, 1)],
-            [_row("base", 0.2, 0.0, 0.0, 0.4), _row("sft", 0.7, 50.0, 2.0, 0.34, 0.4)]]
+    runs = [
+        [_row("base", 0.1, 0.0, 0.0, 0.4), _row("sft", 0.5, 40.0, 6.0, 0.30, 0.2), _row("only0", 1, 1, 1, 1)],
+        [_row("base", 0.2, 0.0, 0.0, 0.4), _row("sft", 0.7, 50.0, 2.0, 0.34, 0.4)],
+    ]
     rows = aggregate_seeds(runs)
     assert [r["label"] for r in rows] == ["base", "sft"]  # a label missing from one seed is dropped
     sft = rows[1]
     assert sft["n_seeds"] == 2
-    assert sft["target"] == pytest.approx(0.6) and sft["target_sd"] == pytest.approx(0.1 * 2 ** 0.5)
-    assert sft["gain"] == pytest.approx(45.0) and sft["gain_sd"] == pytest.approx(5 * 2 ** 0.5)
+    assert sft["target"] == pytest.approx(0.6) and sft["target_sd"] == pytest.approx(0.1 * 2**0.5)
+    assert sft["gain"] == pytest.approx(45.0) and sft["gain_sd"] == pytest.approx(5 * 2**0.5)
     assert sft["degradation"] == pytest.approx(4.0) and sft["heldout"]["hellaswag"] == pytest.approx(0.32)
     assert sft["drift_kl"] == pytest.approx(0.3)
     assert rows[0]["drift_kl"] is None  # not measured stays unknown, not 0
@@ -122,15 +150,18 @@ def test_run_seeds_one_folder_per_seed_and_aggregate(tmp_path, monkeypatch):
     def fake_run(self):
         seen.append((self.cfg.seed, self.cfg.output_dir))
         s = self.cfg.seed
-        return {"rows": [_row("base", 0.1, 0.0, 0.0, 0.4), _row("anchored", 0.3 + s / 10, 20.0 + 10 * s, 1.0, 0.39)],
-                "wall_time_s": 5.0, "machine": {"cpus": 2}}
+        return {
+            "rows": [_row("base", 0.1, 0.0, 0.0, 0.4), _row("anchored", 0.3 + s / 10, 20.0 + 10 * s, 1.0, 0.39)],
+            "wall_time_s": 5.0,
+            "machine": {"cpus": 2},
+        }
 
     monkeypatch.setattr(pl.Experiment, "run", fake_run)
     cfg = ExperimentConfig(preset="quick", output_dir=str(tmp_path / "multi"))
     res = pl.run_seeds(cfg, [0, 2], console_log=lambda s: None)
     assert seen == [(0, str(tmp_path / "multi" / "seed-0")), (2, str(tmp_path / "multi" / "seed-2"))]
     anchored = res["rows"][1]
-    assert anchored["gain"] == pytest.approx(30.0) and anchored["gain_sd"] == pytest.approx(200 ** 0.5)
+    assert anchored["gain"] == pytest.approx(30.0) and anchored["gain_sd"] == pytest.approx(200**0.5)
     saved = json.loads((tmp_path / "multi" / "results.json").read_text())
     assert saved["seeds"] == [0, 2] and set(saved["per_seed"]) == {"0", "2"}
     assert (tmp_path / "multi" / "pareto.png").read_bytes()[:4] == b"\x89PNG"
@@ -148,8 +179,11 @@ def test_run_command_rejects_bad_seeds_and_presets_before_any_work(tmp_path, mon
 
     _register()
     monkeypatch.setattr(pl.Experiment, "run", lambda self: pytest.fail("must not start"))
-    for argv, msg in ((["--seeds", "0,x"], "not a comma-separated list"), (["--seeds", "1,1"], "distinct"),
-                      (["--preset", "huge"], "unknown preset")):
+    for argv, msg in (
+        (["--seeds", "0,x"], "not a comma-separated list"),
+        (["--seeds", "1,1"], "distinct"),
+        (["--preset", "huge"], "unknown preset"),
+    ):
         res = CliRunner().invoke(app, ["run", "-o", str(tmp_path / "r"), *argv])
         assert res.exit_code == 2, res.output
         assert msg in res.output
@@ -158,10 +192,19 @@ def test_run_command_rejects_bad_seeds_and_presets_before_any_work(tmp_path, mon
 
 def test_plan_labels_and_duplicates(tmp_path):
     logs = []
-    exp = Experiment(ExperimentConfig(output_dir=str(tmp_path / "r"), baselines=("sft", "sft_kl", "wise_ft"),
-                                      sweep=("sft.learning_rate=1e-4,3e-5", "anchored.anchor_alpha=0.25,0.25",
-                                             "anchored.learning_rate=1e-4", "wise_ft.weight=0.5,0.75")),
-                     console_log=logs.append)
+    exp = Experiment(
+        ExperimentConfig(
+            output_dir=str(tmp_path / "r"),
+            baselines=("sft", "sft_kl", "wise_ft"),
+            sweep=(
+                "sft.learning_rate=1e-4,3e-5",
+                "anchored.anchor_alpha=0.25,0.25",
+                "anchored.learning_rate=1e-4",
+                "wise_ft.weight=0.5,0.75",
+            ),
+        ),
+        console_log=logs.append,
+    )
     assert exp.cfg.learning_rate == 1e-4  # the default preset's student learning rate
     assert exp.plan == [
         ("anchored", "anchored", {}),
@@ -175,8 +218,9 @@ def test_plan_labels_and_duplicates(tmp_path):
     # the sweep point equal to the preset's anchored run is named as such, not trained twice
     assert "[skip] anchored(learning_rate=1e-4): the same model as anchored" in logs
     # quick: student lr == reference lr and the same epochs, so plain SFT would retrain the reference
-    quick = Experiment(ExperimentConfig(preset="quick", output_dir=str(tmp_path / "q"), baselines=("sft",)),
-                       console_log=logs.append)
+    quick = Experiment(
+        ExperimentConfig(preset="quick", output_dir=str(tmp_path / "q"), baselines=("sft",)), console_log=logs.append
+    )
     assert quick.plan == [("anchored", "anchored", {})]
     assert "[skip] sft(learning_rate=3e-4): the same model as sft" in logs
 
@@ -221,14 +265,17 @@ def test_presets_resolve_to_valid_igsm_tasks():
         ExperimentConfig(igsm_arithmetic="mul").resolved()
 
 
-@pytest.mark.parametrize("kwargs,msg", [
-    ({"anchor_alpha": 5.0}, "anchored: anchor_alpha must be in"),
-    ({"anchor_source": "nope"}, "anchored: anchor_source must be"),
-    ({"sweep": ("anchored.anchor_alpha=abc",)}, r"anchored\(anchor_alpha=abc\)"),
-    ({"sweep": ("sft.learning_rate=",)}, "empty value"),
-    ({"sweep": ("wise_ft.weight=abc",)}, "wise_ft.weight must be a number"),
-    ({"sweep": ("wise_ft.weight=2",)}, "wise_ft.weight must be a number"),
-])
+@pytest.mark.parametrize(
+    "kwargs,msg",
+    [
+        ({"anchor_alpha": 5.0}, "anchored: anchor_alpha must be in"),
+        ({"anchor_source": "nope"}, "anchored: anchor_source must be"),
+        ({"sweep": ("anchored.anchor_alpha=abc",)}, r"anchored\(anchor_alpha=abc\)"),
+        ({"sweep": ("sft.learning_rate=",)}, "empty value"),
+        ({"sweep": ("wise_ft.weight=abc",)}, "wise_ft.weight must be a number"),
+        ({"sweep": ("wise_ft.weight=2",)}, "wise_ft.weight must be a number"),
+    ],
+)
 def test_bad_stage_values_fail_before_any_work(tmp_path, kwargs, msg):
     with pytest.raises(ValueError, match=msg):
         Experiment(ExperimentConfig(preset="quick", output_dir=str(tmp_path / "r"), **kwargs))

@@ -119,8 +119,17 @@ def uninterrupted(workdir):
     def get(source: str) -> Path:
         if source not in done:
             out = workdir / f"full-{source}"
-            run_script(workdir / f"full-{source}.log", "--output-dir", str(out), "--reference-dir", str(workdir / "reference"),
-                       "--anchor-source", source, "--save-steps", "1")
+            run_script(
+                workdir / f"full-{source}.log",
+                "--output-dir",
+                str(out),
+                "--reference-dir",
+                str(workdir / "reference"),
+                "--anchor-source",
+                source,
+                "--save-steps",
+                "1",
+            )
             info = json.loads((out / "run_info.json").read_text())
             assert info["global_step"] == TOTAL_STEPS and info["world_size"] == 1
             done[source] = out
@@ -192,8 +201,11 @@ def test_resume_after_sigkill_matches_uninterrupted(source, workdir, reference_d
     if source == "cache":
         for name in ("reference", "snapshot-000", "snapshot-001"):
             np.testing.assert_allclose(
-                np.load(out / "anchor" / name / "hidden.npy"), np.load(full / "anchor" / name / "hidden.npy"),
-                rtol=0, atol=1e-6, err_msg=name,
+                np.load(out / "anchor" / name / "hidden.npy"),
+                np.load(full / "anchor" / name / "hidden.npy"),
+                rtol=0,
+                atol=1e-6,
+                err_msg=name,
             )
     else:
         for name in ("snapshot-000", "snapshot-001"):
@@ -229,8 +241,20 @@ def _compare_to_single_process(single: Path, multi: Path) -> None:
 def test_two_processes_match_one_process_cache(workdir, reference_dir, uninterrupted):
     single = uninterrupted("cache")  # 1 process x batch 4
     multi = workdir / "ddp-cache"
-    run_script(workdir / "ddp-cache.log", "--output-dir", str(multi), "--reference-dir", reference_dir,
-               "--anchor-source", "cache", "--per-device-batch-size", "2", "--save-steps", "0", nproc=2)
+    run_script(
+        workdir / "ddp-cache.log",
+        "--output-dir",
+        str(multi),
+        "--reference-dir",
+        reference_dir,
+        "--anchor-source",
+        "cache",
+        "--per-device-batch-size",
+        "2",
+        "--save-steps",
+        "0",
+        nproc=2,
+    )
     _compare_to_single_process(single, multi)
 
     # the caches on disk: written by both ranks (rank r builds examples r, r + 2, ...) into one file,
@@ -241,7 +265,9 @@ def test_two_processes_match_one_process_cache(workdir, reference_dir, uninterru
         mb = json.loads((multi / "anchor" / name / "manifest.json").read_text())
         for key in ("fingerprint", "num_examples", "num_rows", "hidden_size", "dtype", "kind"):
             assert ma[key] == mb[key], (name, key)
-        np.testing.assert_array_equal(np.load(single / "anchor" / name / "offsets.npy"), np.load(multi / "anchor" / name / "offsets.npy"))
+        np.testing.assert_array_equal(
+            np.load(single / "anchor" / name / "offsets.npy"), np.load(multi / "anchor" / name / "offsets.npy")
+        )
         ha = np.load(single / "anchor" / name / "hidden.npy")
         hb = np.load(multi / "anchor" / name / "hidden.npy")
         assert ha.shape == hb.shape and np.isfinite(hb).all()
@@ -259,7 +285,21 @@ def test_two_processes_match_one_process_cache(workdir, reference_dir, uninterru
 def test_two_processes_match_one_process_live(workdir, reference_dir, uninterrupted):
     single = uninterrupted("live")
     multi = workdir / "ddp-live"
-    run_script(workdir / "ddp-live.log", "--output-dir", str(multi), "--reference-dir", reference_dir,
-               "--anchor-source", "live", "--per-device-batch-size", "2", "--save-steps", "0",
-               "--stagger-snapshot", "3", nproc=2, step_watchdog=20)
+    run_script(
+        workdir / "ddp-live.log",
+        "--output-dir",
+        str(multi),
+        "--reference-dir",
+        reference_dir,
+        "--anchor-source",
+        "live",
+        "--per-device-batch-size",
+        "2",
+        "--save-steps",
+        "0",
+        "--stagger-snapshot",
+        "3",
+        nproc=2,
+        step_watchdog=20,
+    )
     _compare_to_single_process(single, multi)

@@ -47,8 +47,17 @@ def reference_dir(tmp_path_factory):
     d = tmp_path_factory.mktemp("ref")
     model, tok = tiny_llama(seed=0)
     return train_reference(
-        model, make_data(), str(d), processing_class=tok, per_device_train_batch_size=4, learning_rate=1e-2,
-        num_train_epochs=3, report_to="none", save_strategy="no", use_cpu=True, seed=0,
+        model,
+        make_data(),
+        str(d),
+        processing_class=tok,
+        per_device_train_batch_size=4,
+        learning_rate=1e-2,
+        num_train_epochs=3,
+        report_to="none",
+        save_strategy="no",
+        use_cpu=True,
+        seed=0,
     )
 
 
@@ -97,9 +106,18 @@ def test_cache_matches_live_anchor_logits_and_loss(tmp_path, reference_dir, inte
     results = {}
     for source in ("cache", "live"):
         model, tok = tiny_llama(seed=0)
-        args = AnchoredSFTConfig(**base_args(tmp_path / source, reference_model=reference_dir, anchor_source=source,
-                                             anchor_interpolation=interpolation, max_steps=2, keep_anchor_cache=True,
-                                             outer_iterations=2, inner_epochs=1))
+        args = AnchoredSFTConfig(
+            **base_args(
+                tmp_path / source,
+                reference_model=reference_dir,
+                anchor_source=source,
+                anchor_interpolation=interpolation,
+                max_steps=2,
+                keep_anchor_cache=True,
+                outer_iterations=2,
+                inner_epochs=1,
+            )
+        )
         tr = AnchoredSFTTrainer(model, args=args, train_dataset=make_data(), processing_class=tok)
         tr.train()  # builds reference and snapshot (snapshot = the student at step 0)
         tr.model.train()
@@ -186,10 +204,19 @@ def test_loss_on_assistant_turns_of_conversations(tmp_path):
         "{% if m['role'] == 'assistant' %}{% generation %}{{ m['content'] + '<|im_end|>' }}{% endgeneration %}"
         "{% else %}{{ m['content'] + '<|im_end|>' }}{% endif %}{{ '\n' }}{% endfor %}"
     )
-    data = Dataset.from_list([
-        {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "ok1"},
-                      {"role": "user", "content": "again"}, {"role": "assistant", "content": "ok22"}]}
-    ] * 4)
+    data = Dataset.from_list(
+        [
+            {
+                "messages": [
+                    {"role": "user", "content": "hi"},
+                    {"role": "assistant", "content": "ok1"},
+                    {"role": "user", "content": "again"},
+                    {"role": "assistant", "content": "ok22"},
+                ]
+            }
+        ]
+        * 4
+    )
     args = AnchoredSFTConfig(**base_args(tmp_path, method="sft", assistant_only_loss=True, max_steps=1))
     tr = AnchoredSFTTrainer(model, args=args, train_dataset=data, processing_class=tok)
     labels = tr.train_dataset[0]["labels"]
@@ -202,7 +229,9 @@ def test_lora_student_anchored(tmp_path, reference_dir):
     from peft import LoraConfig
 
     model, tok = tiny_llama(seed=0)
-    args = AnchoredSFTConfig(**base_args(tmp_path, reference_model=reference_dir, outer_iterations=2, inner_epochs=1, learning_rate=1e-2))
+    args = AnchoredSFTConfig(
+        **base_args(tmp_path, reference_model=reference_dir, outer_iterations=2, inner_epochs=1, learning_rate=1e-2)
+    )
     peft_config = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM")
     tr = AnchoredSFTTrainer(model, args=args, train_dataset=make_data(), processing_class=tok, peft_config=peft_config)
     before = {k: v.clone() for k, v in tr.model.named_parameters() if "lora_B" in k}
@@ -217,8 +246,17 @@ def test_lora_student_anchored(tmp_path, reference_dir):
 def test_train_reference_leaves_the_callers_model_unchanged(tmp_path):
     model, tok = tiny_llama(seed=0)
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    out = train_reference(model, make_data(4), str(tmp_path / "r"), processing_class=tok, num_train_epochs=1,
-                          learning_rate=1e-2, report_to="none", save_strategy="no", use_cpu=True)
+    out = train_reference(
+        model,
+        make_data(4),
+        str(tmp_path / "r"),
+        processing_class=tok,
+        num_train_epochs=1,
+        learning_rate=1e-2,
+        report_to="none",
+        save_strategy="no",
+        use_cpu=True,
+    )
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
     from transformers import AutoModelForCausalLM
 
@@ -274,12 +312,18 @@ def test_vocab_mismatch_is_rejected_before_training(tmp_path):
         AnchoredSFTTrainer(model, args=args, train_dataset=make_data(), processing_class=tok, reference_model=other)
 
 
-@pytest.mark.parametrize("field,value,match", [
-    ("outer_iterations", 0, "outer_iterations"), ("inner_epochs", 0, "inner_epochs"),
-    ("anchor_alpha", 1.5, "anchor_alpha"), ("anchor_temperature", 0.0, "anchor_temperature"),
-    ("anchor_source", "disk", "anchor_source"), ("method", "ppo", "method must be one of"),
-    ("anchor_interpolation", "geo", "anchor_interpolation"),
-])
+@pytest.mark.parametrize(
+    "field,value,match",
+    [
+        ("outer_iterations", 0, "outer_iterations"),
+        ("inner_epochs", 0, "inner_epochs"),
+        ("anchor_alpha", 1.5, "anchor_alpha"),
+        ("anchor_temperature", 0.0, "anchor_temperature"),
+        ("anchor_source", "disk", "anchor_source"),
+        ("method", "ppo", "method must be one of"),
+        ("anchor_interpolation", "geo", "anchor_interpolation"),
+    ],
+)
 def test_config_validation(tmp_path, field, value, match):
     with pytest.raises(ValueError, match=match):
         AnchoredSFTConfig(**base_args(tmp_path, reference_model="x", **{field: value}))

@@ -56,9 +56,7 @@ def backbone_and_head(model: torch.nn.Module) -> tuple[torch.nn.Module, torch.nn
     backbone = getattr(m, getattr(m, "base_model_prefix", "model"), None)
     head = m.get_output_embeddings() if hasattr(m, "get_output_embeddings") else None
     if backbone is None or head is None or backbone is m:
-        raise ValueError(
-            f"{type(m).__name__} has no separate backbone/output head; use a *ForCausalLM model"
-        )
+        raise ValueError(f"{type(m).__name__} has no separate backbone/output head; use a *ForCausalLM model")
     return backbone, head
 
 
@@ -117,7 +115,9 @@ def frozen_head(model: torch.nn.Module) -> tuple[torch.Tensor, torch.Tensor | No
 
 
 @torch.no_grad()
-def check_plain_head(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, atol: float = 1e-4) -> None:
+def check_plain_head(
+    model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, atol: float = 1e-4
+) -> None:
     """Check that ``logits == head(last_hidden_state)`` for this model.
 
     Raises:
@@ -172,7 +172,9 @@ class HiddenStateCache:
     ``head.pt`` (frozen head weight and bias), ``manifest.json`` (fingerprint, shapes, dtype).
     """
 
-    def __init__(self, path: Path, hidden: np.ndarray, offsets: np.ndarray, weight: torch.Tensor, bias: torch.Tensor | None, manifest: dict):
+    def __init__(
+        self, path: Path, hidden: np.ndarray, offsets: np.ndarray, weight: torch.Tensor, bias: torch.Tensor | None, manifest: dict
+    ):
         self.path = path
         self.hidden = hidden
         self.offsets = offsets
@@ -183,7 +185,9 @@ class HiddenStateCache:
     # -- reading
 
     @classmethod
-    def open(cls, path: str | os.PathLike, fingerprint: str | None = None, device: torch.device | str = "cpu") -> HiddenStateCache | None:
+    def open(
+        cls, path: str | os.PathLike, fingerprint: str | None = None, device: torch.device | str = "cpu"
+    ) -> HiddenStateCache | None:
         """Open a complete cache, or return None if ``path`` holds none.
 
         Raises:
@@ -282,7 +286,9 @@ class HiddenStateCache:
             if tmp.exists():
                 shutil.rmtree(tmp)
             tmp.mkdir(parents=True)
-            np.lib.format.open_memmap(tmp / "hidden.npy", mode="w+", dtype=np_dtype, shape=(int(offsets[-1]), hidden_size)).flush()
+            np.lib.format.open_memmap(
+                tmp / "hidden.npy", mode="w+", dtype=np_dtype, shape=(int(offsets[-1]), hidden_size)
+            ).flush()
         barrier()
         store = np.load(tmp / "hidden.npy", mmap_mode="r+")
         device = next(m.parameters()).device

@@ -18,8 +18,10 @@ from pathlib import Path
 import typer
 
 #: typer settings of a command whose arguments are parsed from dataclasses
-PASSTHROUGH = {"context_settings": {"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []},
-               "add_help_option": False}
+PASSTHROUGH = {
+    "context_settings": {"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []},
+    "add_help_option": False,
+}
 
 
 class _ParseError(Exception):
@@ -29,8 +31,14 @@ class _ParseError(Exception):
 def _bad(message: str) -> typer.BadParameter:
     """A usage error (exit code 2) for ``message``, blamed on the flag whose field the message starts with."""
     head = message.split(" ", 1)[0].strip(":'\"")
-    return typer.BadParameter(message, param_hint=f"--{head}" if head.isidentifier() and "_" in head or head in
-                              ("seed", "seeds", "preset", "task", "model", "data", "sweep", "baselines") else None)
+    return typer.BadParameter(
+        message,
+        param_hint=f"--{head}"
+        if head.isidentifier()
+        and "_" in head
+        or head in ("seed", "seeds", "preset", "task", "model", "data", "sweep", "baselines")
+        else None,
+    )
 
 
 def _parser(dataclass_types, prog: str, description: str):
@@ -78,9 +86,16 @@ def _rename_old_flags(argv: list[str], renamed: dict[str, str]) -> list[str]:
     return out
 
 
-def parse_config_args(argv: list[str], dataclass_types, *, prog: str, description: str,
-                      renamed: dict[str, str] | None = None, defaults: dict | None = None,
-                      overrides: dict | None = None) -> tuple:
+def parse_config_args(
+    argv: list[str],
+    dataclass_types,
+    *,
+    prog: str,
+    description: str,
+    renamed: dict[str, str] | None = None,
+    defaults: dict | None = None,
+    overrides: dict | None = None,
+) -> tuple:
     """Parse ``argv`` into instances of ``dataclass_types``: ``--config FILE`` (JSON or YAML) sets
     fields, flags override them.  ``--help`` prints every field and exits.
 
@@ -105,7 +120,7 @@ def parse_config_args(argv: list[str], dataclass_types, *, prog: str, descriptio
             j = i + 1
             while j < len(argv) and not argv[j].startswith("--") and argv[j] not in list_dest:
                 j += 1
-            lists.setdefault(list_dest[argv[i]], []).extend(argv[i + 1:j])
+            lists.setdefault(list_dest[argv[i]], []).extend(argv[i + 1 : j])
             i = j
         else:
             rest.append(argv[i])
@@ -121,13 +136,14 @@ def parse_config_args(argv: list[str], dataclass_types, *, prog: str, descriptio
         if k + 1 >= len(argv):
             raise typer.BadParameter("--config needs a file", param_hint="--config")
         path = Path(argv[k + 1]).expanduser()
-        del argv[k:k + 2]
+        del argv[k : k + 2]
         fields = _read_config_file(path)
         unknown = parser.set_defaults_with_config(**fields)
         if unknown:
             keys = sorted({u[2:] for u in unknown[::2]})
-            raise typer.BadParameter(f"{path} sets {keys}, which are not fields of this command (see --help)",
-                                     param_hint="--config")
+            raise typer.BadParameter(
+                f"{path} sets {keys}, which are not fields of this command (see --help)", param_hint="--config"
+            )
     if overrides:
         parser.set_defaults_with_config(**overrides)
     try:
@@ -145,9 +161,15 @@ def parse_config_args(argv: list[str], dataclass_types, *, prog: str, descriptio
 class SeedArguments:
     """Flags of ``anchored run`` that are not experiment settings."""
 
-    seeds: str | None = field(default=None, metadata={"help": (
-        "Comma-separated seeds (e.g. 0,1,2): one run per seed in OUTPUT/seed-N, then a mean ± sd table and plot. "
-        "Overrides --seed.")})
+    seeds: str | None = field(
+        default=None,
+        metadata={
+            "help": (
+                "Comma-separated seeds (e.g. 0,1,2): one run per seed in OUTPUT/seed-N, then a mean ± sd table and plot. "
+                "Overrides --seed."
+            )
+        },
+    )
 
 
 #: flag spellings of earlier versions of ``anchored run`` / ``sweep``
@@ -155,7 +177,7 @@ RUN_RENAMED = {"--alpha": "--anchor_alpha"}
 
 
 def _seeds(value: str | None) -> list[int] | None:
-    """"0,1,2" -> [0, 1, 2]; None stays None."""
+    """ "0,1,2" -> [0, 1, 2]; None stays None."""
     if not value:
         return None
     try:
@@ -183,11 +205,15 @@ def run_command(ctx: typer.Context) -> None:
     from anchored_learning.experiment import ExperimentConfig
 
     cfg, seed_args = parse_config_args(
-        ctx.args, (ExperimentConfig, SeedArguments), prog="anchored run", renamed=RUN_RENAMED,
+        ctx.args,
+        (ExperimentConfig, SeedArguments),
+        prog="anchored run",
+        renamed=RUN_RENAMED,
         description="Run the whole experiment: evaluate the base model, train the reference (SFT), Anchored "
-                    "Learning and the baselines, evaluate every model, write the gain / degradation table and the "
-                    "Pareto plot. Every field below is a flag; --config RECIPE.yaml (e.g. a copy of "
-                    "anchored_learning/configs/igsm/quick.yaml) sets fields that flags override.")
+        "Learning and the baselines, evaluate every model, write the gain / degradation table and the "
+        "Pareto plot. Every field below is a flag; --config RECIPE.yaml (e.g. a copy of "
+        "anchored_learning/configs/igsm/quick.yaml) sets fields that flags override.",
+    )
     _check_data_file(cfg)
     _run_experiment(cfg, seeds=_seeds(seed_args.seeds))
 
@@ -198,9 +224,14 @@ def sweep_command(ctx: typer.Context) -> None:
     from anchored_learning.experiment import ExperimentConfig
 
     (cfg,) = parse_config_args(
-        ctx.args, (ExperimentConfig,), prog="anchored sweep", renamed=RUN_RENAMED, defaults={"preset": "quick"},
+        ctx.args,
+        (ExperimentConfig,),
+        prog="anchored sweep",
+        renamed=RUN_RENAMED,
+        defaults={"preset": "quick"},
         description="The experiment of `anchored run` (quick recipe by default) plus extra points on the same "
-                    "frontier: --grid method.field=v1,v2 (repeatable). Output: runs/<task>-<preset>-sweep unless -o.")
+        "frontier: --grid method.field=v1,v2 (repeatable). Output: runs/<task>-<preset>-sweep unless -o.",
+    )
     if not cfg.sweep:
         raise typer.BadParameter("give at least one --grid method.field=v1,v2", param_hint="--grid")
     if cfg.output_dir is None:
@@ -226,8 +257,10 @@ def _run_experiment(cfg, seeds: list[int] | None = None) -> None:
         raise _bad(str(e)) from None
     out = run_seeds(cfg, seeds, console_log=log) if seeds else exp.run()
     console.print(Markdown((exp.out / "results.md").read_text()))
-    console.print(f"\n[bold green]done[/] in {out['wall_time_s'] / 60:.1f} min. Results in [bold]{exp.out}[/]: "
-                  "results.json, results.md, pareto.png" + (" (per seed: seed-*/)" if seeds else ""))
+    console.print(
+        f"\n[bold green]done[/] in {out['wall_time_s'] / 60:.1f} min. Results in [bold]{exp.out}[/]: "
+        "results.json, results.md, pareto.png" + (" (per seed: seed-*/)" if seeds else "")
+    )
 
 
 # ---------------------------------------------------------------------------------------- train
@@ -237,18 +270,29 @@ def _run_experiment(cfg, seeds: list[int] | None = None) -> None:
 class TrainArguments:
     """What ``anchored train`` trains on and from (the training settings are AnchoredSFTConfig's)."""
 
-    data: str = field(metadata={"help": "Training data: jsonl, one {\"prompt\": ..., \"response\": ...} per line "
-                                        "('completion' is accepted for 'response')."})
-    model: str | None = field(default=None, metadata={
-        "help": "Base model id or folder (default: the bundled SmolLM2-135M-Instruct).", "aliases": ["-m"]})
-    reference_epochs: float = field(default=3, metadata={
-        "help": "Epochs of the reference SFT trained first when a method needs p_sft and --reference_model is not given."})
+    data: str = field(
+        metadata={
+            "help": 'Training data: jsonl, one {"prompt": ..., "response": ...} per line '
+            "('completion' is accepted for 'response')."
+        }
+    )
+    model: str | None = field(
+        default=None,
+        metadata={"help": "Base model id or folder (default: the bundled SmolLM2-135M-Instruct).", "aliases": ["-m"]},
+    )
+    reference_epochs: float = field(
+        default=3,
+        metadata={
+            "help": "Epochs of the reference SFT trained first when a method needs p_sft and --reference_model is not given."
+        },
+    )
     use_peft: bool = field(default=False, metadata={"help": "Train LoRA adapters (any method) instead of all weights."})
     lora_r: int = field(default=16, metadata={"help": "LoRA rank (with --use_peft)."})
     lora_alpha: int = field(default=32, metadata={"help": "LoRA alpha (with --use_peft)."})
     lora_dropout: float = field(default=0.0, metadata={"help": "LoRA dropout (with --use_peft)."})
-    lora_target_modules: list[str] = field(default_factory=lambda: ["all-linear"], metadata={
-        "help": "Modules that get LoRA adapters (with --use_peft)."})
+    lora_target_modules: list[str] = field(
+        default_factory=lambda: ["all-linear"], metadata={"help": "Modules that get LoRA adapters (with --use_peft)."}
+    )
 
     def peft_config(self):
         """The ``peft.LoraConfig`` of these flags, or None without ``use_peft``."""
@@ -257,13 +301,22 @@ class TrainArguments:
         from peft import LoraConfig
 
         target = self.lora_target_modules
-        return LoraConfig(r=self.lora_r, lora_alpha=self.lora_alpha, lora_dropout=self.lora_dropout,
-                          target_modules=target[0] if target == ["all-linear"] else target, task_type="CAUSAL_LM")
+        return LoraConfig(
+            r=self.lora_r,
+            lora_alpha=self.lora_alpha,
+            lora_dropout=self.lora_dropout,
+            target_modules=target[0] if target == ["all-linear"] else target,
+            task_type="CAUSAL_LM",
+        )
 
 
 #: flag spellings of earlier versions of ``anchored train``
-TRAIN_RENAMED = {"--reference": "--reference_model", "-o": "--output_dir", "--output-dir": "--output_dir",
-                 "--reference-model": "--reference_model"}
+TRAIN_RENAMED = {
+    "--reference": "--reference_model",
+    "-o": "--output_dir",
+    "--output-dir": "--output_dir",
+    "--reference-model": "--reference_model",
+}
 
 
 def _peek(argv: list[str], flag: str) -> str | None:
@@ -296,18 +349,22 @@ def train_command(ctx: typer.Context) -> None:
     from anchored_learning.methods import METHODS, get_method
 
     argv = _rename_old_flags(list(ctx.args), TRAIN_RENAMED)
-    description = ("Train one method on your data and save the model to OUTPUT_DIR/final (checkpoints in "
-                   "OUTPUT_DIR/trainer; re-running resumes). A method that needs the reference model p_sft "
-                   "trains it first (plain SFT, --reference_epochs) into OUTPUT_DIR/reference unless "
-                   "--reference_model is given. Every field below is a flag; --config RECIPE.yaml sets fields "
-                   "that flags override.")
+    description = (
+        "Train one method on your data and save the model to OUTPUT_DIR/final (checkpoints in "
+        "OUTPUT_DIR/trainer; re-running resumes). A method that needs the reference model p_sft "
+        "trains it first (plain SFT, --reference_epochs) into OUTPUT_DIR/reference unless "
+        "--reference_model is given. Every field below is a flag; --config RECIPE.yaml sets fields "
+        "that flags override."
+    )
     help_asked = "--help" in argv or "-h" in argv
     # everything is validated before any training: the method, the output folder, the flags and
     # config, then data and models
     method = _peek(argv, "--method") or "anchored"
     if method == "lora":
-        raise typer.BadParameter("LoRA is an option of any method now: use --method sft --use_peft "
-                                 "(or --method anchored --use_peft)", param_hint="--method")
+        raise typer.BadParameter(
+            "LoRA is an option of any method now: use --method sft --use_peft (or --method anchored --use_peft)",
+            param_hint="--method",
+        )
     if method not in METHODS and not help_asked:
         raise typer.BadParameter(f"unknown method {method!r}; choose one of {', '.join(METHODS)}", param_hint="--method")
     out = _peek(argv, "--output_dir")
@@ -324,8 +381,13 @@ def train_command(ctx: typer.Context) -> None:
     needs_ref = method in METHODS and get_method(method).needs_reference
     overrides = {"output_dir": str(output_dir / "trainer"), "reference_model": ref_dir if needs_ref else reference}
     targs, args = parse_config_args(
-        _drop_flag(argv, "--output_dir"), (TrainArguments, AnchoredSFTConfig), prog="anchored train",
-        description=description, defaults={"report_to": "none"}, overrides=overrides)
+        _drop_flag(argv, "--output_dir"),
+        (TrainArguments, AnchoredSFTConfig),
+        prog="anchored train",
+        description=description,
+        defaults={"report_to": "none"},
+        overrides=overrides,
+    )
     if not Path(targs.data).is_file():
         raise typer.BadParameter(f"{targs.data} does not exist", param_hint="--data")
     try:
@@ -344,21 +406,29 @@ def train_command(ctx: typer.Context) -> None:
     stamp = {"data_sha256": hashlib.sha256(Path(targs.data).read_bytes()).hexdigest(), "base_model": str(path)}
     reuse = needs_ref and reference is None and marker.is_file() and json.loads(marker.read_text()) == stamp
     train_ref = needs_ref and reference is None and not reuse
-    stages = ([f"reference SFT ({targs.reference_epochs:g} epochs)"] if train_ref
-              else [f"reference {ref_dir}" + (" (reused)" if reuse else "")] if needs_ref else []) + [f"{args.method} training"]
+    stages = (
+        [f"reference SFT ({targs.reference_epochs:g} epochs)"]
+        if train_ref
+        else [f"reference {ref_dir}" + (" (reused)" if reuse else "")]
+        if needs_ref
+        else []
+    ) + [f"{args.method} training"]
     typer.echo(f"model: {path}; {len(rows)} training examples; stages: {' -> '.join(stages)}; output: {output_dir}")
     if train_ref:
         m, tok = models.load_model_and_tokenizer(path)
-        trainer_mod.train_reference(m, dataset, ref_dir, processing_class=tok, report_to="none",
-                                    num_train_epochs=targs.reference_epochs)
+        trainer_mod.train_reference(
+            m, dataset, ref_dir, processing_class=tok, report_to="none", num_train_epochs=targs.reference_epochs
+        )
         marker.write_text(json.dumps(stamp))  # written last: a killed save is never reused
     m, tok = models.load_model_and_tokenizer(path)
-    trainer = trainer_mod.AnchoredSFTTrainer(m, args=args, train_dataset=dataset, processing_class=tok,
-                                             peft_config=targs.peft_config())
+    trainer = trainer_mod.AnchoredSFTTrainer(
+        m, args=args, train_dataset=dataset, processing_class=tok, peft_config=targs.peft_config()
+    )
     ckpt = any(Path(args.output_dir).glob("checkpoint-*"))
     trainer.train(resume_from_checkpoint=True if ckpt else None)
-    models.save_pretrained_atomically(trainer.model, tok, output_dir / "final",
-                                      {"train_log.json": json.dumps(trainer.state.log_history, default=str)})
+    models.save_pretrained_atomically(
+        trainer.model, tok, output_dir / "final", {"train_log.json": json.dumps(trainer.state.log_history, default=str)}
+    )
     typer.echo(f"saved {output_dir / 'final'}")
 
 

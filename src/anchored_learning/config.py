@@ -31,13 +31,18 @@ class AnchoredSFTConfig(SFTConfig):
 
     method: str = field(
         default="anchored",
-        metadata={"help": "Training objective: " + "; ".join(f"'{m.name}': {m.description}" for m in METHODS.values())
-                  + ". LoRA is an option of any method (--use_peft), not a method.",
-                  "choices": list(METHODS)},
+        metadata={
+            "help": "Training objective: "
+            + "; ".join(f"'{m.name}': {m.description}" for m in METHODS.values())
+            + ". LoRA is an option of any method (--use_peft), not a method.",
+            "choices": list(METHODS),
+        },
     )
     anchor_alpha: float = field(
         default=0.5,
-        metadata={"help": "alpha in [0, 1]: weight of the reference model p_sft in the anchor (0 = no movement, 1 = distill p_sft)."},
+        metadata={
+            "help": "alpha in [0, 1]: weight of the reference model p_sft in the anchor (0 = no movement, 1 = distill p_sft)."
+        },
     )
     anchor_interpolation: Literal["logit", "probability"] = field(
         default="logit", metadata={"help": "'logit' (geometric mixture, default) or 'probability' (arithmetic mixture) anchor."}
@@ -45,9 +50,7 @@ class AnchoredSFTConfig(SFTConfig):
     anchor_temperature: float = field(
         default=1.0, metadata={"help": "Temperature tau > 0 of anchor and student; the KL is multiplied by tau^2."}
     )
-    outer_iterations: int = field(
-        default=5, metadata={"help": "T: number of outer iterations (snapshot refreshes)."}
-    )
+    outer_iterations: int = field(default=5, metadata={"help": "T: number of outer iterations (snapshot refreshes)."})
     inner_epochs: int = field(
         default=5, metadata={"help": "K: epochs over the data per outer iteration (the snapshot is fixed within one)."}
     )
@@ -69,9 +72,7 @@ class AnchoredSFTConfig(SFTConfig):
     ce_weight: float = field(
         default=0.0, metadata={"help": "w in [0, 1]: loss = (1 - w) * anchored KL + w * cross-entropy (debug/warm-start)."}
     )
-    kl_coef: float = field(
-        default=0.1, metadata={"help": "lambda of the KL-to-base term for sft_kl and asft."}
-    )
+    kl_coef: float = field(default=0.1, metadata={"help": "lambda of the KL-to-base term for sft_kl and asft."})
     kl_direction: Literal["forward", "reverse"] = field(
         default="forward", metadata={"help": "'forward' KL(p0 || p_theta) or 'reverse' KL(p_theta || p0) for sft_kl and asft."}
     )
@@ -86,9 +87,7 @@ class AnchoredSFTConfig(SFTConfig):
     keep_anchor_cache: bool = field(
         default=False, metadata={"help": "Keep the anchor caches and snapshots after training finishes."}
     )
-    probe_size: int = field(
-        default=8, metadata={"help": "Training examples in the fixed probe batch for refresh diagnostics."}
-    )
+    probe_size: int = field(default=8, metadata={"help": "Training examples in the fixed probe batch for refresh diagnostics."})
 
     def __post_init__(self):
         self._check_numeric_fields()
@@ -132,8 +131,10 @@ class AnchoredSFTConfig(SFTConfig):
         if not self.learning_rate >= 0:
             raise ValueError(f"learning_rate must be >= 0, got {self.learning_rate}")
         if self.per_device_train_batch_size < 1 or self.gradient_accumulation_steps < 1:
-            raise ValueError(f"per_device_train_batch_size and gradient_accumulation_steps must be >= 1, got "
-                             f"{self.per_device_train_batch_size} and {self.gradient_accumulation_steps}")
+            raise ValueError(
+                f"per_device_train_batch_size and gradient_accumulation_steps must be >= 1, got "
+                f"{self.per_device_train_batch_size} and {self.gradient_accumulation_steps}"
+            )
         if not self.num_train_epochs > 0:
             raise ValueError(f"num_train_epochs must be > 0, got {self.num_train_epochs}")
 

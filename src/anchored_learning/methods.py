@@ -95,29 +95,53 @@ def _anchored(student, y, anchors, args, **common):
     # alpha = 1 (distill) reads no snapshot: the anchor is p_sft itself
     snapshot = anchors.reference if anchors.snapshot is None else anchors.snapshot
     return O.anchored_kl_loss(
-        student, snapshot, anchors.reference, y,
-        alpha=args.anchor_alpha, interpolation=args.anchor_interpolation,
-        temperature=args.anchor_temperature, ce_weight=args.ce_weight, **common,
+        student,
+        snapshot,
+        anchors.reference,
+        y,
+        alpha=args.anchor_alpha,
+        interpolation=args.anchor_interpolation,
+        temperature=args.anchor_temperature,
+        ce_weight=args.ce_weight,
+        **common,
     )
 
 
 METHODS: dict[str, Method] = {
     m.name: m
     for m in (
-        Method("anchored", _anchored, needs_reference=True, snapshot="outer",
-               description="Anchored Learning (arXiv:2605.04468): KL(q_t || p_theta), anchor q_t between the "
-                           "snapshot p_t and p_sft, snapshot refreshed every K epochs"),
-        Method("anchored_per_step", _anchored, needs_reference=True, fixed={"snapshot_mode": "per_step"},
-               description="anchored KL with the student's own detached logits as z_t (TAID-like, no snapshot)"),
-        Method("distill", _anchored, needs_reference=True, fixed={"anchor_alpha": 1.0},
-               description="distillation KL(p_sft || p_theta) (alpha = 1)"),
+        Method(
+            "anchored",
+            _anchored,
+            needs_reference=True,
+            snapshot="outer",
+            description="Anchored Learning (arXiv:2605.04468): KL(q_t || p_theta), anchor q_t between the "
+            "snapshot p_t and p_sft, snapshot refreshed every K epochs",
+        ),
+        Method(
+            "anchored_per_step",
+            _anchored,
+            needs_reference=True,
+            fixed={"snapshot_mode": "per_step"},
+            description="anchored KL with the student's own detached logits as z_t (TAID-like, no snapshot)",
+        ),
+        Method(
+            "distill",
+            _anchored,
+            needs_reference=True,
+            fixed={"anchor_alpha": 1.0},
+            description="distillation KL(p_sft || p_theta) (alpha = 1)",
+        ),
         Method("sft", _sft, description="plain SFT: -log p_theta(y_k)"),
-        Method("sft_kl", _sft_kl, snapshot="base",
-               description="SFT + kl_coef * KL(p0 || p_theta) to the fixed base model"),
+        Method("sft_kl", _sft_kl, snapshot="base", description="SFT + kl_coef * KL(p0 || p_theta) to the fixed base model"),
         Method("dft", _dft, description="DFT (arXiv:2508.05629): -sg(p_theta(y_k)) log p_theta(y_k)"),
         Method("asft", _asft, snapshot="base", description="ASFT (arXiv:2509.23753): DFT + kl_coef * KL(p0 || p_theta)"),
-        Method("psft", _psft, snapshot="outer",
-               description="PSFT (arXiv:2508.17784): clipped ratio to the old policy, refreshed every K epochs"),
+        Method(
+            "psft",
+            _psft,
+            snapshot="outer",
+            description="PSFT (arXiv:2508.17784): clipped ratio to the old policy, refreshed every K epochs",
+        ),
     )
 }
 

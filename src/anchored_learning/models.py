@@ -54,9 +54,7 @@ def bundled_gguf_path() -> Path:
     except (ImportError, ValueError):
         spec = None
     if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(
-            f"the bundled model {BUNDLED_MODEL!r} needs the package {BUNDLED_PACKAGE_PIN}; {hint}"
-        )
+        raise FileNotFoundError(f"the bundled model {BUNDLED_MODEL!r} needs the package {BUNDLED_PACKAGE_PIN}; {hint}")
     path = Path(list(spec.submodule_search_locations)[0]) / BUNDLED_GGUF_FILE
     if not path.is_file():
         raise FileNotFoundError(f"{path} is missing (broken {BUNDLED_PACKAGE} install?); {hint}")
@@ -161,8 +159,10 @@ def check_model_source(name_or_path: str | None) -> None:
     if name_or_path is None or name_or_path == BUNDLED_MODEL:
         return
     p = Path(name_or_path).expanduser()
-    hint = (f"pass a folder written by save_pretrained, a Hugging Face id available offline, or "
-            f"{BUNDLED_MODEL!r} for the bundled model")
+    hint = (
+        f"pass a folder written by save_pretrained, a Hugging Face id available offline, or "
+        f"{BUNDLED_MODEL!r} for the bundled model"
+    )
     if p.exists():
         if not p.is_dir() or not (p / "config.json").is_file():
             raise ValueError(f"model {name_or_path!r} is not a model folder (no config.json in it); {hint}")
@@ -175,12 +175,12 @@ def check_model_source(name_or_path: str | None) -> None:
         AutoConfig.from_pretrained(name_or_path)
     except (OSError, ValueError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ValueError(f"cannot load model {name_or_path!r}: it is not a local folder and not in the Hugging "
-                         f"Face cache ({first}); {hint}") from None
+        raise ValueError(
+            f"cannot load model {name_or_path!r}: it is not a local folder and not in the Hugging Face cache ({first}); {hint}"
+        ) from None
 
 
-def load_model_and_tokenizer(name_or_path: str | None = None, dtype: torch.dtype = torch.float32,
-                             cache_dir: str | None = None):
+def load_model_and_tokenizer(name_or_path: str | None = None, dtype: torch.dtype = torch.float32, cache_dir: str | None = None):
     """Load a causal LM and its tokenizer (offline for the bundled model).
 
     Args:

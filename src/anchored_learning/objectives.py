@@ -135,10 +135,7 @@ def _prepare(
     else:
         norm = float(num_response_tokens.item() if isinstance(num_response_tokens, torch.Tensor) else num_response_tokens)
         if not norm > 0:
-            raise ValueError(
-                f"num_response_tokens must be > 0, got {norm}: the accumulated batch has no "
-                "response tokens"
-            )
+            raise ValueError(f"num_response_tokens must be > 0, got {norm}: the accumulated batch has no response tokens")
     return s, y, idx, norm, flat_others
 
 

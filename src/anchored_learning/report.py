@@ -18,9 +18,7 @@ def pareto_frontier(points: Sequence[tuple[float, float]]) -> list[int]:
     """
     idx = []
     for i, (d, g) in enumerate(points):
-        dominated = any(
-            (d2 <= d and g2 >= g) and (d2 < d or g2 > g) for j, (d2, g2) in enumerate(points) if j != i
-        )
+        dominated = any((d2 <= d and g2 >= g) and (d2 < d or g2 > g) for j, (d2, g2) in enumerate(points) if j != i)
         if not dominated:
             idx.append(i)
     return sorted(idx, key=lambda i: (points[i][0], -points[i][1]))
@@ -50,8 +48,16 @@ def plot_pareto(rows: Sequence[dict[str, Any]], path: str | os.PathLike, title: 
     for i, r in enumerate(rows):
         ax.annotate(r["label"], pts[i], textcoords="offset points", xytext=(5, 5), fontsize=8)
         if r.get("gain_sd") is not None or r.get("degradation_sd") is not None:
-            ax.errorbar(pts[i][0], pts[i][1], xerr=r.get("degradation_sd") or 0.0, yerr=r.get("gain_sd") or 0.0,
-                        color="grey", linewidth=0.8, capsize=2, zorder=1)
+            ax.errorbar(
+                pts[i][0],
+                pts[i][1],
+                xerr=r.get("degradation_sd") or 0.0,
+                yerr=r.get("gain_sd") or 0.0,
+                color="grey",
+                linewidth=0.8,
+                capsize=2,
+                zorder=1,
+            )
     if front:
         fx = [pts[i][0] for i in front]
         fy = [pts[i][1] for i in front]
@@ -142,7 +148,10 @@ def markdown_table_seeds(rows: Sequence[dict[str, Any]], heldout: Sequence[str])
     for r in rows:
         cells = [r["label"], ms(r["target"], r["target_sd"], "{:.3f}"), ms(r["gain"], r["gain_sd"], "{:+.1f}")]
         cells += [ms(r["heldout"].get(h), r["heldout_sd"].get(h), "{:.3f}") for h in heldout]
-        cells += [ms(r["degradation"], r["degradation_sd"], "{:+.1f}"), ms(r["drift_kl"], r["drift_kl_sd"], "{:.3f}"),
-                  ms(r["train_time_s"], None, "{:.0f}")]
+        cells += [
+            ms(r["degradation"], r["degradation_sd"], "{:+.1f}"),
+            ms(r["drift_kl"], r["drift_kl_sd"], "{:.3f}"),
+            ms(r["train_time_s"], None, "{:.0f}"),
+        ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

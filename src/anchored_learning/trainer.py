@@ -219,8 +219,9 @@ class AnchoredSFTTrainer(SFTTrainer):
             loss = O.sft_loss(student, y, chunk_size=a.anchor_chunk_size) if y.numel() else student.sum() * 0.0
         else:
             anchors = self._anchors(student, inputs, index)
-            loss = self.method.loss(student, y, anchors, a, num_response_tokens=num_items_in_batch,
-                                    chunk_size=a.anchor_chunk_size)
+            loss = self.method.loss(
+                student, y, anchors, a, num_response_tokens=num_items_in_batch, chunk_size=a.anchor_chunk_size
+            )
             self._metrics["train"]["outer_iteration"].append(float(self.outer_iteration(int(self.state.epoch or 0))))
             if a.average_tokens_across_devices and num_items_in_batch is not None:
                 loss = loss * self.accelerator.num_processes  # DDP averages gradients over ranks
@@ -232,8 +233,10 @@ class AnchoredSFTTrainer(SFTTrainer):
         """The frozen logits the method reads at this batch's response positions."""
         a = self.args
         if (a.needs_reference and self._reference is None) or (a.needs_snapshot and self._snapshot is None):
-            raise RuntimeError("the anchors are not in place: trainer.train() does this at every epoch start; "
-                               "outside train() call trainer.refresh_snapshot() first")
+            raise RuntimeError(
+                "the anchors are not in place: trainer.train() does this at every epoch start; "
+                "outside train() call trainer.refresh_snapshot() first"
+            )
         anchors = Anchors()
         if a.needs_reference:
             anchors.reference = self._anchor_logits(self._reference, inputs, index)
@@ -325,7 +328,9 @@ class AnchoredSFTTrainer(SFTTrainer):
             logger.info("building %s anchor cache at %s", kind, path)
         first = self._collate_plain(examples[: min(2, len(examples))])
         dev = next(unwrap(model).parameters()).device
-        check_plain_head(model, first["input_ids"].to(dev), first.get("attention_mask").to(dev) if "attention_mask" in first else None)
+        check_plain_head(
+            model, first["input_ids"].to(dev), first.get("attention_mask").to(dev) if "attention_mask" in first else None
+        )
         return HiddenStateCache.build(
             path,
             model,
@@ -424,21 +429,30 @@ class AnchoredSFTTrainer(SFTTrainer):
         y = labels[labels != O.IGNORE_INDEX]
         if y.numel() == 0:
             return
-        record: dict[str, float] = {"outer_iteration": float(t), "epoch": float(self.state.epoch or 0.0), "step": float(self.state.global_step)}
+        record: dict[str, float] = {
+            "outer_iteration": float(t),
+            "epoch": float(self.state.epoch or 0.0),
+            "step": float(self.state.global_step),
+        }
         if previous is None and t > 0:
             record["resumed"] = 1.0  # first refresh after resume_from_checkpoint: same snapshot, reloaded
         snap = self._anchor_logits(self._snapshot, inputs, index)
         if previous is not None:
             prev = self._anchor_logits(previous, inputs, index)
             # KL(student || previous snapshot): the move made by the last outer iteration
-            record["kl_student_prev_snapshot"] = O.kl_to_reference_loss(snap[torch.arange(len(y))], prev, y, direction="reverse").item()
+            record["kl_student_prev_snapshot"] = O.kl_to_reference_loss(
+                snap[torch.arange(len(y))], prev, y, direction="reverse"
+            ).item()
         if self.args.method == "anchored" and self._reference is not None:
             ref = self._anchor_logits(self._reference, inputs, index)
             rows = torch.arange(len(y))
             record.update(
                 O.anchor_bound_terms(
-                    snap[rows], ref[rows], y,
-                    alpha=self.args.anchor_alpha, interpolation=self.args.anchor_interpolation,
+                    snap[rows],
+                    ref[rows],
+                    y,
+                    alpha=self.args.anchor_alpha,
+                    interpolation=self.args.anchor_interpolation,
                     temperature=self.args.anchor_temperature,
                 )
             )

@@ -47,22 +47,30 @@ def parse_args(argv=None):
     p.add_argument("--output-dir", required=True)
     p.add_argument("--reference-dir", required=True)
     p.add_argument("--anchor-source", choices=("cache", "live"), default="cache")
-    p.add_argument("--max-kill-step", default="none", help="global step at whose on_step_end the process SIGKILLs itself, or 'none'")
+    p.add_argument(
+        "--max-kill-step", default="none", help="global step at whose on_step_end the process SIGKILLs itself, or 'none'"
+    )
     p.add_argument("--resume", action="store_true", help="trainer.train(resume_from_checkpoint=True)")
     p.add_argument("--save-steps", type=int, default=1, help="checkpoint every N steps; 0 = save_strategy='no'")
     p.add_argument("--per-device-batch-size", type=int, default=4)
     p.add_argument("--reference-only", action="store_true", help="only make sure the reference exists")
     p.add_argument(
-        "--watchdog", type=float, default=0.0,
+        "--watchdog",
+        type=float,
+        default=0.0,
         help="if > 0: after this many seconds dump every thread's traceback to stderr and exit (diagnoses hangs)",
     )
     p.add_argument(
-        "--stagger-snapshot", type=float, default=0.0,
+        "--stagger-snapshot",
+        type=float,
+        default=0.0,
         help="ranks other than 0 sleep this many seconds before every snapshot refresh (forces the "
         "rank-0-writes-first interleaving of AnchoredSFTTrainer._take_snapshot)",
     )
     p.add_argument(
-        "--step-watchdog", type=float, default=0.0,
+        "--step-watchdog",
+        type=float,
+        default=0.0,
         help="if > 0: once training starts, a single optimizer step taking longer than this many seconds dumps "
         "every thread's traceback and exits (replaces --watchdog from then on; a deadlock fails fast)",
     )
@@ -81,8 +89,18 @@ def ensure_reference(ref_dir: str, data) -> None:
         raise SystemExit(f"reference {ref_dir} missing: build it with a single process first (--reference-only)")
     model, tok = tiny_llama(seed=SEED)
     train_reference(
-        model, data, ref_dir, processing_class=tok, per_device_train_batch_size=4, learning_rate=1e-2,
-        num_train_epochs=2, report_to="none", save_strategy="no", use_cpu=True, seed=SEED, disable_tqdm=True,
+        model,
+        data,
+        ref_dir,
+        processing_class=tok,
+        per_device_train_batch_size=4,
+        learning_rate=1e-2,
+        num_train_epochs=2,
+        report_to="none",
+        save_strategy="no",
+        use_cpu=True,
+        seed=SEED,
+        disable_tqdm=True,
     )
 
 
@@ -152,6 +170,7 @@ def main(argv=None) -> int:
         disable_tqdm=True,
         dataloader_num_workers=0,
     )
+
     class StepWatchdog(TrainerCallback):
         """Re-arm faulthandler's timer at every step: a step (or the final save) that hangs exits the process."""
 
@@ -183,11 +202,15 @@ def main(argv=None) -> int:
         save_file(sd, str(out / "final" / "model.safetensors"))
         (out / "log_history.json").write_text(json.dumps(trainer.state.log_history, indent=1))
         (out / "anchor_history.json").write_text(json.dumps(trainer.anchor_history, indent=1))
-        (out / "run_info.json").write_text(json.dumps({
-            "world_size": trainer.accelerator.num_processes,
-            "global_step": trainer.state.global_step,
-            "epoch": trainer.state.epoch,
-        }))
+        (out / "run_info.json").write_text(
+            json.dumps(
+                {
+                    "world_size": trainer.accelerator.num_processes,
+                    "global_step": trainer.state.global_step,
+                    "epoch": trainer.state.epoch,
+                }
+            )
+        )
     trainer.accelerator.wait_for_everyone()
     return 0
 

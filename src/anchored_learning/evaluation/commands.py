@@ -22,8 +22,14 @@ def results_table(out: dict[str, Any], title: str = "evaluation"):
         t.add_column(col, justify="left" if col in ("suite", "metric") else "right")
     for name, r in out["results"].items():
         if "skipped" in r or "error" in r:
-            t.add_row(name, "-", "[yellow]skipped[/]" if "skipped" in r else "[red]error[/]",
-                      (r.get("skipped") or r.get("error", ""))[:60], "-", f"{r.get('wall_time_s', 0):.1f}")
+            t.add_row(
+                name,
+                "-",
+                "[yellow]skipped[/]" if "skipped" in r else "[red]error[/]",
+                (r.get("skipped") or r.get("error", ""))[:60],
+                "-",
+                f"{r.get('wall_time_s', 0):.1f}",
+            )
             continue
         ci = ""
         if r.get("items"):
@@ -34,23 +40,32 @@ def results_table(out: dict[str, Any], title: str = "evaluation"):
 
 
 def eval_command(
-    model: str | None = typer.Option(None, "--model", "-m",
-                                        help="HF model id or local folder (default: bundled SmolLM2-135M-Instruct)."),
-    suite: list[str] = typer.Option(["stability"], "--suite", "-s",
-                                    help="Suite name, repeatable: igsm (the paper's mod-23), igsm_add (the CPU presets'), medcalc, ifeval, sciq_chat, hellaswag, arc_easy, "
-                                         "arc_challenge, piqa, mmlu, heldout_nll, drift, drift:<task>, stability."),
+    model: str | None = typer.Option(
+        None, "--model", "-m", help="HF model id or local folder (default: bundled SmolLM2-135M-Instruct)."
+    ),
+    suite: list[str] = typer.Option(
+        ["stability"],
+        "--suite",
+        "-s",
+        help="Suite name, repeatable: igsm (the paper's mod-23), igsm_add (the CPU presets'), medcalc, ifeval, sciq_chat, hellaswag, arc_easy, "
+        "arc_challenge, piqa, mmlu, heldout_nll, drift, drift:<task>, stability.",
+    ),
     limit: int | None = typer.Option(None, "--limit", "-n", min=1, help="Items per suite (default: per-suite default)."),
     seed: int = typer.Option(0, "--seed", min=0, help="Seed of the fixed item subsets."),
     output: Path | None = typer.Option(None, "--output", "-o", dir_okay=False, help="Write the JSON results to this file."),
-    base_model: str | None = typer.Option(None, "--base-model",
-                                             help="Reference model p0 for drift suites (e.g. 'smollm2-135m-instruct'); "
-                                                  "without it drift is skipped."),
+    base_model: str | None = typer.Option(
+        None,
+        "--base-model",
+        help="Reference model p0 for drift suites (e.g. 'smollm2-135m-instruct'); without it drift is skipped.",
+    ),
     batch_size: int = typer.Option(8, "--batch-size", min=1, help="Sequences per forward pass."),
-    generation_batch_size: int = typer.Option(32, "--generation-batch-size", min=1,
-                                              help="Prompts per generate call (generation suites)."),
+    generation_batch_size: int = typer.Option(
+        32, "--generation-batch-size", min=1, help="Prompts per generate call (generation suites)."
+    ),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
-    threads: int | None = typer.Option(None, "--threads", min=1,
-                                          help="torch CPU threads (1 is often fastest on a busy machine)."),
+    threads: int | None = typer.Option(
+        None, "--threads", min=1, help="torch CPU threads (1 is often fastest on a busy machine)."
+    ),
 ) -> None:
     """Score a model on evaluation suites (offline) and print a table; optionally write JSON."""
     from rich.console import Console
@@ -91,8 +106,20 @@ def eval_command(
         else:
             console.print(f"  {name}: {r.get('skipped') or r.get('error')}")
 
-    out = evaluate(m, tok, suite, limit=limit, seed=seed, base_model=base, batch_size=batch_size,
-                   generation_batch_size=generation_batch_size, progress=progress, model_name=label, base_model_name=base_model, on_result=on_result)
+    out = evaluate(
+        m,
+        tok,
+        suite,
+        limit=limit,
+        seed=seed,
+        base_model=base,
+        batch_size=batch_size,
+        generation_batch_size=generation_batch_size,
+        progress=progress,
+        model_name=label,
+        base_model_name=base_model,
+        on_result=on_result,
+    )
     if output is not None:
         write_json_atomic(output, out)
         console.print(f"wrote {output}")

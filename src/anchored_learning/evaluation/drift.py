@@ -26,13 +26,13 @@ from anchored_learning.evaluation.generation import chat_prompt
 def _batches(seqs: list[list[int]], batch_size: int, pid: int):
     order = sorted(range(len(seqs)), key=lambda i: -len(seqs[i]))
     for b in range(0, len(order), batch_size):
-        idx = order[b:b + batch_size]
+        idx = order[b : b + batch_size]
         T = max(len(seqs[i]) for i in idx)
         ids = torch.full((len(idx), T), pid, dtype=torch.long)
         mask = torch.zeros((len(idx), T), dtype=torch.long)
         for r, i in enumerate(idx):
-            ids[r, :len(seqs[i])] = torch.tensor(seqs[i], dtype=torch.long)
-            mask[r, :len(seqs[i])] = 1
+            ids[r, : len(seqs[i])] = torch.tensor(seqs[i], dtype=torch.long)
+            mask[r, : len(seqs[i])] = 1
         yield idx, ids, mask
 
 
@@ -94,8 +94,9 @@ def mean_nll(
     }
 
 
-def encode_prompt_response(tokenizer, prompt: str, response: str, *, chat: bool = True,
-                           system: str | None = None, max_length: int = 512) -> tuple[list[int], int]:
+def encode_prompt_response(
+    tokenizer, prompt: str, response: str, *, chat: bool = True, system: str | None = None, max_length: int = 512
+) -> tuple[list[int], int]:
     """Token ids of ``chat_prompt(prompt) + response + EOS`` and the number of prompt tokens.
 
     The response is truncated (never the prompt) so the total fits ``max_length``.
@@ -127,8 +128,8 @@ def kl_rows(logits_p0: torch.Tensor, logits_p: torch.Tensor, chunk: int = 1024) 
     """
     out = []
     for s in range(0, logits_p0.shape[0], chunk):
-        a = torch.log_softmax(logits_p0[s:s + chunk].float(), dim=-1)
-        b = torch.log_softmax(logits_p[s:s + chunk].float(), dim=-1)
+        a = torch.log_softmax(logits_p0[s : s + chunk].float(), dim=-1)
+        b = torch.log_softmax(logits_p[s : s + chunk].float(), dim=-1)
         out.append((a.exp() * (a - b)).sum(-1).clamp_min(0.0))
     return torch.cat(out) if out else torch.zeros(0)
 

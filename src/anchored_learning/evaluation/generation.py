@@ -26,9 +26,7 @@ def chat_prompt(tokenizer, prompt: str, system: str | None = None) -> str:
     """The text the model sees for a one-turn chat ``prompt`` (generation prompt appended).
 
     Without a chat template the prompt is returned unchanged (base models)."""
-    messages = ([{"role": "system", "content": system}] if system else []) + [
-        {"role": "user", "content": prompt}
-    ]
+    messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
     if getattr(tokenizer, "chat_template", None):
         return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     return (system + "\n\n" if system else "") + prompt
@@ -37,8 +35,11 @@ def chat_prompt(tokenizer, prompt: str, system: str | None = None) -> str:
 def stop_token_ids(model, tokenizer) -> list[int]:
     """EOS / end-of-turn token ids generation stops at (sorted, unique)."""
     ids: set[int] = set()
-    for src in (tokenizer.eos_token_id, getattr(getattr(model, "generation_config", None), "eos_token_id", None),
-                getattr(model.config, "eos_token_id", None)):
+    for src in (
+        tokenizer.eos_token_id,
+        getattr(getattr(model, "generation_config", None), "eos_token_id", None),
+        getattr(model.config, "eos_token_id", None),
+    ):
         if isinstance(src, int):
             ids.add(src)
         elif isinstance(src, (list, tuple)):
@@ -70,7 +71,7 @@ class RegexStop(StoppingCriteria):
         self.window = int(window)
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs) -> torch.BoolTensor:
-        new = input_ids[:, self.prompt_len:][:, -self.window:].tolist()
+        new = input_ids[:, self.prompt_len :][:, -self.window :].tolist()
         done = [bool(self.regex.search(self.tokenizer.decode(row, skip_special_tokens=True))) for row in new]
         return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
 
@@ -125,16 +126,17 @@ def generate(
     bar = progress_bar(len(ids), desc, progress)
     with eval_mode(model):
         for b in range(0, len(order), batch_size):
-            batch = order[b:b + batch_size]
+            batch = order[b : b + batch_size]
             T = max(len(ids[i]) for i in batch)
             inp = torch.full((len(batch), T), pid, dtype=torch.long)
             mask = torch.zeros((len(batch), T), dtype=torch.long)
             for r, i in enumerate(batch):  # left padding
-                inp[r, T - len(ids[i]):] = torch.tensor(ids[i], dtype=torch.long)
-                mask[r, T - len(ids[i]):] = 1
+                inp[r, T - len(ids[i]) :] = torch.tensor(ids[i], dtype=torch.long)
+                mask[r, T - len(ids[i]) :] = 1
             criteria = [RegexStop(tokenizer, stop_regex, T)] if stop_regex else None
-            out = model.generate(input_ids=inp.to(device), attention_mask=mask.to(device),
-                                 generation_config=gen_cfg, stopping_criteria=criteria)
+            out = model.generate(
+                input_ids=inp.to(device), attention_mask=mask.to(device), generation_config=gen_cfg, stopping_criteria=criteria
+            )
             new = out[:, T:].tolist()
             for r, i in enumerate(batch):
                 toks = new[r]

@@ -56,7 +56,7 @@ def encode_pair(tokenizer, context: str, continuation: str) -> tuple[list[int], 
     else:
         whole = encode(tokenizer, context + continuation)
         ctx = encode(tokenizer, context)
-        cont = whole[len(ctx):]
+        cont = whole[len(ctx) :]
     if not cont:
         raise ValueError(f"continuation {continuation!r} encodes to no token after {context[-40:]!r}")
     return ctx, cont
@@ -95,9 +95,9 @@ def loglikelihood(
     encoded = []
     for ctx, cont in requests:
         c_ids, k_ids = encode_pair(tokenizer, ctx, cont)
-        whole = (c_ids + k_ids)[-(max_length + 1):]
+        whole = (c_ids + k_ids)[-(max_length + 1) :]
         n_scored = min(len(k_ids), len(whole) - 1)  # a continuation longer than the window is cut
-        encoded.append((tuple(whole[:-1]), k_ids[len(k_ids) - n_scored:]))
+        encoded.append((tuple(whole[:-1]), k_ids[len(k_ids) - n_scored :]))
     # unique model inputs -> the longest continuation read from them
     unique: dict[tuple[int, ...], int] = {}
     for inp, cont in encoded:
@@ -109,25 +109,25 @@ def loglikelihood(
     bar = progress_bar(len(order), desc, progress)
     with eval_mode(model):
         for b in range(0, len(order), batch_size):
-            batch = order[b:b + batch_size]
+            batch = order[b : b + batch_size]
             T = max(len(x) for x in batch)
             ids = torch.full((len(batch), T), pid, dtype=torch.long)
             mask = torch.zeros((len(batch), T), dtype=torch.long)
             for r, x in enumerate(batch):
-                ids[r, :len(x)] = torch.tensor(x, dtype=torch.long)
-                mask[r, :len(x)] = 1
+                ids[r, : len(x)] = torch.tensor(x, dtype=torch.long)
+                mask[r, : len(x)] = 1
             start = min(len(x) - unique[x] for x in batch)
             keep = T - start
             logits = forward_logits(model, ids.to(device), mask.to(device), keep=keep)
             for r, x in enumerate(batch):
                 L = unique[x]
                 lo = len(x) - L - start
-                logprobs[x] = torch.log_softmax(logits[r, lo:lo + L].float(), dim=-1).cpu()
+                logprobs[x] = torch.log_softmax(logits[r, lo : lo + L].float(), dim=-1).cpu()
             bar.update(len(batch))
     bar.close()
     out = []
     for inp, cont in encoded:
-        lp = logprobs[inp][-len(cont):]
+        lp = logprobs[inp][-len(cont) :]
         tgt = torch.tensor(cont, dtype=torch.long)
         tok_lp = lp.gather(-1, tgt[:, None])[:, 0]
         greedy = bool((lp.argmax(dim=-1) == tgt).all())
@@ -190,8 +190,7 @@ def score_multiple_choice(
         delim = getattr(it, "delimiter", " ")
         spans.append((len(reqs), len(it.choices)))
         reqs.extend((it.context, delim + c) for c in it.choices)
-    lls = loglikelihood(model, tokenizer, reqs, batch_size=batch_size, max_length=max_length,
-                        progress=progress, desc=desc)
+    lls = loglikelihood(model, tokenizer, reqs, batch_size=batch_size, max_length=max_length, progress=progress, desc=desc)
     res: dict[str, Any] = {"items_acc": [], "items_acc_norm": [], "items_acc_bytes": [], "logliks": []}
     for it, (s, n) in zip(items, spans):
         ll = [lls[s + j][0] for j in range(n)]

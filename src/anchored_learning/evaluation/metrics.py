@@ -40,8 +40,9 @@ def degradation(before: float, after: float, higher_is_better: bool = True) -> f
     return float(100.0 * drop / abs(before))
 
 
-def mean_degradation(before: Mapping[str, float], after: Mapping[str, float],
-                     higher_is_better: Mapping[str, bool] | None = None) -> dict[str, Any]:
+def mean_degradation(
+    before: Mapping[str, float], after: Mapping[str, float], higher_is_better: Mapping[str, bool] | None = None
+) -> dict[str, Any]:
     """Degradation per benchmark (keys present in both) and their unweighted mean.
 
     Returns:
@@ -81,8 +82,9 @@ def bootstrap_indices(n: int, n_boot: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, n, size=(n_boot, n))
 
 
-def bootstrap_ci(items: Sequence[float], *, weights: Sequence[float] | None = None, n_boot: int = 2000,
-                 seed: int = 0, level: float = 0.95) -> tuple[float, float, float]:
+def bootstrap_ci(
+    items: Sequence[float], *, weights: Sequence[float] | None = None, n_boot: int = 2000, seed: int = 0, level: float = 0.95
+) -> tuple[float, float, float]:
     """Mean of ``items`` (weighted when ``weights`` given) and its percentile bootstrap CI.
 
     Returns:
@@ -170,8 +172,7 @@ def compare(
     B = before.get("results", before)
     A = after.get("results", after)
     out: dict[str, Any] = {"gain": {}, "degradation": {}, "n_boot": n_boot, "seed": seed}
-    common = [k for k in B if k in A and "items" in B[k] and "items" in A[k] and k != "drift"
-              and not k.startswith("drift")]
+    common = [k for k in B if k in A and "items" in B[k] and "items" in A[k] and k != "drift" and not k.startswith("drift")]
     rng_seed = seed
     boot_deg: list[np.ndarray] = []
     for k in common:
@@ -192,8 +193,7 @@ def compare(
         else:
             stat = lambda x, y, h=hib: degradation(x, y, h)  # noqa: E731
             est, lo, hi = paired_bootstrap(xb, xa, stat, weights=w, n_boot=n_boot, seed=rng_seed, level=level)
-            out["degradation"][k] = {"before": rb["primary"], "after": ra["primary"], "percent": est,
-                                     "ci": [lo, hi]}
+            out["degradation"][k] = {"before": rb["primary"], "after": ra["primary"], "percent": est, "ci": [lo, hi]}
             b, a, ww = _as_arrays(xb, xa, w)
             idx = bootstrap_indices(len(b), n_boot, rng_seed)
             mb, ma = _stat(b, ww, idx), _stat(a, ww, idx)
@@ -206,7 +206,10 @@ def compare(
         mean_boot = np.mean(np.vstack(boot_deg), axis=0)
         mean_boot = mean_boot[np.isfinite(mean_boot)]
         est = float(np.mean([v["percent"] for v in out["degradation"].values()]))
-        ci = [float(np.quantile(mean_boot, q)), float(np.quantile(mean_boot, 1 - q))] if mean_boot.size else [
-            float("nan"), float("nan")]
+        ci = (
+            [float(np.quantile(mean_boot, q)), float(np.quantile(mean_boot, 1 - q))]
+            if mean_boot.size
+            else [float("nan"), float("nan")]
+        )
         out["mean_degradation"] = {"percent": est, "ci": ci}
     return out

@@ -96,12 +96,27 @@ for _n in TASKS:
     _register(Suite(_n, "generation", DEFAULT_TARGET_LIMIT, "score", description=f"target task {_n} (generation)"))
 for _n, _b in BENCHMARKS.items():
     _register(Suite(_n, "mc", DEFAULT_MC_LIMIT, _b.metric, description=_b.description or f"{_n} multiple choice ({_b.metric})"))
-_register(Suite("heldout_nll", "nll", DEFAULT_NLL_LIMIT, "nll", higher_is_better=False,
-                description="NLL on BoolQ Wikipedia passages (nats/token)"))
-_register(Suite("drift", "drift", DEFAULT_DRIFT_LIMIT, "kl", higher_is_better=False,
-                description="KL(p0||p) on SciQ prompt/response pairs (nats/token)"))
-_register(Suite("stability", "bundle", None, "", members=STABILITY_MEMBERS,
-                description="held-out MC benchmarks + NLL + drift"))
+_register(
+    Suite(
+        "heldout_nll",
+        "nll",
+        DEFAULT_NLL_LIMIT,
+        "nll",
+        higher_is_better=False,
+        description="NLL on BoolQ Wikipedia passages (nats/token)",
+    )
+)
+_register(
+    Suite(
+        "drift",
+        "drift",
+        DEFAULT_DRIFT_LIMIT,
+        "kl",
+        higher_is_better=False,
+        description="KL(p0||p) on SciQ prompt/response pairs (nats/token)",
+    )
+)
+_register(Suite("stability", "bundle", None, "", members=STABILITY_MEMBERS, description="held-out MC benchmarks + NLL + drift"))
 
 
 def register_task(name: str, factory: str | Callable[[], Any], *, default_limit: int = DEFAULT_TARGET_LIMIT) -> None:
@@ -168,9 +183,16 @@ def _run_generation(name, model, tokenizer, limit, seed, batch_size, progress):
 
     task = get_task(name)
     exs = _task_examples(task, limit, seed)
-    preds = generate(model, tokenizer, [e.prompt for e in exs], max_new_tokens=int(task.max_new_tokens),
-                     batch_size=batch_size, progress=progress, desc=name,
-                     stop_regex=getattr(task, "stop_regex", None))
+    preds = generate(
+        model,
+        tokenizer,
+        [e.prompt for e in exs],
+        max_new_tokens=int(task.max_new_tokens),
+        batch_size=batch_size,
+        progress=progress,
+        desc=name,
+        stop_regex=getattr(task, "stop_regex", None),
+    )
     scores = [float(task.score(e, p)) for e, p in zip(exs, preds)]
     mean = float(np.mean(scores)) if scores else float("nan")
     return {
@@ -324,9 +346,17 @@ def evaluate(
                 raise KeyError(name)
         except (ImportError, FileNotFoundError) as e:
             r = {"error": f"{type(e).__name__}: {e}"}
-        r.update({"suite": name, "kind": spec.kind, "primary_metric": spec.primary_metric,
-                  "higher_is_better": spec.higher_is_better, "limit": lim, "seed": seed,
-                  "wall_time_s": round(time.perf_counter() - t0, 3)})
+        r.update(
+            {
+                "suite": name,
+                "kind": spec.kind,
+                "primary_metric": spec.primary_metric,
+                "higher_is_better": spec.higher_is_better,
+                "limit": lim,
+                "seed": seed,
+                "wall_time_s": round(time.perf_counter() - t0, 3),
+            }
+        )
         results[name] = r
         if on_result is not None:
             on_result(name, r)

@@ -13,5 +13,14 @@ from anchored_learning.experiment.data import load_training_rows, make_task
 from anchored_learning.experiment.plan import parse_sweep
 from anchored_learning.experiment.stages import Experiment, check_seeds, run_seeds
 
-__all__ = ["Experiment", "ExperimentConfig", "check_seeds", "load_recipe", "load_training_rows", "make_task",
-           "parse_sweep", "presets", "run_seeds"]
+__all__ = [
+    "Experiment",
+    "ExperimentConfig",
+    "check_seeds",
+    "load_recipe",
+    "load_training_rows",
+    "make_task",
+    "parse_sweep",
+    "presets",
+    "run_seeds",
+]

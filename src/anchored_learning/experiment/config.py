@@ -32,8 +32,11 @@ def recipe_path(preset: str, task: str = "igsm"):
 
 def presets() -> list[str]:
     """Names of the bundled recipes."""
-    return sorted(p.name[: -len(".yaml")] for p in (resources.files("anchored_learning") / "configs" / "igsm").iterdir()
-                  if p.name.endswith(".yaml"))
+    return sorted(
+        p.name[: -len(".yaml")]
+        for p in (resources.files("anchored_learning") / "configs" / "igsm").iterdir()
+        if p.name.endswith(".yaml")
+    )
 
 
 @cache
@@ -61,42 +64,66 @@ class ExperimentConfig:
     named by ``preset``; the names are those of :class:`~anchored_learning.config.AnchoredSFTConfig`
     wherever the concept is the same."""
 
-    preset: str = field(default="default", metadata=_help(
-        "Bundled recipe (configs/igsm/<preset>.yaml) that fills every field left unset: 'quick' (a smoke run of "
-        "every stage), 'default' (the measured trade-off run), 'paper' (the paper's defaults, for a GPU)."))
+    preset: str = field(
+        default="default",
+        metadata=_help(
+            "Bundled recipe (configs/igsm/<preset>.yaml) that fills every field left unset: 'quick' (a smoke run of "
+            "every stage), 'default' (the measured trade-off run), 'paper' (the paper's defaults, for a GPU)."
+        ),
+    )
     task: str = field(default="igsm", metadata=_help("Target task.", choices=list(TASKS)))
-    model: str | None = field(default=None, metadata=_help(
-        "Base model: HF model id or folder (default: the bundled SmolLM2-135M-Instruct).", aliases=["-m"]))
-    data: str | None = field(default=None, metadata=_help(
-        "Your training data: jsonl with 'prompt' and 'response' (or 'completion') fields; replaces the generated "
-        "training set."))
-    output_dir: str | None = field(default=None, metadata=_help(
-        "Output folder (default: runs/<task>-<preset>). Re-running resumes.", aliases=["-o"]))
+    model: str | None = field(
+        default=None,
+        metadata=_help("Base model: HF model id or folder (default: the bundled SmolLM2-135M-Instruct).", aliases=["-m"]),
+    )
+    data: str | None = field(
+        default=None,
+        metadata=_help(
+            "Your training data: jsonl with 'prompt' and 'response' (or 'completion') fields; replaces the generated "
+            "training set."
+        ),
+    )
+    output_dir: str | None = field(
+        default=None, metadata=_help("Output folder (default: runs/<task>-<preset>). Re-running resumes.", aliases=["-o"])
+    )
     seed: int = field(default=0, metadata=_help("Seed of the data, the evaluation subsets and training."))
     n_train: int | None = field(default=None, metadata=_help("Training examples."))
     n_test: int | None = field(default=None, metadata=_help("Target test items."))
     igsm_op_min: int | None = field(default=None, metadata=_help("iGSM: fewest operations per problem."))
     igsm_op_max: int | None = field(default=None, metadata=_help("iGSM: most operations per problem."))
-    igsm_arithmetic: str | None = field(default=None, metadata=_help(
-        "iGSM: 'add' (an easier variant for small models, the CPU recipes') or 'mod23' (the paper's).",
-        choices=["add", "mod23"]))
-    activation_checkpointing: bool | None = field(default=None, metadata=_help(
-        "Recompute activations in the backward pass (saves memory, costs ~30%% time)."))
+    igsm_arithmetic: str | None = field(
+        default=None,
+        metadata=_help(
+            "iGSM: 'add' (an easier variant for small models, the CPU recipes') or 'mod23' (the paper's).",
+            choices=["add", "mod23"],
+        ),
+    )
+    activation_checkpointing: bool | None = field(
+        default=None, metadata=_help("Recompute activations in the backward pass (saves memory, costs ~30%% time).")
+    )
     reference_epochs: int | None = field(default=None, metadata=_help("Epochs of the reference SFT (p_sft)."))
     reference_learning_rate: float | None = field(default=None, metadata=_help("Learning rate of the reference SFT."))
-    learning_rate: float | None = field(default=None, metadata=_help(
-        "Learning rate of the anchored student and of every baseline."))
+    learning_rate: float | None = field(
+        default=None, metadata=_help("Learning rate of the anchored student and of every baseline.")
+    )
     anchor_alpha: float = field(default=0.5, metadata=_help("alpha in [0, 1]: weight of p_sft in the anchor."))
-    anchor_interpolation: str = field(default="logit", metadata=_help(
-        "'logit' (geometric) or 'probability' (arithmetic) anchor.", choices=["logit", "probability"]))
+    anchor_interpolation: str = field(
+        default="logit",
+        metadata=_help("'logit' (geometric) or 'probability' (arithmetic) anchor.", choices=["logit", "probability"]),
+    )
     outer_iterations: int | None = field(default=None, metadata=_help("T: outer iterations (snapshot refreshes)."))
     inner_epochs: int | None = field(default=None, metadata=_help("K: epochs per outer iteration."))
-    anchor_source: str = field(default="cache", metadata=_help(
-        "'cache' (exact, one model in memory) or 'live'.", choices=["cache", "live"]))
-    baselines: list[str] | None = field(default=None, metadata=_help(
-        f"Variants after the reference and the anchored student, any of {list(VARIANTS)} (space- or "
-        "comma-separated). 'sft' is plain SFT at the student's learning rate, labelled sft(learning_rate=...); the "
-        "row labelled 'sft' is always the reference model."))
+    anchor_source: str = field(
+        default="cache", metadata=_help("'cache' (exact, one model in memory) or 'live'.", choices=["cache", "live"])
+    )
+    baselines: list[str] | None = field(
+        default=None,
+        metadata=_help(
+            f"Variants after the reference and the anchored student, any of {list(VARIANTS)} (space- or "
+            "comma-separated). 'sft' is plain SFT at the student's learning rate, labelled sft(learning_rate=...); the "
+            "row labelled 'sft' is always the reference model."
+        ),
+    )
     baseline_epochs: int | None = field(default=None, metadata=_help("Epochs of every trained baseline."))
     kl_coef: float = field(default=0.1, metadata=_help("lambda of the KL-to-base term of sft_kl and asft."))
     wise_weights: list[float] | None = field(default=None, metadata=_help("WiSE-FT weights w (0 = base, 1 = reference)."))
@@ -104,17 +131,24 @@ class ExperimentConfig:
     gradient_accumulation_steps: int | None = field(default=None, metadata=_help("Gradient accumulation steps."))
     max_length: int = field(default=512, metadata=_help("Longest training sequence in tokens."))
     eval_batch_size: int = field(default=8, metadata=_help("Sequences per forward pass in evaluation."))
-    generation_batch_size: int = field(default=32, metadata=_help(
-        "Prompts per generate call in the generation suites (target task, sciq_chat)."))
-    target_drift: bool | None = field(default=None, metadata=_help(
-        "Also measure drift KL(p0 || p) on the target task's test prompts (drift:<task>)."))
+    generation_batch_size: int = field(
+        default=32, metadata=_help("Prompts per generate call in the generation suites (target task, sciq_chat).")
+    )
+    target_drift: bool | None = field(
+        default=None, metadata=_help("Also measure drift KL(p0 || p) on the target task's test prompts (drift:<task>).")
+    )
     heldout: list[str] | None = field(default=None, metadata=_help(f"Held-out suite members (default {list(HELDOUT)})."))
     mc_limit: int | None = field(default=None, metadata=_help("Items per held-out multiple-choice benchmark."))
     nll_limit: int | None = field(default=None, metadata=_help("Passages of the held-out NLL."))
     drift_limit: int | None = field(default=None, metadata=_help("Prompt/response pairs of the drift suites."))
-    sweep: list[str] = field(default_factory=list, metadata=_help(
-        "Extra variants, each 'method.field=v1,v2' (e.g. anchored.anchor_alpha=0.25,0.75, sft.learning_rate=3e-5,3e-4, "
-        "wise_ft.weight=0.25,0.75): every value is one more point on the frontier.", aliases=["--grid", "-g"]))
+    sweep: list[str] = field(
+        default_factory=list,
+        metadata=_help(
+            "Extra variants, each 'method.field=v1,v2' (e.g. anchored.anchor_alpha=0.25,0.75, sft.learning_rate=3e-5,3e-4, "
+            "wise_ft.weight=0.25,0.75): every value is one more point on the frontier.",
+            aliases=["--grid", "-g"],
+        ),
+    )
 
     def __post_init__(self):
         # a comma-separated string (old flag style, YAML scalars) or a tuple is a list
@@ -148,8 +182,10 @@ class ExperimentConfig:
         if int(self.seed) < 0:
             raise ValueError(f"seed must be >= 0, got {self.seed}")
         if int(self.eval_batch_size) < 1 or int(self.generation_batch_size) < 1:
-            raise ValueError(f"eval_batch_size and generation_batch_size must be >= 1, got {self.eval_batch_size} "
-                             f"and {self.generation_batch_size}")
+            raise ValueError(
+                f"eval_batch_size and generation_batch_size must be >= 1, got {self.eval_batch_size} "
+                f"and {self.generation_batch_size}"
+            )
         vals = dataclasses.asdict(self)
         for k, v in {"baselines": ["sft_kl", "wise_ft"], "heldout": list(HELDOUT), "target_drift": True, **recipe}.items():
             if k in vals and vals.get(k) is None:

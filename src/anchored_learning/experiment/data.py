@@ -13,8 +13,7 @@ def make_task(cfg: ExperimentConfig):
     ``igsm_*`` options)."""
     from anchored_learning.tasks.registry import get_task
 
-    options = (dict(op_min=cfg.igsm_op_min, op_max=cfg.igsm_op_max, arithmetic=cfg.igsm_arithmetic)
-               if cfg.task == "igsm" else {})
+    options = dict(op_min=cfg.igsm_op_min, op_max=cfg.igsm_op_max, arithmetic=cfg.igsm_arithmetic) if cfg.task == "igsm" else {}
     return get_task(cfg.task, **options)
 
 
@@ -36,7 +35,9 @@ def load_training_rows(cfg: ExperimentConfig, task) -> list[dict[str, Any]]:
                     if not isinstance(prompt, str) or not isinstance(response, str) or not response:
                         raise KeyError("response")
                 except (json.JSONDecodeError, KeyError, TypeError, IndexError) as e:
-                    raise ValueError(f"{cfg.data}:{i}: each line must be a JSON object with string 'prompt' and 'response' (or 'completion') fields ({e})") from e
+                    raise ValueError(
+                        f"{cfg.data}:{i}: each line must be a JSON object with string 'prompt' and 'response' (or 'completion') fields ({e})"
+                    ) from e
                 rows.append((prompt, response))
         if not rows:
             raise ValueError(f"{cfg.data} holds no examples; write one JSON object with 'prompt' and 'response' per line")

@@ -54,7 +54,9 @@ def parse_sweep(entries: Sequence[str]) -> list[Variant]:
             key, values = entry.split("=", 1)
             method, fld = key.split(".", 1)
         except ValueError:
-            raise ValueError(f"sweep entry {entry!r} must look like method.field=v1,v2 (e.g. anchored.anchor_alpha=0.25,0.75)") from None
+            raise ValueError(
+                f"sweep entry {entry!r} must look like method.field=v1,v2 (e.g. anchored.anchor_alpha=0.25,0.75)"
+            ) from None
         if method not in VARIANTS:
             raise ValueError(f"sweep entry {entry!r}: unknown method {method!r}")
         if method == "wise_ft" and fld != "weight" or method != "wise_ft" and fld not in fields:
@@ -103,15 +105,18 @@ def training_args(cfg: ExperimentConfig, out: Path, name: str, **kw) -> Any:
     )
     # transformers 5 renamed gradient_checkpointing (now a deprecated alias) to activation_checkpointing
     names = {f.name for f in dataclasses.fields(AnchoredSFTConfig)}
-    base["activation_checkpointing" if "activation_checkpointing" in names else "gradient_checkpointing"] = bool(c.activation_checkpointing)
+    base["activation_checkpointing" if "activation_checkpointing" in names else "gradient_checkpointing"] = bool(
+        c.activation_checkpointing
+    )
     base.update(kw)
     return AnchoredSFTConfig(**base)
 
 
 def reference_args(cfg: ExperimentConfig, out: Path) -> Any:
     """Training arguments of the reference model p_sft: plain SFT, ``reference_epochs`` at ``reference_learning_rate``."""
-    return training_args(cfg, out, "reference", method="sft", num_train_epochs=cfg.reference_epochs,
-                         learning_rate=cfg.reference_learning_rate)
+    return training_args(
+        cfg, out, "reference", method="sft", num_train_epochs=cfg.reference_epochs, learning_rate=cfg.reference_learning_rate
+    )
 
 
 def variant_args(cfg: ExperimentConfig, out: Path, name: str, method: str, overrides: dict[str, Any]):
@@ -124,8 +129,12 @@ def variant_args(cfg: ExperimentConfig, out: Path, name: str, method: str, overr
     extra: dict[str, Any] = {"method": method, "num_train_epochs": c.baseline_epochs}
     peft_config = None
     if method in ("anchored", "anchored_per_step"):
-        extra.update(anchor_alpha=c.anchor_alpha, anchor_interpolation=c.anchor_interpolation,
-                     anchor_source=c.anchor_source, lr_scheduler_type="constant_with_warmup")
+        extra.update(
+            anchor_alpha=c.anchor_alpha,
+            anchor_interpolation=c.anchor_interpolation,
+            anchor_source=c.anchor_source,
+            lr_scheduler_type="constant_with_warmup",
+        )
         if method == "anchored":
             extra.update(outer_iterations=c.outer_iterations, inner_epochs=c.inner_epochs)
         else:

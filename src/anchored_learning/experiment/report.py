@@ -43,32 +43,45 @@ def write_report(cfg: ExperimentConfig, out: Path, evals: dict[str, dict[str, An
         res = ev["results"]
         done = out / "models" / ("reference" if name == "sft" else name) / "final" / DONE
         train_time = json.loads(done.read_text()).get("train_time_s", 0.0) if done.exists() else 0.0
-        rows.append({
-            "label": name,
-            "method": method,
-            "target": res[c.task]["primary"],
-            "gain": g["points"], "gain_ci": g["ci"],
-            "heldout": {h: res[h]["primary"] for h in c.heldout if "primary" in res.get(h, {})},
-            "drift_kl": res.get("drift", {}).get("primary"),
-            "drift_kl_target": res.get(f"drift:{c.task}", {}).get("primary"),
-            "degradation": md["percent"], "degradation_ci": md["ci"],
-            "degradation_per_benchmark": {k: v["percent"] for k, v in cmp["degradation"].items()},
-            "train_time_s": train_time,
-        })
+        rows.append(
+            {
+                "label": name,
+                "method": method,
+                "target": res[c.task]["primary"],
+                "gain": g["points"],
+                "gain_ci": g["ci"],
+                "heldout": {h: res[h]["primary"] for h in c.heldout if "primary" in res.get(h, {})},
+                "drift_kl": res.get("drift", {}).get("primary"),
+                "drift_kl_target": res.get(f"drift:{c.task}", {}).get("primary"),
+                "degradation": md["percent"],
+                "degradation_ci": md["ci"],
+                "degradation_per_benchmark": {k: v["percent"] for k, v in cmp["degradation"].items()},
+                "train_time_s": train_time,
+            }
+        )
     heldout = [h for h in c.heldout if all(h in r["heldout"] for r in rows)]
     table = markdown_table(rows, heldout)
-    extra_cols = "\n".join(f"- {r['label']}: drift KL(p0||p) held-out {r['drift_kl']}"
-                           + (f", on target prompts {r['drift_kl_target']}" if r["drift_kl_target"] is not None else "")
-                           for r in rows)
+    extra_cols = "\n".join(
+        f"- {r['label']}: drift KL(p0||p) held-out {r['drift_kl']}"
+        + (f", on target prompts {r['drift_kl_target']}" if r["drift_kl_target"] is not None else "")
+        for r in rows
+    )
     write_text_atomic(out / "results.md", table + "\n" + extra_cols + "\n")
-    plot_pareto([r for r in rows if r["label"] != "base"], out / "pareto.png",
-                title=f"{c.task}: gain vs. degradation ({c.preset} preset, seed {c.seed})")
+    plot_pareto(
+        [r for r in rows if r["label"] != "base"],
+        out / "pareto.png",
+        title=f"{c.task}: gain vs. degradation ({c.preset} preset, seed {c.seed})",
+    )
     result = {
         "config": dataclasses.asdict(c),
         "rows": rows,
         "wall_time_s": wall_time,
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch": torch.__version__,
-                    "cuda": torch.cuda.is_available()},
+        "machine": {
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+            "torch": torch.__version__,
+            "cuda": torch.cuda.is_available(),
+        },
     }
     write_json_atomic(out / "results.json", result)
     return result
@@ -84,12 +97,19 @@ def write_seeds_report(cfg: ExperimentConfig, out: Path, seeds: list[int], per_s
     """
     rows = aggregate_seeds([r["rows"] for r in per_seed.values()])
     heldout = [h for h in cfg.heldout if all(h in r["heldout"] for r in rows)]
-    write_text_atomic(out / "results.md", markdown_table_seeds(rows, heldout)
-                      + f"\nmean ± sd over seeds {seeds}; per-seed tables in seed-*/results.md\n")
-    plot_pareto([r for r in rows if r["label"] != "base"], out / "pareto.png",
-                title=f"{cfg.task}: gain vs. degradation ({cfg.preset} preset, mean ± sd over {len(seeds)} seeds)")
+    write_text_atomic(
+        out / "results.md",
+        markdown_table_seeds(rows, heldout) + f"\nmean ± sd over seeds {seeds}; per-seed tables in seed-*/results.md\n",
+    )
+    plot_pareto(
+        [r for r in rows if r["label"] != "base"],
+        out / "pareto.png",
+        title=f"{cfg.task}: gain vs. degradation ({cfg.preset} preset, mean ± sd over {len(seeds)} seeds)",
+    )
     res = {
-        "config": dataclasses.asdict(cfg), "seeds": seeds, "rows": rows,
+        "config": dataclasses.asdict(cfg),
+        "seeds": seeds,
+        "rows": rows,
         "per_seed": {str(s): r["rows"] for s, r in per_seed.items()},
         "per_seed_wall_time_s": {str(s): r["wall_time_s"] for s, r in per_seed.items()},
         "wall_time_s": sum(r["wall_time_s"] for r in per_seed.values()),  # each seed's total over invocations

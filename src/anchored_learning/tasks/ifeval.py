@@ -98,9 +98,7 @@ def _parse_line(obj: Any, where: str) -> Example:
     if not isinstance(kwargs, list) or not all(isinstance(k, dict) for k in kwargs):
         raise ValueError(f"{where}: 'kwargs' must be a list of objects")
     if len(kwargs) != len(ids):
-        raise ValueError(
-            f"{where}: {len(ids)} instruction ids but {len(kwargs)} kwargs objects"
-        )
+        raise ValueError(f"{where}: {len(ids)} instruction ids but {len(kwargs)} kwargs objects")
     clean_kwargs = [{k: v for k, v in kw.items() if v is not None} for kw in kwargs]
     from anchored_learning.tasks.ifeval_checkers import get_checker_class
 
@@ -243,8 +241,7 @@ def ifeval_metrics(examples: Sequence[Example], predictions: Sequence[str]) -> d
         raise ValueError(f"{len(examples)} examples but {len(predictions)} predictions")
     if not examples:
         raise ValueError("ifeval_metrics needs at least one example")
-    totals = {"prompt_strict": 0, "prompt_loose": 0, "instruction_strict": 0,
-              "instruction_loose": 0}
+    totals = {"prompt_strict": 0, "prompt_loose": 0, "instruction_strict": 0, "instruction_loose": 0}
     n_instructions = 0
     for example, prediction in zip(examples, predictions):
         strict = check_instructions(example, prediction, loose=False)

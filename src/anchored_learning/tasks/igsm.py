@@ -98,10 +98,7 @@ CHAINS: tuple[tuple[tuple[str, tuple[str, ...]], ...], ...] = (
     ),
 )
 
-INSTRUCTION = (
-    'Solve the problem step by step, doing all arithmetic modulo 23, and end with a line '
-    '"Answer: <number>".'
-)
+INSTRUCTION = 'Solve the problem step by step, doing all arithmetic modulo 23, and end with a line "Answer: <number>".'
 #: instruction of the ``arithmetic="add"`` variant (plain integers, no modulus)
 INSTRUCTION_ADD = 'Solve the problem step by step and end with a line "Answer: <number>".'
 #: ``arithmetic`` choices: "mod23" is the paper's; "add" is an easier variant (see IGSMTask)
@@ -152,9 +149,7 @@ class IGSMProblem:
 # ----------------------------------------------------------------------------- canonical hash
 
 
-def canonical_graph_hash(
-    labels: Mapping[str, str], edges: Iterable[tuple[str, str, str]], root: str
-) -> str:
+def canonical_graph_hash(labels: Mapping[str, str], edges: Iterable[tuple[str, str, str]], root: str) -> str:
     """Hash a labelled DAG up to renaming of its nodes.
 
     Args:
@@ -355,8 +350,9 @@ class _Graph:
             if not avail or rng.random() < _P_CONST:
                 self.defs[p] = ("const", (), rng.randint(1, ADD_CONST_MAX) if add_only else rng.randrange(MOD))
             else:
-                kinds = [k for k in (("add_const", "add") if add_only else _EXPR_KINDS)
-                         if len(avail) >= 2 or k.endswith("_const")]
+                kinds = [
+                    k for k in (("add_const", "add") if add_only else _EXPR_KINDS) if len(avail) >= 2 or k.endswith("_const")
+                ]
                 kind = rng.choice(kinds)
                 if kind.endswith("_const"):
                     if add_only:
@@ -490,7 +486,11 @@ def _solution(g: _Graph, question: Key, values: dict[Key, int], rng: random.Rand
 
 
 def _try_generate(
-    rng: random.Random, op: int, max_distractors: int, split: str | None = None, test_percent: int = 20,
+    rng: random.Random,
+    op: int,
+    max_distractors: int,
+    split: str | None = None,
+    test_percent: int = 20,
     arithmetic: str = "mod23",
 ) -> IGSMProblem | None:
     """One attempt; None when the candidate is rejected (wrong op, split, or no uniform leaf)."""
@@ -580,9 +580,7 @@ def _check_arithmetic(arithmetic: str) -> None:
         raise ValueError(f"arithmetic must be one of {ARITHMETIC}, got {arithmetic!r}")
 
 
-def generate_problem(
-    rng: random.Random | int, op: int, max_distractors: int = 2, arithmetic: str = "mod23"
-) -> IGSMProblem:
+def generate_problem(rng: random.Random | int, op: int, max_distractors: int = 2, arithmetic: str = "mod23") -> IGSMProblem:
     """Generate one iGSM problem whose solution takes exactly ``op`` operations.
 
     Args:
@@ -729,8 +727,7 @@ class IGSMTask:
                     break
             else:
                 raise RuntimeError(
-                    f"could not generate {split} problem {i} with op={op}; request fewer examples "
-                    "or change test_percent"
+                    f"could not generate {split} problem {i} with op={op}; request fewer examples or change test_percent"
                 )
             seen.add(p.prompt)
             out.append(

@@ -35,10 +35,7 @@ def get_checker_class(instruction_id: str) -> type:
     registry = _ifbench()
     if instruction_id in registry:
         return registry[instruction_id]
-    raise KeyError(
-        f"unknown instruction id {instruction_id!r}: not one of the 25 IFEval ids nor the "
-        f"{len(registry)} IFBench ids"
-    )
+    raise KeyError(f"unknown instruction id {instruction_id!r}: not one of the 25 IFEval ids nor the {len(registry)} IFBench ids")
 
 
 def known_instruction_ids() -> frozenset[str]:

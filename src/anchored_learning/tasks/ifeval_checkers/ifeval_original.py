@@ -157,11 +157,7 @@ class HighlightSectionChecker(Instruction):
 
     def check_following(self, value: str) -> bool:
         count = sum(1 for h in re.findall(r"\*[^\n\*]*\*", value) if h.strip("*").strip())
-        count += sum(
-            1
-            for h in re.findall(r"\*\*[^\n\*]*\*\*", value)
-            if h.removeprefix("**").removesuffix("**").strip()
-        )
+        count += sum(1 for h in re.findall(r"\*\*[^\n\*]*\*\*", value) if h.removeprefix("**").removesuffix("**").strip())
         return count >= self._n
 
 
@@ -286,16 +282,13 @@ class ParagraphFirstWordCheck(Instruction):
     Exactly N paragraphs separated by a blank line; paragraph k starts with ``first_word``.
     """
 
-    def build_description(
-        self, *, num_paragraphs: int, nth_paragraph: int, first_word: str
-    ) -> str:
+    def build_description(self, *, num_paragraphs: int, nth_paragraph: int, first_word: str) -> str:
         self._n = _int(num_paragraphs, "num_paragraphs")
         self._nth = _int(nth_paragraph, "nth_paragraph")
         if self._nth < 1:
             raise ValueError(f"nth_paragraph must be >= 1, got {nth_paragraph!r}")
         self._first_word = _str(first_word, "first_word").lower()
-        self._args = {"num_paragraphs": self._n, "nth_paragraph": self._nth,
-                      "first_word": self._first_word}
+        self._args = {"num_paragraphs": self._n, "nth_paragraph": self._nth, "first_word": self._first_word}
         return f"{self._n} paragraphs; paragraph {self._nth} starts with {self._first_word}."
 
     def check_following(self, value: str) -> bool:
@@ -326,9 +319,7 @@ class ForbiddenWords(Instruction):
         return f"Do not include keywords {self._words}."
 
     def check_following(self, value: str) -> bool:
-        return not any(
-            re.search(r"\b" + w + r"\b", value, flags=re.IGNORECASE) for w in self._words
-        )
+        return not any(re.search(r"\b" + w + r"\b", value, flags=re.IGNORECASE) for w in self._words)
 
 
 class TwoResponsesChecker(Instruction):

@@ -36,8 +36,7 @@ REQUIRED_COLUMNS = (
 def _normalise_output_type(raw: str, calculator_id: int | None, ground_truth: str) -> str:
     raw = (raw or "").strip().lower()
     if calculator_id in _WEEKS_DAYS_CALCULATOR_IDS or (
-        raw != "date" and re.search(r"weeks?", ground_truth, re.IGNORECASE)
-        and _parse_weeks_days(ground_truth) is not None
+        raw != "date" and re.search(r"weeks?", ground_truth, re.IGNORECASE) and _parse_weeks_days(ground_truth) is not None
     ):
         return "weeks_days"
     if raw == "date" or calculator_id in _DATE_CALCULATOR_IDS:

@@ -6,10 +6,7 @@ from typing import Any
 
 from anchored_learning.tasks.medcalc.scoring import format_answer
 
-_ANSWER_INSTRUCTION = (
-    "Think step by step, then give the final answer on its own last line in the form "
-    "'Answer: <value>'."
-)
+_ANSWER_INSTRUCTION = "Think step by step, then give the final answer on its own last line in the form 'Answer: <value>'."
 
 
 def _response(explanation: str, answer: Any, output_type: str) -> str:
@@ -32,7 +29,4 @@ def _clean_explanation(text: str) -> str:
 
 
 def _prompt(note: str, question: str) -> str:
-    return (
-        f"Here is the patient note:\n{note}\n\nHere is the task:\n{question}\n\n"
-        f"{_ANSWER_INSTRUCTION}"
-    )
+    return f"Here is the patient note:\n{note}\n\nHere is the task:\n{question}\n\n{_ANSWER_INSTRUCTION}"

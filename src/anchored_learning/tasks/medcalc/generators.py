@@ -144,9 +144,7 @@ def _sample_map(rng: random.Random) -> tuple[dict, dict]:
 
 
 def _map_note(f: dict, rng: random.Random) -> str:
-    complaint = rng.choice(
-        ["headache", "dizziness", "chest tightness", "palpitations", "shortness of breath"]
-    )
+    complaint = rng.choice(["headache", "dizziness", "chest tightness", "palpitations", "shortness of breath"])
     return (
         f"{_opening(f['age'], f['sex'], rng)} {_pro(f['sex'])} reports {complaint}. "
         f"Vital signs: blood pressure {f['sbp']}/{f['dbp']} mm Hg, heart rate "
@@ -165,8 +163,7 @@ def _sample_anion_gap(rng: random.Random) -> tuple[dict, dict]:
     unit = rng.choice(["mEq/L", "mmol/L"])
     sex, age = _sex(rng), rng.randint(18, 90)
     return (
-        {"sodium": (float(na), unit), "chloride": (float(cl), unit),
-         "bicarbonate": (float(hco3), unit)},
+        {"sodium": (float(na), unit), "chloride": (float(cl), unit), "bicarbonate": (float(hco3), unit)},
         {"age": age, "sex": sex, "na": na, "cl": cl, "hco3": hco3, "unit": unit},
     )
 
@@ -226,8 +223,7 @@ def _list_phrase(items: list[str]) -> str:
 
 def _cha2ds2_note(f: dict, rng: random.Random) -> str:
     present = [label for key, label in _CHA2DS2_ITEMS if f[key]]
-    absent = [label.replace("a prior ", "").replace("a ", "") for key, label in _CHA2DS2_ITEMS
-              if not f[key]]
+    absent = [label.replace("a prior ", "").replace("a ", "") for key, label in _CHA2DS2_ITEMS if not f[key]]
     text = (
         f"{_opening(f['age'], f['sex'], rng)} An ECG shows atrial fibrillation with a ventricular "
         f"rate of {rng.randint(80, 140)} beats per minute. "
@@ -254,13 +250,11 @@ def _sample_curb65(rng: random.Random) -> tuple[dict, dict]:
         "bun": (float(bun), "mg/dL"),
         "confusion": confusion,
     }
-    return params, {"age": age, "sex": sex, "sbp": sbp, "dbp": dbp, "rr": rr, "bun": bun,
-                    "confusion": confusion}
+    return params, {"age": age, "sex": sex, "sbp": sbp, "dbp": dbp, "rr": rr, "bun": bun, "confusion": confusion}
 
 
 def _curb65_note(f: dict, rng: random.Random) -> str:
-    mental = ("is confused and disoriented to time and place" if f["confusion"]
-              else "is alert and fully oriented")
+    mental = "is confused and disoriented to time and place" if f["confusion"] else "is alert and fully oriented"
     return (
         f"{_opening(f['age'], f['sex'], rng)} {_pro(f['sex'])} has had a productive cough and "
         f"fever for {rng.randint(2, 7)} days; chest radiography shows a right lower lobe "
@@ -318,8 +312,7 @@ def _sample_centor(rng: random.Random) -> tuple[dict, dict]:
         "cough_absent": rng.random() < 0.5,
     }
     facts = {"age": age, "sex": sex, "temp": temp}
-    facts.update({k: params[k] for k in ("exudate_swelling_tonsils", "tender_lymph_nodes",
-                                         "cough_absent")})
+    facts.update({k: params[k] for k in ("exudate_swelling_tonsils", "tender_lymph_nodes", "cough_absent")})
     return params, facts
 
 
@@ -327,12 +320,13 @@ def _centor_note(f: dict, rng: random.Random) -> str:
     who = ("boy" if f["sex"] == "Male" else "girl") if f["age"] < 18 else _noun(f["sex"])
     pro = _pro(f["sex"])
     parts = [
-        f"{_a(f['age'])} {f['age']}-year-old {who} presents with a sore throat for "
-        f"{rng.randint(1, 5)} days.",
+        f"{_a(f['age'])} {f['age']}-year-old {who} presents with a sore throat for {rng.randint(1, 5)} days.",
         f"Temperature is {f['temp']} °C.",
-        "Examination shows tonsillar exudates and swelling." if f["exudate_swelling_tonsils"]
+        "Examination shows tonsillar exudates and swelling."
+        if f["exudate_swelling_tonsils"]
         else "The tonsils are not enlarged and there is no exudate.",
-        "The anterior cervical lymph nodes are tender and swollen." if f["tender_lymph_nodes"]
+        "The anterior cervical lymph nodes are tender and swollen."
+        if f["tender_lymph_nodes"]
         else "There is no cervical lymphadenopathy.",
         f"{pro} denies any cough." if f["cough_absent"] else f"{pro} also reports a dry cough.",
     ]
@@ -387,70 +381,172 @@ def _lmp_note(f: dict, rng: random.Random) -> str:
 CALCULATORS: dict[str, Calculator] = {
     c.key: c
     for c in [
-        Calculator("bmi", 6, "Body Mass Index (BMI)", "decimal", "bmi_calculator",
-                   "bmi_calculator_explanation", _sample_body, _body_note,
-                   "What is the patient's body mass index (BMI)? Your answer should be in terms "
-                   "of kg/m²."),
-        Calculator("map", 5, "Mean Arterial Pressure (MAP)", "decimal", "mean_arterial_pressure",
-                   "mean_arterial_pressure_explanation", _sample_map, _map_note,
-                   "What is patient's mean arterial pressure in mm Hg?"),
-        Calculator("anion_gap", 39, "Anion Gap", "decimal", "anion_gap",
-                   "compute_anion_gap_explanation", _sample_anion_gap, _anion_gap_note,
-                   "What is the patient's anion gap in terms of mEq/L?"),
-        Calculator("creatinine_clearance", 2, "Creatinine Clearance (Cockcroft-Gault Equation)",
-                   "decimal", "creatinine_clearance", "generate_cockcroft_gault_explanation",
-                   _sample_crcl, _crcl_note,
-                   "What is the patient's Creatinine Clearance using the Cockroft-Gault Equation "
-                   "in terms of mL/min? You should use the patient's adjusted body weight in kg "
-                   "for the weight. The adjusted body weight formula is min(ideal body weight, "
-                   "actual body weight) if the patient is normal weight, the adjusted body weight "
-                   "formula if overweight or obese, and the actual weight if underweight."),
-        Calculator("cha2ds2_vasc", 4, "CHA2DS2-VASc Score for Atrial Fibrillation Stroke Risk",
-                   "integer", "cha2ds2_vasc_score", "generate_cha2ds2_vasc_explanation",
-                   _sample_cha2ds2, _cha2ds2_note,
-                   "What is the patient's CHA2DS2-VASc Score?"),
-        Calculator("curb_65", 45, "CURB-65 Score for Pneumonia Severity", "integer", "curb_65",
-                   "curb_65_explanation", _sample_curb65, _curb65_note,
-                   "What is the patient's CURB-65 score?"),
-        Calculator("qtc_bazett", 11, "QTc Bazett Calculator", "decimal", "qt_calculator_bazett",
-                   "bazett_calculator_explanation", _sample_bazett, _bazett_note,
-                   "Using the Bazett Formula for corrected QT interval, what is the patient's "
-                   "corrected QT interval in terms of msec?"),
-        Calculator("ideal_body_weight", 10, "Ideal Body Weight", "decimal", "ideal_body_weight",
-                   "ibw_explanation", _sample_ibw, _body_note,
-                   "Based on the patient's height and sex, what is the patient's ideal body "
-                   "weight in terms of kg?"),
-        Calculator("bsa", 60, "Body Surface Area Calculator", "decimal", "bsa_calculator",
-                   "bsa_calculator_explaination", _sample_body, _body_note,
-                   "What is the patient's body surface area? Please output your answer in terms "
-                   "of m²."),
-        Calculator("calcium_correction", 7, "Calcium Correction for Hypoalbuminemia", "decimal",
-                   "calcium_correction", "calculate_corrected_calcium_explanation",
-                   _sample_calcium, _calcium_note,
-                   "Using the Calcium Correction for Hypoalbuminemia formula, what is the "
-                   "patient's corrected calcium in mg/dL? The patient's normal albumin "
-                   "concentration is 4 g/dL."),
-        Calculator("centor", 20, "Centor Score (Modified/McIsaac) for Strep Pharyngitis",
-                   "integer", "centor_score", "compute_centor_score_explanation",
-                   _sample_centor, _centor_note, "What is the patient's Centor Score?"),
-        Calculator("gestational_age", 69, "Estimated Gestational Age", "weeks_days",
-                   "gestational_age", "compute_gestational_age_explanation",
-                   _sample_gestational, _gestational_note,
-                   "Based on the patient's last menstrual period and today's date, what is the "
-                   "patient's estimated gestational age? Your response should be a tuple "
-                   "specifying the number of weeks and days, e.g. (4 weeks, 0 days)."),
-        Calculator("conception_date", 68, "Estimated of Conception", "date", "conception_date",
-                   "add_2_weeks_explanation",
-                   lambda rng: _sample_lmp_cycle(rng, min_cycle=21), _lmp_note,
-                   "Using the patient's last menstrual period date, what is the patient's "
-                   "estimated date of conception? Your response should be in the format "
-                   "M/D/Y (e.g. 08/31/2023)."),
-        Calculator("due_date", 13, "Estimated Due Date", "date", "estimated_due_date",
-                   "add_40_weeks_explanation",
-                   lambda rng: _sample_lmp_cycle(rng, min_cycle=28), _lmp_note,
-                   "Using Naegele's Rule for estimated due date based on the last menstrual "
-                   "period and cycle length, what is the patient's estimated due date? Your "
-                   "response should be in the format M/D/Y (e.g. 08/31/2023)."),
+        Calculator(
+            "bmi",
+            6,
+            "Body Mass Index (BMI)",
+            "decimal",
+            "bmi_calculator",
+            "bmi_calculator_explanation",
+            _sample_body,
+            _body_note,
+            "What is the patient's body mass index (BMI)? Your answer should be in terms of kg/m².",
+        ),
+        Calculator(
+            "map",
+            5,
+            "Mean Arterial Pressure (MAP)",
+            "decimal",
+            "mean_arterial_pressure",
+            "mean_arterial_pressure_explanation",
+            _sample_map,
+            _map_note,
+            "What is patient's mean arterial pressure in mm Hg?",
+        ),
+        Calculator(
+            "anion_gap",
+            39,
+            "Anion Gap",
+            "decimal",
+            "anion_gap",
+            "compute_anion_gap_explanation",
+            _sample_anion_gap,
+            _anion_gap_note,
+            "What is the patient's anion gap in terms of mEq/L?",
+        ),
+        Calculator(
+            "creatinine_clearance",
+            2,
+            "Creatinine Clearance (Cockcroft-Gault Equation)",
+            "decimal",
+            "creatinine_clearance",
+            "generate_cockcroft_gault_explanation",
+            _sample_crcl,
+            _crcl_note,
+            "What is the patient's Creatinine Clearance using the Cockroft-Gault Equation "
+            "in terms of mL/min? You should use the patient's adjusted body weight in kg "
+            "for the weight. The adjusted body weight formula is min(ideal body weight, "
+            "actual body weight) if the patient is normal weight, the adjusted body weight "
+            "formula if overweight or obese, and the actual weight if underweight.",
+        ),
+        Calculator(
+            "cha2ds2_vasc",
+            4,
+            "CHA2DS2-VASc Score for Atrial Fibrillation Stroke Risk",
+            "integer",
+            "cha2ds2_vasc_score",
+            "generate_cha2ds2_vasc_explanation",
+            _sample_cha2ds2,
+            _cha2ds2_note,
+            "What is the patient's CHA2DS2-VASc Score?",
+        ),
+        Calculator(
+            "curb_65",
+            45,
+            "CURB-65 Score for Pneumonia Severity",
+            "integer",
+            "curb_65",
+            "curb_65_explanation",
+            _sample_curb65,
+            _curb65_note,
+            "What is the patient's CURB-65 score?",
+        ),
+        Calculator(
+            "qtc_bazett",
+            11,
+            "QTc Bazett Calculator",
+            "decimal",
+            "qt_calculator_bazett",
+            "bazett_calculator_explanation",
+            _sample_bazett,
+            _bazett_note,
+            "Using the Bazett Formula for corrected QT interval, what is the patient's corrected QT interval in terms of msec?",
+        ),
+        Calculator(
+            "ideal_body_weight",
+            10,
+            "Ideal Body Weight",
+            "decimal",
+            "ideal_body_weight",
+            "ibw_explanation",
+            _sample_ibw,
+            _body_note,
+            "Based on the patient's height and sex, what is the patient's ideal body weight in terms of kg?",
+        ),
+        Calculator(
+            "bsa",
+            60,
+            "Body Surface Area Calculator",
+            "decimal",
+            "bsa_calculator",
+            "bsa_calculator_explaination",
+            _sample_body,
+            _body_note,
+            "What is the patient's body surface area? Please output your answer in terms of m².",
+        ),
+        Calculator(
+            "calcium_correction",
+            7,
+            "Calcium Correction for Hypoalbuminemia",
+            "decimal",
+            "calcium_correction",
+            "calculate_corrected_calcium_explanation",
+            _sample_calcium,
+            _calcium_note,
+            "Using the Calcium Correction for Hypoalbuminemia formula, what is the "
+            "patient's corrected calcium in mg/dL? The patient's normal albumin "
+            "concentration is 4 g/dL.",
+        ),
+        Calculator(
+            "centor",
+            20,
+            "Centor Score (Modified/McIsaac) for Strep Pharyngitis",
+            "integer",
+            "centor_score",
+            "compute_centor_score_explanation",
+            _sample_centor,
+            _centor_note,
+            "What is the patient's Centor Score?",
+        ),
+        Calculator(
+            "gestational_age",
+            69,
+            "Estimated Gestational Age",
+            "weeks_days",
+            "gestational_age",
+            "compute_gestational_age_explanation",
+            _sample_gestational,
+            _gestational_note,
+            "Based on the patient's last menstrual period and today's date, what is the "
+            "patient's estimated gestational age? Your response should be a tuple "
+            "specifying the number of weeks and days, e.g. (4 weeks, 0 days).",
+        ),
+        Calculator(
+            "conception_date",
+            68,
+            "Estimated of Conception",
+            "date",
+            "conception_date",
+            "add_2_weeks_explanation",
+            lambda rng: _sample_lmp_cycle(rng, min_cycle=21),
+            _lmp_note,
+            "Using the patient's last menstrual period date, what is the patient's "
+            "estimated date of conception? Your response should be in the format "
+            "M/D/Y (e.g. 08/31/2023).",
+        ),
+        Calculator(
+            "due_date",
+            13,
+            "Estimated Due Date",
+            "date",
+            "estimated_due_date",
+            "add_40_weeks_explanation",
+            lambda rng: _sample_lmp_cycle(rng, min_cycle=28),
+            _lmp_note,
+            "Using Naegele's Rule for estimated due date based on the last menstrual "
+            "period and cycle length, what is the patient's estimated due date? Your "
+            "response should be in the format M/D/Y (e.g. 08/31/2023).",
+        ),
     ]
 }
 
@@ -470,16 +566,11 @@ def _resolve_calculators(calculators: Iterable[str | int] | None) -> list[Calcul
     for want in calculators:
         match = None
         for calc in CALCULATORS.values():
-            if (
-                str(want).strip().lower() in (calc.key, calc.name.lower())
-                or str(want).strip() == str(calc.calculator_id)
-            ):
+            if str(want).strip().lower() in (calc.key, calc.name.lower()) or str(want).strip() == str(calc.calculator_id):
                 match = calc
                 break
         if match is None:
-            raise ValueError(
-                f"unknown MedCalc calculator {want!r}; known keys: {sorted(CALCULATORS)}"
-            )
+            raise ValueError(f"unknown MedCalc calculator {want!r}; known keys: {sorted(CALCULATORS)}")
         if match not in chosen:
             chosen.append(match)
     if not chosen:

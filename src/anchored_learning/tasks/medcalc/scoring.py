@@ -25,8 +25,18 @@ _MONTHS = {
     name: i + 1
     for i, name in enumerate(
         [
-            "january", "february", "march", "april", "may", "june", "july", "august",
-            "september", "october", "november", "december",
+            "january",
+            "february",
+            "march",
+            "april",
+            "may",
+            "june",
+            "july",
+            "august",
+            "september",
+            "october",
+            "november",
+            "december",
         ]
     )
 }
@@ -69,9 +79,7 @@ _WEEKS_DAYS_RES = [
         re.IGNORECASE,
     ),
     # 16 weeks and 1 day / 16 weeks, 1 day / 16 wk 1 d / 16w1d
-    re.compile(
-        r"(\d+)\s*(?:weeks?|wks?|w)\b\.?\s*(?:,|and|\+)?\s*(\d+)\s*(?:days?|d)\b", re.IGNORECASE
-    ),
+    re.compile(r"(\d+)\s*(?:weeks?|wks?|w)\b\.?\s*(?:,|and|\+)?\s*(\d+)\s*(?:days?|d)\b", re.IGNORECASE),
     re.compile(r"(\d+)\s*(?:weeks?|wks?|w)(\d+)\s*(?:days?|d)\b", re.IGNORECASE),
     # 16 weeks (0 days)
     re.compile(r"(\d+)\s*(?:weeks?|wks?)\b()", re.IGNORECASE),
@@ -81,9 +89,7 @@ _ANSWER_LINE_RE = re.compile(
     r"^[\s>*#_`-]*(?:final\s+)?answer\s*[*_`]*\s*[:=]\s*[*_`]*\s*(?P<rest>.*)$",
     re.IGNORECASE | re.MULTILINE,
 )
-_JSON_ANSWER_RE = re.compile(
-    r"""["']?answer["']?\s*:\s*(?P<val>"(?:[^"\\]|\\.)*"|'[^']*'|[^,}\n]+)""", re.IGNORECASE
-)
+_JSON_ANSWER_RE = re.compile(r"""["']?answer["']?\s*:\s*(?P<val>"(?:[^"\\]|\\.)*"|'[^']*'|[^,}\n]+)""", re.IGNORECASE)
 
 
 def _numbers(text: str) -> list[float]:

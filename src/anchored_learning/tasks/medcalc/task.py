@@ -84,16 +84,12 @@ class MedCalcTask:
             examples = load_medcalc_csv(self._files[split])
             if self.calculators is not None:
                 wanted = {str(c).strip().lower() for c in self.calculators}
-                keys = {
-                    c.key: (str(c.calculator_id), c.name.lower()) for c in CALCULATORS.values()
-                }
+                keys = {c.key: (str(c.calculator_id), c.name.lower()) for c in CALCULATORS.values()}
                 for key, (cid, cname) in keys.items():
                     if key in wanted:
                         wanted |= {cid, cname}
                 examples = [
-                    e for e in examples
-                    if str(e.meta["calculator_id"]) in wanted
-                    or e.meta["calculator_name"].lower() in wanted
+                    e for e in examples if str(e.meta["calculator_id"]) in wanted or e.meta["calculator_name"].lower() in wanted
                 ]
             self._cache[split] = examples
         return self._cache[split]
@@ -113,9 +109,7 @@ class MedCalcTask:
         if n is not None and n < 0:
             raise ValueError(f"n must be >= 0, got {n}")
         if not self._files:
-            return generate_examples(
-                split, _DEFAULT_SIZES[split] if n is None else n, seed, self.calculators
-            )
+            return generate_examples(split, _DEFAULT_SIZES[split] if n is None else n, seed, self.calculators)
         pool = list(self._csv_examples(split))
         random.Random(seed).shuffle(pool)
         if n is None:
