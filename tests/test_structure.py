@@ -103,5 +103,11 @@ def test_method_and_benchmark_names_live_in_their_registries():
     method_field = {f.name: f for f in dataclasses.fields(AnchoredSFTConfig)}["method"]
     assert method_field.metadata["choices"] == list(METHODS)
     assert set(VARIANTS) == set(METHODS) | {"lora", "wise_ft"} and "lora" not in METHODS
+    fields = {f.name for f in dataclasses.fields(AnchoredSFTConfig)}
+    for m in METHODS.values():  # every field a method reads or fixes is a config field
+        assert set(m.reads) | set(m.fixed) <= fields, m.name
+    fields = {f.name for f in dataclasses.fields(AnchoredSFTConfig)}
+    for m in METHODS.values():  # every field a method reads or fixes is a config field
+        assert set(m.reads) | set(m.fixed) <= fields, m.name
     assert {n for n, s in SUITES.items() if s.kind == "mc"} == set(BENCHMARKS)
     assert {n for n, s in SUITES.items() if s.kind == "generation"} == set(TASKS)

@@ -28,17 +28,16 @@ class _ParseError(Exception):
     pass
 
 
+#: one-word field names a validation message may start with
+_PLAIN_FIELDS = ("seed", "seeds", "preset", "task", "model", "data", "sweep", "baselines")
+
+
 def _bad(message: str) -> typer.BadParameter:
-    """A usage error (exit code 2) for ``message``, blamed on the flag whose field the message starts with."""
+    """A usage error (exit code 2) for ``message``, blamed on the flag whose field the message
+    starts with (``"anchor_alpha must be in [0, 1]"`` -> ``--anchor_alpha``)."""
     head = message.split(" ", 1)[0].strip(":'\"")
-    return typer.BadParameter(
-        message,
-        param_hint=f"--{head}"
-        if head.isidentifier()
-        and "_" in head
-        or head in ("seed", "seeds", "preset", "task", "model", "data", "sweep", "baselines")
-        else None,
-    )
+    is_field = (head.isidentifier() and "_" in head) or head in _PLAIN_FIELDS
+    return typer.BadParameter(message, param_hint=f"--{head}" if is_field else None)
 
 
 def _parser(dataclass_types, prog: str, description: str):
@@ -112,13 +111,14 @@ def parse_config_args(
     parser = _parser(dataclass_types, prog, description)
     # a list flag given several times keeps every value (argparse would keep the last occurrence)
     list_dest = {opt: a.dest for a in parser._actions if a.nargs == "+" for opt in a.option_strings}
+    options = {opt for a in parser._actions for opt in a.option_strings} | {"--config"}
     lists: dict[str, list[str]] = {}
     rest: list[str] = []
     i = 0
     while i < len(argv):
         if argv[i] in list_dest:
             j = i + 1
-            while j < len(argv) and not argv[j].startswith("--") and argv[j] not in list_dest:
+            while j < len(argv) and not argv[j].startswith("--") and argv[j] not in options:
                 j += 1
             lists.setdefault(list_dest[argv[i]], []).extend(argv[i + 1 : j])
             i = j
@@ -131,6 +131,7 @@ def parse_config_args(
         raise typer.Exit(0)
     if defaults:
         parser.set_defaults_with_config(**defaults)
+    argv = [x for a in argv for x in (a.split("=", 1) if a.startswith("--config=") else [a])]
     if "--config" in argv:
         k = argv.index("--config")
         if k + 1 >= len(argv):
@@ -345,7 +346,7 @@ def train_command(ctx: typer.Context) -> None:
     import anchored_learning.trainer as trainer_mod
     from anchored_learning.config import AnchoredSFTConfig
     from anchored_learning.experiment import ExperimentConfig, load_training_rows
-    from anchored_learning.io import check_output_path
+    from anchored_learning.io import check_output_path, write_json_atomic
     from anchored_learning.methods import METHODS, get_method
 
     argv = _rename_old_flags(list(ctx.args), TRAIN_RENAMED)
@@ -419,7 +420,7 @@ def train_command(ctx: typer.Context) -> None:
         trainer_mod.train_reference(
             m, dataset, ref_dir, processing_class=tok, report_to="none", num_train_epochs=targs.reference_epochs
         )
-        marker.write_text(json.dumps(stamp))  # written last: a killed save is never reused
+        write_json_atomic(marker, stamp)  # written last: a killed save is never reused
     m, tok = models.load_model_and_tokenizer(path)
     trainer = trainer_mod.AnchoredSFTTrainer(
         m, args=args, train_dataset=dataset, processing_class=tok, peft_config=targs.peft_config()

@@ -41,6 +41,7 @@ class Method:
         needs_reference: the loss reads the reference model p_sft.
         snapshot: how the frozen copy of the student is kept (:data:`SnapshotKind`).
         fixed: config fields the method sets, whatever the user gave (e.g. distill: alpha = 1).
+        reads: the config fields its loss reads besides the chunking (its hyper-parameters).
         description: one line for ``--help`` and the README.
     """
 
@@ -49,6 +50,7 @@ class Method:
     needs_reference: bool = False
     snapshot: SnapshotKind = None
     fixed: dict[str, Any] = field(default_factory=dict)
+    reads: tuple[str, ...] = ()
     description: str = ""
 
 
@@ -107,43 +109,32 @@ def _anchored(student, y, anchors, args, **common):
     )
 
 
+#: what the anchored objective reads
+_ANCHOR_FIELDS = ("anchor_alpha", "anchor_interpolation", "anchor_temperature", "ce_weight")
+_KL_FIELDS = ("kl_coef", "kl_direction")
+
+#: the registry: every training objective, by name
 METHODS: dict[str, Method] = {
     m.name: m
     for m in (
-        Method(
-            "anchored",
-            _anchored,
-            needs_reference=True,
-            snapshot="outer",
-            description="Anchored Learning (arXiv:2605.04468): KL(q_t || p_theta), anchor q_t between the "
-            "snapshot p_t and p_sft, snapshot refreshed every K epochs",
-        ),
-        Method(
-            "anchored_per_step",
-            _anchored,
-            needs_reference=True,
-            fixed={"snapshot_mode": "per_step"},
-            description="anchored KL with the student's own detached logits as z_t (TAID-like, no snapshot)",
-        ),
-        Method(
-            "distill",
-            _anchored,
-            needs_reference=True,
-            fixed={"anchor_alpha": 1.0},
-            description="distillation KL(p_sft || p_theta) (alpha = 1)",
-        ),
+        Method("anchored", _anchored, needs_reference=True, snapshot="outer", reads=_ANCHOR_FIELDS,
+               description="Anchored Learning (arXiv:2605.04468): KL(q_t || p_theta), anchor q_t between the "
+                           "snapshot p_t and p_sft, snapshot refreshed every K epochs"),
+        Method("anchored_per_step", _anchored, needs_reference=True, fixed={"snapshot_mode": "per_step"},
+               reads=_ANCHOR_FIELDS,
+               description="anchored KL with the student's own detached logits as z_t (TAID-like, no snapshot)"),
+        Method("distill", _anchored, needs_reference=True, fixed={"anchor_alpha": 1.0}, reads=_ANCHOR_FIELDS,
+               description="distillation KL(p_sft || p_theta) (alpha = 1)"),
         Method("sft", _sft, description="plain SFT: -log p_theta(y_k)"),
-        Method("sft_kl", _sft_kl, snapshot="base", description="SFT + kl_coef * KL(p0 || p_theta) to the fixed base model"),
+        Method("sft_kl", _sft_kl, snapshot="base", reads=_KL_FIELDS,
+               description="SFT + kl_coef * KL(p0 || p_theta) to the fixed base model"),
         Method("dft", _dft, description="DFT (arXiv:2508.05629): -sg(p_theta(y_k)) log p_theta(y_k)"),
-        Method("asft", _asft, snapshot="base", description="ASFT (arXiv:2509.23753): DFT + kl_coef * KL(p0 || p_theta)"),
-        Method(
-            "psft",
-            _psft,
-            snapshot="outer",
-            description="PSFT (arXiv:2508.17784): clipped ratio to the old policy, refreshed every K epochs",
-        ),
+        Method("asft", _asft, snapshot="base", reads=_KL_FIELDS,
+               description="ASFT (arXiv:2509.23753): DFT + kl_coef * KL(p0 || p_theta)"),
+        Method("psft", _psft, snapshot="outer", reads=("psft_epsilon",),
+               description="PSFT (arXiv:2508.17784): clipped ratio to the old policy, refreshed every K epochs"),
     )
-}
+}  # fmt: skip
 
 
 def get_method(name: str) -> Method:

@@ -68,10 +68,11 @@ class ExperimentConfig:
         default="default",
         metadata=_help(
             "Bundled recipe (configs/igsm/<preset>.yaml) that fills every field left unset: 'quick' (a smoke run of "
-            "every stage), 'default' (the measured trade-off run), 'paper' (the paper's defaults, for a GPU)."
+            "every stage), 'default' (the measured trade-off run), 'paper' (the paper's defaults, for a GPU).",
+            aliases=["-p"],
         ),
     )
-    task: str = field(default="igsm", metadata=_help("Target task.", choices=list(TASKS)))
+    task: str = field(default="igsm", metadata=_help("Target task.", choices=list(TASKS), aliases=["-t"]))
     model: str | None = field(
         default=None,
         metadata=_help("Base model: HF model id or folder (default: the bundled SmolLM2-135M-Instruct).", aliases=["-m"]),

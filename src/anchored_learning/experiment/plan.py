@@ -139,9 +139,9 @@ def variant_args(cfg: ExperimentConfig, out: Path, name: str, method: str, overr
             extra.update(outer_iterations=c.outer_iterations, inner_epochs=c.inner_epochs)
         else:
             extra["num_train_epochs"] = c.outer_iterations * c.inner_epochs
-    if method in ("anchored", "anchored_per_step", "distill"):
+    if method in METHODS and METHODS[method].needs_reference:
         extra["reference_model"] = str(ref_dir)
-    if method in ("sft_kl", "asft"):
+    if method in METHODS and "kl_coef" in METHODS[method].reads:
         extra["kl_coef"] = c.kl_coef
     if method == "lora":
         from peft import LoraConfig
