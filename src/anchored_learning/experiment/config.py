@@ -22,6 +22,15 @@ from anchored_learning.tasks.registry import TARGETS as TASKS
 HELDOUT = ("sciq_chat", "hellaswag", "arc_easy", "piqa", "mmlu", "heldout_nll")
 
 
+#: ExperimentConfig fields renamed to AnchoredSFTConfig's names (old name -> new name)
+RENAMED_FIELDS = {
+    "epochs_per_iteration": "inner_epochs",
+    "batch_size": "per_device_train_batch_size",
+    "grad_accum": "gradient_accumulation_steps",
+    "ref_epochs": "reference_epochs",
+}
+
+
 def recipe_path(preset: str, task: str = "igsm"):
     """The bundled recipe file of ``preset`` (``configs/<task>/<preset>.yaml`` in the package; the
     iGSM recipes stand in for tasks that have none yet)."""

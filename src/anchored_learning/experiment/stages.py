@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from anchored_learning.experiment import plan as P
-from anchored_learning.experiment.config import ExperimentConfig
+from anchored_learning.experiment.config import RENAMED_FIELDS, ExperimentConfig
 from anchored_learning.experiment.data import load_training_rows, make_task
 from anchored_learning.io import check_output_path, write_json_atomic
 
@@ -63,7 +63,8 @@ class Experiment:
         saved = self.out / "config.json"
         if not saved.exists():
             return
-        old = json.loads(saved.read_text())
+        # a folder written before the field renames holds the old names
+        old = {RENAMED_FIELDS.get(k, k): v for k, v in json.loads(saved.read_text()).items()}
         new = json.loads(json.dumps(dataclasses.asdict(self.cfg), default=str))
         diff = {k: (old[k], v) for k, v in new.items() if k in old and k not in self.RESUMABLE_CHANGES and old[k] != v}
         if diff:
@@ -133,6 +134,7 @@ class Experiment:
             generation_batch_size=c.generation_batch_size,
             progress=True,
             model_name=name,
+            tasks={c.task: self.task},
         )
         write_json_atomic(path, res)
         self._save_wall_time()
@@ -152,7 +154,6 @@ class Experiment:
         from datasets import Dataset
         from transformers import AutoModelForCausalLM
 
-        from anchored_learning.evaluation.suites import register_task
         from anchored_learning.experiment.report import write_report
         from anchored_learning.models import load_model_and_tokenizer, resolve_model_path
         from anchored_learning.trainer import wise_ft
@@ -165,9 +166,8 @@ class Experiment:
         write_json_atomic(self.out / "config.json", dataclasses.asdict(c))
         torch.manual_seed(c.seed)
         self.model_path = resolve_model_path(c.model)
-        task = make_task(c)
-        register_task(c.task, lambda: task, default_limit=c.n_test)
-        self.dataset = Dataset.from_list(load_training_rows(c, task))
+        self.task = make_task(c)
+        self.dataset = Dataset.from_list(load_training_rows(c, self.task))
         self.base, self.tok = load_model_and_tokenizer(self.model_path)
         self.base.eval()
 
