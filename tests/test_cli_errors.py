@@ -73,6 +73,10 @@ def test_train_config_errors_before_any_training(tmp_path, no_work, data):
     bad_yaml = tmp_path / "bad.yaml"
     bad_yaml.write_text("anchor_alpha: [0.5\n")
     _assert_usage_error(_invoke(out + ["--config", str(bad_yaml)]), "neither valid JSON nor YAML")
+    latin1 = tmp_path / "latin1.yaml"
+    latin1.write_bytes("learning_rate: 1e-5 # caf\xe9\n".encode("latin-1"))
+    _assert_usage_error(_invoke(out + ["--config", str(latin1)]), "not UTF-8")
+    _assert_usage_error(_invoke(out + ["--config", str(tmp_path)]), "is a folder")
     listy = tmp_path / "list.yaml"
     listy.write_text("- 1\n- 2\n")
     _assert_usage_error(_invoke(out + ["--config", str(listy)]), "mapping")
@@ -171,6 +175,8 @@ def test_sweep_values_of_the_wrong_type_or_range_fail_before_any_work(tmp_path, 
         ("anchored.num_train_epochs=abc", "num_train_epochs must be a number"),
     ):
         _assert_usage_error(_invoke(["sweep", "-g", grid, "-o", str(tmp_path / "s")]), msg)
+    # a planned stage's bad value is blamed on its field, not on the stage's label ("sft_kl: kl_coef ...")
+    _assert_usage_error(_invoke(["run", "--kl_coef", "-1", "--baselines", "sft_kl", "-o", str(tmp_path / "s")]), "--kl_coef")
     assert not (tmp_path / "s").exists()
 
 
@@ -300,3 +306,10 @@ def test_run_flags_come_from_the_experiment_config(tmp_path, monkeypatch):
     assert cfg.sweep == ["anchored.anchor_alpha=0.25", "sft.learning_rate=1e-4,3e-5"]
     assert cfg.preset == "quick" and cfg.output_dir == "runs/igsm-quick-sweep"
     _assert_usage_error(_invoke(["run", "--epochs_per_iteration", "2"]), "--epochs_per_iteration")
+    # --flag=value and --flag value mixed: every value kept
+    res = _invoke(["sweep", "--grid", "anchored.anchor_alpha=0.25", "--grid=sft.learning_rate=1e-3", "-m", "x"])
+    assert res.exit_code == 0, res.output
+    assert got[-1][0].sweep == ["anchored.anchor_alpha=0.25", "sft.learning_rate=1e-3"] and got[-1][0].model == "x"
+    res = _invoke(["run", "--heldout=arc_easy", "--heldout", "heldout_nll"])
+    assert got[-1][0].heldout == ["arc_easy", "heldout_nll"]
+    assert "(default: quick)" in _invoke(["sweep", "--help"]).output  # the command's own defaults in --help

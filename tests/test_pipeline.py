@@ -296,6 +296,13 @@ def test_presets_resolve_to_valid_igsm_tasks():
         ({"sweep": ("sft.learning_rate=",)}, "empty value"),
         ({"sweep": ("wise_ft.weight=abc",)}, "wise_ft.weight must be a number"),
         ({"sweep": ("wise_ft.weight=2",)}, "wise_ft.weight must be a number"),
+        ({"sweep": ("anchored.method=sft",)}, "set by the experiment itself"),
+        ({"sweep": ("sft.reference_model=x",)}, "set by the experiment itself"),
+        ({"wise_weights": (2.0,)}, r"wise_weights must be in \[0, 1\]"),
+        ({"heldout": ("arc_easy", "nope")}, "unknown suite 'nope'"),
+        ({"n_train": 0}, "n_train must be >= 1"),
+        ({"mc_limit": -1}, "mc_limit must be >= 1"),
+        ({"igsm_op_min": 5, "igsm_op_max": 2}, "igsm_op_min"),
     ],
 )
 def test_bad_stage_values_fail_before_any_work(tmp_path, kwargs, msg):

@@ -35,7 +35,10 @@ _PLAIN_FIELDS = ("seed", "seeds", "preset", "task", "model", "data", "sweep", "b
 def _bad(message: str) -> typer.BadParameter:
     """A usage error (exit code 2) for ``message``, blamed on the flag whose field the message
     starts with (``"anchor_alpha must be in [0, 1]"`` -> ``--anchor_alpha``)."""
-    head = message.split(" ", 1)[0].strip(":'\"")
+    words = message.split(" ", 2)
+    if len(words) > 1 and words[0].endswith(":"):  # "<stage>: <field> must ..." (a planned variant)
+        words = words[1:]
+    head = words[0].strip(":'\"")
     is_field = (head.isidentifier() and "_" in head) or head in _PLAIN_FIELDS
     return typer.BadParameter(message, param_hint=f"--{head}" if is_field else None)
 
@@ -59,9 +62,14 @@ def _read_config_file(path: Path) -> dict:
     """
     import yaml
 
+    if path.is_dir():
+        raise typer.BadParameter(f"{path} is a folder; give a YAML or JSON file", param_hint="--config")
     if not path.is_file():
         raise typer.BadParameter(f"{path} does not exist", param_hint="--config")
-    text = path.read_text()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise typer.BadParameter(f"{path} is not UTF-8 text ({e})", param_hint="--config") from None
     try:
         fields = json.loads(text)
     except json.JSONDecodeError:
@@ -112,6 +120,8 @@ def parse_config_args(
     # a list flag given several times keeps every value (argparse would keep the last occurrence)
     list_dest = {opt: a.dest for a in parser._actions if a.nargs == "+" for opt in a.option_strings}
     options = {opt for a in parser._actions for opt in a.option_strings} | {"--config"}
+    # --flag=value -> --flag value for list flags, so every occurrence is collected below
+    argv = [x for a in argv for x in (a.split("=", 1) if a.split("=", 1)[0] in list_dest and "=" in a else [a])]
     lists: dict[str, list[str]] = {}
     rest: list[str] = []
     i = 0
@@ -126,11 +136,11 @@ def parse_config_args(
             rest.append(argv[i])
             i += 1
     argv = rest + [x for dest, values in lists.items() for x in (f"--{dest}", *values)]
+    if defaults:
+        parser.set_defaults_with_config(**defaults)
     if "--help" in argv or "-h" in argv:
         parser.print_help()
         raise typer.Exit(0)
-    if defaults:
-        parser.set_defaults_with_config(**defaults)
     argv = [x for a in argv for x in (a.split("=", 1) if a.startswith("--config=") else [a])]
     if "--config" in argv:
         k = argv.index("--config")

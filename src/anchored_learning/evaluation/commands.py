@@ -8,6 +8,8 @@ from typing import Any
 import typer
 
 from anchored_learning.io import check_output_path, write_json_atomic
+from anchored_learning.tasks.heldout import BENCHMARKS
+from anchored_learning.tasks.registry import TASKS
 
 
 def results_table(out: dict[str, Any], title: str = "evaluation"):
@@ -47,8 +49,11 @@ def eval_command(
         ["stability"],
         "--suite",
         "-s",
-        help="Suite name, repeatable: igsm (the paper's mod-23), igsm_add (the CPU presets'), medcalc, ifeval, sciq_chat, hellaswag, arc_easy, "
-        "arc_challenge, piqa, mmlu, heldout_nll, drift, drift:<task>, stability.",
+        help="Suite name, repeatable or comma-separated. Tasks (generated answers): "
+        + ", ".join(TASKS)
+        + " (igsm is the paper's mod-23 iGSM, igsm_add the CPU recipes'). Multiple choice: "
+        + ", ".join(BENCHMARKS)
+        + ". Also heldout_nll, drift, drift:<task> (need --base-model), and the bundle stability.",
     ),
     limit: int | None = typer.Option(None, "--limit", "-n", min=1, help="Items per suite (default: per-suite default)."),
     seed: int = typer.Option(0, "--seed", min=0, help="Seed of the fixed item subsets."),
@@ -79,6 +84,7 @@ def eval_command(
 
         torch.set_num_threads(max(1, threads))
     try:
+        suite = [s.strip() for item in suite for s in item.split(",") if s.strip()]
         names = expand_suites(suite)
     except KeyError as e:
         raise typer.BadParameter(str(e.args[0]), param_hint="--suite") from None

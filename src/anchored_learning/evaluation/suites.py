@@ -310,6 +310,7 @@ def evaluate(
         raise ValueError(f"batch sizes must be >= 1, got batch_size={batch_size}, generation_batch_size={generation_batch_size}")
     if isinstance(suites, str):
         suites = [suites]
+    tasks = dict(tasks or {})
     names = expand_suites(suites)
     limits = dict(limits or {})
     bad = {k: v for k, v in {"limit": limit, **limits}.items() if v is not None and int(v) < 1}

@@ -191,6 +191,21 @@ class ExperimentConfig:
         parse_sweep(self.sweep)  # fail before any work
         if int(self.seed) < 0:
             raise ValueError(f"seed must be >= 0, got {self.seed}")
+        from anchored_learning.evaluation.suites import expand_suites
+
+        try:
+            expand_suites(list(self.heldout or ()))
+        except KeyError as e:
+            raise ValueError(f"heldout: {e.args[0]}") from None
+        if any(not 0.0 <= float(w) <= 1.0 for w in (self.wise_weights or ())):
+            raise ValueError(f"wise_weights must be in [0, 1], got {self.wise_weights}")
+        for name in ("n_train", "n_test", "mc_limit", "nll_limit", "drift_limit", "max_length"):
+            v = getattr(self, name)
+            if v is not None and int(v) < 1:
+                raise ValueError(f"{name} must be >= 1, got {v}")
+        lo, hi = self.igsm_op_min, self.igsm_op_max
+        if lo is not None and hi is not None and int(lo) > int(hi):
+            raise ValueError(f"igsm_op_min ({lo}) must be <= igsm_op_max ({hi})")
         if int(self.eval_batch_size) < 1 or int(self.generation_batch_size) < 1:
             raise ValueError(
                 f"eval_batch_size and generation_batch_size must be >= 1, got {self.eval_batch_size} "

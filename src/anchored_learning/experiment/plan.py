@@ -24,6 +24,9 @@ VARIANTS = (*METHODS, "lora", "wise_ft")
 #: marker file written last into a finished model folder ``models/<name>/final`` (holds its training log)
 DONE = ".complete"
 
+#: AnchoredSFTConfig fields the experiment sets for every stage (a sweep cannot vary them)
+PLANNED_FIELDS = ("method", "output_dir", "reference_model", "logging_dir", "run_name")
+
 #: one planned model: (label, method or "lora" / "wise_ft", field overrides)
 Variant = tuple[str, str, dict[str, Any]]
 
@@ -59,6 +62,8 @@ def parse_sweep(entries: Sequence[str]) -> list[Variant]:
             ) from None
         if method not in VARIANTS:
             raise ValueError(f"sweep entry {entry!r}: unknown method {method!r}")
+        if fld in PLANNED_FIELDS:
+            raise ValueError(f"sweep entry {entry!r}: {fld!r} is set by the experiment itself and cannot be swept")
         if method == "wise_ft" and fld != "weight" or method != "wise_ft" and fld not in fields:
             raise ValueError(f"sweep entry {entry!r}: {fld!r} is not a field of AnchoredSFTConfig (wise_ft takes 'weight')")
         for raw in values.split(","):
