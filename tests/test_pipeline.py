@@ -303,6 +303,7 @@ def test_presets_resolve_to_valid_igsm_tasks():
         ({"n_train": 0}, "n_train must be >= 1"),
         ({"mc_limit": -1}, "mc_limit must be >= 1"),
         ({"igsm_op_min": 5, "igsm_op_max": 2}, "igsm_op_min"),
+        ({"igsm_op_min": 5}, r"igsm_op_min \(5\) must be <= igsm_op_max \(3\)"),  # against the recipe's op_max
     ],
 )
 def test_bad_stage_values_fail_before_any_work(tmp_path, kwargs, msg):

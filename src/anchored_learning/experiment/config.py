@@ -174,13 +174,27 @@ class ExperimentConfig:
 
     def resolved(self) -> ExperimentConfig:
         """A copy with the preset recipe's values in every field left at None, and ``output_dir``
-        defaulting to ``runs/<task>-<preset>``.
+        defaulting to ``runs/<task>-<preset>``, checked as a whole before any work.
 
         Raises:
-            ValueError: unknown preset, task or baseline; a bad sweep entry; a negative seed; an
-                evaluation batch size below 1.
+            ValueError: unknown preset, task, baseline or held-out suite; a bad sweep entry; a
+                negative seed; a size, limit or batch size below 1; WiSE-FT weights outside [0, 1];
+                igsm_op_min above igsm_op_max.
         """
         recipe = load_recipe(self.preset, self.task)
+        vals = dataclasses.asdict(self)
+        for k, v in {"baselines": ["sft_kl", "wise_ft"], "heldout": list(HELDOUT), "target_drift": True, **recipe}.items():
+            if k in vals and vals.get(k) is None:
+                vals[k] = v
+        if vals["output_dir"] is None:
+            vals["output_dir"] = f"runs/{self.task}-{self.preset}"
+        out = ExperimentConfig(**vals)
+        out._check()
+        return out
+
+    def _check(self) -> None:
+        from anchored_learning.evaluation.suites import expand_suites
+
         if self.task not in TASKS:
             raise ValueError(f"unknown task {self.task!r}; choose one of {', '.join(TASKS)}")
         if self.igsm_arithmetic not in (None, "add", "mod23"):
@@ -188,33 +202,28 @@ class ExperimentConfig:
         bad = [b for b in (self.baselines or ()) if b not in VARIANTS]
         if bad:
             raise ValueError(f"unknown baseline(s) {bad}; choose from {list(VARIANTS)}")
-        parse_sweep(self.sweep)  # fail before any work
+        parse_sweep(self.sweep)
         if int(self.seed) < 0:
             raise ValueError(f"seed must be >= 0, got {self.seed}")
-        from anchored_learning.evaluation.suites import expand_suites
-
         try:
             expand_suites(list(self.heldout or ()))
         except KeyError as e:
             raise ValueError(f"heldout: {e.args[0]}") from None
         if any(not 0.0 <= float(w) <= 1.0 for w in (self.wise_weights or ())):
             raise ValueError(f"wise_weights must be in [0, 1], got {self.wise_weights}")
-        for name in ("n_train", "n_test", "mc_limit", "nll_limit", "drift_limit", "max_length"):
+        for name in (
+            "n_train",
+            "n_test",
+            "mc_limit",
+            "nll_limit",
+            "drift_limit",
+            "max_length",
+            "eval_batch_size",
+            "generation_batch_size",
+        ):
             v = getattr(self, name)
             if v is not None and int(v) < 1:
                 raise ValueError(f"{name} must be >= 1, got {v}")
         lo, hi = self.igsm_op_min, self.igsm_op_max
         if lo is not None and hi is not None and int(lo) > int(hi):
             raise ValueError(f"igsm_op_min ({lo}) must be <= igsm_op_max ({hi})")
-        if int(self.eval_batch_size) < 1 or int(self.generation_batch_size) < 1:
-            raise ValueError(
-                f"eval_batch_size and generation_batch_size must be >= 1, got {self.eval_batch_size} "
-                f"and {self.generation_batch_size}"
-            )
-        vals = dataclasses.asdict(self)
-        for k, v in {"baselines": ["sft_kl", "wise_ft"], "heldout": list(HELDOUT), "target_drift": True, **recipe}.items():
-            if k in vals and vals.get(k) is None:
-                vals[k] = v
-        if vals["output_dir"] is None:
-            vals["output_dir"] = f"runs/{self.task}-{self.preset}"
-        return ExperimentConfig(**vals)
