@@ -66,12 +66,6 @@ def write_report(cfg: ExperimentConfig, out: Path, evals: dict[str, dict[str, An
         + (f", on target prompts {r['drift_kl_target']}" if r["drift_kl_target"] is not None else "")
         for r in rows
     )
-    write_text_atomic(out / "results.md", table + "\n" + extra_cols + "\n")
-    plot_pareto(
-        [r for r in rows if r["label"] != "base"],
-        out / "pareto.png",
-        title=f"{c.task}: gain vs. degradation ({c.preset} preset, seed {c.seed})",
-    )
     result = {
         "config": dataclasses.asdict(c),
         "rows": rows,
@@ -83,6 +77,14 @@ def write_report(cfg: ExperimentConfig, out: Path, evals: dict[str, dict[str, An
             "cuda": torch.cuda.is_available(),
         },
     }
+    title = f"{c.task}: gain vs. degradation ({c.preset} preset, seed {c.seed})"
+    return _write(out, table + "\n" + extra_cols + "\n", rows, title, result)
+
+
+def _write(out: Path, markdown: str, rows: list[dict[str, Any]], title: str, result: dict[str, Any]) -> dict[str, Any]:
+    """Write ``results.md``, ``pareto.png`` (every row but the base model) and ``results.json``."""
+    write_text_atomic(out / "results.md", markdown)
+    plot_pareto([r for r in rows if r["label"] != "base"], out / "pareto.png", title=title)
     write_json_atomic(out / "results.json", result)
     return result
 
@@ -97,15 +99,6 @@ def write_seeds_report(cfg: ExperimentConfig, out: Path, seeds: list[int], per_s
     """
     rows = aggregate_seeds([r["rows"] for r in per_seed.values()])
     heldout = [h for h in cfg.heldout if all(h in r["heldout"] for r in rows)]
-    write_text_atomic(
-        out / "results.md",
-        markdown_table_seeds(rows, heldout) + f"\nmean ± sd over seeds {seeds}; per-seed tables in seed-*/results.md\n",
-    )
-    plot_pareto(
-        [r for r in rows if r["label"] != "base"],
-        out / "pareto.png",
-        title=f"{cfg.task}: gain vs. degradation ({cfg.preset} preset, mean ± sd over {len(seeds)} seeds)",
-    )
     res = {
         "config": dataclasses.asdict(cfg),
         "seeds": seeds,
@@ -115,5 +108,6 @@ def write_seeds_report(cfg: ExperimentConfig, out: Path, seeds: list[int], per_s
         "wall_time_s": sum(r["wall_time_s"] for r in per_seed.values()),  # each seed's total over invocations
         "machine": next(iter(per_seed.values()))["machine"],
     }
-    write_json_atomic(out / "results.json", res)
-    return res
+    markdown = markdown_table_seeds(rows, heldout) + f"\nmean ± sd over seeds {seeds}; per-seed tables in seed-*/results.md\n"
+    title = f"{cfg.task}: gain vs. degradation ({cfg.preset} preset, mean ± sd over {len(seeds)} seeds)"
+    return _write(out, markdown, rows, title, res)
