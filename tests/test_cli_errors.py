@@ -133,16 +133,29 @@ def test_train_reuses_its_reference_only_for_the_same_data_and_saves_atomically(
     monkeypatch.setattr(models, "resolve_model_path", lambda *a, **k: "tiny-base")
     monkeypatch.setattr(tr, "train_reference", fake_reference)
     monkeypatch.setattr(tr, "AnchoredSFTTrainer", FakeTrainer)
+    import shutil
+
     argv = ["train", "--data", str(data), "-o", str(tmp_path / "o"), "--method", "anchored"]
-    for _ in range(2):
-        res = _invoke(argv)
-        assert res.exit_code == 0, res.output
-    assert calls == [str(tmp_path / "o" / "reference")]  # the second run reused it
-    assert "(reused)" in res.output
-    assert (tmp_path / "o" / "final" / "config.json").is_file() and not (tmp_path / "o" / "final.tmp").exists()
-    data.write_text(json.dumps({"prompt": "2+2?", "response": "4"}) + "\n")  # other data: train a new reference
-    assert _invoke(argv).exit_code == 0
-    assert len(calls) == 2
+    res = _invoke(argv)
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "o" / "final" / "config.json").is_file() and not list((tmp_path / "o").glob(".final.tmp-*"))
+    # the same command again: reported as finished, nothing retrained
+    res = _invoke(argv)
+    assert res.exit_code == 0 and "already trained" in res.output, res.output
+    # killed after the reference, before the model was saved: the reference is reused
+    shutil.rmtree(tmp_path / "o" / "final")
+    res = _invoke(argv)
+    assert res.exit_code == 0 and "(reused)" in res.output, res.output
+    assert calls == [str(tmp_path / "o" / "reference")]
+    # other data, method or settings in the same folder: refused before any work (was: the old model, silently)
+    _assert_usage_error(_invoke(argv + ["--anchor_alpha", "0.9"]), "other data or settings", "anchor_alpha: 0.5 -> 0.9")
+    _assert_usage_error(_invoke([*argv[:-1], "sft"]), "method: 'anchored' -> 'sft'")
+    data.write_text(json.dumps({"prompt": "2+2?", "response": "4"}) + "\n")
+    _assert_usage_error(_invoke(argv), "data_sha256")
+    assert len(calls) == 1
+    # a folder from an earlier version (no recorded settings) is refused too
+    (tmp_path / "old" / "final").mkdir(parents=True)
+    _assert_usage_error(_invoke(["train", "--data", str(data), "-o", str(tmp_path / "old")]), "not recorded")
 
 
 def test_bad_method_is_blamed_on_method(tmp_path, no_work, data):
@@ -313,3 +326,36 @@ def test_run_flags_come_from_the_experiment_config(tmp_path, monkeypatch):
     res = _invoke(["run", "--heldout=arc_easy", "--heldout", "heldout_nll"])
     assert got[-1][0].heldout == ["arc_easy", "heldout_nll"]
     assert "(default: quick)" in _invoke(["sweep", "--help"]).output  # the command's own defaults in --help
+
+
+def test_train_that_diverges_exits_cleanly_without_a_model(tmp_path, data):
+    from anchored_learning.testing import tiny_llama
+
+    model, tok = tiny_llama(seed=0)
+    model.save_pretrained(tmp_path / "tiny")
+    tok.save_pretrained(tmp_path / "tiny")
+    rows = "".join(json.dumps({"prompt": f"{i}+1?", "response": str(i + 1)}) + "\n" for i in range(8))
+    data.write_text(rows)
+    argv = [
+        "train",
+        "--data",
+        str(data),
+        "-o",
+        str(tmp_path / "o"),
+        "-m",
+        str(tmp_path / "tiny"),
+        "--method",
+        "sft",
+        "--learning_rate",
+        "1e38",
+        "--num_train_epochs",
+        "2",
+        "--use_cpu",
+        "--per_device_train_batch_size",
+        "4",
+    ]
+    res = _invoke(argv)
+    assert res.exit_code == 1, res.output
+    assert "training diverged" in res.output and "non-finite sft loss" in res.output and "Traceback" not in res.output
+    assert not (tmp_path / "o" / "final").exists()
+    _assert_usage_error(_invoke([*argv[:-6], "inf", *argv[-5:]]), "learning_rate must be a finite number")

@@ -335,3 +335,89 @@ def test_dataset_without_response_tokens_is_rejected(tmp_path):
     args = AnchoredSFTConfig(**base_args(tmp_path, method="sft"))
     with pytest.raises(ValueError, match="no response tokens"):
         AnchoredSFTTrainer(model, args=args, train_dataset=data, processing_class=tok)
+
+
+# ---------------------------------------------------------------------- reliability (issue #14)
+
+
+def test_non_finite_numbers_are_rejected_by_validation(tmp_path):
+    for field, value in (("learning_rate", float("inf")), ("anchor_alpha", float("nan")), ("kl_coef", "inf")):
+        with pytest.raises(ValueError, match=f"{field} must be a finite number"):
+            AnchoredSFTConfig(**base_args(tmp_path, method="sft", **{field: value}))
+
+
+def test_a_diverging_run_stops_at_the_first_non_finite_loss_and_writes_no_nan_model(tmp_path):
+    # finite but absurd: one Adam step makes the weights overflow, so the next loss is not finite
+    model, tok = tiny_llama(seed=0)
+    args = AnchoredSFTConfig(**base_args(tmp_path, method="sft", learning_rate=1e38, num_train_epochs=2))
+    tr = AnchoredSFTTrainer(model, args=args, train_dataset=make_data(), processing_class=tok)
+    with pytest.raises(FloatingPointError, match=r"non-finite sft loss .* at step 2 .*lower the learning rate"):
+        tr.train()
+    assert tr.state.global_step == 1
+    # with a checkpoint due after that step, the save is refused: no checkpoint holds NaN weights
+    model, tok = tiny_llama(seed=0)
+    args = AnchoredSFTConfig(
+        **base_args(tmp_path / "b", method="sft", learning_rate=1e38, num_train_epochs=2, save_strategy="steps", save_steps=1)
+    )
+    tr = AnchoredSFTTrainer(model, args=args, train_dataset=make_data(), processing_class=tok)
+    with pytest.raises(FloatingPointError, match=r"the model at step 1 .* was not written"):
+        tr.train()
+    assert not list((tmp_path / "b" / "out").glob("checkpoint-*"))
+
+
+def test_nan_weights_are_never_saved(tmp_path):
+    model, tok = tiny_llama(seed=0)
+    tr = AnchoredSFTTrainer(
+        model, args=AnchoredSFTConfig(**base_args(tmp_path, method="sft")), train_dataset=make_data(), processing_class=tok
+    )
+    with torch.no_grad():
+        next(tr.model.parameters())[0, 0] = float("nan")
+    with pytest.raises(FloatingPointError, match="1 parameter tensor"):
+        tr.save_model(str(tmp_path / "m"))
+    assert not (tmp_path / "m").exists()
+
+
+def test_a_deep_copy_of_the_trained_model_runs_its_own_weights(tmp_path):
+    import copy
+
+    model, tok = tiny_llama(seed=0)
+    tr = AnchoredSFTTrainer(
+        model,
+        args=AnchoredSFTConfig(**base_args(tmp_path, method="sft", max_steps=1)),
+        train_dataset=make_data(),
+        processing_class=tok,
+    )
+    ids = torch.tensor([[5, 6, 7, 8]])
+    twin = copy.deepcopy(tr.model)
+    with torch.no_grad():
+        for p in twin.parameters():
+            p.mul_(0.5)
+        ours, theirs = tr.model(input_ids=ids).logits, twin(input_ids=ids).logits
+    assert not torch.allclose(ours, theirs)  # was: the copy silently returned the trainer's own outputs
+    plain, _ = tiny_llama(seed=0)  # the patched forward equals the unpatched one
+    with torch.no_grad():
+        assert torch.allclose(plain(input_ids=ids).logits, tr.model(input_ids=ids).logits)
+    # the copy is a plain model (no instance-level forward patches); the trainer's model keeps its own
+    assert "forward" not in twin.__dict__ and "forward" in tr.model.__dict__
+    labels = torch.tensor([[-100, -100, 7, 8]])
+    with torch.no_grad():
+        rows = tr.model(input_ids=ids, labels=labels, anchored_response_logits=True)
+    assert torch.allclose(rows, ours[0, 1:3], atol=1e-4)  # logits at the positions whose next label is a response token
+
+
+def test_resume_skips_a_checkpoint_whose_save_did_not_finish(tmp_path):
+    model, tok = tiny_llama(seed=0)
+    kw = base_args(tmp_path, method="sft", num_train_epochs=3, save_strategy="epoch")
+    AnchoredSFTTrainer(model, args=AnchoredSFTConfig(**kw), train_dataset=make_data(), processing_class=tok).train()
+    out = tmp_path / "out"
+    assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-3", "checkpoint-6", "checkpoint-9"]
+    (out / "checkpoint-9" / "trainer_state.json").unlink()  # killed (or disk full) while checkpoint-9 was written
+    model, tok = tiny_llama(seed=0)
+    tr = AnchoredSFTTrainer(model, args=AnchoredSFTConfig(**kw), train_dataset=make_data(), processing_class=tok)
+    assert tr.last_complete_checkpoint() == str(out / "checkpoint-6")
+    tr.train(resume_from_checkpoint=True)  # was: a traceback (trainer_state.json not found)
+    assert tr.state.global_step == 9
+    shutil_rm = __import__("shutil").rmtree
+    for p in out.glob("checkpoint-*"):
+        shutil_rm(p)
+    assert tr.last_complete_checkpoint() is None

@@ -266,12 +266,23 @@ def _run_experiment(cfg, seeds: list[int] | None = None) -> None:
             check_seeds(seeds)
     except ValueError as e:
         raise _bad(str(e)) from None
-    out = run_seeds(cfg, seeds, console_log=log) if seeds else exp.run()
+    try:
+        out = run_seeds(cfg, seeds, console_log=log) if seeds else exp.run()
+    except FloatingPointError as e:  # a diverged stage: its last complete checkpoint is kept for a resume
+        _diverged(e)
     console.print(Markdown((exp.out / "results.md").read_text()))
     console.print(
         f"\n[bold green]done[/] in {out['wall_time_s'] / 60:.1f} min. Results in [bold]{exp.out}[/]: "
         "results.json, results.md, pareto.png" + (" (per seed: seed-*/)" if seeds else "")
     )
+
+
+def _diverged(e: FloatingPointError) -> None:
+    """Print a diverged training's message (no traceback) and exit with code 1."""
+    from rich.console import Console
+
+    Console(stderr=True).print(f"training diverged: {e}", style="bold red", markup=False, highlight=False)
+    raise typer.Exit(1)
 
 
 # ---------------------------------------------------------------------------------------- train
@@ -412,9 +423,16 @@ def train_command(ctx: typer.Context) -> None:
             raise typer.BadParameter(str(e), param_hint=name) from None
     dataset = Dataset.from_list(rows)
     path = models.resolve_model_path(targs.model)
-    # a reference trained by an earlier invocation on the same data and base model is reused
+    base_model = str(Path(path).resolve()) if Path(path).exists() else str(path)
+    data_sha = hashlib.sha256(Path(targs.data).read_bytes()).hexdigest()
+    # a folder made with other data or settings is refused, a finished one reported (like `anchored run`)
+    settings = _train_settings(targs, args, base_model, data_sha, reference)
+    if _already_trained(output_dir, settings):
+        typer.echo(f"already trained with the same data and settings: {output_dir / 'final'} (delete it to train again)")
+        return
+    # a reference trained by an earlier invocation on the same data, base model and epochs is reused
     marker = Path(ref_dir) / ".anchored_reference.json"
-    stamp = {"data_sha256": hashlib.sha256(Path(targs.data).read_bytes()).hexdigest(), "base_model": str(path)}
+    stamp = {"data_sha256": data_sha, "base_model": base_model, "reference_epochs": targs.reference_epochs}
     reuse = needs_ref and reference is None and marker.is_file() and json.loads(marker.read_text()) == stamp
     train_ref = needs_ref and reference is None and not reuse
     stages = (
@@ -425,22 +443,91 @@ def train_command(ctx: typer.Context) -> None:
         else []
     ) + [f"{args.method} training"]
     typer.echo(f"model: {path}; {len(rows)} training examples; stages: {' -> '.join(stages)}; output: {output_dir}")
-    if train_ref:
+    write_json_atomic(output_dir / TRAIN_SETTINGS, settings)
+    try:
+        if train_ref:
+            m, tok = models.load_model_and_tokenizer(path)
+            trainer_mod.train_reference(
+                m, dataset, ref_dir, processing_class=tok, report_to="none", num_train_epochs=targs.reference_epochs
+            )
+            write_json_atomic(marker, stamp)  # written last: a killed save is never reused
         m, tok = models.load_model_and_tokenizer(path)
-        trainer_mod.train_reference(
-            m, dataset, ref_dir, processing_class=tok, report_to="none", num_train_epochs=targs.reference_epochs
-        )
-        write_json_atomic(marker, stamp)  # written last: a killed save is never reused
-    m, tok = models.load_model_and_tokenizer(path)
-    trainer = trainer_mod.AnchoredSFTTrainer(
-        m, args=args, train_dataset=dataset, processing_class=tok, peft_config=targs.peft_config()
-    )
-    ckpt = any(Path(args.output_dir).glob("checkpoint-*"))
-    trainer.train(resume_from_checkpoint=True if ckpt else None)
+        try:
+            trainer = trainer_mod.AnchoredSFTTrainer(
+                m, args=args, train_dataset=dataset, processing_class=tok, peft_config=targs.peft_config()
+            )
+        except ValueError as e:  # e.g. a reference model with another vocabulary
+            raise typer.BadParameter(str(e)) from None
+        ckpt = any(Path(args.output_dir).glob("checkpoint-*"))
+        trainer.train(resume_from_checkpoint=True if ckpt else None)
+    except FloatingPointError as e:
+        _diverged(e)
     models.save_pretrained_atomically(
         trainer.model, tok, output_dir / "final", {"train_log.json": json.dumps(trainer.state.log_history, default=str)}
     )
     typer.echo(f"saved {output_dir / 'final'}")
+
+
+#: the settings of an `anchored train` folder, written before training starts
+TRAIN_SETTINGS = "train_settings.json"
+#: TrainingArguments fields that change where and how often things are written, not the model
+_NOT_SETTINGS = (
+    "output_dir",
+    "logging_dir",
+    "run_name",
+    "logging_steps",
+    "logging_strategy",
+    "logging_first_step",
+    "report_to",
+    "disable_tqdm",
+    "save_steps",
+    "save_strategy",
+    "save_total_limit",
+    "save_only_model",
+)
+
+
+def _train_settings(targs, args, base_model: str, data_sha: str, reference: str | None) -> dict:
+    """Everything that decides the model `anchored train` writes (JSON-normalised)."""
+    fields = {k: v for k, v in args.to_dict().items() if k not in _NOT_SETTINGS and not k.startswith(("hub_", "push_to_hub"))}
+    settings = {
+        "data_sha256": data_sha,
+        "base_model": base_model,
+        "reference_model": reference if reference is not None else f"trained here ({targs.reference_epochs:g} epochs)",
+        "peft": repr(targs.peft_config()),
+        "training_arguments": fields,
+    }
+    return json.loads(json.dumps(settings, default=str))
+
+
+def _already_trained(output_dir: Path, settings: dict) -> bool:
+    """True when ``output_dir`` holds a finished training with ``settings``.
+
+    Raises:
+        typer.BadParameter: the folder holds a training with other settings (named), or one from a
+            version that did not record them.
+    """
+    saved = output_dir / TRAIN_SETTINGS
+    if not saved.is_file():
+        if (output_dir / "final").exists() or (output_dir / "trainer").exists():
+            raise typer.BadParameter(
+                f"{output_dir} holds a training whose settings were not recorded (an earlier version); its checkpoints "
+                f"or model would be reused under the new settings. Choose a new --output_dir, or delete {output_dir}",
+                param_hint="--output_dir",
+            )
+        return False
+    old = json.loads(saved.read_text())
+    flat = lambda d: {**{k: v for k, v in d.items() if k != "training_arguments"}, **d.get("training_arguments", {})}  # noqa: E731
+    a, b = flat(old), flat(settings)
+    diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+    if diff:
+        shown = "; ".join(f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in diff[:8]) + (" ..." if len(diff) > 8 else "")
+        raise typer.BadParameter(
+            f"{output_dir} holds a training made with other data or settings ({shown}); its checkpoints or model would "
+            f"be reused under the new ones. Choose a new --output_dir, or delete {output_dir} to start over",
+            param_hint="--output_dir",
+        )
+    return (output_dir / "final" / "config.json").is_file()
 
 
 def _drop_flag(argv: list[str], flag: str) -> list[str]:

@@ -8,6 +8,7 @@ interpolation, tau 1, K = 5 inner epochs, T = 5 outer iterations.  The paper tra
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -123,6 +124,8 @@ class AnchoredSFTConfig(SFTConfig):
                     v = int(v)
             if isinstance(v, bool) or not isinstance(v, (int, float)):
                 raise ValueError(f"{f.name} must be a number, got {v!r}")
+            if not math.isfinite(v):
+                raise ValueError(f"{f.name} must be a finite number, got {v!r}")
             if f.name in own and isinstance(default, int) and not isinstance(default, bool):
                 if not float(v).is_integer():
                     raise ValueError(f"{f.name} must be a whole number, got {v!r}")

@@ -223,6 +223,21 @@ def model_label(model) -> str:
     return name or type(model).__name__
 
 
+def check_finite_parameters(model: torch.nn.Module, what: str) -> None:
+    """Refuse to write a model with a NaN or infinite weight.
+
+    Raises:
+        FloatingPointError: naming how many parameter tensors are not finite, the first one, and
+            ``what`` was not written.
+    """
+    bad = [n for n, p in model.named_parameters() if not bool(torch.isfinite(p).all())]
+    if bad:
+        raise FloatingPointError(
+            f"{len(bad)} parameter tensor(s) hold NaN or infinite values (first: {bad[0]}); {what} was not written. "
+            "Training diverged: lower the learning rate and resume from the last complete checkpoint"
+        )
+
+
 def save_pretrained_atomically(model, tokenizer, folder: str | os.PathLike, files: dict[str, str] | None = None) -> Path:
     """Save ``model`` (LoRA adapters merged first) and ``tokenizer`` to ``folder``, plus text
     ``files`` (name -> content), atomically (:func:`anchored_learning.io.atomic_folder`): a killed
@@ -231,9 +246,13 @@ def save_pretrained_atomically(model, tokenizer, folder: str | os.PathLike, file
 
     Returns:
         ``folder`` as a Path.
+
+    Raises:
+        FloatingPointError: a weight is NaN or infinite (nothing is written).
     """
     if hasattr(model, "merge_and_unload"):
         model = model.merge_and_unload()
+    check_finite_parameters(model, str(folder))
     with atomic_folder(folder) as tmp:
         model.save_pretrained(tmp)
         if tokenizer is not None:

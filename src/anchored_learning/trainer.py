@@ -33,6 +33,7 @@ import json
 import logging
 import os
 import shutil
+import types
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +55,7 @@ from anchored_learning.anchor import (
 from anchored_learning.config import AnchoredSFTConfig
 from anchored_learning.io import atomic_folder, write_json_atomic
 from anchored_learning.methods import Anchors, get_method
+from anchored_learning.models import check_finite_parameters
 
 logger = logging.getLogger(__name__)
 
@@ -93,30 +95,52 @@ class _IndexCollator:
         return batch
 
 
+def _response_logits_forward(self, *args, **kwargs):
+    """``forward`` of a patched model: with ``anchored_response_logits=True``, the student's logits
+    ``[N, V]`` at the N positions whose next label is a response token; otherwise the model's own
+    forward.  Bound to the model with ``types.MethodType`` and holding no closure, so a
+    ``copy.deepcopy`` of the model (an EMA copy, a merged copy) runs its own weights."""
+    if not kwargs.pop(_RESPONSE_LOGITS_KWARG, False):
+        inner = self.__dict__.get("_anchored_inner_forward")
+        return inner(*args, **kwargs) if inner is not None else type(self).forward(self, *args, **kwargs)
+    labels = kwargs.pop("labels")
+    kwargs.pop("use_cache", None)
+    kwargs.pop("num_items_in_batch", None)
+    backbone, head = backbone_and_head(self)
+    hidden = backbone(*args, use_cache=False, **kwargs).last_hidden_state
+    rows = hidden[O.shift_labels(labels) != O.IGNORE_INDEX]
+    return head(rows)
+
+
+#: instance attributes the patch adds (dropped from copies)
+_PATCH_ATTRS = ("forward", "_anchored_inner_forward", "_anchored_patched", "__deepcopy__")
+
+
+def _deepcopy_unpatched(self, memo):
+    """``copy.deepcopy`` of a patched model: the copy runs the class's own ``forward`` on its own
+    weights.  Instance-level forward patches (ours, and the closures other libraries install, which
+    stay bound to the original model) are left out of the copy."""
+    saved = {k: self.__dict__.pop(k) for k in _PATCH_ATTRS if k in self.__dict__}
+    try:
+        return copy.deepcopy(self, memo)
+    finally:
+        self.__dict__.update(saved)
+
+
 def _patch_response_logits_forward(model: torch.nn.Module) -> None:
     """Let ``model(..., anchored_response_logits=True)`` return student logits at response positions only.
 
     The logits ``[N, V]`` of the N positions whose next label is a response token are computed
     inside ``forward`` (so DDP/FSDP/DeepSpeed wrappers see a normal forward) without building the
-    ``[B, T, V]`` logits of the whole batch.  Same pattern as ``trl``'s fused LM head.
+    ``[B, T, V]`` logits of the whole batch.  Same pattern as ``trl``'s fused LM head.  An
+    instance-level forward already there (another library's patch) is kept and called.
     """
     target = unwrap(model)
     if getattr(target, "_anchored_patched", False):
         return
-    original = target.forward
-
-    def forward(*args, **kwargs):
-        if not kwargs.pop(_RESPONSE_LOGITS_KWARG, False):
-            return original(*args, **kwargs)
-        labels = kwargs.pop("labels")
-        kwargs.pop("use_cache", None)
-        kwargs.pop("num_items_in_batch", None)
-        backbone, head = backbone_and_head(target)
-        hidden = backbone(*args, use_cache=False, **kwargs).last_hidden_state
-        rows = hidden[O.shift_labels(labels) != O.IGNORE_INDEX]
-        return head(rows)
-
-    target.forward = forward
+    target._anchored_inner_forward = target.__dict__.get("forward")
+    target.forward = types.MethodType(_response_logits_forward, target)
+    target.__deepcopy__ = types.MethodType(_deepcopy_unpatched, target)
     target._anchored_patched = True
 
 
@@ -222,6 +246,13 @@ class AnchoredSFTTrainer(SFTTrainer):
             loss = self.method.loss(
                 student, y, anchors, a, num_response_tokens=num_items_in_batch, chunk_size=a.anchor_chunk_size
             )
+            if not torch.isfinite(loss.detach()).item():
+                raise FloatingPointError(
+                    f"non-finite {a.method} loss ({loss.item()}) at step {self.state.global_step + 1} "
+                    f"(epoch {float(self.state.epoch or 0):.2f}): training stopped before the update. The last "
+                    f"complete checkpoint in {a.output_dir} is kept; lower the learning rate (now {a.learning_rate}) "
+                    "or check the data, then resume"
+                )
             self._metrics["train"]["outer_iteration"].append(float(self.outer_iteration(int(self.state.epoch or 0))))
             if a.average_tokens_across_devices and num_items_in_batch is not None:
                 loss = loss * self.accelerator.num_processes  # DDP averages gradients over ranks
@@ -246,10 +277,44 @@ class AnchoredSFTTrainer(SFTTrainer):
             anchors.snapshot = student.detach()  # the per-step anchor: the student's own logits
         return anchors
 
-    def train(self, *args, **kwargs):
-        """``transformers.Trainer.train`` (accepts ``resume_from_checkpoint``), then drops the anchor caches
-        unless ``keep_anchor_cache``."""
-        out = super().train(*args, **kwargs)
+    def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
+        """``Trainer.save_model`` (also used for every checkpoint), refusing NaN or infinite weights.
+
+        Raises:
+            FloatingPointError: a weight is not finite; nothing is written, earlier checkpoints stay.
+        """
+        check_finite_parameters(
+            unwrap(self.model), f"the model at step {self.state.global_step} ({output_dir or self.args.output_dir})"
+        )
+        super().save_model(output_dir, _internal_call=_internal_call)
+
+    def last_complete_checkpoint(self) -> str | None:
+        """The newest ``checkpoint-<step>`` folder in ``output_dir`` whose save finished (it holds
+        ``trainer_state.json``, written after the weights, optimizer and scheduler), or None.
+        Newer incomplete ones (a crash or a full disk during a save) are named in the log and skipped."""
+        folders = sorted(
+            (p for p in Path(self.args.output_dir).glob("checkpoint-*") if p.is_dir() and p.name[11:].isdigit()),
+            key=lambda p: int(p.name[11:]),
+            reverse=True,
+        )
+        for p in folders:
+            if (p / "trainer_state.json").is_file():
+                return str(p)
+            logger.warning("skipping %s: its save did not finish (no trainer_state.json)", p)
+        return None
+
+    def train(self, resume_from_checkpoint=None, *args, **kwargs):
+        """``transformers.Trainer.train``, then drops the anchor caches unless ``keep_anchor_cache``.
+
+        ``resume_from_checkpoint=True`` resumes from the newest *complete* checkpoint
+        (:meth:`last_complete_checkpoint`) and starts from scratch when there is none; a path is
+        used as given.
+        """
+        if resume_from_checkpoint is True:
+            resume_from_checkpoint = self.last_complete_checkpoint()
+            if resume_from_checkpoint is None:
+                logger.warning("no complete checkpoint in %s: training from the start", self.args.output_dir)
+        out = super().train(resume_from_checkpoint, *args, **kwargs)
         if not self.args.keep_anchor_cache and self.accelerator.is_main_process and self.anchor_dir.exists():
             shutil.rmtree(self.anchor_dir, ignore_errors=True)
         return out
@@ -389,7 +454,7 @@ class AnchoredSFTTrainer(SFTTrainer):
             return self._build_cache(path, model, f"snapshot-{t}")
         snap = copy.deepcopy(unwrap(model))
         # drop instance-level forward patches (trl's fused head, ours): deepcopy keeps them bound to the student
-        for attr in ("forward", "_anchored_patched"):
+        for attr in _PATCH_ATTRS:  # a deep copy leaves them out already; kept for models patched elsewhere
             snap.__dict__.pop(attr, None)
         snap.eval().requires_grad_(False)
         weights = path / "model.safetensors"
@@ -501,6 +566,7 @@ def train_reference(model, train_dataset, output_dir: str, **config_kwargs) -> s
     final = trainer.model
     if hasattr(final, "merge_and_unload"):
         final = final.merge_and_unload()
+    check_finite_parameters(final, output_dir)
     final.save_pretrained(output_dir, safe_serialization=True)
     if trainer.processing_class is not None:
         trainer.processing_class.save_pretrained(output_dir)
