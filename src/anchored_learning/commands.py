@@ -277,11 +277,11 @@ def _run_experiment(cfg, seeds: list[int] | None = None) -> None:
     )
 
 
-def _diverged(e: FloatingPointError) -> None:
+def _diverged(e: FloatingPointError, hint: str = "") -> None:
     """Print a diverged training's message (no traceback) and exit with code 1."""
     from rich.console import Console
 
-    Console(stderr=True).print(f"training diverged: {e}", style="bold red", markup=False, highlight=False)
+    Console(stderr=True).print(f"training diverged: {e}{hint}", style="bold red", markup=False, highlight=False)
     raise typer.Exit(1)
 
 
@@ -461,7 +461,7 @@ def train_command(ctx: typer.Context) -> None:
         ckpt = any(Path(args.output_dir).glob("checkpoint-*"))
         trainer.train(resume_from_checkpoint=True if ckpt else None)
     except FloatingPointError as e:
-        _diverged(e)
+        _diverged(e, f". With other settings, `anchored train` needs a new --output_dir (or delete {output_dir})")
     models.save_pretrained_atomically(
         trainer.model, tok, output_dir / "final", {"train_log.json": json.dumps(trainer.state.log_history, default=str)}
     )
