@@ -26,6 +26,17 @@ def test_user_data_errors_name_file_and_line(tmp_path):
         p.write_text(f'{{"prompt": "a", "response": "b"}}\n{bad}\n')
         with pytest.raises(ValueError, match=r"d.jsonl:2: each line must be a JSON object"):
             load_training_rows(ExperimentConfig(data=str(p)), task=None)
+    for bad, msg in (
+        ('{"prompt": 42, "response": "b"}', "field 'prompt' must be a string, got int 42"),
+        ('{"prompt": "a", "response": "  "}', "field 'response' is empty"),
+        ('{"question": "a", "answer": "b"}', r"missing field 'prompt' \(fields found: \['answer', 'question'\]\)"),
+    ):
+        p.write_text(f'{{"prompt": "a", "response": "b"}}\n{bad}\n')
+        with pytest.raises(ValueError, match=rf"d.jsonl:2: {msg}"):
+            load_training_rows(ExperimentConfig(data=str(p)), task=None)
+    p.write_bytes(b'{"prompt": "a", "response": "b"}\n{"prompt": "caf\xe9", "response": "b"}\n')
+    with pytest.raises(ValueError, match="d.jsonl:2: not UTF-8 text"):
+        load_training_rows(ExperimentConfig(data=str(p)), task=None)
     p.write_text("\n")
     with pytest.raises(ValueError, match="holds no examples"):
         load_training_rows(ExperimentConfig(data=str(p)), task=None)

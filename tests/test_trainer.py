@@ -421,3 +421,43 @@ def test_resume_skips_a_checkpoint_whose_save_did_not_finish(tmp_path):
     for p in out.glob("checkpoint-*"):
         shutil_rm(p)
     assert tr.last_complete_checkpoint() is None
+
+
+def test_examples_that_lose_every_response_token_are_an_error_not_dropped_silently(tmp_path):
+    model, tok = tiny_llama(seed=0)
+    rows = [{"prompt": "x " * (40 if i == 3 else 2), "completion": f" answer {i}"} for i in range(6)]
+    args = AnchoredSFTConfig(**base_args(tmp_path, method="sft", max_length=48))
+    with pytest.raises(
+        ValueError, match=r"1 of 6 training examples have no response tokens left after truncation to max_length=48"
+    ):
+        AnchoredSFTTrainer(model, args=args, train_dataset=Dataset.from_list(rows), processing_class=tok)
+    with pytest.raises(ValueError, match="max_length must be >= 1"):
+        AnchoredSFTConfig(**base_args(tmp_path, method="sft", max_length=0))
+
+
+def test_num_train_epochs_replaced_by_t_times_k_is_said(tmp_path, reference_dir):
+    with pytest.warns(UserWarning, match=r"num_train_epochs=1 is replaced by outer_iterations \* inner_epochs = 4"):
+        cfg = AnchoredSFTConfig(
+            **base_args(tmp_path, reference_model=reference_dir, num_train_epochs=1, outer_iterations=2, inner_epochs=2)
+        )
+    assert cfg.num_train_epochs == 4
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # TrainingArguments' default or T*K itself: no warning
+        AnchoredSFTConfig(**base_args(tmp_path, reference_model=reference_dir, outer_iterations=2, inner_epochs=2))
+        AnchoredSFTConfig(
+            **base_args(tmp_path, reference_model=reference_dir, num_train_epochs=4, outer_iterations=2, inner_epochs=2)
+        )
+
+
+def test_an_output_folder_that_exists_but_cannot_be_written_is_refused(tmp_path, monkeypatch):
+    import os
+
+    from anchored_learning.io import check_output_path
+
+    (tmp_path / "ro").mkdir()
+    real = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode: False if str(p) == str(tmp_path / "ro") else real(p, mode))
+    with pytest.raises(ValueError, match="exists and is not writable"):
+        check_output_path(tmp_path / "ro", "folder")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -16,6 +17,9 @@ import torch
 from trl import SFTConfig
 
 from anchored_learning.methods import METHODS, get_method
+
+#: TrainingArguments' own default of num_train_epochs (a value the user did not choose)
+_TRAINING_ARGS_DEFAULT_EPOCHS = 3.0
 
 
 @dataclass
@@ -97,7 +101,15 @@ class AnchoredSFTConfig(SFTConfig):
             self.bf16 = bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
         self._validate_anchor_fields()
         if self.refresh_epochs is not None and self.snapshot_mode == "snapshot":
-            self.num_train_epochs = float(self.outer_iterations * self.inner_epochs)
+            total = float(self.outer_iterations * self.inner_epochs)
+            if float(self.num_train_epochs) not in (_TRAINING_ARGS_DEFAULT_EPOCHS, total):
+                warnings.warn(
+                    f"num_train_epochs={self.num_train_epochs:g} is replaced by outer_iterations * inner_epochs = {total:g} "
+                    f"for method {self.method!r}; set outer_iterations (T) and inner_epochs (K) instead",
+                    UserWarning,
+                    stacklevel=3,
+                )
+            self.num_train_epochs = total
         super().__post_init__()
 
     def _check_numeric_fields(self) -> None:
@@ -138,6 +150,8 @@ class AnchoredSFTConfig(SFTConfig):
                 f"per_device_train_batch_size and gradient_accumulation_steps must be >= 1, got "
                 f"{self.per_device_train_batch_size} and {self.gradient_accumulation_steps}"
             )
+        if self.max_length is not None and int(self.max_length) < 1:
+            raise ValueError(f"max_length must be >= 1 (or None for no truncation), got {self.max_length}")
         if not self.num_train_epochs > 0:
             raise ValueError(f"num_train_epochs must be > 0, got {self.num_train_epochs}")
 

@@ -149,6 +149,8 @@ def check_output_path(path: str | os.PathLike, kind: str = "file") -> None:
     path = Path(path).expanduser()
     if path.exists() and (path.is_dir() if kind == "file" else not path.is_dir()):
         raise ValueError(f"{path} exists and is {'a folder' if kind == 'file' else 'not a folder'}; choose another path")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise ValueError(f"{path} exists and is not writable; choose another path or change its permissions")
     parent = path.parent
     while not parent.exists():
         parent = parent.parent

@@ -169,7 +169,15 @@ class AnchoredSFTTrainer(SFTTrainer):
             raise ValueError(f"method {args.method!r} needs a reference model (args.reference_model)")
         if args.needs_reference:
             self._check_reference_path(reference_model if reference_model is not None else args.reference_model)
+        n_given = len(train_dataset) if isinstance(train_dataset, Dataset) else None
         super().__init__(model, args=args, train_dataset=train_dataset, **kwargs)
+        if n_given is not None and self.train_dataset is not None and len(self.train_dataset) < n_given:
+            # trl drops examples whose every label is masked: a prompt longer than max_length loses its response
+            raise ValueError(
+                f"{n_given - len(self.train_dataset)} of {n_given} training examples have no response tokens left "
+                f"after truncation to max_length={args.max_length} (their prompts fill the whole length, or the "
+                "response is empty): raise max_length or shorten those prompts; no example is dropped silently"
+            )
         # our compute_loss always normalises by the global response-token count (num_items_in_batch)
         self.model_accepts_loss_kwargs = True
         _patch_response_logits_forward(self.model)
