@@ -193,6 +193,7 @@ class AnchoredSFTTrainer(SFTTrainer):
         self._snapshot_iteration: int | None = None
         self._fingerprint: str | None = None
         self.anchor_history: list[dict[str, float]] = []
+        self._eval_nll: list[float] | None = None  # [sum of response-token NLL, response tokens] while evaluating
         if args.needs_reference:
             self._check_vocab_against_student()
         self.add_callback(OuterLoopCallback(self))
@@ -249,6 +250,9 @@ class AnchoredSFTTrainer(SFTTrainer):
         a = self.args
         if not model.training:
             loss = O.sft_loss(student, y, chunk_size=a.anchor_chunk_size) if y.numel() else student.sum() * 0.0
+            if self._eval_nll is not None:  # token-weighted over the whole evaluation (evaluation_loop)
+                self._eval_nll[0] += float(loss.detach()) * y.numel()
+                self._eval_nll[1] += y.numel()
         else:
             anchors = self._anchors(student, inputs, index)
             loss = self.method.loss(
@@ -284,6 +288,21 @@ class AnchoredSFTTrainer(SFTTrainer):
         elif a.snapshot_mode == "per_step" and float(a.anchor_alpha) < 1.0:
             anchors.snapshot = student.detach()  # the per-step anchor: the student's own logits
         return anchors
+
+    def evaluation_loop(self, dataloader, description, prediction_loss_only=None, ignore_keys=None, metric_key_prefix="eval"):
+        """``Trainer.evaluation_loop`` whose ``<prefix>_loss`` is the gold-response NLL per response
+        token over the whole evaluation set (nats), summed over processes: the same for any
+        evaluation batch size (the Trainer's own is a mean of batch means)."""
+        self._eval_nll = [0.0, 0]
+        try:
+            out = super().evaluation_loop(dataloader, description, prediction_loss_only, ignore_keys, metric_key_prefix)
+            total = torch.tensor(self._eval_nll, dtype=torch.float64, device=self.accelerator.device)
+            nll, n = self.accelerator.reduce(total, reduction="sum").tolist()
+        finally:
+            self._eval_nll = None
+        if n > 0 and out.metrics is not None:
+            out.metrics[f"{metric_key_prefix}_loss"] = nll / n
+        return out
 
     def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
         """``Trainer.save_model`` (also used for every checkpoint), refusing NaN or infinite weights.
