@@ -359,3 +359,61 @@ def test_train_that_diverges_exits_cleanly_without_a_model(tmp_path, data):
     assert "training diverged" in res.output and "non-finite sft loss" in res.output and "Traceback" not in res.output
     assert not (tmp_path / "o" / "final").exists()
     _assert_usage_error(_invoke([*argv[:-6], "inf", *argv[-5:]]), "learning_rate must be a finite number")
+
+
+def test_train_trains_its_reference_with_the_users_training_flags(tmp_path, monkeypatch, data):
+    import types
+
+    import anchored_learning.models as models
+    import anchored_learning.trainer as tr
+    from anchored_learning.testing import tiny_llama
+
+    seen = {}
+
+    def fake_reference(model, dataset, out, **kw):
+        seen.update(kw, out=out)
+        return out
+
+    class FakeTrainer:
+        def __init__(self, model, args, **kw):
+            self.model, self.state = model, types.SimpleNamespace(log_history=[])
+
+        def train(self, **kw):
+            pass
+
+    monkeypatch.setattr(models, "load_model_and_tokenizer", lambda *a, **k: tiny_llama(seed=0))
+    monkeypatch.setattr(models, "resolve_model_path", lambda *a, **k: "tiny-base")
+    monkeypatch.setattr(tr, "train_reference", fake_reference)
+    monkeypatch.setattr(tr, "AnchoredSFTTrainer", FakeTrainer)
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("method: anchored\nnum_train_epochs: 7\nseed: 5\n")
+    res = _invoke(
+        [
+            "train",
+            "--data",
+            str(data),
+            "-o",
+            str(tmp_path / "o"),
+            "--config",
+            str(recipe),
+            "--learning_rate",
+            "3e-5",
+            "--per_device_train_batch_size",
+            "2",
+            "--reference_epochs",
+            "2",
+            "--use_peft",
+            "--use_cpu",
+        ]
+    )
+    assert res.exit_code == 0, res.output
+    ref = seen["args"]  # was: built-in defaults (batch 8, lr 2e-5, seed 42), whatever the flags said
+    assert (ref.method, ref.num_train_epochs, ref.learning_rate, ref.per_device_train_batch_size, ref.seed) == (
+        "sft",
+        2,
+        3e-5,
+        2,
+        5,
+    )
+    assert ref.use_cpu and ref.output_dir == seen["out"] == str(tmp_path / "o" / "reference")
+    assert seen["peft_config"].r == 16  # --use_peft: the reference is a LoRA fine-tune too

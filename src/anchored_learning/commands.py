@@ -430,9 +430,30 @@ def train_command(ctx: typer.Context) -> None:
     if _already_trained(output_dir, settings):
         typer.echo(f"already trained with the same data and settings: {output_dir / 'final'} (delete it to train again)")
         return
-    # a reference trained by an earlier invocation on the same data, base model and epochs is reused
+    # the reference is plain SFT with the same training flags and LoRA option, for --reference_epochs
+    ref_args = None
+    if needs_ref and reference is None:
+        _, ref_args = parse_config_args(
+            _drop_flag(_drop_flag(_drop_flag(argv, "--output_dir"), "--method"), "--num_train_epochs"),
+            (TrainArguments, AnchoredSFTConfig),
+            prog="anchored train",
+            description=description,
+            defaults={"report_to": "none"},
+            overrides={
+                "output_dir": ref_dir,
+                "method": "sft",
+                "num_train_epochs": targs.reference_epochs,
+                "reference_model": None,
+            },
+        )
+    # a reference trained by an earlier invocation with the same data, base model and settings is reused
     marker = Path(ref_dir) / ".anchored_reference.json"
-    stamp = {"data_sha256": data_sha, "base_model": base_model, "reference_epochs": targs.reference_epochs}
+    stamp = {
+        "data_sha256": data_sha,
+        "base_model": base_model,
+        "peft": repr(targs.peft_config()),
+        "training_arguments": _settings_of(ref_args) if ref_args is not None else None,
+    }
     reuse = needs_ref and reference is None and marker.is_file() and json.loads(marker.read_text()) == stamp
     train_ref = needs_ref and reference is None and not reuse
     stages = (
@@ -447,9 +468,7 @@ def train_command(ctx: typer.Context) -> None:
     try:
         if train_ref:
             m, tok = models.load_model_and_tokenizer(path)
-            trainer_mod.train_reference(
-                m, dataset, ref_dir, processing_class=tok, report_to="none", num_train_epochs=targs.reference_epochs
-            )
+            trainer_mod.train_reference(m, dataset, ref_dir, processing_class=tok, args=ref_args, peft_config=targs.peft_config())
             write_json_atomic(marker, stamp)  # written last: a killed save is never reused
         m, tok = models.load_model_and_tokenizer(path)
         try:
@@ -487,9 +506,15 @@ _NOT_SETTINGS = (
 )
 
 
+def _settings_of(args) -> dict:
+    """The training arguments that decide a model (JSON-normalised; no output paths or logging)."""
+    fields = {k: v for k, v in args.to_dict().items() if k not in _NOT_SETTINGS and not k.startswith(("hub_", "push_to_hub"))}
+    return json.loads(json.dumps(fields, default=str))
+
+
 def _train_settings(targs, args, base_model: str, data_sha: str, reference: str | None) -> dict:
     """Everything that decides the model `anchored train` writes (JSON-normalised)."""
-    fields = {k: v for k, v in args.to_dict().items() if k not in _NOT_SETTINGS and not k.startswith(("hub_", "push_to_hub"))}
+    fields = _settings_of(args)
     settings = {
         "data_sha256": data_sha,
         "base_model": base_model,

@@ -575,8 +575,9 @@ def train_reference(model, train_dataset, output_dir: str, **config_kwargs) -> s
             so the same object can start the anchored student afterwards).
         train_dataset: the same data (and format) the anchored stage will use.
         output_dir: where the reference is written; the final model is saved there.
-        **config_kwargs: :class:`AnchoredSFTConfig` fields (defaults: 3 epochs, as in arXiv:2605.04468);
-            ``processing_class`` and ``peft_config`` go to the trainer.
+        **config_kwargs: :class:`AnchoredSFTConfig` fields (defaults: 3 epochs, as in arXiv:2605.04468),
+            or ``args=`` a ready ``AnchoredSFTConfig`` with ``method="sft"``; ``processing_class``,
+            ``peft_config`` (LoRA adapters, merged before the save) and ``callbacks`` go to the trainer.
 
     Returns:
         ``output_dir`` (a folder ``from_pretrained`` can load, with ``trainer_state.json`` holding
@@ -586,8 +587,12 @@ def train_reference(model, train_dataset, output_dir: str, **config_kwargs) -> s
     if isinstance(model, torch.nn.Module):
         # train a copy: the caller's object is usually the base model the anchored student starts from
         model = copy.deepcopy(model)
-    config_kwargs.setdefault("num_train_epochs", 3)
-    args = AnchoredSFTConfig(output_dir=output_dir, method="sft", **config_kwargs)
+    args = config_kwargs.pop("args", None)
+    if args is None:
+        config_kwargs.setdefault("num_train_epochs", 3)
+        args = AnchoredSFTConfig(output_dir=output_dir, method="sft", **config_kwargs)
+    elif config_kwargs or args.method != "sft":
+        raise ValueError("train_reference(args=...) takes an AnchoredSFTConfig with method='sft' and no other config fields")
     trainer = AnchoredSFTTrainer(model, args=args, train_dataset=train_dataset, **trainer_kwargs)
     trainer.train()
     final = trainer.model
