@@ -319,6 +319,12 @@ def test_run_flags_come_from_the_experiment_config(tmp_path, monkeypatch):
     assert cfg.sweep == ["anchored.anchor_alpha=0.25", "sft.learning_rate=1e-4,3e-5"]
     assert cfg.preset == "quick" and cfg.output_dir == "runs/igsm-quick-sweep"
     _assert_usage_error(_invoke(["run", "--epochs_per_iteration", "2"]), "--epochs_per_iteration")
+    old_recipe = tmp_path / "old.yaml"
+    old_recipe.write_text("preset: quick\nbatch_size: 4\n")
+    _assert_usage_error(_invoke(["run", "--config", str(old_recipe)]), "batch_size is now per_device_train_batch_size")
+    res = _invoke(["run", "--seeds", "0", "2", "-o", str(tmp_path / "s")])
+    assert res.exit_code == 0, res.output
+    assert got[-1][1] == [0, 2]
     # --flag=value and --flag value mixed: every value kept
     res = _invoke(["sweep", "--grid", "anchored.anchor_alpha=0.25", "--grid=sft.learning_rate=1e-3", "-m", "x"])
     assert res.exit_code == 0, res.output

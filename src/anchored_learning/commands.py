@@ -151,9 +151,14 @@ def parse_config_args(
         fields = _read_config_file(path)
         unknown = parser.set_defaults_with_config(**fields)
         if unknown:
+            from anchored_learning.experiment.config import RENAMED_FIELDS
+
             keys = sorted({u[2:] for u in unknown[::2]})
+            renamed = [f"{k} is now {RENAMED_FIELDS[k]}" for k in keys if k in RENAMED_FIELDS]
             raise typer.BadParameter(
-                f"{path} sets {keys}, which are not fields of this command (see --help)", param_hint="--config"
+                f"{path} sets {keys}, which are not fields of this command (see --help)"
+                + (f"; {', '.join(renamed)}" if renamed else ""),
+                param_hint="--config",
             )
     if overrides:
         parser.set_defaults_with_config(**overrides)
@@ -172,12 +177,11 @@ def parse_config_args(
 class SeedArguments:
     """Flags of ``anchored run`` that are not experiment settings."""
 
-    seeds: str | None = field(
+    seeds: list[str] | None = field(
         default=None,
         metadata={
             "help": (
-                "Comma-separated seeds (e.g. 0,1,2): one run per seed in OUTPUT/seed-N, then a mean ± sd table and plot. "
-                "Overrides --seed."
+                "Seeds (0,1,2 or 0 1 2): one run per seed in OUTPUT/seed-N, then a mean ± sd table and plot. Overrides --seed."
             )
         },
     )
@@ -187,10 +191,11 @@ class SeedArguments:
 RUN_RENAMED = {"--alpha": "--anchor_alpha"}
 
 
-def _seeds(value: str | None) -> list[int] | None:
-    """ "0,1,2" -> [0, 1, 2]; None stays None."""
+def _seeds(value: list[str] | str | None) -> list[int] | None:
+    """``["0,1", "2"]`` or ``"0,1,2"`` -> [0, 1, 2]; None stays None."""
     if not value:
         return None
+    value = ",".join([value] if isinstance(value, str) else value)
     try:
         return [int(v) for v in value.split(",") if v.strip()]
     except ValueError:
@@ -332,6 +337,10 @@ class TrainArguments:
         )
 
 
+#: ``anchored train``'s defaults that differ from TrainingArguments': no reporting to trackers, and a
+#: checkpoint at every epoch end (one kept), so that a killed run resumes (TRL saves every 500 steps)
+TRAIN_DEFAULTS = {"report_to": "none", "save_strategy": "epoch", "save_total_limit": 1}
+
 #: flag spellings of earlier versions of ``anchored train``
 TRAIN_RENAMED = {
     "--reference": "--reference_model",
@@ -407,7 +416,7 @@ def train_command(ctx: typer.Context) -> None:
         (TrainArguments, AnchoredSFTConfig),
         prog="anchored train",
         description=description,
-        defaults={"report_to": "none"},
+        defaults=TRAIN_DEFAULTS,
         overrides=overrides,
     )
     if not Path(targs.data).is_file():
@@ -438,7 +447,7 @@ def train_command(ctx: typer.Context) -> None:
             (TrainArguments, AnchoredSFTConfig),
             prog="anchored train",
             description=description,
-            defaults={"report_to": "none"},
+            defaults=TRAIN_DEFAULTS,
             overrides={
                 "output_dir": ref_dir,
                 "method": "sft",

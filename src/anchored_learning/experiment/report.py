@@ -18,6 +18,11 @@ from anchored_learning.io import write_json_atomic, write_text_atomic
 from anchored_learning.report import aggregate_seeds, markdown_table, markdown_table_seeds, plot_pareto
 
 
+def _num(x) -> str:
+    """A KL in nats for the table: 4 decimals (the JSON keeps every digit)."""
+    return "not measured" if x is None else f"{x:.4f}"
+
+
 def write_report(cfg: ExperimentConfig, out: Path, evals: dict[str, dict[str, Any]], wall_time: float) -> dict[str, Any]:
     """Compare every model with the base model and write ``results.md``, ``pareto.png`` and
     ``results.json`` into ``out``.
@@ -62,8 +67,8 @@ def write_report(cfg: ExperimentConfig, out: Path, evals: dict[str, dict[str, An
     heldout = [h for h in c.heldout if all(h in r["heldout"] for r in rows)]
     table = markdown_table(rows, heldout)
     extra_cols = "\n".join(
-        f"- {r['label']}: drift KL(p0||p) held-out {r['drift_kl']}"
-        + (f", on target prompts {r['drift_kl_target']}" if r["drift_kl_target"] is not None else "")
+        f"- {r['label']}: drift KL(p0||p) held-out {_num(r['drift_kl'])}"
+        + (f", on target prompts {_num(r['drift_kl_target'])}" if r["drift_kl_target"] is not None else "")
         for r in rows
     )
     result = {
