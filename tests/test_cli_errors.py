@@ -123,6 +123,8 @@ def test_train_reuses_its_reference_only_for_the_same_data_and_saves_atomically(
         return out
 
     class FakeTrainer:
+        accelerator = types.SimpleNamespace(is_main_process=True, wait_for_everyone=lambda: None)
+
         def __init__(self, model, args, **kw):
             self.model, self.state = model, types.SimpleNamespace(log_history=[{"loss": 1.0}])
 
@@ -235,6 +237,8 @@ def test_train_flags_come_from_the_config_dataclass(tmp_path, monkeypatch, data)
     seen = {}
 
     class FakeTrainer:
+        accelerator = types.SimpleNamespace(is_main_process=True, wait_for_everyone=lambda: None)
+
         def __init__(self, model, args, peft_config=None, **kw):
             seen["args"], seen["peft"] = args, peft_config
             self.model, self.state = model, types.SimpleNamespace(log_history=[])
@@ -381,6 +385,8 @@ def test_train_trains_its_reference_with_the_users_training_flags(tmp_path, monk
         return out
 
     class FakeTrainer:
+        accelerator = types.SimpleNamespace(is_main_process=True, wait_for_everyone=lambda: None)
+
         def __init__(self, model, args, **kw):
             self.model, self.state = model, types.SimpleNamespace(log_history=[])
 

@@ -1,6 +1,10 @@
-"""Fault injection: a real `anchored run` (tiny model) killed with SIGKILL at several points, one
-of them with the newest checkpoint left as an interrupted save, then restarted with the same
-command, ends with the same results as an uninterrupted run, item for item."""
+"""The command line as it is really run (subprocesses, tiny model).
+
+* Fault injection: an `anchored run` killed with SIGKILL at several points, one of them with the
+  newest checkpoint left as an interrupted save, then restarted with the same command, ends with
+  the same results as an uninterrupted run, item for item.
+* Launchers: `anchored train` under torchrun with 2 CPU processes writes the same models as 1 process.
+"""
 
 from __future__ import annotations
 
@@ -88,3 +92,43 @@ def test_a_run_killed_anywhere_resumes_to_the_uninterrupted_result(tmp_path):
 
     assert kills == [True, True, True], kills  # every kill landed while the run was working
     assert _summary(out) == _summary(ref)
+
+
+@pytest.mark.slow
+def test_anchored_train_under_torchrun_matches_one_process(tmp_path):
+    """`anchored train` started by torchrun with 2 CPU processes (DDP, gloo) x batch 2 writes the
+    same reference and final model as 1 process x batch 4, each written once by the main process."""
+    from safetensors.torch import load_file
+
+    model, tok = tiny_llama(seed=0)
+    model.save_pretrained(tmp_path / "tiny")
+    tok.save_pretrained(tmp_path / "tiny")
+    rows = "".join(
+        json.dumps({"prompt": f"add {i} and {i + 3}", "response": f"the sum is {2 * i + 3}"}) + "\n" for i in range(16)
+    )
+    (tmp_path / "d.jsonl").write_text(rows)
+    common = ["train", "--data", str(tmp_path / "d.jsonl"), "-m", str(tmp_path / "tiny"), "--method", "anchored",
+              "--outer_iterations", "2", "--inner_epochs", "1", "--reference_epochs", "1", "--learning_rate", "1e-3",
+              "--use_cpu", "--seed", "0", "--data_seed", "0", "--lr_scheduler_type", "constant"]  # fmt: skip
+    one = [
+        sys.executable,
+        "-m",
+        "anchored_learning.cli",
+        *common,
+        "-o",
+        str(tmp_path / "one"),
+        "--per_device_train_batch_size",
+        "4",
+    ]
+    two = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "anchored_learning.cli",
+           *common, "-o", str(tmp_path / "two"), "--per_device_train_batch_size", "2"]  # fmt: skip
+    for cmd in (one, two):
+        proc = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert proc.stdout.count("saved ") == 1  # the main process alone wrote the model
+    for folder in ("reference", "final"):
+        a = load_file(tmp_path / "one" / folder / "model.safetensors")
+        b = load_file(tmp_path / "two" / folder / "model.safetensors")
+        assert a.keys() == b.keys()
+        diff = max((a[k] - b[k]).abs().max().item() for k in a)
+        assert diff < 2e-4, (folder, diff)  # the float summation order differs between 1 and 2 processes

@@ -490,10 +490,12 @@ def train_command(ctx: typer.Context) -> None:
         trainer.train(resume_from_checkpoint=True if ckpt else None)
     except FloatingPointError as e:
         _diverged(e, f". With other settings, `anchored train` needs a new --output_dir (or delete {output_dir})")
-    models.save_pretrained_atomically(
-        trainer.model, tok, output_dir / "final", {"train_log.json": json.dumps(trainer.state.log_history, default=str)}
-    )
-    typer.echo(f"saved {output_dir / 'final'}")
+    if trainer.accelerator.is_main_process:  # under torchrun / accelerate launch: one writer
+        models.save_pretrained_atomically(
+            trainer.model, tok, output_dir / "final", {"train_log.json": json.dumps(trainer.state.log_history, default=str)}
+        )
+        typer.echo(f"saved {output_dir / 'final'}")
+    trainer.accelerator.wait_for_everyone()
 
 
 #: the settings of an `anchored train` folder, written before training starts

@@ -595,14 +595,16 @@ def train_reference(model, train_dataset, output_dir: str, **config_kwargs) -> s
         raise ValueError("train_reference(args=...) takes an AnchoredSFTConfig with method='sft' and no other config fields")
     trainer = AnchoredSFTTrainer(model, args=args, train_dataset=train_dataset, **trainer_kwargs)
     trainer.train()
-    final = trainer.model
-    if hasattr(final, "merge_and_unload"):
-        final = final.merge_and_unload()
-    check_finite_parameters(final, output_dir)
-    final.save_pretrained(output_dir, safe_serialization=True)
-    if trainer.processing_class is not None:
-        trainer.processing_class.save_pretrained(output_dir)
-    trainer.state.save_to_json(os.path.join(output_dir, "trainer_state.json"))  # loss curve
+    if trainer.accelerator.is_main_process:  # one writer when several processes trained together
+        final = trainer.model
+        if hasattr(final, "merge_and_unload"):
+            final = final.merge_and_unload()
+        check_finite_parameters(final, output_dir)
+        final.save_pretrained(output_dir, safe_serialization=True)
+        if trainer.processing_class is not None:
+            trainer.processing_class.save_pretrained(output_dir)
+        trainer.state.save_to_json(os.path.join(output_dir, "trainer_state.json"))  # loss curve
+    trainer.accelerator.wait_for_everyone()
     return output_dir
 
 
