@@ -2,8 +2,9 @@
 
 Every result, model folder, cache and snapshot is first written under a temporary sibling name
 and then renamed into place with ``os.replace``, so a killed process leaves either the old
-complete file (or folder) or the new complete one, never half of one.  The temporary name
-starts with the final name, so a leftover is easy to recognise and is removed by the next write.
+complete file (or folder) or the new complete one, never half of one.  The temporary name is
+hidden and starts with the final name (``.NAME.<random>.tmp``, ``.NAME.tmp-<random>``), so what a
+killed process leaves behind is easy to recognise; it is not removed automatically.
 
 * :func:`atomic_file`, :func:`write_json_atomic`, :func:`write_text_atomic`: a file.
 * :func:`atomic_folder`: a folder (a model save, an anchor cache, a snapshot).
