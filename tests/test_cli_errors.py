@@ -41,6 +41,40 @@ def data(tmp_path):
     return p
 
 
+@pytest.fixture
+def fake_training(monkeypatch):
+    """`anchored train` with the model loading, the reference training and the trainer replaced:
+    returns a dict that records the trainer's ``args`` and ``peft_config`` and every
+    ``train_reference`` call (``reference_calls``: ``(output folder, keyword arguments)``)."""
+    import types
+
+    import anchored_learning.models as models
+    import anchored_learning.trainer as tr
+    from anchored_learning.testing import tiny_llama
+
+    seen = {"reference_calls": []}
+
+    def fake_reference(model, dataset, out, **kw):
+        seen["reference_calls"].append((out, kw))
+        return out
+
+    class FakeTrainer:
+        accelerator = types.SimpleNamespace(is_main_process=True, wait_for_everyone=lambda: None)
+
+        def __init__(self, model, args, peft_config=None, **kw):
+            seen["args"], seen["peft"] = args, peft_config
+            self.model, self.state = model, types.SimpleNamespace(log_history=[{"loss": 1.0}])
+
+        def train(self, **kw):
+            pass
+
+    monkeypatch.setattr(models, "load_model_and_tokenizer", lambda *a, **k: tiny_llama(seed=0))
+    monkeypatch.setattr(models, "resolve_model_path", lambda *a, **k: "tiny-base")
+    monkeypatch.setattr(tr, "train_reference", fake_reference)
+    monkeypatch.setattr(tr, "AnchoredSFTTrainer", FakeTrainer)
+    return seen
+
+
 def _assert_usage_error(res, *needles):
     assert res.exit_code == 2, res.output
     text = " ".join(re.sub(r"[│╭╮╰╯─]", " ", res.output).split())  # rich boxes and wraps long messages
@@ -108,33 +142,7 @@ def test_evaluate_rejects_bad_limits_and_batch_sizes():
             evaluate(None, None, ["arc_easy"], **kw)
 
 
-def test_train_reuses_its_reference_only_for_the_same_data_and_saves_atomically(tmp_path, monkeypatch, data):
-    import types
-
-    import anchored_learning.models as models
-    import anchored_learning.trainer as tr
-    from anchored_learning.testing import tiny_llama
-
-    calls = []
-
-    def fake_reference(model, dataset, out, **kw):
-        calls.append(out)
-        (tmp_path / "o" / "reference").mkdir(parents=True, exist_ok=True)
-        return out
-
-    class FakeTrainer:
-        accelerator = types.SimpleNamespace(is_main_process=True, wait_for_everyone=lambda: None)
-
-        def __init__(self, model, args, **kw):
-            self.model, self.state = model, types.SimpleNamespace(log_history=[{"loss": 1.0}])
-
-        def train(self, **kw):
-            pass
-
-    monkeypatch.setattr(models, "load_model_and_tokenizer", lambda *a, **k: tiny_llama(seed=0))
-    monkeypatch.setattr(models, "resolve_model_path", lambda *a, **k: "tiny-base")
-    monkeypatch.setattr(tr, "train_reference", fake_reference)
-    monkeypatch.setattr(tr, "AnchoredSFTTrainer", FakeTrainer)
+def test_train_reuses_its_reference_only_for_the_same_data_and_saves_atomically(tmp_path, fake_training, data):
     import shutil
 
     argv = ["train", "--data", str(data), "-o", str(tmp_path / "o"), "--method", "anchored"]
@@ -148,13 +156,13 @@ def test_train_reuses_its_reference_only_for_the_same_data_and_saves_atomically(
     shutil.rmtree(tmp_path / "o" / "final")
     res = _invoke(argv)
     assert res.exit_code == 0 and "(reused)" in res.output, res.output
-    assert calls == [str(tmp_path / "o" / "reference")]
+    assert [out for out, _ in fake_training["reference_calls"]] == [str(tmp_path / "o" / "reference")]
     # other data, method or settings in the same folder: refused before any work (was: the old model, silently)
     _assert_usage_error(_invoke(argv + ["--anchor_alpha", "0.9"]), "other data or settings", "anchor_alpha: 0.5 -> 0.9")
     _assert_usage_error(_invoke([*argv[:-1], "sft"]), "method: 'anchored' -> 'sft'")
     data.write_text(json.dumps({"prompt": "2+2?", "response": "4"}) + "\n")
     _assert_usage_error(_invoke(argv), "data_sha256")
-    assert len(calls) == 1
+    assert len(fake_training["reference_calls"]) == 1
     # a folder from an earlier version (no recorded settings) is refused too
     (tmp_path / "old" / "final").mkdir(parents=True)
     _assert_usage_error(_invoke(["train", "--data", str(data), "-o", str(tmp_path / "old")]), "not recorded")
@@ -225,31 +233,12 @@ def test_eval_output_is_world_readable_like_any_file(tmp_path):
     assert p.stat().st_mode & 0o777 == 0o644
 
 
-def test_train_flags_come_from_the_config_dataclass(tmp_path, monkeypatch, data):
+def test_train_flags_come_from_the_config_dataclass(tmp_path, fake_training, data):
     """Every AnchoredSFTConfig / TrainingArguments field is a flag, a YAML recipe sets fields
     (method included), a flag overrides the recipe, and old spellings still work."""
-    import types
-
-    import anchored_learning.models as models
-    import anchored_learning.trainer as tr
     from anchored_learning.testing import tiny_llama
 
-    seen = {}
-
-    class FakeTrainer:
-        accelerator = types.SimpleNamespace(is_main_process=True, wait_for_everyone=lambda: None)
-
-        def __init__(self, model, args, peft_config=None, **kw):
-            seen["args"], seen["peft"] = args, peft_config
-            self.model, self.state = model, types.SimpleNamespace(log_history=[])
-
-        def train(self, **kw):
-            pass
-
-    monkeypatch.setattr(models, "load_model_and_tokenizer", lambda *a, **k: tiny_llama(seed=0))
-    monkeypatch.setattr(models, "resolve_model_path", lambda *a, **k: "tiny-base")
-    monkeypatch.setattr(tr, "train_reference", lambda *a, **k: pytest.fail("no reference for dft"))
-    monkeypatch.setattr(tr, "AnchoredSFTTrainer", FakeTrainer)
+    seen = fake_training
     help_text = _invoke(["train", "--help"]).output
     for flag in (
         "--anchor_alpha",
@@ -298,6 +287,7 @@ def test_train_flags_come_from_the_config_dataclass(tmp_path, monkeypatch, data)
     _assert_usage_error(
         _invoke(["train", "--data", str(data), "-o", str(tmp_path / "o3"), "--no_such_flag", "1"]), "--no_such_flag"
     )
+    assert not seen["reference_calls"]  # dft needs no reference; --reference names one
 
 
 def test_run_flags_come_from_the_experiment_config(tmp_path, monkeypatch):
@@ -371,32 +361,7 @@ def test_train_that_diverges_exits_cleanly_without_a_model(tmp_path, data):
     _assert_usage_error(_invoke([*argv[:-6], "inf", *argv[-5:]]), "learning_rate must be a finite number")
 
 
-def test_train_trains_its_reference_with_the_users_training_flags(tmp_path, monkeypatch, data):
-    import types
-
-    import anchored_learning.models as models
-    import anchored_learning.trainer as tr
-    from anchored_learning.testing import tiny_llama
-
-    seen = {}
-
-    def fake_reference(model, dataset, out, **kw):
-        seen.update(kw, out=out)
-        return out
-
-    class FakeTrainer:
-        accelerator = types.SimpleNamespace(is_main_process=True, wait_for_everyone=lambda: None)
-
-        def __init__(self, model, args, **kw):
-            self.model, self.state = model, types.SimpleNamespace(log_history=[])
-
-        def train(self, **kw):
-            pass
-
-    monkeypatch.setattr(models, "load_model_and_tokenizer", lambda *a, **k: tiny_llama(seed=0))
-    monkeypatch.setattr(models, "resolve_model_path", lambda *a, **k: "tiny-base")
-    monkeypatch.setattr(tr, "train_reference", fake_reference)
-    monkeypatch.setattr(tr, "AnchoredSFTTrainer", FakeTrainer)
+def test_train_trains_its_reference_with_the_users_training_flags(tmp_path, fake_training, data):
     recipe = tmp_path / "r.yaml"
     recipe.write_text("method: anchored\nnum_train_epochs: 7\nseed: 5\n")
     res = _invoke(
@@ -419,6 +384,7 @@ def test_train_trains_its_reference_with_the_users_training_flags(tmp_path, monk
         ]
     )
     assert res.exit_code == 0, res.output
+    ((out, seen),) = fake_training["reference_calls"]
     ref = seen["args"]  # was: built-in defaults (batch 8, lr 2e-5, seed 42), whatever the flags said
     assert (ref.method, ref.num_train_epochs, ref.learning_rate, ref.per_device_train_batch_size, ref.seed) == (
         "sft",
@@ -427,5 +393,5 @@ def test_train_trains_its_reference_with_the_users_training_flags(tmp_path, monk
         2,
         5,
     )
-    assert ref.use_cpu and ref.output_dir == seen["out"] == str(tmp_path / "o" / "reference")
+    assert ref.use_cpu and ref.output_dir == out == str(tmp_path / "o" / "reference")
     assert seen["peft_config"].r == 16  # --use_peft: the reference is a LoRA fine-tune too
