@@ -395,3 +395,33 @@ def test_train_trains_its_reference_with_the_users_training_flags(tmp_path, fake
     )
     assert ref.use_cpu and ref.output_dir == out == str(tmp_path / "o" / "reference")
     assert seen["peft_config"].r == 16  # --use_peft: the reference is a LoRA fine-tune too
+
+
+def test_your_task_and_compare_errors_before_any_work(tmp_path, no_work, data):
+    bad = tmp_path / "t.jsonl"
+    bad.write_text('{"prompt": "a", "response": "b"}\n{"question": "a"}\n')
+    model = tmp_path / "ft"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    cases = [
+        (["compare"], "give at least one fine-tuned model with --model"),
+        (["compare", "--model", str(tmp_path / "nope")], "does not exist"),
+        (["compare", "--model", str(model), "--test_data", str(bad)], "t.jsonl:2: no prompt found (columns found: ['question'])"),
+        (["compare", "--model", str(model), "--model", str(model)], "is given twice"),
+        (["run", "--data", str(data), "--score", "fuzzy"], "unknown scoring rule 'fuzzy'"),
+        (["run", "--data", str(data), "--score", "regex"], "the regex rule needs --answer_regex"),
+        (["run", "--test_data", str(data)], "the file task trains on your rows: give --data"),
+        (["run", "--data", str(bad)], "t.jsonl:2: no prompt found"),
+        (["run", "--data", str(data), "--test_fraction", "1.5"], "test_fraction must be in (0, 1)"),
+        (["train", "--data", str(bad), "-o", str(tmp_path / "o")], "t.jsonl:2: no prompt found"),
+    ]
+    for argv, msg in cases:
+        _assert_usage_error(_invoke(argv), msg)
+
+
+def test_compare_help_lists_the_evaluation_fields():
+    res = _invoke(["compare", "--help"])
+    assert res.exit_code == 0, res.output
+    for flag in ("--base", "--model", "--test_data", "--score", "--heldout", "--mc_limit", "--answer_column"):
+        assert flag in res.output
+    assert "--learning_rate" not in res.output  # compare trains nothing

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
 
-from anchored_learning.experiment import Experiment, ExperimentConfig, load_training_rows, parse_sweep
+from anchored_learning.experiment import Experiment, ExperimentConfig, load_training_rows, make_task, parse_sweep
 from anchored_learning.report import pareto_frontier
 from anchored_learning.testing import tiny_llama
 
@@ -15,31 +16,6 @@ def test_pareto_frontier_brute_force():
     pts = [(5.0, 10.0), (1.0, 8.0), (3.0, 12.0), (4.0, 9.0), (1.0, 7.0), (0.0, 0.0)]
     # dominated: (5,10) by (3,12); (4,9) by (3,12); (1,7) by (1,8)
     assert pareto_frontier(pts) == [5, 1, 2]
-
-
-def test_user_data_errors_name_file_and_line(tmp_path):
-    p = tmp_path / "d.jsonl"
-    p.write_text('{"prompt": "a", "response": "b"}\n{"prompt": "a"}\n')
-    with pytest.raises(ValueError, match=r"d.jsonl:2"):
-        load_training_rows(ExperimentConfig(data=str(p)), task=None)
-    for bad in ("[1, 2]", '"text"', "null"):
-        p.write_text(f'{{"prompt": "a", "response": "b"}}\n{bad}\n')
-        with pytest.raises(ValueError, match=r"d.jsonl:2: each line must be a JSON object"):
-            load_training_rows(ExperimentConfig(data=str(p)), task=None)
-    for bad, msg in (
-        ('{"prompt": 42, "response": "b"}', "field 'prompt' must be a string, got int 42"),
-        ('{"prompt": "a", "response": "  "}', "field 'response' is empty"),
-        ('{"question": "a", "answer": "b"}', r"missing field 'prompt' \(fields found: \['answer', 'question'\]\)"),
-    ):
-        p.write_text(f'{{"prompt": "a", "response": "b"}}\n{bad}\n')
-        with pytest.raises(ValueError, match=rf"d.jsonl:2: {msg}"):
-            load_training_rows(ExperimentConfig(data=str(p)), task=None)
-    p.write_bytes(b'{"prompt": "a", "response": "b"}\n{"prompt": "caf\xe9", "response": "b"}\n')
-    with pytest.raises(ValueError, match="d.jsonl:2: not UTF-8 text"):
-        load_training_rows(ExperimentConfig(data=str(p)), task=None)
-    p.write_text("\n")
-    with pytest.raises(ValueError, match="holds no examples"):
-        load_training_rows(ExperimentConfig(data=str(p)), task=None)
 
 
 def test_parse_sweep():
@@ -324,3 +300,167 @@ def test_bad_stage_values_fail_before_any_work(tmp_path, kwargs, msg):
     (tmp_path / "file").write_text("x")
     with pytest.raises(ValueError, match="not a folder"):
         Experiment(ExperimentConfig(preset="quick", output_dir=str(tmp_path / "file")))
+
+
+def _tiny_folder(tmp_path, name="tiny", seed=0):
+    model, tok = tiny_llama(seed=seed)
+    model.save_pretrained(tmp_path / name)
+    tok.save_pretrained(tmp_path / name)
+    return str(tmp_path / name)
+
+
+def _small_eval(**kw):
+    return dict(
+        mc_limit=3,
+        nll_limit=2,
+        drift_limit=2,
+        heldout=("arc_easy", "heldout_nll"),
+        eval_batch_size=4,
+        generation_batch_size=4,
+        **kw,
+    )
+
+
+def test_run_with_your_data_and_test_file_reports_the_gain_on_that_test_set(tmp_path):
+    """--data + --test_data: the target is the test file scored by the named rule, never iGSM."""
+    rows = [
+        {
+            "messages": [
+                {"role": "system", "content": "Be terse."},
+                {"role": "user", "content": f"{i}+1?"},
+                {"role": "assistant", "content": str(i + 1)},
+            ]
+        }
+        for i in range(8)
+    ]
+    (tmp_path / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[:6]))
+    (tmp_path / "test.csv").write_text("prompt,response\n7+1?,8\n8+1?,9\n9+1?,10\n")
+    cfg = ExperimentConfig(
+        preset="quick",
+        model=_tiny_folder(tmp_path),
+        data=str(tmp_path / "train.jsonl"),
+        test_data=str(tmp_path / "test.csv"),
+        score="last_number",
+        output_dir=str(tmp_path / "run"),
+        reference_epochs=1,
+        outer_iterations=1,
+        inner_epochs=1,
+        baselines=(),
+        wise_weights=(),
+        max_new_tokens=4,
+        **_small_eval(),
+    )
+    resolved = cfg.resolved()
+    assert resolved.task == "file" and resolved.n_train is None and resolved.n_test is None  # not the recipe's 32 / 16
+    out = Experiment(cfg, console_log=lambda s: None).run()
+    base_eval = json.loads((tmp_path / "run" / "evals/base.json").read_text())
+    assert "igsm" not in base_eval["results"]
+    target = base_eval["results"]["file"]
+    assert target["n"] == 3 and target["uids"] == ["test/0", "test/1", "test/2"]  # every row of the test file
+    assert out["target"] == {"task": "file", "label": "test.csv (last_number)", "n": 3, "source": str(tmp_path / "test.csv")}
+    assert [r["label"] for r in out["rows"]] == ["base", "sft", "anchored"]
+    md = (tmp_path / "run" / "results.md").read_text()
+    assert md.startswith("Target: test.csv (last_number), 3 test items")
+    # every test prediction was scored by the rule against the row's response
+    from anchored_learning.tasks.rules import get_rule
+
+    rule = get_rule("last_number")
+    assert target["items"] == [rule(p, g, {}) for p, g in zip(target["predictions"], ["8", "9", "10"])]
+    # the trained rows are the 6 of train.jsonl, with their system turn
+    done = json.loads((tmp_path / "run" / "models/reference/final/.complete").read_text())
+    assert any(r.get("epoch") == 1.0 for r in done["log_history"])
+
+
+def test_run_with_data_only_holds_out_a_test_split_and_says_so(tmp_path):
+    rows = [{"prompt": f"{i}+1?", "response": str(i + 1)} for i in range(10)]
+    (tmp_path / "d.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    logs = []
+    cfg = ExperimentConfig(preset="quick", data=str(tmp_path / "d.jsonl"), output_dir=str(tmp_path / "r"), **_small_eval())
+    exp = Experiment(cfg, console_log=logs.append)
+    assert exp.cfg.score == "normalized_match"
+    assert len(exp.task.examples("test")) == 2 and len(exp.task.examples("train")) == 8
+    assert len(load_training_rows(exp.cfg, exp.task)) == 8
+    # the explicit iGSM target keeps the old meaning: train on the file, score on iGSM
+    igsm = ExperimentConfig(preset="quick", task="igsm", data=str(tmp_path / "d.jsonl")).resolved()
+    assert igsm.task == "igsm" and len(load_training_rows(igsm, make_task(igsm))) == 10
+    with pytest.raises(ValueError, match="--test_data, --score describe your own test set"):
+        ExperimentConfig(preset="quick", task="igsm", test_data="x.jsonl", score="exact_match").resolved()
+    with pytest.raises(ValueError, match="give --data"):
+        ExperimentConfig(preset="quick", task="file").resolved()
+    with pytest.raises(ValueError, match="unknown scoring rule 'fuzzy'"):
+        ExperimentConfig(preset="quick", data=str(tmp_path / "d.jsonl"), score="fuzzy").resolved()
+
+
+def test_compare_any_models_including_a_lora_adapter(tmp_path):
+    """anchored compare: base vs a full fine-tuned folder and a LoRA adapter folder, same items."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from anchored_learning.experiment.compare import compare_models
+    from anchored_learning.experiment.config import CompareConfig
+
+    base = _tiny_folder(tmp_path, "base_model")
+    # a "fine-tuned" model: the base with its weights perturbed, saved as a plain folder in run/models/x/final
+    ft = AutoModelForCausalLM.from_pretrained(base)
+    with torch.no_grad():
+        for p in ft.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    ft_dir = tmp_path / "run" / "models" / "sft" / "final"
+    ft.save_pretrained(ft_dir)
+    # a LoRA adapter on the base, with non-zero B so it changes the model
+    lora = get_peft_model(AutoModelForCausalLM.from_pretrained(base), LoraConfig(r=4, target_modules=["q_proj", "v_proj"]))
+    with torch.no_grad():
+        for n, p in lora.named_parameters():
+            if "lora_B" in n:
+                p.normal_(0, 0.5)
+    lora.save_pretrained(tmp_path / "adapter")
+    (tmp_path / "test.jsonl").write_text('{"prompt": "1+1?", "response": "2"}\n{"prompt": "2+1?", "response": "3"}\n')
+    cfg = CompareConfig(
+        base=base,
+        model=[str(ft_dir), str(tmp_path / "adapter"), base],
+        test_data=str(tmp_path / "test.jsonl"),
+        score="last_number",
+        max_new_tokens=3,
+        output_dir=str(tmp_path / "cmp"),
+        preset="quick",
+        **_small_eval(),
+    )
+    out = compare_models(cfg, console_log=lambda s: None)
+    assert [r["label"] for r in out["rows"]] == ["base", "sft", "adapter", "base_model"]
+    rows = {r["label"]: r for r in out["rows"]}
+    # the base compared with itself: no gain, no degradation, no drift
+    assert rows["base_model"]["gain"] == 0.0 and rows["base_model"]["degradation"] == pytest.approx(0.0)
+    assert rows["base_model"]["drift_kl"] == pytest.approx(0.0, abs=1e-6)
+    # the perturbed model and the adapter really differ from the base
+    assert rows["sft"]["drift_kl"] > 1e-4 and rows["adapter"]["drift_kl"] > 1e-4
+    evals = {k: json.loads((tmp_path / "cmp" / "evals" / f"{k}.json").read_text()) for k in ("base", "sft", "adapter")}
+    assert all(e["results"]["arc_easy"]["uids"] == evals["base"]["results"]["arc_easy"]["uids"] for e in evals.values())
+    assert out["target"]["label"] == "test.jsonl (last_number)" and out["models"]["adapter"] == str(tmp_path / "adapter")
+    for f in ("results.json", "results.md", "pareto.png"):
+        assert (tmp_path / "cmp" / f).exists()
+    # a second comparison in the same folder reuses the evaluations; another base is refused
+    logs = []
+    compare_models(cfg, console_log=logs.append)
+    assert sum(line.startswith("[skip] eval") for line in logs) == 4
+    with pytest.raises(ValueError, match="other settings"):
+        compare_models(dataclasses.replace(cfg, seed=1), console_log=lambda s: None)
+    # without a target: degradation only, no Pareto plot
+    no_target = dataclasses.replace(cfg, test_data=None, score=None, output_dir=str(tmp_path / "cmp2"), model=[str(ft_dir)])
+    out2 = compare_models(no_target, console_log=lambda s: None)
+    assert out2["target"]["task"] is None and out2["rows"][1]["gain"] is None
+    assert not (tmp_path / "cmp2" / "pareto.png").exists()
+    assert "No target task" in (tmp_path / "cmp2" / "results.md").read_text()
+
+
+def test_compare_evaluates_a_changed_model_folder_again(tmp_path):
+    from anchored_learning.experiment.compare import model_identity
+
+    folder = tmp_path / "m"
+    folder.mkdir()
+    (folder / "model.safetensors").write_bytes(b"1")
+    first = model_identity(str(folder))
+    import os
+
+    os.utime(folder / "model.safetensors", ns=(1, 10**18))
+    assert model_identity(str(folder)) != first and model_identity("org/model") == "org/model"

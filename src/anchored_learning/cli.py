@@ -1,7 +1,8 @@
 """The ``anchored`` command line (typer).
 
 Sub-commands live next to the code they drive and are registered here:
-``eval`` (anchored_learning.evaluation.commands), ``train`` and ``run`` (pipeline).
+``eval`` (anchored_learning.evaluation.commands), ``train``, ``run``, ``sweep`` and ``compare``
+(anchored_learning.commands).
 """
 
 from __future__ import annotations
@@ -17,13 +18,14 @@ app = typer.Typer(
 
 
 def _register() -> None:
-    from anchored_learning.commands import PASSTHROUGH, run_command, sweep_command, train_command
+    from anchored_learning.commands import PASSTHROUGH, compare_command, run_command, sweep_command, train_command
     from anchored_learning.evaluation.commands import eval_command
 
     app.command("run", **PASSTHROUGH)(run_command)
     app.command("train", **PASSTHROUGH)(train_command)
     app.command("sweep", **PASSTHROUGH)(sweep_command)
     app.command("eval")(eval_command)
+    app.command("compare", **PASSTHROUGH)(compare_command)
 
 
 def main() -> None:

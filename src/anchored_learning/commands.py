@@ -10,7 +10,6 @@ Their flags are not written here: they are the fields of the config dataclasses
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -203,16 +202,20 @@ def _seeds(value: list[str] | str | None) -> list[int] | None:
 
 
 def _check_data_file(cfg) -> None:
-    from anchored_learning.experiment import load_training_rows
+    """Read the data files of ``cfg`` before any work (the first bad row is reported).
 
-    if cfg.data is None:
-        return
-    if not Path(cfg.data).is_file():
-        raise typer.BadParameter(f"{cfg.data} does not exist", param_hint="--data")
-    try:
-        load_training_rows(dataclasses.replace(cfg, n_train=None), task=None)
-    except ValueError as e:
-        raise typer.BadParameter(str(e), param_hint="--data") from None
+    Raises:
+        typer.BadParameter: naming the file, the row and what is wrong with it.
+    """
+    from anchored_learning.data import load_conversations
+
+    for flag, source, split in (("--data", getattr(cfg, "data", None), "train"), ("--test_data", cfg.test_data, "test")):
+        if source is None:
+            continue
+        try:
+            load_conversations(source, split=split, prompt_column=cfg.prompt_column, response_column=cfg.response_column)
+        except ValueError as e:
+            raise typer.BadParameter(str(e), param_hint=flag) from None
 
 
 def run_command(ctx: typer.Context) -> None:
@@ -251,8 +254,41 @@ def sweep_command(ctx: typer.Context) -> None:
     if not cfg.sweep:
         raise typer.BadParameter("give at least one --grid method.field=v1,v2", param_hint="--grid")
     if cfg.output_dir is None:
-        cfg.output_dir = f"runs/{cfg.task}-{cfg.preset}-sweep"
+        cfg.output_dir = f"runs/{cfg.task or cfg.default_task()}-{cfg.preset}-sweep"
     _run_experiment(cfg)
+
+
+def compare_command(ctx: typer.Context) -> None:
+    """A forgetting report for any fine-tuned model: score the base and each --model on the same
+    items, then the gain / degradation table, paired intervals and the Pareto plot."""
+    from rich.console import Console
+    from rich.markdown import Markdown
+
+    from anchored_learning.experiment.compare import compare_models
+    from anchored_learning.experiment.config import CompareConfig
+
+    (cfg,) = parse_config_args(
+        ctx.args,
+        (CompareConfig,),
+        prog="anchored compare",
+        renamed={"--output-dir": "--output_dir", "--test-data": "--test_data"},
+        description="How much did a fine-tuned model forget? Scores the base model (--base) and each fine-tuned "
+        "model (--model, repeatable; Hugging Face folders or ids, or LoRA adapter folders applied to the base) on the "
+        "same items of the stability suite, and of a target when given (--task, or your --test_data with --score), "
+        "and writes the gain / degradation table with paired bootstrap 95%% intervals, drift KL and the Pareto plot "
+        "(results.md, results.json, pareto.png). Limits come from --preset (default) unless set.",
+    )
+    console = Console()
+    log = lambda s: console.print(s, markup=False)  # noqa: E731
+    _check_data_file(cfg)
+    try:
+        out = compare_models(cfg, console_log=log)
+    except ValueError as e:
+        raise _bad(str(e)) from None
+    folder = Path(out["config"]["output_dir"])
+    console.print(Markdown((folder / "results.md").read_text()))
+    files = "results.json, results.md" + (", pareto.png" if out["config"]["task"] else "")
+    console.print(f"\n[bold green]done[/] in {out['wall_time_s'] / 60:.1f} min. Results in [bold]{folder}[/]: {files}")
 
 
 def _run_experiment(cfg, seeds: list[int] | None = None) -> None:
@@ -299,10 +335,14 @@ class TrainArguments:
 
     data: str = field(
         metadata={
-            "help": 'Training data: jsonl, one {"prompt": ..., "response": ...} per line '
-            "('completion' is accepted for 'response')."
+            "help": "Training data: jsonl/json/parquet/arrow/CSV, a save_to_disk folder (FOLDER:SPLIT picks a split) or a "
+            "Hub id, in prompt/response (or completion) or messages form; the loss is on the (final) assistant turn."
         }
     )
+    prompt_column: str | None = field(
+        default=None, metadata={"help": "Column of the prompt, or of a whole conversation (default: detected)."}
+    )
+    response_column: str | None = field(default=None, metadata={"help": "Column of the response (default: detected)."})
     model: str | None = field(
         default=None,
         metadata={"help": "Base model id or folder (default: the bundled SmolLM2-135M-Instruct).", "aliases": ["-m"]},
@@ -375,7 +415,7 @@ def train_command(ctx: typer.Context) -> None:
     import anchored_learning.models as models
     import anchored_learning.trainer as trainer_mod
     from anchored_learning.config import AnchoredSFTConfig
-    from anchored_learning.experiment import ExperimentConfig, load_training_rows
+    from anchored_learning.data import load_conversations
     from anchored_learning.io import check_output_path, write_json_atomic
     from anchored_learning.methods import METHODS, get_method
 
@@ -419,10 +459,13 @@ def train_command(ctx: typer.Context) -> None:
         defaults=TRAIN_DEFAULTS,
         overrides=overrides,
     )
-    if not Path(targs.data).is_file():
-        raise typer.BadParameter(f"{targs.data} does not exist", param_hint="--data")
     try:
-        rows = load_training_rows(ExperimentConfig(data=str(targs.data)), task=None)
+        rows = [
+            c.as_row()
+            for c in load_conversations(
+                targs.data, split="train", prompt_column=targs.prompt_column, response_column=targs.response_column
+            )
+        ]
     except ValueError as e:
         raise typer.BadParameter(str(e), param_hint="--data") from None
     for name, value in (("--model", targs.model), ("--reference_model", reference)):
@@ -433,7 +476,9 @@ def train_command(ctx: typer.Context) -> None:
     dataset = Dataset.from_list(rows)
     path = models.resolve_model_path(targs.model)
     base_model = str(Path(path).resolve()) if Path(path).exists() else str(path)
-    data_sha = hashlib.sha256(Path(targs.data).read_bytes()).hexdigest()
+    data_file = Path(targs.data).expanduser()
+    content = data_file.read_bytes() if data_file.is_file() else json.dumps(rows, sort_keys=True).encode()
+    data_sha = hashlib.sha256(content).hexdigest()
     # a folder made with other data or settings is refused, a finished one reported (like `anchored run`)
     settings = _train_settings(targs, args, base_model, data_sha, reference)
     if _already_trained(output_dir, settings):

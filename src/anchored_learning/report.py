@@ -77,13 +77,17 @@ def plot_pareto(rows: Sequence[dict[str, Any]], path: str | os.PathLike, title: 
 
 
 def markdown_table(rows: Sequence[dict[str, Any]], heldout: Sequence[str]) -> str:
-    """Markdown table: method, target score, gain, each held-out score, mean degradation, wall time."""
+    """Markdown table: method, target score, gain, each held-out score, mean degradation, wall time
+    (target and gain "n/a" in rows whose ``gain`` is None)."""
     head = ["method", "target", "gain (pts) [95% CI]"] + list(heldout) + ["mean degradation % [95% CI]", "train time (s)"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         gci = r.get("gain_ci") or [float("nan")] * 2
         dci = r.get("degradation_ci") or [float("nan")] * 2
-        cells = [r["label"], f"{r['target']:.3f}", f"{r['gain']:+.1f} [{gci[0]:+.1f}, {gci[1]:+.1f}]"]
+        if r.get("gain") is None:  # no target task measured
+            cells = [r["label"], "n/a", "n/a"]
+        else:
+            cells = [r["label"], f"{r['target']:.3f}", f"{r['gain']:+.1f} [{gci[0]:+.1f}, {gci[1]:+.1f}]"]
         cells += [f"{r['heldout'].get(h, float('nan')):.3f}" for h in heldout]
         cells += [f"{r['degradation']:+.1f} [{dci[0]:+.1f}, {dci[1]:+.1f}]", f"{r.get('train_time_s', 0.0):.0f}"]
         lines.append("| " + " | ".join(cells) + " |")

@@ -53,6 +53,7 @@ from anchored_learning.anchor import (
     unwrap,
 )
 from anchored_learning.config import AnchoredSFTConfig
+from anchored_learning.data import as_prompt_completion
 from anchored_learning.io import atomic_folder, write_json_atomic
 from anchored_learning.methods import Anchors, get_method
 from anchored_learning.models import check_finite_parameters
@@ -151,8 +152,12 @@ class AnchoredSFTTrainer(SFTTrainer):
     Args:
         model: the student: a model id/path or a ``PreTrainedModel`` (the base model p0).
         args: :class:`AnchoredSFTConfig`.
-        train_dataset: any ``trl`` dataset format (prompt-completion, conversational ``messages``
-            with the loss on assistant turns, or pre-tokenized ``input_ids``/``labels``).
+        train_dataset: a ``datasets.Dataset`` in a ``trl`` format: prompt-completion (text or
+            conversational; a ``response`` column is read as ``completion``), conversational
+            ``messages`` (the loss is on the final assistant turn, the turns before it are the
+            prompt: :func:`anchored_learning.data.as_prompt_completion`), or pre-tokenized
+            ``input_ids``/``labels``.  ``anchored_learning.data.load_dataset_file(path)`` reads
+            the files the command line reads into exactly the rows it trains on.
         reference_model: optional ``PreTrainedModel`` or path overriding ``args.reference_model``.
         **kwargs: passed to ``trl.SFTTrainer`` (``processing_class``, ``peft_config``, ``callbacks``, ...).
 
@@ -169,6 +174,8 @@ class AnchoredSFTTrainer(SFTTrainer):
             raise ValueError(f"method {args.method!r} needs a reference model (args.reference_model)")
         if args.needs_reference:
             self._check_reference_path(reference_model if reference_model is not None else args.reference_model)
+        if isinstance(train_dataset, Dataset):
+            train_dataset = as_prompt_completion(train_dataset)  # 'response' -> 'completion'; messages -> last turn
         n_given = len(train_dataset) if isinstance(train_dataset, Dataset) else None
         super().__init__(model, args=args, train_dataset=train_dataset, **kwargs)
         if n_given is not None and self.train_dataset is not None and len(self.train_dataset) < n_given:

@@ -95,7 +95,13 @@ def mean_nll(
 
 
 def encode_prompt_response(
-    tokenizer, prompt: str, response: str, *, chat: bool = True, system: str | None = None, max_length: int = 512
+    tokenizer,
+    prompt: str | list[dict[str, str]],
+    response: str,
+    *,
+    chat: bool = True,
+    system: str | None = None,
+    max_length: int = 512,
 ) -> tuple[list[int], int]:
     """Token ids of ``chat_prompt(prompt) + response + EOS`` and the number of prompt tokens.
 

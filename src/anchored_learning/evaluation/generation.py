@@ -22,14 +22,22 @@ from anchored_learning.evaluation._util import encode, eval_mode, model_device, 
 _END_OF_TURN_TOKENS = ("<|im_end|>", "<|eot_id|>", "<end_of_turn>", "<|endoftext|>")
 
 
-def chat_prompt(tokenizer, prompt: str, system: str | None = None) -> str:
-    """The text the model sees for a one-turn chat ``prompt`` (generation prompt appended).
+def chat_prompt(tokenizer, prompt: str | list[dict[str, str]], system: str | None = None) -> str:
+    """The text the model sees for a chat ``prompt`` (generation prompt appended).
 
-    Without a chat template the prompt is returned unchanged (base models)."""
-    messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
+    Args:
+        prompt: one user turn (text), or a whole conversation so far (a list of
+            ``{"role", "content"}`` turns, system turns included).
+        system: a system turn put first (only with a text prompt).
+
+    Without a chat template the turns' texts are joined by blank lines (base models)."""
+    if isinstance(prompt, str):
+        messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
+    else:
+        messages = list(prompt)
     if getattr(tokenizer, "chat_template", None):
         return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    return (system + "\n\n" if system else "") + prompt
+    return "\n\n".join(m["content"] for m in messages)
 
 
 def stop_token_ids(model, tokenizer) -> list[int]:
@@ -79,7 +87,7 @@ class RegexStop(StoppingCriteria):
 def generate(
     model,
     tokenizer,
-    prompts: Sequence[str],
+    prompts: Sequence[str | list[dict[str, str]]],
     *,
     max_new_tokens: int = 256,
     batch_size: int = 8,
@@ -92,7 +100,8 @@ def generate(
     """Greedy completions of ``prompts`` (one string per prompt, in input order).
 
     Args:
-        prompts: user turns (plain text); with ``chat=False`` they are fed verbatim.
+        prompts: user turns (plain text) or conversations (lists of turns, see :func:`chat_prompt`);
+            with ``chat=False`` text prompts are fed verbatim.
         max_new_tokens: generation budget per prompt (tokens).
         batch_size: prompts per ``generate`` call (left-padded).
         system: optional system turn.

@@ -1,5 +1,9 @@
 """``ExperimentConfig``: everything one ``anchored run`` does, and the YAML recipes (presets) that fill it.
 
+Its evaluation fields (target task, your data files and scoring rule, the held-out suite and its
+sizes) are :class:`EvaluationConfig`'s, which ``anchored compare`` (:class:`CompareConfig`)
+shares.
+
 A recipe is a YAML file of ``ExperimentConfig`` fields.  The bundled ones live in
 ``anchored_learning/configs/<task>/<preset>.yaml`` (``quick``, ``default``, ``paper``); copy one,
 edit it and pass it with ``anchored run --config my.yaml``.  Every field is also a flag
@@ -17,6 +21,7 @@ from typing import Any
 
 from anchored_learning.experiment.plan import VARIANTS, parse_sweep
 from anchored_learning.tasks.registry import TARGETS as TASKS
+from anchored_learning.tasks.rules import RULES
 
 #: the held-out members used when a recipe names none
 HELDOUT = ("sciq_chat", "hellaswag", "arc_easy", "piqa", "mmlu", "heldout_nll")
@@ -68,10 +73,10 @@ def _help(text: str, **extra) -> dict[str, Any]:
 
 
 @dataclass
-class ExperimentConfig:
-    """Everything one ``anchored run`` does.  Fields left at None take the values of the recipe
-    named by ``preset``; the names are those of :class:`~anchored_learning.config.AnchoredSFTConfig`
-    wherever the concept is the same."""
+class EvaluationConfig:
+    """What is evaluated and how: the target task (generated, or yours from files, with its scoring
+    rule), the held-out stability suite and their sizes.  ``anchored run`` and ``anchored compare``
+    share these fields; fields left at None take the values of the recipe named by ``preset``."""
 
     preset: str = field(
         default="default",
@@ -81,23 +86,49 @@ class ExperimentConfig:
             aliases=["-p"],
         ),
     )
-    task: str = field(default="igsm", metadata=_help("Target task.", choices=list(TASKS), aliases=["-t"]))
-    model: str | None = field(
-        default=None,
-        metadata=_help("Base model: HF model id or folder (default: the bundled SmolLM2-135M-Instruct).", aliases=["-m"]),
-    )
-    data: str | None = field(
+    task: str | None = field(
         default=None,
         metadata=_help(
-            "Your training data: jsonl with 'prompt' and 'response' (or 'completion') fields; replaces the generated "
-            "training set."
+            "Target task: a generated one, or 'file' (yours: --test_data scored by --score). Default: 'file' when "
+            "--data or --test_data is given, else 'igsm'.",
+            choices=list(TASKS),
+            aliases=["-t"],
         ),
     )
+    test_data: str | None = field(
+        default=None,
+        metadata=_help(
+            "Your test set (task 'file'): jsonl/json/parquet/arrow/CSV, a save_to_disk folder (FOLDER:SPLIT picks a "
+            "split) or a Hub id, in prompt/response, prompt/completion or messages form. Without it a share of --data "
+            "(test_fraction) is held out."
+        ),
+    )
+    score: str | None = field(
+        default=None,
+        metadata=_help(
+            f"Scoring rule of the file task: one of {list(RULES)} or your own module:function (default normalized_match)."
+        ),
+    )
+    answer_column: str | None = field(
+        default=None,
+        metadata=_help("Column of the reference answer (default: 'answer' when the test rows have it, else the gold response)."),
+    )
+    answer_regex: str | None = field(
+        default=None, metadata=_help("The regex rule's pattern (group 1 is the answer if it has one).")
+    )
+    score_tolerance: float = field(default=1e-6, metadata=_help("The last_number rule's absolute and relative tolerance."))
+    prompt_column: str | None = field(
+        default=None, metadata=_help("Column of the prompt, or of a whole conversation (default: detected).")
+    )
+    response_column: str | None = field(default=None, metadata=_help("Column of the response (default: detected)."))
+    test_fraction: float = field(
+        default=0.2, metadata=_help("Share of --data held out as the test set when no --test_data is given.")
+    )
+    max_new_tokens: int = field(default=256, metadata=_help("Generation budget per test prompt of the file task (tokens)."))
     output_dir: str | None = field(
         default=None, metadata=_help("Output folder (default: runs/<task>-<preset>). Re-running resumes.", aliases=["-o"])
     )
     seed: int = field(default=0, metadata=_help("Seed of the data, the evaluation subsets and training."))
-    n_train: int | None = field(default=None, metadata=_help("Training examples."))
     n_test: int | None = field(default=None, metadata=_help("Target test items."))
     igsm_op_min: int | None = field(default=None, metadata=_help("iGSM: fewest operations per problem."))
     igsm_op_max: int | None = field(default=None, metadata=_help("iGSM: most operations per problem."))
@@ -108,6 +139,141 @@ class ExperimentConfig:
             choices=["add", "mod23"],
         ),
     )
+    target_drift: bool | None = field(
+        default=None, metadata=_help("Also measure drift KL(p0 || p) on the target task's test prompts (drift:<task>).")
+    )
+    heldout: list[str] | None = field(default=None, metadata=_help(f"Held-out suite members (default {list(HELDOUT)})."))
+    mc_limit: int | None = field(default=None, metadata=_help("Items per held-out multiple-choice benchmark."))
+    nll_limit: int | None = field(default=None, metadata=_help("Passages of the held-out NLL."))
+    drift_limit: int | None = field(default=None, metadata=_help("Prompt/response pairs of the drift suites."))
+    eval_batch_size: int = field(default=8, metadata=_help("Sequences per forward pass in evaluation."))
+    generation_batch_size: int = field(
+        default=32, metadata=_help("Prompts per generate call in the generation suites (target task, sciq_chat).")
+    )
+
+    #: recipe fields a file task does not take (the files fix the items)
+    FILE_TASK_IGNORES = ("n_train", "n_test", "igsm_op_min", "igsm_op_max", "igsm_arithmetic")
+
+    def __post_init__(self):
+        # a comma-separated string (old flag style, YAML scalars) or a tuple is a list
+        for name in ("baselines", "heldout", "wise_weights", "sweep"):
+            if not hasattr(self, name):
+                continue
+            v = getattr(self, name)
+            if isinstance(v, str):
+                v = [s.strip() for s in v.split(",") if s.strip()] if name != "sweep" else [v]
+            elif isinstance(v, (list, tuple)) and name in ("baselines", "heldout"):
+                v = [s.strip() for item in v for s in str(item).split(",") if s.strip()]
+            if isinstance(v, tuple):
+                v = list(v)
+            setattr(self, name, v)
+
+    def default_task(self) -> str | None:
+        """The task when ``--task`` is not given."""
+        return "file" if self.test_data else "igsm"
+
+    def _default_output_dir(self, task: str | None) -> str:
+        return f"runs/{task}-{self.preset}"
+
+    @property
+    def is_file_task(self) -> bool:
+        """Whether the target is the user's own task from files."""
+        return self.task == "file"
+
+    def resolved(self):
+        """A copy with the preset recipe's values in every field left at None (a file task takes no
+        item counts or iGSM settings from it), the task defaulting to ``file`` when data files are
+        given, and ``output_dir`` defaulting to ``runs/<task>-<preset>``, checked as a whole before
+        any work.
+
+        Raises:
+            ValueError: unknown preset, task, baseline, held-out suite or scoring rule; a bad sweep
+                entry; a negative seed; a size, limit or batch size below 1; WiSE-FT weights outside
+                [0, 1]; igsm_op_min above igsm_op_max; data files that do not fit the task.
+        """
+        task = self.task if self.task is not None else self.default_task()
+        recipe = dict(load_recipe(self.preset, task or "igsm"))
+        recipe.pop("task", None)
+        if task == "file":
+            for k in self.FILE_TASK_IGNORES:
+                recipe.pop(k, None)
+        vals = dataclasses.asdict(self)
+        vals["task"] = task
+        for k, v in {"baselines": ["sft_kl", "wise_ft"], "heldout": list(HELDOUT), "target_drift": True, **recipe}.items():
+            if k in vals and vals.get(k) is None:
+                vals[k] = v
+        if vals["output_dir"] is None:
+            vals["output_dir"] = self._default_output_dir(task)
+        if task == "file" and vals["score"] is None:
+            vals["score"] = "normalized_match"
+        out = type(self)(**vals)
+        out._check()
+        return out
+
+    def _check(self) -> None:
+        from anchored_learning.evaluation.suites import expand_suites
+        from anchored_learning.tasks.rules import RuleOptions, get_rule
+
+        if self.task is not None and self.task not in TASKS:
+            raise ValueError(f"unknown task {self.task!r}; choose one of {', '.join(TASKS)}")
+        if self.igsm_arithmetic not in (None, "add", "mod23"):
+            raise ValueError(f"unknown igsm_arithmetic {self.igsm_arithmetic!r}; choose 'add' or 'mod23'")
+        if self.task != "file":
+            given = [f"--{k}" for k in ("test_data", "score", "answer_column", "answer_regex") if getattr(self, k) is not None]
+            if given:
+                raise ValueError(
+                    f"{', '.join(given)} describe your own test set (task 'file'), but the task is {self.task!r}; "
+                    "drop --task (or pass --task file)"
+                )
+        else:
+            get_rule(self.score, RuleOptions(answer_regex=self.answer_regex, score_tolerance=float(self.score_tolerance)))
+        if int(self.seed) < 0:
+            raise ValueError(f"seed must be >= 0, got {self.seed}")
+        try:
+            expand_suites(list(self.heldout or ()))
+        except KeyError as e:
+            raise ValueError(f"heldout: {e.args[0]}") from None
+        for name in (
+            "n_train",
+            "n_test",
+            "mc_limit",
+            "nll_limit",
+            "drift_limit",
+            "max_length",
+            "eval_batch_size",
+            "generation_batch_size",
+            "max_new_tokens",
+        ):
+            v = getattr(self, name, None)
+            if v is not None and int(v) < 1:
+                raise ValueError(f"{name} must be >= 1, got {v}")
+        if not 0.0 < float(self.test_fraction) < 1.0:
+            raise ValueError(f"test_fraction must be in (0, 1), got {self.test_fraction}")
+        lo, hi = self.igsm_op_min, self.igsm_op_max
+        if lo is not None and hi is not None and int(lo) > int(hi):
+            raise ValueError(f"igsm_op_min ({lo}) must be <= igsm_op_max ({hi})")
+
+
+@dataclass
+class ExperimentConfig(EvaluationConfig):
+    """Everything one ``anchored run`` does: the evaluation (:class:`EvaluationConfig`) plus the
+    base model, the training data and every trained model's settings.  Fields left at None take
+    the values of the recipe named by ``preset``; the names are those of
+    :class:`~anchored_learning.config.AnchoredSFTConfig` wherever the concept is the same."""
+
+    model: str | None = field(
+        default=None,
+        metadata=_help("Base model: HF model id or folder (default: the bundled SmolLM2-135M-Instruct).", aliases=["-m"]),
+    )
+    data: str | None = field(
+        default=None,
+        metadata=_help(
+            "Your training data (replaces the generated training set; the target becomes your task 'file' unless "
+            "--task is given): jsonl/json/parquet/arrow/CSV, a save_to_disk folder or a Hub id, in prompt/response, "
+            "prompt/completion or messages form."
+        ),
+    )
+    n_train: int | None = field(default=None, metadata=_help("Training examples."))
     activation_checkpointing: bool | None = field(
         default=None, metadata=_help("Recompute activations in the backward pass (saves memory, costs ~30%% time).")
     )
@@ -140,17 +306,6 @@ class ExperimentConfig:
     per_device_train_batch_size: int | None = field(default=None, metadata=_help("Training batch size."))
     gradient_accumulation_steps: int | None = field(default=None, metadata=_help("Gradient accumulation steps."))
     max_length: int = field(default=512, metadata=_help("Longest training sequence in tokens."))
-    eval_batch_size: int = field(default=8, metadata=_help("Sequences per forward pass in evaluation."))
-    generation_batch_size: int = field(
-        default=32, metadata=_help("Prompts per generate call in the generation suites (target task, sciq_chat).")
-    )
-    target_drift: bool | None = field(
-        default=None, metadata=_help("Also measure drift KL(p0 || p) on the target task's test prompts (drift:<task>).")
-    )
-    heldout: list[str] | None = field(default=None, metadata=_help(f"Held-out suite members (default {list(HELDOUT)})."))
-    mc_limit: int | None = field(default=None, metadata=_help("Items per held-out multiple-choice benchmark."))
-    nll_limit: int | None = field(default=None, metadata=_help("Passages of the held-out NLL."))
-    drift_limit: int | None = field(default=None, metadata=_help("Prompt/response pairs of the drift suites."))
     sweep: list[str] = field(
         default_factory=list,
         metadata=_help(
@@ -160,70 +315,48 @@ class ExperimentConfig:
         ),
     )
 
-    def __post_init__(self):
-        # a comma-separated string (old flag style, YAML scalars) or a tuple is a list
-        for name in ("baselines", "heldout", "wise_weights", "sweep"):
-            v = getattr(self, name)
-            if isinstance(v, str):
-                v = [s.strip() for s in v.split(",") if s.strip()] if name != "sweep" else [v]
-            elif isinstance(v, (list, tuple)) and name in ("baselines", "heldout"):
-                v = [s.strip() for item in v for s in str(item).split(",") if s.strip()]
-            if isinstance(v, tuple):
-                v = list(v)
-            setattr(self, name, v)
-
-    def resolved(self) -> ExperimentConfig:
-        """A copy with the preset recipe's values in every field left at None, and ``output_dir``
-        defaulting to ``runs/<task>-<preset>``, checked as a whole before any work.
-
-        Raises:
-            ValueError: unknown preset, task, baseline or held-out suite; a bad sweep entry; a
-                negative seed; a size, limit or batch size below 1; WiSE-FT weights outside [0, 1];
-                igsm_op_min above igsm_op_max.
-        """
-        recipe = load_recipe(self.preset, self.task)
-        vals = dataclasses.asdict(self)
-        for k, v in {"baselines": ["sft_kl", "wise_ft"], "heldout": list(HELDOUT), "target_drift": True, **recipe}.items():
-            if k in vals and vals.get(k) is None:
-                vals[k] = v
-        if vals["output_dir"] is None:
-            vals["output_dir"] = f"runs/{self.task}-{self.preset}"
-        out = ExperimentConfig(**vals)
-        out._check()
-        return out
+    def default_task(self) -> str:
+        return "file" if (self.data or self.test_data) else "igsm"
 
     def _check(self) -> None:
-        from anchored_learning.evaluation.suites import expand_suites
-
-        if self.task not in TASKS:
-            raise ValueError(f"unknown task {self.task!r}; choose one of {', '.join(TASKS)}")
-        if self.igsm_arithmetic not in (None, "add", "mod23"):
-            raise ValueError(f"unknown igsm_arithmetic {self.igsm_arithmetic!r}; choose 'add' or 'mod23'")
+        super()._check()
+        if self.task == "file" and not self.data:
+            raise ValueError("the file task trains on your rows: give --data (and --test_data for the test set)")
         bad = [b for b in (self.baselines or ()) if b not in VARIANTS]
         if bad:
             raise ValueError(f"unknown baseline(s) {bad}; choose from {list(VARIANTS)}")
         parse_sweep(self.sweep)
-        if int(self.seed) < 0:
-            raise ValueError(f"seed must be >= 0, got {self.seed}")
-        try:
-            expand_suites(list(self.heldout or ()))
-        except KeyError as e:
-            raise ValueError(f"heldout: {e.args[0]}") from None
         if any(not 0.0 <= float(w) <= 1.0 for w in (self.wise_weights or ())):
             raise ValueError(f"wise_weights must be in [0, 1], got {self.wise_weights}")
-        for name in (
-            "n_train",
-            "n_test",
-            "mc_limit",
-            "nll_limit",
-            "drift_limit",
-            "max_length",
-            "eval_batch_size",
-            "generation_batch_size",
-        ):
-            v = getattr(self, name)
-            if v is not None and int(v) < 1:
-                raise ValueError(f"{name} must be >= 1, got {v}")
-        lo, hi = self.igsm_op_min, self.igsm_op_max
-        if lo is not None and hi is not None and int(lo) > int(hi):
-            raise ValueError(f"igsm_op_min ({lo}) must be <= igsm_op_max ({hi})")
+
+
+@dataclass
+class CompareConfig(EvaluationConfig):
+    """``anchored compare``: score a base model and fine-tuned models on the same items and report
+    each model's gain and degradation against the base (:class:`EvaluationConfig` says what is
+    evaluated; the target is optional: ``--task`` or ``--test_data``)."""
+
+    base: str | None = field(
+        default=None, metadata=_help("The base model (HF id or folder; default: the bundled SmolLM2-135M-Instruct).")
+    )
+    model: list[str] = field(
+        default_factory=list,
+        metadata=_help(
+            "Fine-tuned models to compare with the base (folders or HF ids; a LoRA adapter folder is applied to --base). "
+            "Repeat the flag or give several.",
+            aliases=["-m"],
+        ),
+    )
+
+    def default_task(self) -> str | None:
+        return "file" if self.test_data else None
+
+    def _default_output_dir(self, task: str | None) -> str:
+        return "runs/compare"
+
+    def _check(self) -> None:
+        super()._check()
+        if not self.model:
+            raise ValueError("give at least one fine-tuned model with --model")
+        if self.task == "file" and not self.test_data:
+            raise ValueError("the file task needs --test_data in anchored compare")

@@ -2,69 +2,59 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-from anchored_learning.experiment.config import ExperimentConfig
 
+def make_task(cfg):
+    """The target task object of a resolved config (from the task registry): iGSM gets the
+    recipe's ``igsm_*`` options, the file task the data files and scoring settings; None when the
+    config has no target (``anchored compare`` without one).
 
-def make_task(cfg: ExperimentConfig):
-    """The target task object of ``cfg.task`` (from the task registry; iGSM gets the recipe's
-    ``igsm_*`` options)."""
+    Raises:
+        ValueError: unreadable or malformed data files, or settings that do not fit them.
+    """
     from anchored_learning.tasks.registry import get_task
 
+    if cfg.task is None:
+        return None
+    if cfg.task == "file":
+        return get_task(
+            "file",
+            data=getattr(cfg, "data", None),
+            test_data=cfg.test_data,
+            score=cfg.score,
+            answer_column=cfg.answer_column,
+            prompt_column=cfg.prompt_column,
+            response_column=cfg.response_column,
+            test_fraction=cfg.test_fraction,
+            max_new_tokens=cfg.max_new_tokens,
+            answer_regex=cfg.answer_regex,
+            score_tolerance=cfg.score_tolerance,
+        )
     options = dict(op_min=cfg.igsm_op_min, op_max=cfg.igsm_op_max, arithmetic=cfg.igsm_arithmetic) if cfg.task == "igsm" else {}
     return get_task(cfg.task, **options)
 
 
-def _parse_line(path: str, i: int, raw: bytes) -> list[tuple[str, str]]:
-    """``[(prompt, response)]`` of line ``i`` of a jsonl data file (``[]`` for a blank line).
+def _as_turns(prompt) -> list[dict[str, str]]:
+    return [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
+
+
+def load_training_rows(cfg, task) -> list[dict[str, Any]]:
+    """Training examples as TRL conversational prompt-completion rows: the file task's training
+    rows, else the rows of ``cfg.data`` (with another target task), else the task's generated
+    training set; the first ``cfg.n_train`` when it is set.
 
     Raises:
-        ValueError: naming the file, the line and what is wrong with it.
+        ValueError: a malformed data file (names the file, the row and the columns found), or
+            more rows asked for than there are.
     """
-    where = f"{path}:{i}"
-    try:
-        line = raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise ValueError(f"{where}: not UTF-8 text ({e}); save the file as UTF-8") from None
-    if not line.strip():
-        return []
-    try:
-        obj = json.loads(line)
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{where}: not a JSON object ({e})") from None
-    if not isinstance(obj, dict):
-        raise ValueError(
-            f"{where}: each line must be a JSON object with string 'prompt' and 'response' (or 'completion') fields, got {type(obj).__name__}"
-        )
-    key = "response" if "response" in obj else "completion"
-    for name, value in (("prompt", obj.get("prompt")), (key, obj.get(key))):
-        if value is None:
-            raise ValueError(
-                f"{where}: missing field {name!r} (fields found: {sorted(obj)}); each line needs 'prompt' and 'response' (or 'completion')"
-            )
-        if not isinstance(value, str):
-            raise ValueError(f"{where}: field {name!r} must be a string, got {type(value).__name__} {value!r}")
-        if not value.strip():
-            raise ValueError(f"{where}: field {name!r} is empty")
-    return [(obj["prompt"], obj[key])]
+    from anchored_learning.data import load_conversations
 
-
-def load_training_rows(cfg: ExperimentConfig, task) -> list[dict[str, Any]]:
-    """Training examples as conversational prompt-completion rows.
-
-    Raises:
-        ValueError: a user data file with a malformed line (names the file, the line and the field).
-    """
-    if cfg.data:
-        rows = []
-        with open(cfg.data, "rb") as f:
-            for i, raw in enumerate(f, 1):
-                rows.extend(_parse_line(cfg.data, i, raw))
-        if not rows:
-            raise ValueError(f"{cfg.data} holds no examples; write one JSON object with 'prompt' and 'response' per line")
-        rows = rows[: cfg.n_train] if cfg.n_train else rows
+    if getattr(task, "name", None) == "file":
+        exs = task.examples("train", cfg.n_train)
+    elif cfg.data:
+        convs = load_conversations(cfg.data, split="train", prompt_column=cfg.prompt_column, response_column=cfg.response_column)
+        return [c.as_row() for c in convs[: cfg.n_train or None]]
     else:
-        rows = [(e.prompt, e.response) for e in task.examples("train", cfg.n_train, seed=cfg.seed)]
-    return [{"prompt": [{"role": "user", "content": p}], "completion": [{"role": "assistant", "content": r}]} for p, r in rows]
+        exs = task.examples("train", cfg.n_train, seed=cfg.seed)
+    return [{"prompt": _as_turns(e.prompt), "completion": [{"role": "assistant", "content": e.response}]} for e in exs]

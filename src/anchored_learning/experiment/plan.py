@@ -142,8 +142,7 @@ def variant_args(cfg: ExperimentConfig, out: Path, name: str, method: str, overr
         )
         if method == "anchored":
             extra.update(outer_iterations=c.outer_iterations, inner_epochs=c.inner_epochs)
-        else:
-            extra["num_train_epochs"] = c.outer_iterations * c.inner_epochs
+        extra["num_train_epochs"] = c.outer_iterations * c.inner_epochs  # T * K (the config's own rule)
     if method in METHODS and METHODS[method].needs_reference:
         extra["reference_model"] = str(ref_dir)
     if method in METHODS and "kl_coef" in METHODS[method].reads:

@@ -23,14 +23,21 @@ def _num(x) -> str:
     return "not measured" if x is None else f"{x:.4f}"
 
 
-def write_report(cfg: ExperimentConfig, out: Path, evals: dict[str, dict[str, Any]], wall_time: float) -> dict[str, Any]:
+def task_label(cfg, task=None) -> str | None:
+    """How reports name the target: the task name, or for your own task ``<test file> (<rule>)``."""
+    return getattr(task, "label", None) or cfg.task
+
+
+def write_report(cfg, out: Path, evals: dict[str, dict[str, Any]], wall_time: float, task=None) -> dict[str, Any]:
     """Compare every model with the base model and write ``results.md``, ``pareto.png`` and
     ``results.json`` into ``out``.
 
     Args:
-        cfg: the resolved experiment config.
+        cfg: the resolved experiment (or compare) config; without a target task (``cfg.task``
+            None) no gain is measured and no Pareto plot is drawn.
         evals: label -> :func:`~anchored_learning.evaluation.suites.evaluate` output, ``"base"`` first.
         wall_time: seconds spent over all invocations of the run.
+        task: the target task object (names the target in the report).
 
     Returns:
         the ``results.json`` content: config, one row per model (target score, gain in points with
@@ -41,9 +48,9 @@ def write_report(cfg: ExperimentConfig, out: Path, evals: dict[str, dict[str, An
     base = evals["base"]
     rows = []
     for name, ev in evals.items():
-        cmp = compare(base, ev, targets=[c.task], seed=c.seed)
+        cmp = compare(base, ev, targets=[c.task] if c.task else [], seed=c.seed)
         method = name.split("(")[0]
-        g = cmp["gain"].get(c.task, {"points": 0.0, "ci": [0.0, 0.0]})
+        g = cmp["gain"].get(c.task, {"points": 0.0, "ci": [0.0, 0.0]}) if c.task else {"points": None, "ci": None}
         md = cmp.get("mean_degradation", {"percent": 0.0, "ci": [0.0, 0.0]})
         res = ev["results"]
         done = out / "models" / ("reference" if name == "sft" else name) / "final" / DONE
@@ -52,7 +59,7 @@ def write_report(cfg: ExperimentConfig, out: Path, evals: dict[str, dict[str, An
             {
                 "label": name,
                 "method": method,
-                "target": res[c.task]["primary"],
+                "target": res[c.task]["primary"] if c.task else None,
                 "gain": g["points"],
                 "gain_ci": g["ci"],
                 "heldout": {h: res[h]["primary"] for h in c.heldout if "primary" in res.get(h, {})},
@@ -71,8 +78,18 @@ def write_report(cfg: ExperimentConfig, out: Path, evals: dict[str, dict[str, An
         + (f", on target prompts {_num(r['drift_kl_target'])}" if r["drift_kl_target"] is not None else "")
         for r in rows
     )
+    label = task_label(c, task)
+    n_target = base["results"][c.task]["n"] if c.task else 0
+    target_line = (
+        f"Target: {label}, {n_target} test items"
+        + (f" from {task.test_source}" if hasattr(task, "test_source") else "")
+        + "; gain in points with a paired-bootstrap 95% CI.\n\n"
+        if c.task
+        else "No target task (give --task or --test_data to measure a gain); degradation only.\n\n"
+    )
     result = {
         "config": dataclasses.asdict(c),
+        "target": {"task": c.task, "label": label, "n": n_target, "source": getattr(task, "test_source", None)},
         "rows": rows,
         "wall_time_s": wall_time,
         "machine": {
@@ -82,14 +99,15 @@ def write_report(cfg: ExperimentConfig, out: Path, evals: dict[str, dict[str, An
             "cuda": torch.cuda.is_available(),
         },
     }
-    title = f"{c.task}: gain vs. degradation ({c.preset} preset, seed {c.seed})"
-    return _write(out, table + "\n" + extra_cols + "\n", rows, title, result)
+    title = f"{label}: gain vs. degradation ({c.preset} preset, seed {c.seed})"
+    return _write(out, target_line + table + "\n" + extra_cols + "\n", rows, title, result)
 
 
 def _write(out: Path, markdown: str, rows: list[dict[str, Any]], title: str, result: dict[str, Any]) -> dict[str, Any]:
     """Write ``results.md``, ``pareto.png`` (every row but the base model) and ``results.json``."""
     write_text_atomic(out / "results.md", markdown)
-    plot_pareto([r for r in rows if r["label"] != "base"], out / "pareto.png", title=title)
+    if all(r["gain"] is not None for r in rows):  # no target, no gain axis
+        plot_pareto([r for r in rows if r["label"] != "base"], out / "pareto.png", title=title)
     write_json_atomic(out / "results.json", result)
     return result
 
@@ -106,6 +124,7 @@ def write_seeds_report(cfg: ExperimentConfig, out: Path, seeds: list[int], per_s
     heldout = [h for h in cfg.heldout if all(h in r["heldout"] for r in rows)]
     res = {
         "config": dataclasses.asdict(cfg),
+        "target": next(iter(per_seed.values())).get("target"),
         "seeds": seeds,
         "rows": rows,
         "per_seed": {str(s): r["rows"] for s, r in per_seed.items()},
@@ -114,5 +133,6 @@ def write_seeds_report(cfg: ExperimentConfig, out: Path, seeds: list[int], per_s
         "machine": next(iter(per_seed.values()))["machine"],
     }
     markdown = markdown_table_seeds(rows, heldout) + f"\nmean ± sd over seeds {seeds}; per-seed tables in seed-*/results.md\n"
-    title = f"{cfg.task}: gain vs. degradation ({cfg.preset} preset, mean ± sd over {len(seeds)} seeds)"
+    first = next(iter(per_seed.values()))
+    title = f"{first.get('target', {}).get('label') or cfg.task}: gain vs. degradation ({cfg.preset} preset, mean ± sd over {len(seeds)} seeds)"
     return _write(out, markdown, rows, title, res)

@@ -40,6 +40,7 @@ class Experiment:
         self._check_output_folder()
         self.plan = P.plan(self.cfg, self.out, log=lambda m: self.log(m))  # validates every stage's settings
         self._check_resume()
+        self.task = make_task(self.cfg)  # reads and checks data files (a file task's rows and rule)
 
     def _check_output_folder(self) -> None:
         """Refuse an output folder that cannot be created (a file, or below a file) and a model
@@ -60,20 +61,7 @@ class Experiment:
         Raises:
             ValueError: naming the differing fields and what to do.
         """
-        saved = self.out / "config.json"
-        if not saved.exists():
-            return
-        # a folder written before the field renames holds the old names
-        old = {RENAMED_FIELDS.get(k, k): v for k, v in json.loads(saved.read_text()).items()}
-        new = json.loads(json.dumps(dataclasses.asdict(self.cfg), default=str))
-        diff = {k: (old[k], v) for k, v in new.items() if k in old and k not in self.RESUMABLE_CHANGES and old[k] != v}
-        if diff:
-            shown = "; ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in sorted(diff.items()))
-            raise ValueError(
-                f"{self.out} holds a run made with other settings ({shown}); its finished stages would be "
-                f"reused under the new ones. Choose a new --output-dir, or delete {self.out} to start over "
-                f"(only {', '.join(sorted(self.RESUMABLE_CHANGES - {'output_dir'}))} may change on a resume)"
-            )
+        check_resume(self.out, self.cfg, self.RESUMABLE_CHANGES)
 
     # -- stages
 
@@ -112,31 +100,7 @@ class Experiment:
         return final
 
     def _evaluate(self, name: str, model) -> dict[str, Any]:
-        from anchored_learning.evaluation.suites import evaluate
-
-        path = self.out / "evals" / f"{name}.json"
-        if path.exists():
-            self.log(f"[skip] eval {name}: {path}")
-            return json.loads(path.read_text())
-        self.log(f"[eval] {name}")
-        c = self.cfg
-        limits = {c.task: c.n_test, "heldout_nll": c.nll_limit, "drift": c.drift_limit, f"drift:{c.task}": c.drift_limit}
-        limits.update({h: c.mc_limit for h in c.heldout if h not in limits})
-        suites = [c.task, *c.heldout, "drift"] + ([f"drift:{c.task}"] if c.target_drift else [])
-        res = evaluate(
-            model,
-            self.tok,
-            suites,
-            limits=limits,
-            seed=c.seed,
-            base_model=self.base,
-            batch_size=c.eval_batch_size,
-            generation_batch_size=c.generation_batch_size,
-            progress=True,
-            model_name=name,
-            tasks={c.task: self.task},
-        )
-        write_json_atomic(path, res)
+        res = evaluate_model(self.cfg, self.out, name, model, self.tok, self.base, self.task, self.log)
         self._save_wall_time()
         return res
 
@@ -165,8 +129,9 @@ class Experiment:
         self.out.mkdir(parents=True, exist_ok=True)
         write_json_atomic(self.out / "config.json", dataclasses.asdict(c))
         torch.manual_seed(c.seed)
+        for note in getattr(self.task, "notes", ()):
+            self.log(note)
         self.model_path = resolve_model_path(c.model)
-        self.task = make_task(c)
         self.dataset = Dataset.from_list(load_training_rows(c, self.task))
         self.base, self.tok = load_model_and_tokenizer(self.model_path)
         self.base.eval()
@@ -184,7 +149,80 @@ class Experiment:
             m = AutoModelForCausalLM.from_pretrained(self._train(name, args, peft_config=peft_config)).eval()
             evals[name] = self._evaluate(name, m)
             del m
-        return write_report(c, self.out, evals, self._save_wall_time())
+        return write_report(c, self.out, evals, self._save_wall_time(), task=self.task)
+
+
+def evaluate_model(cfg, out: Path, name: str, model, tok, base, task, log: Callable[[str], None], model_id: str | None = None):
+    """Evaluate ``model`` on the config's target (when it has one), held-out suite and drift
+    suites, or reuse ``out/evals/<name>.json`` when it exists (and, with ``model_id``, was made
+    for that model).
+
+    Args:
+        cfg: a resolved :class:`~anchored_learning.experiment.config.EvaluationConfig`.
+        base: the base model p0 of the drift suites.
+        task: the target task object (None: no target).
+        model_id: what the evaluation is stored under as ``meta.model`` (default ``name``).
+
+    Returns:
+        the :func:`~anchored_learning.evaluation.suites.evaluate` output (also written to
+        ``out/evals/<name>.json`` atomically).
+    """
+    from anchored_learning.evaluation.suites import evaluate
+
+    path = out / "evals" / f"{name}.json"
+    if path.exists():
+        res = json.loads(path.read_text())
+        if model_id is None or res["meta"].get("model") == model_id:
+            log(f"[skip] eval {name}: {path}")
+            return res
+        log(f"[eval] {name}: {path} was made for {res['meta'].get('model')!r}, evaluating {model_id!r} again")
+    else:
+        log(f"[eval] {name}")
+    c = cfg
+    targets = [c.task] if c.task is not None else []
+    limits = {"heldout_nll": c.nll_limit, "drift": c.drift_limit}
+    for t in targets:
+        limits.update({t: c.n_test, f"drift:{t}": c.drift_limit})
+    limits.update({h: c.mc_limit for h in c.heldout if h not in limits})
+    suites = [*targets, *c.heldout, "drift"] + ([f"drift:{t}" for t in targets] if c.target_drift else [])
+    res = evaluate(
+        model,
+        tok,
+        suites,
+        limits=limits,
+        seed=c.seed,
+        base_model=base,
+        batch_size=c.eval_batch_size,
+        generation_batch_size=c.generation_batch_size,
+        progress=True,
+        model_name=model_id or name,
+        tasks={c.task: task} if task is not None else {},
+    )
+    write_json_atomic(path, res)
+    return res
+
+
+def check_resume(out: Path, cfg, resumable: frozenset[str]) -> None:
+    """Refuse to reuse a folder whose ``config.json`` differs from ``cfg`` outside ``resumable``
+    (fields missing from either side are not compared: they were added or dropped since).
+
+    Raises:
+        ValueError: naming the differing fields and what to do.
+    """
+    saved = out / "config.json"
+    if not saved.exists():
+        return
+    # a folder written before the field renames holds the old names
+    old = {RENAMED_FIELDS.get(k, k): v for k, v in json.loads(saved.read_text()).items()}
+    new = json.loads(json.dumps(dataclasses.asdict(cfg), default=str))
+    diff = {k: (old[k], v) for k, v in new.items() if k in old and k not in resumable and old[k] != v}
+    if diff:
+        shown = "; ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in sorted(diff.items()))
+        raise ValueError(
+            f"{out} holds a run made with other settings ({shown}); its finished stages would be "
+            f"reused under the new ones. Choose a new --output-dir, or delete {out} to start over "
+            f"(only {', '.join(sorted(resumable - {'output_dir'}))} may change on a resume)"
+        )
 
 
 def check_seeds(seeds: Sequence[int]) -> list[int]:

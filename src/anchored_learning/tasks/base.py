@@ -18,7 +18,9 @@ class Example:
     """One task item.
 
     Attributes:
-        prompt: the user turn, plain text (the chat template is applied by the caller).
+        prompt: the user turn, plain text, or the conversation before the response (a list of
+            ``{"role", "content"}`` turns, e.g. with a system turn); the chat template is applied
+            by the caller.
         response: the gold assistant turn used as the SFT target (step-by-step solution and
             final answer, in the task's own style).
         answer: the ground truth the scorer compares against (int, float, str, ...).
@@ -27,7 +29,7 @@ class Example:
         uid: a stable identifier, unique within a task split.
     """
 
-    prompt: str
+    prompt: str | list[dict[str, str]]
     response: str
     answer: Any
     meta: dict[str, Any] = field(default_factory=dict)

@@ -3,6 +3,8 @@
 A task is data plus a scoring rule (:class:`~anchored_learning.tasks.base.TargetTask`).  The
 target tasks an experiment can train on are :data:`TARGETS`; the others (``igsm_add``, the CPU
 recipes' iGSM as an evaluation suite, and the held-out ``sciq_chat``) are evaluation-only names.
+``file`` is the user's own task (:class:`~anchored_learning.tasks.files.FileTask`): it is built
+from data files, so it is instantiated with options, never bare.
 Held-out multiple-choice benchmarks are declared in
 :data:`anchored_learning.tasks.heldout.BENCHMARKS`; :mod:`anchored_learning.evaluation.suites`
 builds its suites from both.
@@ -21,10 +23,11 @@ TASKS: dict[str, str | Callable[..., Any]] = {
     "medcalc": "anchored_learning.tasks.medcalc:MedCalcTask",
     "ifeval": "anchored_learning.tasks.ifeval:IFEvalTask",
     "sciq_chat": "anchored_learning.tasks.heldout:SciQChatTask",
+    "file": "anchored_learning.tasks.files:FileTask",  # yours: needs data files (FileTask(data=..., test_data=...))
 }
 
 #: the tasks ``anchored run --task`` trains on
-TARGETS = ("igsm", "medcalc", "ifeval")
+TARGETS = ("igsm", "medcalc", "ifeval", "file")
 
 
 def get_task(name: str, **options: Any):

@@ -1,0 +1,155 @@
+"""``anchored compare``: how much did a fine-tuned model forget?  A forgetting report for models
+trained by any library.
+
+The base model and every fine-tuned model (a Hugging Face folder or id, or a LoRA adapter folder
+applied to the base) are scored on the same items of the stability suite (and of the target task
+when one is given); the report is that of ``anchored run``: gain and mean degradation with paired
+bootstrap intervals, drift KL, the table, and the Pareto plot.  Evaluations are stored under
+``evals/`` and reused when the same model is compared again in the same folder.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from anchored_learning.experiment.config import CompareConfig
+from anchored_learning.experiment.data import make_task
+from anchored_learning.experiment.report import write_report
+from anchored_learning.experiment.stages import check_resume, evaluate_model
+from anchored_learning.io import check_output_path, write_json_atomic
+
+
+def is_adapter_folder(path: str) -> bool:
+    """Whether ``path`` is a PEFT adapter folder (``adapter_config.json``, no ``config.json``)."""
+    p = Path(path).expanduser()
+    return (p / "adapter_config.json").is_file() and not (p / "config.json").is_file()
+
+
+def model_labels(paths: list[str]) -> list[str]:
+    """Short unique labels for the report: the folder name (its parent's name for a ``final``
+    folder, as ``anchored run`` and ``anchored train`` write them), numbered when repeated.
+
+    Raises:
+        ValueError: the same model given twice, or one labelled ``base``.
+    """
+    if len(set(paths)) != len(paths):
+        raise ValueError(f"a model is given twice in --model {paths}")
+    raw = []
+    for p in paths:
+        parts = Path(p.rstrip("/")).parts
+        name = parts[-1] if parts else p
+        if name in ("final", "trainer") and len(parts) > 1:
+            name = parts[-2]
+        raw.append(name)
+    labels = []
+    for i, name in enumerate(raw):
+        labels.append(name if raw.count(name) == 1 else f"{name}#{raw[: i + 1].count(name)}")
+    if "base" in labels:
+        raise ValueError("a model folder named 'base' would be confused with the base model; rename it or give its parent")
+    return labels
+
+
+def check_model(path: str, base: str | None) -> None:
+    """Fail before any work when ``path`` cannot be loaded as a fine-tuned model.
+
+    Raises:
+        ValueError: naming the model and what to pass.
+    """
+    from anchored_learning.models import check_model_source
+
+    if is_adapter_folder(path):
+        return
+    check_model_source(path)
+
+
+def load_finetuned(path: str, base_path: str, vocab: int):
+    """Load a fine-tuned model for evaluation: a model folder or id as is, a LoRA adapter folder
+    applied to (a fresh copy of) the base model and merged.
+
+    Args:
+        vocab: the base model's output vocabulary (rows of its output embedding).
+
+    Raises:
+        ValueError: the model's vocabulary differs from the base's (the items would be tokenized
+            differently and drift KL would be undefined).
+    """
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    if is_adapter_folder(path):
+        from peft import PeftModel
+
+        base = AutoModelForCausalLM.from_pretrained(base_path, dtype=torch.float32)
+        model = PeftModel.from_pretrained(base, str(Path(path).expanduser())).merge_and_unload()
+    else:
+        from anchored_learning.models import resolve_model_path
+
+        model = AutoModelForCausalLM.from_pretrained(resolve_model_path(path), dtype=torch.float32)
+    n = model.get_output_embeddings().weight.shape[0]
+    if n != vocab:
+        raise ValueError(
+            f"{path} has a vocabulary of {n} tokens, the base model {vocab}: compare needs models that share the base's "
+            "tokenizer; pass the base it was fine-tuned from with --base"
+        )
+    return model.eval()
+
+
+def model_identity(path: str) -> str:
+    """``path``, plus the newest modification time of the files in it for a folder: an evaluation
+    stored under this identity is reused only while the folder is unchanged."""
+    p = Path(path).expanduser()
+    if not p.is_dir():
+        return str(path)
+    newest = max((f.stat().st_mtime_ns for f in p.iterdir() if f.is_file()), default=0)
+    return f"{path}@{newest}"
+
+
+def compare_models(cfg: CompareConfig, console_log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Score ``cfg.base`` and every ``cfg.model`` on the same items and write the report.
+
+    Writes ``config.json``, ``evals/<label>.json`` (one per model, reused when the same model is
+    compared again), ``results.json``, ``results.md`` and, with a target task, ``pareto.png``
+    into ``cfg.output_dir``.
+
+    Returns:
+        the ``results.json`` content (rows as in ``anchored run``; ``label`` is the model's label,
+        ``models`` maps labels to what was loaded).
+
+    Raises:
+        ValueError: everything that can be checked before any work: the config, the output folder,
+            every model, the data files of a file task, a folder holding a comparison made with
+            other settings.
+    """
+    from anchored_learning.models import check_model_source, load_model_and_tokenizer, resolve_model_path
+
+    t0 = time.perf_counter()
+    cfg = cfg.resolved()
+    out = Path(cfg.output_dir)
+    check_output_path(out, "folder")
+    check_model_source(cfg.base)
+    for m in cfg.model:
+        check_model(m, cfg.base)
+    labels = model_labels(list(cfg.model))
+    check_resume(out, cfg, frozenset({"model", "output_dir"}))
+    task = make_task(cfg)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(out / "config.json", dataclasses.asdict(cfg))
+    base_path = resolve_model_path(cfg.base)
+    base, tok = load_model_and_tokenizer(base_path)
+    vocab = base.get_output_embeddings().weight.shape[0]
+    evals = {
+        "base": evaluate_model(cfg, out, "base", base, tok, base, task, console_log, model_id=model_identity(str(base_path)))
+    }
+    for label, path in zip(labels, cfg.model):
+        console_log(f"[load] {label}: {path}")
+        model = load_finetuned(path, base_path, vocab)
+        evals[label] = evaluate_model(cfg, out, label, model, tok, base, task, console_log, model_id=model_identity(path))
+        del model
+    result = write_report(cfg, out, evals, time.perf_counter() - t0, task=task)
+    result["models"] = {"base": str(base_path), **dict(zip(labels, cfg.model))}
+    write_json_atomic(out / "results.json", result)
+    return result

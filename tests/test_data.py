@@ -1,0 +1,288 @@
+"""Your own data: every file format and row form to the same rows, clear errors, scoring rules."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from anchored_learning.data import as_prompt_completion, load_conversations, load_dataset_file, read_records
+from anchored_learning.tasks.files import FileTask
+from anchored_learning.tasks.rules import RULES, RuleOptions, choice_letter_of, get_rule, last_number, normalize_answer
+
+SYSTEM = "You are terse."
+#: three rows in three forms; each is the same conversation once read
+FORMS = {
+    "prompt_response": [
+        {"prompt": "2+2?", "response": "4", "answer": "4"},
+        {"prompt": "3+3?", "response": "6", "answer": "6"},
+    ],
+    "prompt_completion": [
+        {"prompt": "2+2?", "completion": "4", "answer": "4"},
+        {"prompt": "3+3?", "completion": "6", "answer": "6"},
+    ],
+    "messages": [
+        {"messages": [{"role": "user", "content": "2+2?"}, {"role": "assistant", "content": "4"}], "answer": "4"},
+        {"messages": [{"role": "user", "content": "3+3?"}, {"role": "assistant", "content": "6"}], "answer": "6"},
+    ],
+}
+EXPECTED = [
+    {"prompt": [{"role": "user", "content": "2+2?"}], "completion": [{"role": "assistant", "content": "4"}]},
+    {"prompt": [{"role": "user", "content": "3+3?"}], "completion": [{"role": "assistant", "content": "6"}]},
+]
+
+
+def _write(path, rows, fmt):
+    import datasets
+
+    ds = datasets.Dataset.from_list(rows)
+    if fmt == "jsonl":
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    elif fmt == "json":
+        path.write_text(json.dumps(rows))
+    elif fmt == "parquet":
+        ds.to_parquet(str(path))
+    elif fmt == "csv":
+        ds.to_csv(str(path), index=False)
+    elif fmt == "arrow":
+        import pyarrow as pa
+
+        with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_stream(sink, ds.data.table.schema) as w:
+            w.write_table(ds.data.table)
+    elif fmt == "folder":
+        datasets.DatasetDict({"train": ds, "test": ds.select([1])}).save_to_disk(str(path))
+    return str(path)
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "json", "parquet", "arrow", "csv", "folder"])
+@pytest.mark.parametrize("form", list(FORMS))
+def test_every_format_and_form_reads_to_the_same_rows(tmp_path, fmt, form):
+    if fmt == "csv" and form == "messages":
+        pytest.skip("CSV has no nested columns")
+    src = _write(tmp_path / f"d.{fmt}", FORMS[form], fmt)
+    convs = load_conversations(src, split="train")
+    assert [c.as_row() for c in convs] == EXPECTED
+    assert [c.columns["answer"] for c in convs] == ["4", "6"]  # other columns are kept for scoring
+    assert load_dataset_file(src, split="train").to_list() == EXPECTED
+    if fmt == "folder":  # the test split of a DatasetDict folder, by default and by name
+        assert [c.as_row() for c in load_conversations(src, split="test")] == EXPECTED[1:]
+        assert [c.as_row() for c in load_conversations(f"{src}:test")] == EXPECTED[1:]
+
+
+def test_system_turns_and_multi_turn_train_the_final_assistant_turn(tmp_path):
+    msgs = [
+        {"role": "system", "content": SYSTEM},
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": "hello"},
+        {"role": "user", "content": "2+2?"},
+        {"role": "assistant", "content": "4"},
+    ]
+    src = _write(tmp_path / "d.jsonl", [{"messages": msgs}], "jsonl")
+    (c,) = load_conversations(src)
+    assert c.prompt == msgs[:-1] and c.completion == msgs[-1:] and c.response == "4"
+    # the file task keeps the whole conversation as the prompt and names the last user turn
+    task = FileTask(test_data=src, score="exact_match")
+    (ex,) = task.examples("test")
+    assert ex.prompt == msgs[:-1] and ex.meta["prompt"] == "2+2?" and ex.answer == "4"
+    assert task.score(ex, " 4 ") == 1.0 and task.score(ex, "5") == 0.0
+
+
+def test_named_columns(tmp_path):
+    src = _write(tmp_path / "d.jsonl", [{"q": "2+2?", "a": "four", "gold": "4"}], "jsonl")
+    with pytest.raises(ValueError, match=r"d.jsonl:1: no prompt found \(columns found: \['a', 'gold', 'q'\]\).*--prompt_column"):
+        load_conversations(src)
+    (c,) = load_conversations(src, prompt_column="q", response_column="a")
+    assert c.as_row() == {
+        "prompt": [{"role": "user", "content": "2+2?"}],
+        "completion": [{"role": "assistant", "content": "four"}],
+    }
+    assert c.columns == {"gold": "4"}
+    with pytest.raises(ValueError, match=r"no column 'x' \(columns found"):
+        load_conversations(src, prompt_column="x")
+    task = FileTask(test_data=src, prompt_column="q", response_column="a", answer_column="gold", score="last_number")
+    assert task.examples("test")[0].answer == "4"
+    with pytest.raises(ValueError, match=r"d.jsonl:1: no answer column 'nope'"):
+        FileTask(test_data=src, prompt_column="q", response_column="a", answer_column="nope")
+
+
+@pytest.mark.parametrize(
+    "line, msg",
+    [
+        ("[1, 2]", "each row must be an object with named columns, got list"),
+        ("null", "each row must be an object with named columns, got NoneType"),
+        ('{"prompt": 42, "response": "b"}', r"column 'prompt' must be a string or a list of turns, got a int \(42\)"),
+        ('{"prompt": "a", "response": "  "}', "column 'response' is empty"),
+        ('{"prompt": "a"}', r"no response column \(columns found: \['prompt'\]\)"),
+        ('{"question": "a", "answer": "b"}', r"no prompt found \(columns found: \['answer', 'question'\]\)"),
+        (
+            '{"messages": [{"role": "user", "content": "a"}]}',
+            "the conversation in 'messages' must end with a non-empty assistant turn",
+        ),
+        ('{"messages": [{"role": "bot", "content": "a"}]}', "turn 0 of 'messages' has role 'bot'"),
+        ('{"messages": [{"role": "assistant", "content": "a"}]}', "the prompt has no user turn"),
+        ('{"messages": "hello"}', "column 'messages' must be a non-empty list"),
+        ("{not json", "not a JSON object"),
+    ],
+)
+def test_bad_rows_name_the_file_the_line_and_the_columns(tmp_path, line, msg):
+    p = tmp_path / "d.jsonl"
+    p.write_text('{"prompt": "a", "response": "b"}\n' + line + "\n")
+    with pytest.raises(ValueError, match=rf"d.jsonl:2: {msg}"):
+        load_conversations(str(p))
+
+
+def test_bad_sources(tmp_path):
+    p = tmp_path / "d.jsonl"
+    p.write_bytes(b'{"prompt": "a", "response": "b"}\n{"prompt": "caf\xe9", "response": "b"}\n')
+    with pytest.raises(ValueError, match="d.jsonl:2: not UTF-8 text"):
+        load_conversations(str(p))
+    p.write_text("\n")
+    with pytest.raises(ValueError, match="holds no rows"):
+        load_conversations(str(p))
+    with pytest.raises(ValueError, match="does not exist"):
+        read_records(str(tmp_path / "missing.jsonl"))
+    (tmp_path / "d.txt").write_text("x")
+    with pytest.raises(ValueError, match=r"unknown data format '.txt'"):
+        read_records(str(tmp_path / "d.txt"))
+    (tmp_path / "folder").mkdir()
+    with pytest.raises(ValueError, match="not one written by datasets' save_to_disk"):
+        read_records(str(tmp_path / "folder"))
+    src = _write(tmp_path / "dd", FORMS["prompt_response"], "folder")
+    with pytest.raises(ValueError, match=r"holds the splits \['test', 'train'\], not 'validation'"):
+        read_records(src, split="validation")
+    (tmp_path / "bad.json").write_text('{"a": 1, "b": 2}')
+    with pytest.raises(ValueError, match="holds a list of row objects"):
+        read_records(str(tmp_path / "bad.json"))
+
+
+def test_library_dataset_with_response_or_messages_trains_on_the_response(tmp_path):
+    """The README's library path: load_dataset('json') of the CLI's prompt/response file."""
+    import datasets
+
+    from anchored_learning import AnchoredSFTConfig, AnchoredSFTTrainer
+    from anchored_learning.testing import tiny_llama
+
+    for form in ("prompt_response", "messages"):
+        src = _write(tmp_path / f"{form}.jsonl", FORMS[form], "jsonl")
+        ds = datasets.load_dataset("json", data_files=src)["train"]
+        conv = as_prompt_completion(ds)
+        assert {"prompt", "completion"} <= set(conv.column_names)
+        model, tok = tiny_llama()
+        args = AnchoredSFTConfig(output_dir=str(tmp_path / form), method="sft", report_to="none", max_steps=1)
+        trainer = AnchoredSFTTrainer(model, args=args, train_dataset=ds, processing_class=tok)
+        # the loss covers the completion only: the label tokens are the response "4"/"6" and EOS
+        labels = [[t for t in ex if t != -100] for ex in trainer.train_dataset["labels"]]
+        decoded = [tok.decode(ids[:1]) for ids in labels]
+        assert decoded == ["4", "6"], decoded
+
+
+# ------------------------------------------------------------------------------------------ rules
+
+
+def test_normalize_and_extractors():
+    assert normalize_answer("  The Eiffel-Tower!  ") == "eiffeltower"
+    assert normalize_answer("An apple, a day") == "apple day"
+    assert last_number("3 x 4 = 12; total: 1,234.5 euros") == 1234.5
+    assert last_number("costs $12 and -3") == -3.0
+    assert last_number(".5 of it") == 0.5
+    assert last_number("no digits") is None
+    assert [choice_letter_of(t) for t in ("B", "(c) because", "**D**", "The answer is: E.", "A plant grows", "C and D")] == [
+        "B",
+        "C",
+        "D",
+        "E",
+        None,
+        None,
+    ]
+
+
+@pytest.mark.parametrize(
+    "rule, prediction, reference, expected",
+    [
+        ("exact_match", " Paris\n", "Paris", 1.0),
+        ("exact_match", "paris", "Paris", 0.0),
+        ("normalized_match", "The Paris.", "paris", 1.0),
+        ("normalized_match", "Paris, France", "Paris", 0.0),
+        ("last_number", "so 3 + 4 = 7", "7", 1.0),
+        ("last_number", "Total: 1,200 euros", "The total is 1200.", 1.0),
+        ("last_number", "7.0000001", 7, 1.0),
+        ("last_number", "7.01", 7, 0.0),
+        ("last_number", "seven", "7", 0.0),
+        ("choice_letter", "Answer: C", "C", 1.0),
+        ("choice_letter", "B. the second", "C", 0.0),
+        ("choice_letter", "(c)", "The answer is C.", 1.0),
+    ],
+)
+def test_rules_closed_cases(rule, prediction, reference, expected):
+    assert get_rule(rule)(prediction, reference, {}) == expected
+
+
+def test_regex_rule_and_tolerance():
+    rule = get_rule("regex", RuleOptions(answer_regex=r"Answer:\s*(\w+)"))
+    assert rule("think... Answer: no. Answer: Yes", "yes", {}) == 1.0  # the last match, normalised
+    assert rule("Answer: Yes", "Reasoning. Answer: yes", {}) == 1.0  # the reference goes through the regex too
+    assert rule("yes", "yes", {}) == 0.0  # no match in the prediction
+    loose = get_rule("last_number", RuleOptions(score_tolerance=0.05))
+    assert loose("104", "100", {}) == 1.0 and loose("106", "100", {}) == 0.0
+    with pytest.raises(ValueError, match="needs --answer_regex"):
+        get_rule("regex")
+    with pytest.raises(ValueError, match="not a valid regular expression"):
+        get_rule("regex", RuleOptions(answer_regex="(unclosed"))
+    with pytest.raises(ValueError, match="score_tolerance must be"):
+        get_rule("last_number", RuleOptions(score_tolerance=-1))
+
+
+def test_ifeval_rule_uses_the_rows_instructions(tmp_path):
+    rows = [
+        {
+            "prompt": "Write about cats without any commas.",
+            "response": "Cats are fine.",
+            "instruction_id_list": ["punctuation:no_comma"],
+            "kwargs": [{}],
+        }
+    ]
+    src = _write(tmp_path / "t.jsonl", rows, "jsonl")
+    task = FileTask(test_data=src, score="ifeval")
+    (ex,) = task.examples("test")
+    assert task.score(ex, "Cats purr.") == 1.0 and task.score(ex, "Cats, dogs.") == 0.0
+    src2 = _write(tmp_path / "t2.jsonl", [{"prompt": "a", "response": "b"}], "jsonl")
+    with pytest.raises(ValueError, match=r"t2.jsonl:1: the ifeval rule needs the columns \['instruction_id_list', 'kwargs'\]"):
+        FileTask(test_data=src2, score="ifeval")
+
+
+def test_user_rule_module_function(tmp_path, monkeypatch):
+    (tmp_path / "myrules.py").write_text(
+        "def starts(prediction, reference):\n    return prediction.startswith(reference)\n"
+        "def by_row(prediction, reference, row):\n    return float(row['bonus'] in prediction)\n"
+        "def bad(prediction, reference):\n    return 2\n"
+        "NOT_CALLABLE = 3\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert get_rule("myrules:starts")("yes sir", "yes", {}) == 1.0
+    assert get_rule("myrules:by_row")("with x", "", {"bonus": "x"}) == 1.0
+    with pytest.raises(ValueError, match="must return a bool or a float in"):
+        get_rule("myrules:bad")("a", "b", {})
+    with pytest.raises(ValueError, match="is not callable"):
+        get_rule("myrules:NOT_CALLABLE")
+    with pytest.raises(ValueError, match="cannot load scoring rule 'nomodule:f'"):
+        get_rule("nomodule:f")
+    with pytest.raises(ValueError, match=rf"unknown scoring rule 'fuzzy'; choose one of {', '.join(RULES)}"):
+        get_rule("fuzzy")
+
+
+def test_file_task_holds_out_a_fixed_split_when_no_test_file(tmp_path):
+    rows = [{"prompt": f"q{i}", "response": f"a{i}"} for i in range(10)]
+    src = _write(tmp_path / "d.jsonl", rows, "jsonl")
+    task = FileTask(data=src, score="exact_match", test_fraction=0.3)
+    train, test = task.examples("train"), task.examples("test")
+    assert len(train) == 7 and len(test) == 3
+    assert {e.prompt for e in train}.isdisjoint({e.prompt for e in test})  # never trained on the test rows
+    assert {e.prompt for e in train} | {e.prompt for e in test} == {f"q{i}" for i in range(10)}
+    assert any("held out" in n for n in task.notes)
+    assert [e.prompt for e in FileTask(data=src, test_fraction=0.3).examples("test")] == [e.prompt for e in test]
+    assert task.examples("test", 2) == test[:2]
+    with pytest.raises(ValueError, match="4 test rows asked for, the file task has 3"):
+        task.examples("test", 4)
+    one = _write(tmp_path / "one.jsonl", rows[:1], "jsonl")
+    with pytest.raises(ValueError, match="too few to hold out a test set; give --test_data"):
+        FileTask(data=one)
