@@ -414,9 +414,14 @@ def test_your_task_and_compare_errors_before_any_work(tmp_path, no_work, data):
         (["run", "--data", str(bad)], "t.jsonl:2: no prompt found"),
         (["run", "--data", str(data), "--test_fraction", "1.5"], "test_fraction must be in (0, 1)"),
         (["train", "--data", str(bad), "-o", str(tmp_path / "o")], "t.jsonl:2: no prompt found"),
+        # the conflict is named before the (missing) file is looked for
+        (["run", "--task", "igsm", "--test_data", "nope.jsonl"], "--test_data describe your own test set"),
+        (["compare", "--model", str(model), "--score", "last_number"], "give it with --test_data"),
     ]
     for argv, msg in cases:
         _assert_usage_error(_invoke(argv), msg)
+    res = _invoke(["compare", "--model", str(model), "--base", str(tmp_path / "nope")])
+    _assert_usage_error(res, "Invalid value for --base", "base model folder")
 
 
 def test_compare_help_lists_the_evaluation_fields():

@@ -110,7 +110,7 @@ def test_named_columns(tmp_path):
     [
         ("[1, 2]", "each row must be an object with named columns, got list"),
         ("null", "each row must be an object with named columns, got NoneType"),
-        ('{"prompt": 42, "response": "b"}', r"column 'prompt' must be a string or a list of turns, got a int \(42\)"),
+        ('{"prompt": 42, "response": "b"}', r"column 'prompt' must be a string or a list of turns, got int 42"),
         ('{"prompt": "a", "response": "  "}', "column 'response' is empty"),
         ('{"prompt": "a"}', r"no response column \(columns found: \['prompt'\]\)"),
         ('{"question": "a", "answer": "b"}', r"no prompt found \(columns found: \['answer', 'question'\]\)"),
@@ -148,11 +148,37 @@ def test_bad_sources(tmp_path):
     with pytest.raises(ValueError, match="not one written by datasets' save_to_disk"):
         read_records(str(tmp_path / "folder"))
     src = _write(tmp_path / "dd", FORMS["prompt_response"], "folder")
-    with pytest.raises(ValueError, match=r"holds the splits \['test', 'train'\], not 'validation'"):
+    with pytest.raises(ValueError, match=r"holds the splits \['test', 'train'\], no split 'validation'"):
         read_records(src, split="validation")
     (tmp_path / "bad.json").write_text('{"a": 1, "b": 2}')
     with pytest.raises(ValueError, match="holds a list of row objects"):
         read_records(str(tmp_path / "bad.json"))
+    (tmp_path / "trunc.json").write_text('[{"prompt": "a", "response": "b"},\n')
+    with pytest.raises(ValueError, match=r"trunc.json:2: not valid JSON \(Expecting value at column 1\)"):
+        read_records(str(tmp_path / "trunc.json"))
+    with pytest.raises(ValueError, match="is a file: it has no splits; drop ':test'"):
+        read_records(str(p) + ":test")
+    one = tmp_path / "one"
+    import datasets
+
+    datasets.DatasetDict({"train": datasets.Dataset.from_list(FORMS["prompt_response"])}).save_to_disk(str(one))
+    with pytest.raises(ValueError, match=r"holds the splits \['train'\], no split 'test'"):
+        read_records(f"{one}:test")
+    assert len(read_records(str(one), split="test")) == 2  # a default split falls back to the only one there is
+
+
+def test_csv_and_bom_details(tmp_path):
+    p = tmp_path / "d.csv"
+    p.write_bytes('\ufeffprompt,response\n"a, with comma",b\nc,d,e\n'.encode())  # Excel's byte-order mark
+    with pytest.raises(ValueError, match=r"d.csv:3: 3 cells, the header has 2; quote cells that hold commas"):
+        read_records(str(p))
+    p.write_bytes('\ufeffprompt,response\n"a, with comma","b\nover two lines"\nc,d\n'.encode())
+    rows = read_records(str(p))
+    assert [w.rsplit(":", 1)[1] for w, _ in rows] == ["2", "4"]  # a row is named by its first line
+    assert rows[0][1] == {"prompt": "a, with comma", "response": "b\nover two lines"}
+    j = tmp_path / "d.jsonl"
+    j.write_bytes('\ufeff{"prompt": "a", "response": "b"}\n'.encode())
+    assert read_records(str(j))[0][1] == {"prompt": "a", "response": "b"}
 
 
 def test_library_dataset_with_response_or_messages_trains_on_the_response(tmp_path):
@@ -186,6 +212,8 @@ def test_normalize_and_extractors():
     assert last_number("costs $12 and -3") == -3.0
     assert last_number(".5 of it") == 0.5
     assert last_number("no digits") is None
+    # a hyphen between numbers is no minus sign; thousands separators only in groups of three
+    assert [last_number(t) for t in ("range 3-5", "on 2024-01-05", "1,2,3", "x -7", "1,234,567")] == [5, 5, 3, -7, 1234567]
     assert [choice_letter_of(t) for t in ("B", "(c) because", "**D**", "The answer is: E.", "A plant grows", "C and D")] == [
         "B",
         "C",
@@ -222,6 +250,8 @@ def test_regex_rule_and_tolerance():
     assert rule("think... Answer: no. Answer: Yes", "yes", {}) == 1.0  # the last match, normalised
     assert rule("Answer: Yes", "Reasoning. Answer: yes", {}) == 1.0  # the reference goes through the regex too
     assert rule("yes", "yes", {}) == 0.0  # no match in the prediction
+    either = get_rule("regex", RuleOptions(answer_regex=r"Answer: (\w+)|Final: (\w+)"))
+    assert either("Final: blue", "blue", {}) == 1.0  # the group that matched, not group 1
     loose = get_rule("last_number", RuleOptions(score_tolerance=0.05))
     assert loose("104", "100", {}) == 1.0 and loose("106", "100", {}) == 0.0
     with pytest.raises(ValueError, match="needs --answer_regex"):
@@ -252,22 +282,72 @@ def test_ifeval_rule_uses_the_rows_instructions(tmp_path):
 
 def test_user_rule_module_function(tmp_path, monkeypatch):
     (tmp_path / "myrules.py").write_text(
+        "import math\n"
         "def starts(prediction, reference):\n    return prediction.startswith(reference)\n"
         "def by_row(prediction, reference, row):\n    return float(row['bonus'] in prediction)\n"
-        "def bad(prediction, reference):\n    return 2\n"
+        "def keyword_row(prediction, reference, *, row=None):\n    return 1.0\n"
+        "def five(prediction, reference):\n    return 5\n"
+        "def none(prediction, reference):\n    return None\n"
+        "def text(prediction, reference):\n    return '0.5'\n"
+        "def nan(prediction, reference):\n    return math.nan\n"
         "NOT_CALLABLE = 3\n"
     )
-    monkeypatch.syspath_prepend(str(tmp_path))
+    (tmp_path / "broken.py").write_text("def f(:\n")
+    monkeypatch.chdir(tmp_path)  # a rules module in the current folder is found without PYTHONPATH
     assert get_rule("myrules:starts")("yes sir", "yes", {}) == 1.0
     assert get_rule("myrules:by_row")("with x", "", {"bonus": "x"}) == 1.0
-    with pytest.raises(ValueError, match="must return a bool or a float in"):
-        get_rule("myrules:bad")("a", "b", {})
+    assert get_rule("myrules:keyword_row")("a", "b", {"bonus": "x"}) == 1.0  # a keyword-only row is not passed
+    for bad in ("five", "none", "text", "nan"):
+        with pytest.raises(ValueError, match=f"scoring rule 'myrules:{bad}' returned .*; it must return a bool or a number in"):
+            get_rule(f"myrules:{bad}")("a", "b", {})
     with pytest.raises(ValueError, match="is not callable"):
         get_rule("myrules:NOT_CALLABLE")
+    with pytest.raises(ValueError, match="module 'myrules' .* has no 'missing'"):
+        get_rule("myrules:missing")
+    with pytest.raises(ValueError, match="importing 'broken' raised SyntaxError"):
+        get_rule("broken:f")
     with pytest.raises(ValueError, match="cannot load scoring rule 'nomodule:f'"):
         get_rule("nomodule:f")
     with pytest.raises(ValueError, match=rf"unknown scoring rule 'fuzzy'; choose one of {', '.join(RULES)}"):
         get_rule("fuzzy")
+
+
+def test_the_rule_is_tried_on_every_gold_response_before_any_model_runs(tmp_path, monkeypatch):
+    """A rule that fails on a row fails when the task is built, naming the row; a rule (or answer
+    column) that does not give the gold responses full marks is warned about."""
+    (tmp_path / "r.py").write_text(
+        "def picky(prediction, reference):\n    if prediction == 'b2':\n        raise KeyError('b2')\n    return 1\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    src = _write(tmp_path / "t.jsonl", [{"prompt": "a", "response": "b1"}, {"prompt": "a2", "response": "b2"}], "jsonl")
+    with pytest.raises(
+        ValueError, match=r"t.jsonl:2: the scoring rule 'r:picky' fails on this row's gold response \(KeyError: 'b2'\)"
+    ):
+        FileTask(test_data=src, score="r:picky")
+    ok = FileTask(test_data=src, score="exact_match")
+    assert ok.gold_score == 1.0 and not ok.notes
+    numbers = FileTask(test_data=src, score="last_number")  # "b1" and "b2" hold the numbers 1 and 2
+    assert numbers.gold_score == 1.0
+    bad = _write(tmp_path / "u.jsonl", [{"prompt": "a", "response": "seven", "answer": "7"}], "jsonl")
+    assert any("mean score of 0.00" in n for n in FileTask(test_data=bad, score="exact_match").notes)
+    # an IFEval row whose instruction does not exist fails up front, naming the row
+    ife = _write(
+        tmp_path / "i.jsonl", [{"prompt": "a", "response": "b", "instruction_id_list": ["nope:x"], "kwargs": [{}]}], "jsonl"
+    )
+    with pytest.raises(ValueError, match=r"i.jsonl:1: the scoring rule 'ifeval' fails on this row's gold response"):
+        FileTask(test_data=ife, score="ifeval")
+
+
+def test_answers_null_or_only_in_the_test_file(tmp_path):
+    train = _write(tmp_path / "train.jsonl", [{"prompt": f"q{i}", "response": f"{i}"} for i in range(3)], "jsonl")
+    test = _write(tmp_path / "test.jsonl", [{"prompt": "q9", "response": "nine", "gold": "9"}], "jsonl")
+    task = FileTask(data=train, test_data=test, answer_column="gold", score="last_number")  # no 'gold' in training rows
+    assert task.examples("test")[0].answer == "9" and len(task.examples("train")) == 3
+    null = _write(tmp_path / "null.jsonl", [{"prompt": "a", "response": "b", "answer": None}], "jsonl")
+    with pytest.raises(ValueError, match=r"null.jsonl:1: the answer column 'answer' is empty"):
+        FileTask(test_data=null)
+    same = FileTask(data=train, test_data=train, score="exact_match")
+    assert any("3 of the 3 test prompts also occur in the training rows" in n for n in same.notes)
 
 
 def test_file_task_holds_out_a_fixed_split_when_no_test_file(tmp_path):

@@ -464,3 +464,25 @@ def test_compare_evaluates_a_changed_model_folder_again(tmp_path):
 
     os.utime(folder / "model.safetensors", ns=(1, 10**18))
     assert model_identity(str(folder)) != first and model_identity("org/model") == "org/model"
+
+
+def test_resume_refuses_changed_data_contents_and_another_precision(tmp_path):
+    rows = [{"prompt": f"{i}+1?", "response": str(i + 1)} for i in range(10)]
+    data = tmp_path / "d.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cfg = ExperimentConfig(preset="quick", data=str(data), output_dir=str(tmp_path / "r"), precision="fp32", **_small_eval())
+    exp = Experiment(cfg, console_log=lambda s: None)
+    from anchored_learning.experiment.stages import DATA_KEY
+    from anchored_learning.io import write_json_atomic
+
+    write_json_atomic(exp.out / "config.json", {**dataclasses.asdict(exp.cfg), DATA_KEY: {"data": "0" * 64}})
+    with pytest.raises(ValueError, match=r"the contents of data changed"):
+        Experiment(cfg, console_log=lambda s: None)
+    # a folder written before precision existed was float32: resumed as fp32, refused as bf16
+    saved = {k: v for k, v in dataclasses.asdict(exp.cfg).items() if k != "precision"}
+    write_json_atomic(exp.out / "config.json", saved)
+    Experiment(cfg, console_log=lambda s: None)
+    with pytest.raises(ValueError, match=r"precision: 'fp32' -> 'bf16'"):
+        Experiment(dataclasses.replace(cfg, precision="bf16"), console_log=lambda s: None)
+    # "auto" is recorded as what this machine does
+    assert ExperimentConfig(preset="quick").resolved().precision in ("bf16", "fp32")

@@ -10,6 +10,8 @@ Their flags are not written here: they are the fields of the config dataclasses
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,8 +40,18 @@ def _bad(message: str) -> typer.BadParameter:
     if len(words) > 1 and words[0].endswith(":"):  # "<stage>: <field> must ..." (a planned variant)
         words = words[1:]
     head = words[0].strip(":'\"")
-    is_field = (head.isidentifier() and "_" in head) or head in _PLAIN_FIELDS
-    return typer.BadParameter(message, param_hint=f"--{head}" if is_field else None)
+    is_field = head in _field_names() or head in _PLAIN_FIELDS
+    return typer.BadParameter(message, param_hint=f"--{head.lstrip('-')}" if is_field else None)
+
+
+@functools.cache
+def _field_names() -> frozenset[str]:
+    """Every field (flag) name of the commands' config dataclasses."""
+    from anchored_learning.config import AnchoredSFTConfig
+    from anchored_learning.experiment.config import CompareConfig, ExperimentConfig
+
+    names = {f.name for cls in (AnchoredSFTConfig, ExperimentConfig, CompareConfig) for f in dataclasses.fields(cls)}
+    return frozenset(names | {f"--{n}" for n in names})
 
 
 def _parser(dataclass_types, prog: str, description: str):
@@ -202,13 +214,18 @@ def _seeds(value: list[str] | str | None) -> list[int] | None:
 
 
 def _check_data_file(cfg) -> None:
-    """Read the data files of ``cfg`` before any work (the first bad row is reported).
+    """Check ``cfg`` as a whole, then read its data files, before any work (the first bad row is
+    reported).
 
     Raises:
         typer.BadParameter: naming the file, the row and what is wrong with it.
     """
     from anchored_learning.data import load_conversations
 
+    try:
+        cfg.resolved()
+    except ValueError as e:
+        raise _bad(str(e)) from None
     for flag, source, split in (("--data", getattr(cfg, "data", None), "train"), ("--test_data", cfg.test_data, "test")):
         if source is None:
             continue

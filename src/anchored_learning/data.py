@@ -43,12 +43,14 @@ class Conversation:
         completion: the trained turn: one ``{"role": "assistant", "content": str}``.
         columns: every other column of the row (for scoring rules: ``answer``, IFEval ids, ...).
         where: ``file:line`` or ``file row N`` (1-based), for messages about this row.
+        conversation_columns: the columns the prompt and the completion were read from.
     """
 
     prompt: list[dict[str, str]]
     completion: list[dict[str, str]]
     columns: dict[str, Any] = field(default_factory=dict)
     where: str = ""
+    conversation_columns: tuple[str, ...] = ()
 
     @property
     def response(self) -> str:
@@ -65,30 +67,79 @@ def _looks_like_hub_id(source: str) -> bool:
     return len(parts) <= 2 and all(parts) and not source.startswith((".", "/", "~")) and Path(source).suffix == ""
 
 
+def _decode(raw: bytes, where: str) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{where}: not UTF-8 text ({e}); save the file as UTF-8") from None
+
+
 def _read_jsonl(path: Path) -> list[tuple[str, Any]]:
     out = []
     with open(path, "rb") as f:
         for i, raw in enumerate(f, 1):
             where = f"{path}:{i}"
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as e:
-                raise ValueError(f"{where}: not UTF-8 text ({e}); save the file as UTF-8") from None
+            line = _decode(raw, where)
+            if i == 1:
+                line = line.removeprefix("\ufeff")  # a byte-order mark, as some editors write
             if not line.strip():
                 continue
             try:
                 out.append((where, json.loads(line)))
             except json.JSONDecodeError as e:
-                raise ValueError(f"{where}: not a JSON object ({e})") from None
+                raise ValueError(f"{where}: not a JSON object ({e.msg} at column {e.colno})") from None
     return out
 
 
-def _pick_split(splits: dict[str, Any], split: str | None, source: str) -> Any:
+def _read_csv(path: Path, source: str) -> list[tuple[str, Any]]:
+    """CSV rows with every cell as text ("007" is not the number 7), named by their first line."""
+    import csv
+
+    out: list[tuple[str, Any]] = []
+    start = 2
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as f:  # -sig: Excel's "CSV UTF-8" byte-order mark
+            reader = csv.DictReader(f)
+            header = len(reader.fieldnames or [])
+            for row in reader:
+                where = f"{source}:{start}"
+                if None in row:
+                    raise ValueError(
+                        f"{where}: {header + len(row[None])} cells, the header has {header}; quote cells that hold commas"
+                    )
+                if any(v is None for v in row.values()):
+                    raise ValueError(f"{where}: fewer cells than the header's {header}")
+                out.append((where, row))
+                start = reader.line_num + 1
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{source}: not UTF-8 text ({e}); save the file as UTF-8") from None
+    except csv.Error as e:
+        raise ValueError(f"{source}:{start}: not valid CSV ({e})") from None
+    return out
+
+
+def _read_json(path: Path, source: str) -> list[tuple[str, Any]]:
+    text = _decode(path.read_bytes(), source).removeprefix("\ufeff")
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as e:
+        if not text.lstrip().startswith("["):
+            return _read_jsonl(path)  # JSON Lines saved as .json
+        raise ValueError(f"{source}:{e.lineno}: not valid JSON ({e.msg} at column {e.colno})") from None
+    if isinstance(obj, dict) and len(obj) == 1 and isinstance(next(iter(obj.values())), list):
+        obj = next(iter(obj.values()))  # {"data": [...]}
+    if not isinstance(obj, list):
+        raise ValueError(f"{source}: a .json data file holds a list of row objects (or one JSON object per line)")
+    return [(f"{source} row {i}", row) for i, row in enumerate(obj, 1)]
+
+
+def _pick_split(splits: dict[str, Any], split: str | None, source: str, explicit: bool) -> Any:
     if split in splits:
         return splits[split]
-    if split is None and len(splits) == 1:
+    if not explicit and len(splits) == 1:
         return next(iter(splits.values()))
-    raise ValueError(f"{source} holds the splits {sorted(splits)}, not {split!r}; name one with {source}:<split>")
+    wanted = f"no split {split!r}" if split is not None else "several splits"
+    raise ValueError(f"{source} holds the splits {sorted(splits)}, {wanted}; name one with {source}:<split>")
 
 
 def read_records(source: str, split: str | None = None) -> list[tuple[str, Any]]:
@@ -106,10 +157,11 @@ def read_records(source: str, split: str | None = None) -> list[tuple[str, Any]]
         ValueError: a missing file, an unknown format, a file that is not UTF-8 or not valid JSON
             (naming the file and the line), an unknown split (naming the splits there are).
     """
+    explicit = False
     if ":" in source and not Path(source).exists():
         head, _, tail = source.rpartition(":")
         if tail and "/" not in tail and (Path(head).exists() or _looks_like_hub_id(head)):
-            source, split = head, tail
+            source, split, explicit = head, tail, True
     path = Path(source).expanduser()
     if path.is_dir():
         import datasets
@@ -121,10 +173,14 @@ def read_records(source: str, split: str | None = None) -> list[tuple[str, Any]]
             )
         ds = datasets.load_from_disk(str(path))
         if isinstance(ds, datasets.DatasetDict):
-            ds = _pick_split(dict(ds), split, source)
+            ds = _pick_split(dict(ds), split, source, explicit)
+        elif explicit:
+            raise ValueError(f"{source} is a single Dataset (no splits); drop ':{split}'")
         return [(f"{source} row {i}", row) for i, row in enumerate(ds, 1)]
     if path.is_file():
         suffix = path.suffix.lower()
+        if explicit:
+            raise ValueError(f"{source} is a file: it has no splits; drop ':{split}' (use one file per split)")
         if suffix not in FILE_FORMATS:
             raise ValueError(
                 f"{source}: unknown data format {suffix!r}; use one of {', '.join(FILE_FORMATS)} or a save_to_disk folder"
@@ -132,28 +188,9 @@ def read_records(source: str, split: str | None = None) -> list[tuple[str, Any]]
         if suffix == ".jsonl":
             return _read_jsonl(path)
         if suffix == ".json":
-            try:
-                obj = json.loads(path.read_bytes().decode("utf-8"))
-            except UnicodeDecodeError as e:
-                raise ValueError(f"{source}: not UTF-8 text ({e}); save the file as UTF-8") from None
-            except json.JSONDecodeError:
-                return _read_jsonl(path)  # JSON Lines saved as .json
-            if isinstance(obj, dict) and len(obj) == 1 and isinstance(next(iter(obj.values())), list):
-                obj = next(iter(obj.values()))  # {"data": [...]}
-            if not isinstance(obj, list):
-                raise ValueError(f"{source}: a .json data file holds a list of row objects (or one JSON object per line)")
-            return [(f"{source} row {i}", row) for i, row in enumerate(obj, 1)]
-        if suffix == ".csv":  # every cell stays text ("007" is not the number 7), rows named by line
-            import csv
-
-            try:
-                with open(path, encoding="utf-8", newline="") as f:
-                    reader = csv.DictReader(f)
-                    return [(f"{source}:{reader.line_num}", row) for row in reader]
-            except UnicodeDecodeError as e:
-                raise ValueError(f"{source}: not UTF-8 text ({e}); save the file as UTF-8") from None
-            except csv.Error as e:
-                raise ValueError(f"{source}: not a CSV file ({e})") from None
+            return _read_json(path, source)
+        if suffix == ".csv":
+            return _read_csv(path, source)
         import datasets
 
         try:
@@ -196,7 +233,7 @@ def _text_or_turns(value: Any, where: str, column: str, role: str) -> list[dict[
         return [{"role": role, "content": value}]
     if isinstance(value, list):
         return _turns(value, where, column)
-    kind = "missing" if value is None else f"a {type(value).__name__} ({value!r:.40})"
+    kind = "null" if value is None else f"{type(value).__name__} {value!r:.40}"
     raise ValueError(f"{where}: column {column!r} must be a string or a list of turns, got {kind}")
 
 
@@ -246,7 +283,7 @@ def to_conversation(row: Any, where: str, prompt_column: str | None = None, resp
     if not any(t["role"] == "user" for t in prompt):
         raise ValueError(f"{where}: the prompt has no user turn")
     extra = {k: v for k, v in row.items() if k not in (pcol, rcol)}
-    return Conversation(prompt, completion, extra, where)
+    return Conversation(prompt, completion, extra, where, tuple(c for c in (pcol, rcol) if c is not None))
 
 
 def load_conversations(
@@ -275,13 +312,14 @@ def load_dataset_file(source: str, **kwargs):
     return Dataset.from_list([c.as_row() for c in load_conversations(source, **kwargs)])
 
 
-def as_prompt_completion(dataset):
+def as_prompt_completion(dataset, keep_messages: bool = False):
     """A ``datasets.Dataset`` in a form the trainer trains on response tokens only.
 
     Prompt-completion, pre-tokenized and other TRL forms are returned unchanged.  A ``response`` column
     (the command line's name) is renamed to ``completion``; a ``messages`` (or ``conversations``)
     column becomes conversational prompt-completion rows, the final assistant turn being the
-    completion (TRL would otherwise train on every token of the conversation).
+    completion (TRL would otherwise train on every token of the conversation), unless
+    ``keep_messages`` (TRL's ``assistant_only_loss``: the loss on every assistant turn).
 
     Raises:
         ValueError: a malformed conversation (naming the row).
@@ -292,7 +330,7 @@ def as_prompt_completion(dataset):
     if "prompt" in cols and "response" in cols:
         return dataset.rename_column("response", "completion")
     conv = _first(MESSAGES_COLUMNS, dict.fromkeys(cols))
-    if conv is not None and "prompt" not in cols:
+    if conv is not None and "prompt" not in cols and not keep_messages:
 
         def split(row, i):
             return to_conversation({conv: row[conv]}, f"training dataset row {i + 1}").as_row()

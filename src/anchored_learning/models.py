@@ -260,3 +260,55 @@ def save_pretrained_atomically(model, tokenizer, folder: str | os.PathLike, file
         for name, text in (files or {}).items():
             (tmp / name).write_text(text)
     return Path(folder)
+
+
+#: CPU flags (Linux ``/proc/cpuinfo``) of native bf16 arithmetic: AVX-512 BF16 dot products, AMX tiles
+_CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+def cpu_has_native_bf16(cpuinfo: str | None = None) -> bool:
+    """Whether this CPU has native bf16 instructions (``avx512_bf16`` or ``amx_bf16`` among the
+    flags of ``/proc/cpuinfo``; False where that file does not exist, e.g. macOS).
+
+    Without them PyTorch emulates bf16 matrix products, which is slower than float32; with them a
+    SmolLM2-135M training step ran 2.7x faster under bf16 autocast (measured on a 2-core AMD EPYC).
+
+    Args:
+        cpuinfo: the text of ``/proc/cpuinfo`` (read from the system when None; for tests).
+    """
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return False
+    flags = set()
+    for line in cpuinfo.splitlines():
+        if line.startswith("flags"):
+            flags.update(line.split(":", 1)[-1].split())
+    return any(f in flags for f in _CPU_BF16_FLAGS)
+
+
+#: environment variable that overrides the detection: "0" (always float32) or "1" (bf16 autocast)
+BF16_ENV = "ANCHORED_BF16"
+
+
+def bf16_autocast_available(device: str | torch.device | None = None) -> bool:
+    """Whether bf16 autocast is fast on ``device`` (default: CUDA when available, else the CPU):
+    a CUDA device that supports bf16, or a CPU with native bf16 instructions
+    (:func:`cpu_has_native_bf16`).  ``ANCHORED_BF16=0`` (or ``1``) in the environment overrides
+    the detection, e.g. for float32 runs that reproduce on any machine (the test suite sets 0).
+
+    Raises:
+        ValueError: ``ANCHORED_BF16`` set to something other than 0 or 1.
+    """
+    env = os.environ.get(BF16_ENV)
+    if env is not None and env.strip() != "":
+        if env.strip() not in ("0", "1"):
+            raise ValueError(f"{BF16_ENV} must be 0 or 1, got {env!r}")
+        return env.strip() == "1"
+    dev = torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if dev.type == "cuda":
+        return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+    if dev.type == "cpu":
+        return cpu_has_native_bf16()
+    return False

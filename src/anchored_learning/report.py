@@ -76,10 +76,11 @@ def plot_pareto(rows: Sequence[dict[str, Any]], path: str | os.PathLike, title: 
     return path
 
 
-def markdown_table(rows: Sequence[dict[str, Any]], heldout: Sequence[str]) -> str:
-    """Markdown table: method, target score, gain, each held-out score, mean degradation, wall time
-    (target and gain "n/a" in rows whose ``gain`` is None)."""
-    head = ["method", "target", "gain (pts) [95% CI]"] + list(heldout) + ["mean degradation % [95% CI]", "train time (s)"]
+def markdown_table(rows: Sequence[dict[str, Any]], heldout: Sequence[str], train_time: bool = True) -> str:
+    """Markdown table: method, target score, gain, each held-out score, mean degradation, and
+    (``train_time``) training wall time; target and gain "n/a" in rows whose ``gain`` is None."""
+    head = ["method", "target", "gain (pts) [95% CI]"] + list(heldout) + ["mean degradation % [95% CI]"]
+    head += ["train time (s)"] if train_time else []
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         gci = r.get("gain_ci") or [float("nan")] * 2
@@ -89,7 +90,8 @@ def markdown_table(rows: Sequence[dict[str, Any]], heldout: Sequence[str]) -> st
         else:
             cells = [r["label"], f"{r['target']:.3f}", f"{r['gain']:+.1f} [{gci[0]:+.1f}, {gci[1]:+.1f}]"]
         cells += [f"{r['heldout'].get(h, float('nan')):.3f}" for h in heldout]
-        cells += [f"{r['degradation']:+.1f} [{dci[0]:+.1f}, {dci[1]:+.1f}]", f"{r.get('train_time_s', 0.0):.0f}"]
+        cells += [f"{r['degradation']:+.1f} [{dci[0]:+.1f}, {dci[1]:+.1f}]"]
+        cells += [f"{r.get('train_time_s', 0.0):.0f}"] if train_time else []
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

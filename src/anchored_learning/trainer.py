@@ -155,7 +155,8 @@ class AnchoredSFTTrainer(SFTTrainer):
         train_dataset: a ``datasets.Dataset`` in a ``trl`` format: prompt-completion (text or
             conversational; a ``response`` column is read as ``completion``), conversational
             ``messages`` (the loss is on the final assistant turn, the turns before it are the
-            prompt: :func:`anchored_learning.data.as_prompt_completion`), or pre-tokenized
+            prompt: :func:`anchored_learning.data.as_prompt_completion`; with
+            ``assistant_only_loss=True`` TRL's loss on every assistant turn instead), or pre-tokenized
             ``input_ids``/``labels``.  ``anchored_learning.data.load_dataset_file(path)`` reads
             the files the command line reads into exactly the rows it trains on.
         reference_model: optional ``PreTrainedModel`` or path overriding ``args.reference_model``.
@@ -175,7 +176,9 @@ class AnchoredSFTTrainer(SFTTrainer):
         if args.needs_reference:
             self._check_reference_path(reference_model if reference_model is not None else args.reference_model)
         if isinstance(train_dataset, Dataset):
-            train_dataset = as_prompt_completion(train_dataset)  # 'response' -> 'completion'; messages -> last turn
+            # 'response' -> 'completion'; messages -> prompt + final assistant turn, unless the user asked
+            # TRL for the loss on every assistant turn (assistant_only_loss, a template with generation tags)
+            train_dataset = as_prompt_completion(train_dataset, keep_messages=bool(args.assistant_only_loss))
         n_given = len(train_dataset) if isinstance(train_dataset, Dataset) else None
         super().__init__(model, args=args, train_dataset=train_dataset, **kwargs)
         if n_given is not None and self.train_dataset is not None and len(self.train_dataset) < n_given:
@@ -430,18 +433,20 @@ class AnchoredSFTTrainer(SFTTrainer):
         check_plain_head(
             model, first["input_ids"].to(dev), first.get("attention_mask").to(dev) if "attention_mask" in first else None
         )
-        return HiddenStateCache.build(
-            path,
-            model,
-            examples,
-            self._collate_plain,
-            fingerprint=self._fingerprint,
-            batch_size=self.args.cache_batch_size,
-            rank=self.accelerator.process_index,
-            world_size=self.accelerator.num_processes,
-            barrier=self._barrier,
-            extra_manifest={"kind": kind},
-        )
+        # the same precision as the training forward passes (bf16 autocast when args.bf16), stored as float32
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bool(self.args.bf16)):
+            return HiddenStateCache.build(
+                path,
+                model,
+                examples,
+                self._collate_plain,
+                fingerprint=self._fingerprint,
+                batch_size=self.args.cache_batch_size,
+                rank=self.accelerator.process_index,
+                world_size=self.accelerator.num_processes,
+                barrier=self._barrier,
+                extra_manifest={"kind": kind, "bf16_autocast": bool(self.args.bf16)},
+            )
 
     def _load_reference_model(self) -> PreTrainedModel:
         ref = self._reference_arg if self._reference_arg is not None else self.args.reference_model

@@ -68,6 +68,11 @@ def eval_command(
         32, "--generation-batch-size", min=1, help="Prompts per generate call (generation suites)."
     ),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
+    precision: str = typer.Option(
+        "auto",
+        "--precision",
+        help="auto (bf16 autocast where the hardware computes bf16 natively, else float32), bf16 or fp32.",
+    ),
     threads: int | None = typer.Option(
         None, "--threads", min=1, help="torch CPU threads (1 is often fastest on a busy machine)."
     ),
@@ -79,6 +84,8 @@ def eval_command(
     from anchored_learning.models import BUNDLED_MODEL, check_model_source, load_model_and_tokenizer
 
     console = Console(stderr=True)
+    if precision not in ("auto", "bf16", "fp32"):
+        raise typer.BadParameter(f"{precision!r} is not one of auto, bf16, fp32", param_hint="--precision")
     if threads is not None:
         import torch
 
@@ -125,6 +132,7 @@ def eval_command(
         model_name=label,
         base_model_name=base_model,
         on_result=on_result,
+        precision=precision,
     )
     if output is not None:
         write_json_atomic(output, out)

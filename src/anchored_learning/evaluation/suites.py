@@ -251,6 +251,36 @@ def _run_drift(name, base_model, model, tokenizer, limit, seed, batch_size, prog
     }
 
 
+def _run_suite(name, spec, model, tokenizer, lim, seed, batch_size, gen_bs, progress, tasks, base_model):
+    if spec.kind == "mc":
+        return _run_mc(name, model, tokenizer, lim, seed, batch_size, progress)
+    if spec.kind == "generation":
+        return _run_generation(name, model, tokenizer, lim, seed, gen_bs, progress, tasks)
+    if spec.kind == "nll":
+        return _run_nll(model, tokenizer, lim, seed, batch_size, progress)
+    if spec.kind == "drift":
+        if base_model is None:
+            return {"skipped": "drift needs a base model (evaluate(base_model=...) / --base-model)"}
+        return _run_drift(name, base_model, model, tokenizer, lim, seed, batch_size, progress, tasks)
+    raise KeyError(name)  # pragma: no cover - bundles are expanded before
+
+
+def resolve_precision(precision: str, model) -> bool:
+    """Whether evaluation runs under bf16 autocast: ``"bf16"`` yes, ``"fp32"`` no, ``"auto"`` where
+    the model's device computes bf16 natively.
+
+    Raises:
+        ValueError: another value.
+    """
+    from anchored_learning.models import bf16_autocast_available
+
+    if precision not in ("auto", "bf16", "fp32"):
+        raise ValueError(f"precision must be 'auto', 'bf16' or 'fp32', got {precision!r}")
+    if precision == "auto":
+        return bf16_autocast_available(next(model.parameters()).device)
+    return precision == "bf16"
+
+
 def evaluate(
     model,
     tokenizer,
@@ -267,6 +297,7 @@ def evaluate(
     base_model_name: str | None = None,
     on_result: Callable[[str, dict[str, Any]], None] | None = None,
     tasks: dict[str, Any] | None = None,
+    precision: str = "auto",
 ) -> dict[str, Any]:
     """Evaluate ``model`` on named suites.
 
@@ -291,6 +322,9 @@ def evaluate(
         tasks: task objects to use instead of the registry's for these names (a run's target task,
             configured by its recipe, e.g. ``{"igsm": IGSMTask(arithmetic="add")}``); the
             registry itself is left unchanged.
+        precision: ``"bf16"`` (forward passes and generation under bf16 autocast; log-softmax,
+            log-likelihood sums and KL stay float32), ``"fp32"``, or ``"auto"``: bf16 where the
+            model's device computes bf16 natively (:func:`anchored_learning.models.bf16_autocast_available`).
 
     Returns:
         JSON-serialisable ``{"meta": {...}, "results": {suite: result}}``.  Each result has
@@ -303,7 +337,7 @@ def evaluate(
 
     Raises:
         KeyError: an unknown suite name (before anything runs).
-        ValueError: a batch size below 1, or a limit below 1.
+        ValueError: a batch size below 1, a limit below 1, or an unknown precision.
     """
     gen_bs = batch_size if generation_batch_size is None else generation_batch_size
     if int(batch_size) < 1 or int(gen_bs) < 1:
@@ -316,6 +350,7 @@ def evaluate(
     bad = {k: v for k, v in {"limit": limit, **limits}.items() if v is not None and int(v) < 1}
     if bad:
         raise ValueError(f"limits must be >= 1 (or None for the suite default), got {bad}")
+    bf16 = resolve_precision(precision, model)
     t_all = time.perf_counter()
     meta = {
         "model": model_name or model_label(model),
@@ -327,6 +362,7 @@ def evaluate(
         "batch_size": batch_size,
         "generation_batch_size": gen_bs,
         "dtype": str(next(model.parameters()).dtype).replace("torch.", ""),
+        "precision": "bf16 autocast" if bf16 else "float32",
         "versions": _versions(),
         "host": {"python": platform.python_version(), "torch_threads": torch.get_num_threads()},
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -336,20 +372,10 @@ def evaluate(
         spec = SUITES.get(name) or Suite(name, "drift", DEFAULT_DRIFT_LIMIT, "kl", higher_is_better=False)
         lim = limits[name] if name in limits else (limit if limit is not None else spec.default_limit)
         t0 = time.perf_counter()
+        device_type = next(model.parameters()).device.type
         try:
-            if spec.kind == "mc":
-                r = _run_mc(name, model, tokenizer, lim, seed, batch_size, progress)
-            elif spec.kind == "generation":
-                r = _run_generation(name, model, tokenizer, lim, seed, gen_bs, progress, tasks)
-            elif spec.kind == "nll":
-                r = _run_nll(model, tokenizer, lim, seed, batch_size, progress)
-            elif spec.kind == "drift":
-                if base_model is None:
-                    r = {"skipped": "drift needs a base model (evaluate(base_model=...) / --base-model)"}
-                else:
-                    r = _run_drift(name, base_model, model, tokenizer, lim, seed, batch_size, progress, tasks)
-            else:  # pragma: no cover - bundles are expanded above
-                raise KeyError(name)
+            with torch.autocast(device_type, dtype=torch.bfloat16, enabled=bf16):
+                r = _run_suite(name, spec, model, tokenizer, lim, seed, batch_size, gen_bs, progress, tasks, base_model)
         except (ImportError, FileNotFoundError) as e:
             r = {"error": f"{type(e).__name__}: {e}"}
         r.update(

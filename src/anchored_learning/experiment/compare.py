@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from anchored_learning.experiment.config import CompareConfig
-from anchored_learning.experiment.data import make_task
+from anchored_learning.experiment.data import data_fingerprints, make_task
 from anchored_learning.experiment.report import write_report
-from anchored_learning.experiment.stages import check_resume, evaluate_model
+from anchored_learning.experiment.stages import DATA_KEY, check_resume, evaluate_model
 from anchored_learning.io import check_output_path, write_json_atomic
 
 
@@ -36,7 +36,8 @@ def model_labels(paths: list[str]) -> list[str]:
     Raises:
         ValueError: the same model given twice, or one labelled ``base``.
     """
-    if len(set(paths)) != len(paths):
+    resolved = [str(Path(p).expanduser().resolve()) if Path(p).expanduser().exists() else p for p in paths]
+    if len(set(resolved)) != len(resolved):
         raise ValueError(f"a model is given twice in --model {paths}")
     raw = []
     for p in paths:
@@ -49,21 +50,30 @@ def model_labels(paths: list[str]) -> list[str]:
     for i, name in enumerate(raw):
         labels.append(name if raw.count(name) == 1 else f"{name}#{raw[: i + 1].count(name)}")
     if "base" in labels:
-        raise ValueError("a model folder named 'base' would be confused with the base model; rename it or give its parent")
+        raise ValueError("a model folder named 'base' would be confused with the base model's row; rename the folder")
     return labels
 
 
-def check_model(path: str, base: str | None) -> None:
-    """Fail before any work when ``path`` cannot be loaded as a fine-tuned model.
+def check_model(path: str, base_vocab: int | None) -> None:
+    """Fail before any work when ``path`` cannot be loaded as a fine-tuned model of a base model
+    with ``base_vocab`` tokens (None: not checked).
 
     Raises:
         ValueError: naming the model and what to pass.
     """
+    from transformers import AutoConfig
+
     from anchored_learning.models import check_model_source
 
     if is_adapter_folder(path):
         return
     check_model_source(path)
+    vocab = getattr(AutoConfig.from_pretrained(path), "vocab_size", None)
+    if base_vocab is not None and vocab is not None and vocab != base_vocab:
+        raise ValueError(
+            f"{path} has a vocabulary of {vocab} tokens, the base model {base_vocab}: compare needs models that share "
+            "the base's tokenizer; pass the base it was fine-tuned from with --base"
+        )
 
 
 def load_finetuned(path: str, base_path: str, vocab: int):
@@ -130,15 +140,21 @@ def compare_models(cfg: CompareConfig, console_log: Callable[[str], None] = prin
     cfg = cfg.resolved()
     out = Path(cfg.output_dir)
     check_output_path(out, "folder")
-    check_model_source(cfg.base)
-    for m in cfg.model:
-        check_model(m, cfg.base)
+    try:
+        check_model_source(cfg.base)
+    except ValueError as e:
+        raise ValueError(f"base {e}") from None  # "base model 'x' is not a model folder ..."
     labels = model_labels(list(cfg.model))
+    base_path = resolve_model_path(cfg.base)
+    from transformers import AutoConfig
+
+    base_vocab = getattr(AutoConfig.from_pretrained(base_path), "vocab_size", None)
+    for m in cfg.model:
+        check_model(m, base_vocab)
     check_resume(out, cfg, frozenset({"model", "output_dir"}))
     task = make_task(cfg)
     out.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(out / "config.json", dataclasses.asdict(cfg))
-    base_path = resolve_model_path(cfg.base)
+    write_json_atomic(out / "config.json", {**dataclasses.asdict(cfg), DATA_KEY: data_fingerprints(cfg)})
     base, tok = load_model_and_tokenizer(base_path)
     vocab = base.get_output_embeddings().weight.shape[0]
     evals = {

@@ -146,6 +146,14 @@ class EvaluationConfig:
     mc_limit: int | None = field(default=None, metadata=_help("Items per held-out multiple-choice benchmark."))
     nll_limit: int | None = field(default=None, metadata=_help("Passages of the held-out NLL."))
     drift_limit: int | None = field(default=None, metadata=_help("Prompt/response pairs of the drift suites."))
+    precision: str = field(
+        default="auto",
+        metadata=_help(
+            "'auto' (bf16 autocast with float32 weights where the hardware computes bf16 natively: a bf16 GPU, or a CPU "
+            "with AVX-512 BF16 / AMX; float32 elsewhere), 'bf16' or 'fp32', for training and evaluation.",
+            choices=["auto", "bf16", "fp32"],
+        ),
+    )
     eval_batch_size: int = field(default=8, metadata=_help("Sequences per forward pass in evaluation."))
     generation_batch_size: int = field(
         default=32, metadata=_help("Prompts per generate call in the generation suites (target task, sciq_chat).")
@@ -206,6 +214,10 @@ class EvaluationConfig:
             vals["output_dir"] = self._default_output_dir(task)
         if task == "file" and vals["score"] is None:
             vals["score"] = "normalized_match"
+        if vals["precision"] == "auto":  # what this machine does, recorded (a resume elsewhere must match)
+            from anchored_learning.models import bf16_autocast_available
+
+            vals["precision"] = "bf16" if bf16_autocast_available() else "fp32"
         out = type(self)(**vals)
         out._check()
         return out
@@ -216,6 +228,8 @@ class EvaluationConfig:
 
         if self.task is not None and self.task not in TASKS:
             raise ValueError(f"unknown task {self.task!r}; choose one of {', '.join(TASKS)}")
+        if self.task is None and any(getattr(self, k) is not None for k in ("score", "answer_column", "answer_regex")):
+            raise ValueError("--score, --answer_column and --answer_regex score your own test set: give it with --test_data")
         if self.igsm_arithmetic not in (None, "add", "mod23"):
             raise ValueError(f"unknown igsm_arithmetic {self.igsm_arithmetic!r}; choose 'add' or 'mod23'")
         if self.task != "file":
@@ -247,6 +261,8 @@ class EvaluationConfig:
             v = getattr(self, name, None)
             if v is not None and int(v) < 1:
                 raise ValueError(f"{name} must be >= 1, got {v}")
+        if self.precision not in ("auto", "bf16", "fp32"):
+            raise ValueError(f"precision must be 'auto', 'bf16' or 'fp32', got {self.precision!r}")
         if not 0.0 < float(self.test_fraction) < 1.0:
             raise ValueError(f"test_fraction must be in (0, 1), got {self.test_fraction}")
         lo, hi = self.igsm_op_min, self.igsm_op_max

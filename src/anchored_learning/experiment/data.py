@@ -58,3 +58,28 @@ def load_training_rows(cfg, task) -> list[dict[str, Any]]:
     else:
         exs = task.examples("train", cfg.n_train, seed=cfg.seed)
     return [{"prompt": _as_turns(e.prompt), "completion": [{"role": "assistant", "content": e.response}]} for e in exs]
+
+
+def data_fingerprints(cfg) -> dict[str, str | None]:
+    """SHA-256 of the contents of the config's data files (``data``, ``test_data``; a folder: every
+    file in it, by relative path; a Hub id: None), so that a run folder is not resumed after its data
+    changed under the same path."""
+    import hashlib
+    from pathlib import Path
+
+    out: dict[str, str | None] = {}
+    for key in ("data", "test_data"):
+        source = getattr(cfg, key, None)
+        if source is None:
+            continue
+        p = Path(str(source).rsplit(":", 1)[0] if not Path(source).exists() else source).expanduser()
+        if p.is_file():
+            out[key] = hashlib.sha256(p.read_bytes()).hexdigest()
+        elif p.is_dir():
+            h = hashlib.sha256()
+            for f in sorted(q for q in p.rglob("*") if q.is_file()):
+                h.update(str(f.relative_to(p)).encode() + b"\0" + f.read_bytes())
+            out[key] = h.hexdigest()
+        else:
+            out[key] = None
+    return out

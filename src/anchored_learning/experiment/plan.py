@@ -107,6 +107,7 @@ def training_args(cfg: ExperimentConfig, out: Path, name: str, **kw) -> Any:
         report_to="none",
         seed=c.seed,
         disable_tqdm=False,
+        bf16={"auto": None, "bf16": True, "fp32": False}[c.precision],  # None: detected (AnchoredSFTConfig)
     )
     # transformers 5 renamed gradient_checkpointing (now a deprecated alias) to activation_checkpointing
     names = {f.name for f in dataclasses.fields(AnchoredSFTConfig)}

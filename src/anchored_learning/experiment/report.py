@@ -72,7 +72,7 @@ def write_report(cfg, out: Path, evals: dict[str, dict[str, Any]], wall_time: fl
             }
         )
     heldout = [h for h in c.heldout if all(h in r["heldout"] for r in rows)]
-    table = markdown_table(rows, heldout)
+    table = markdown_table(rows, heldout, train_time=any(r["train_time_s"] for r in rows))  # none: models trained elsewhere
     extra_cols = "\n".join(
         f"- {r['label']}: drift KL(p0||p) held-out {_num(r['drift_kl'])}"
         + (f", on target prompts {_num(r['drift_kl_target'])}" if r["drift_kl_target"] is not None else "")

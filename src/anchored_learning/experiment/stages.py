@@ -20,10 +20,15 @@ import torch
 
 from anchored_learning.experiment import plan as P
 from anchored_learning.experiment.config import RENAMED_FIELDS, ExperimentConfig
-from anchored_learning.experiment.data import load_training_rows, make_task
+from anchored_learning.experiment.data import data_fingerprints, load_training_rows, make_task
 from anchored_learning.io import check_output_path, write_json_atomic
 
 DONE = P.DONE
+
+#: config.json's entry holding the SHA-256 of the data files' contents (compared on resume)
+DATA_KEY = "data_sha256"
+#: what a run folder written before a field existed did in its place (compared on resume)
+FIELDS_BEFORE_THEY_EXISTED = {"precision": "fp32"}
 
 
 class Experiment:
@@ -127,7 +132,7 @@ class Experiment:
         wt = self.out / "wall_time.json"
         self._wall_before = float(json.loads(wt.read_text())["seconds"]) if wt.exists() else 0.0
         self.out.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(self.out / "config.json", dataclasses.asdict(c))
+        write_json_atomic(self.out / "config.json", {**dataclasses.asdict(c), DATA_KEY: data_fingerprints(c)})
         torch.manual_seed(c.seed)
         for note in getattr(self.task, "notes", ()):
             self.log(note)
@@ -170,12 +175,14 @@ def evaluate_model(cfg, out: Path, name: str, model, tok, base, task, log: Calla
     from anchored_learning.evaluation.suites import evaluate
 
     path = out / "evals" / f"{name}.json"
+    precision = "bf16 autocast" if cfg.precision == "bf16" else "float32"
     if path.exists():
         res = json.loads(path.read_text())
-        if model_id is None or res["meta"].get("model") == model_id:
+        made = res["meta"].get("precision", "float32")  # evaluations before mixed precision were float32
+        if (model_id is None or res["meta"].get("model") == model_id) and made == precision:
             log(f"[skip] eval {name}: {path}")
             return res
-        log(f"[eval] {name}: {path} was made for {res['meta'].get('model')!r}, evaluating {model_id!r} again")
+        log(f"[eval] {name}: {path} was made for {res['meta'].get('model')!r} in {made}, evaluating again")
     else:
         log(f"[eval] {name}")
     c = cfg
@@ -197,14 +204,16 @@ def evaluate_model(cfg, out: Path, name: str, model, tok, base, task, log: Calla
         progress=True,
         model_name=model_id or name,
         tasks={c.task: task} if task is not None else {},
+        precision=c.precision,
     )
     write_json_atomic(path, res)
     return res
 
 
 def check_resume(out: Path, cfg, resumable: frozenset[str]) -> None:
-    """Refuse to reuse a folder whose ``config.json`` differs from ``cfg`` outside ``resumable``
-    (fields missing from either side are not compared: they were added or dropped since).
+    """Refuse to reuse a folder whose ``config.json`` differs from ``cfg`` outside ``resumable``, or
+    whose data files had other contents (fields missing from the saved config are compared with
+    :data:`FIELDS_BEFORE_THEY_EXISTED` or not at all).
 
     Raises:
         ValueError: naming the differing fields and what to do.
@@ -212,15 +221,21 @@ def check_resume(out: Path, cfg, resumable: frozenset[str]) -> None:
     saved = out / "config.json"
     if not saved.exists():
         return
-    # a folder written before the field renames holds the old names
-    old = {RENAMED_FIELDS.get(k, k): v for k, v in json.loads(saved.read_text()).items()}
-    new = json.loads(json.dumps(dataclasses.asdict(cfg), default=str))
+    # a folder written before the field renames holds the old names, one written before a field
+    # existed held that field's value of the time
+    old = {**FIELDS_BEFORE_THEY_EXISTED, **{RENAMED_FIELDS.get(k, k): v for k, v in json.loads(saved.read_text()).items()}}
+    new = json.loads(json.dumps({**dataclasses.asdict(cfg), DATA_KEY: data_fingerprints(cfg)}, default=str))
     diff = {k: (old[k], v) for k, v in new.items() if k in old and k not in resumable and old[k] != v}
     if diff:
-        shown = "; ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in sorted(diff.items()))
+        shown = "; ".join(
+            f"{k}: {a!r} -> {b!r}"
+            if k != DATA_KEY
+            else f"the contents of {', '.join(sorted(f for f in b if a.get(f) != b[f]))} changed"
+            for k, (a, b) in sorted(diff.items())
+        )
         raise ValueError(
             f"{out} holds a run made with other settings ({shown}); its finished stages would be "
-            f"reused under the new ones. Choose a new --output-dir, or delete {out} to start over "
+            f"reused under the new ones. Choose a new --output_dir, or delete {out} to start over "
             f"(only {', '.join(sorted(resumable - {'output_dir'}))} may change on a resume)"
         )
 

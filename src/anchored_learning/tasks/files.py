@@ -9,6 +9,7 @@ builds one.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from anchored_learning.data import Conversation, load_conversations
@@ -84,6 +85,38 @@ class FileTask:
         self.data_source = data
         self._train = [self._example(c, i, "train") for i, c in enumerate(train)]
         self._test = [self._example(c, i, "test") for i, c in enumerate(test)]
+        self._check_rule(test)
+        seen = {json.dumps(c.prompt, sort_keys=True) for c in train}
+        overlap = sum(json.dumps(c.prompt, sort_keys=True) in seen for c in test)
+        if overlap:
+            self.notes.append(
+                f"warning: {overlap} of the {len(test)} test prompts also occur in the training rows; the gain on them "
+                "measures memorisation, not generalisation"
+            )
+
+    def _check_rule(self, test: list[Conversation]) -> None:
+        """Score every test row's own gold response before any model runs: a rule that fails on a
+        row (an exception, a value that is no score, an IFEval instruction that does not exist) is
+        reported with the row, and a rule that does not give the gold responses full marks gets a
+        warning (a wrong --answer_column or --score is the usual cause).
+
+        Raises:
+            ValueError: naming the row, the rule and what went wrong.
+        """
+        gold = []
+        for c, ex in zip(test, self._test):
+            try:
+                gold.append(self.score(ex, c.response))
+            except Exception as e:  # the user's rule or a checker: anything it raises is reported with the row
+                raise ValueError(
+                    f"{c.where}: the scoring rule {self.rule_name!r} fails on this row's gold response ({type(e).__name__}: {e})"
+                ) from None
+        self.gold_score = sum(gold) / len(gold) if gold else float("nan")
+        if gold and self.gold_score < 1.0:
+            self.notes.append(
+                f"warning: the rule {self.rule_name!r} gives the gold responses of the test rows a mean score of "
+                f"{self.gold_score:.2f}, not 1.0; check --score and --answer_column"
+            )
 
     @property
     def label(self) -> str:
@@ -91,16 +124,21 @@ class FileTask:
         return f"{Path(str(self.test_source).split(' (')[0]).name} ({self.rule_name})"
 
     def _example(self, c: Conversation, i: int, split: str) -> Example:
+        answer = c.response
         if split == "test":
+            col = self.answer_column or ("answer" if "answer" in c.columns else None)
+            found = f"columns found: {sorted({*c.columns, *c.conversation_columns})}"
             if self.answer_column is not None and self.answer_column not in c.columns:
-                raise ValueError(f"{c.where}: no answer column {self.answer_column!r} (columns found: {sorted(c.columns)})")
+                raise ValueError(f"{c.where}: no answer column {self.answer_column!r} ({found})")
+            if col is not None:
+                answer = c.columns[col]
+                if answer is None or (isinstance(answer, str) and not answer.strip()):
+                    raise ValueError(
+                        f"{c.where}: the answer column {col!r} is empty; fill it, or name another with --answer_column"
+                    )
             missing = [k for k in REQUIRED_COLUMNS.get(self.rule_name, ()) if k not in c.columns]
             if missing:
-                raise ValueError(
-                    f"{c.where}: the {self.rule_name} rule needs the columns {missing} (columns found: {sorted(c.columns)})"
-                )
-        col = self.answer_column or ("answer" if "answer" in c.columns else None)
-        answer = c.columns[col] if col is not None else c.response
+                raise ValueError(f"{c.where}: the {self.rule_name} rule needs the columns {missing} ({found})")
         user = [t["content"] for t in c.prompt if t["role"] == "user"][-1]
         return Example(
             prompt=c.prompt if len(c.prompt) > 1 else user,

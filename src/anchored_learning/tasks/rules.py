@@ -16,7 +16,8 @@ normalized_match        equal after SQuAD's normalisation (lower case, punctuati
                         articles a/an/the removed, whitespace collapsed)
 last_number             the last number in each is the same within ``score_tolerance`` (absolute
                         and relative; thousands separators and a leading ``$`` are ignored)
-regex                   ``answer_regex``'s last match in the prediction (group 1 if it has one)
+regex                   ``answer_regex``'s last match in the prediction (its first group that
+                        matched, if it has groups)
                         equals the reference after normalisation (the reference goes through the
                         same regex when it matches)
 choice_letter           the letter (A-J) the prediction picks equals the reference's letter
@@ -31,6 +32,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import math
+import os
 import re
 import string
 from collections.abc import Callable
@@ -54,7 +56,10 @@ def normalize_answer(text: str) -> str:
     return " ".join(text.split())
 
 
-_NUMBER = re.compile(r"-?\$?\d[\d,]*(?:\.\d+)?|-?\$?\.\d+")
+#: a number: an optional minus sign that follows no letter or digit ("3-5" is 3 and 5, not -5), an
+#: optional "$", digits with thousands separators only in groups of three ("1,234"; "1,2,3" is
+#: three numbers), an optional decimal part
+_NUMBER = re.compile(r"(?:(?<![\w.])-)?\$?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?!\d)|(?:(?<![\w.])-)?\$?\.\d+")
 
 
 def last_number(text: str) -> float | None:
@@ -104,7 +109,9 @@ def _regex_capture(pattern: re.Pattern, text: str) -> str | None:
     if not hits:
         return None
     m = hits[-1]
-    return m.group(1) if pattern.groups else m.group(0)
+    if not pattern.groups:
+        return m.group(0)
+    return next((g for g in m.groups() if g is not None), m.group(0))  # the first group that matched
 
 
 def _regex(prediction: str, reference: str, row: dict, o: RuleOptions) -> float:
@@ -171,22 +178,38 @@ def get_rule(name: str, options: RuleOptions = RuleOptions()) -> Callable[[str, 
     module, sep, attr = name.partition(":")
     if not sep or not module or not attr:
         raise ValueError(f"unknown scoring rule {name!r}; choose one of {', '.join(RULES)} or give your own as module:function")
+    import sys
+
+    if "" not in sys.path and os.getcwd() not in sys.path:
+        sys.path.append(os.getcwd())  # a rules module in the current folder, as `python -m` would find it
     try:
-        fn = getattr(importlib.import_module(module), attr)
-    except (ImportError, AttributeError) as e:
-        raise ValueError(f"cannot load scoring rule {name!r}: {type(e).__name__}: {e} (is its module on PYTHONPATH?)") from None
+        mod = importlib.import_module(module)
+    except ImportError as e:
+        raise ValueError(f"cannot load scoring rule {name!r}: {e} (run from its folder, or put it on PYTHONPATH)") from None
+    except Exception as e:  # a syntax or runtime error in the user's module
+        raise ValueError(f"cannot load scoring rule {name!r}: importing {module!r} raised {type(e).__name__}: {e}") from None
+    fn = getattr(mod, attr, None)
+    if fn is None:
+        raise ValueError(f"cannot load scoring rule {name!r}: module {module!r} ({mod.__file__}) has no {attr!r}")
     if not callable(fn):
         raise ValueError(f"scoring rule {name!r} is not callable")
-    try:
-        takes_row = len(inspect.signature(fn).parameters) >= 3
-    except (TypeError, ValueError):
-        takes_row = False
+    takes_row = _positional_arity(fn) >= 3
 
     def user_rule(prediction: str, reference: Any, row: dict) -> float:
         value = fn(prediction, reference, row) if takes_row else fn(prediction, reference)
-        score = float(value)
-        if not 0.0 <= score <= 1.0:
-            raise ValueError(f"scoring rule {name!r} returned {value!r}; it must return a bool or a float in [0, 1]")
-        return score
+        if isinstance(value, bool) or (isinstance(value, (int, float)) and 0.0 <= float(value) <= 1.0):
+            return float(value)
+        raise ValueError(f"scoring rule {name!r} returned {value!r}; it must return a bool or a number in [0, 1]")
 
     return user_rule
+
+
+def _positional_arity(fn: Callable) -> int:
+    """How many positional arguments ``fn`` accepts (a large number for ``*args``)."""
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return 2
+    if any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in params):
+        return 99
+    return sum(p.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD) for p in params)
