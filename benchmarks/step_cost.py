@@ -186,7 +186,8 @@ def build_trainer(name: str, args, callbacks=()):
         keep_anchor_cache=True,
         anchor_cache_dir=str(out / "anchor"),
         disable_tqdm=True,
-        **({"gradient_checkpointing": False} if args.no_gradient_checkpointing else {}),
+        **({"activation_checkpointing": False} if args.no_gradient_checkpointing else {}),
+        bf16=args.precision == "bf16",
     )
     return AnchoredSFTTrainer(model, args=cfg, train_dataset=data, processing_class=tok, callbacks=list(callbacks))
 
@@ -359,6 +360,8 @@ def run_workers(
             str(args.seed),
             "--threads",
             str(args.threads),
+            "--precision",
+            args.precision,
         ] + (["--no-gradient-checkpointing"] if args.no_gradient_checkpointing else [])
         proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True)
         runs[n] = {"proc": proc, "log": log, "steps": [], "result": None, "error": None}
@@ -562,6 +565,9 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
     ap.add_argument("--no-gradient-checkpointing", action="store_true", help="override the config default (on)")
     ap.add_argument("--skip-memory", action="store_true")
+    ap.add_argument(
+        "--precision", choices=["fp32", "bf16"], default="fp32", help="float32, or bf16 autocast with float32 weights"
+    )
     ap.add_argument("--output", default=None)
     ap.add_argument("--workdir", default=None)
     # internal: worker
@@ -591,7 +597,9 @@ def main(argv=None):
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix=f"step_cost_{args.model}_"))
     workdir.mkdir(parents=True, exist_ok=True)
     output = Path(
-        args.output or f"results/benchmarks/step_cost_{args.model}{'_nogc' if args.no_gradient_checkpointing else ''}.json"
+        args.output
+        or f"results/benchmarks/step_cost_{args.model}{'_nogc' if args.no_gradient_checkpointing else ''}"
+        f"{'_bf16' if args.precision == 'bf16' else ''}.json"
     )
     res: dict = {
         "benchmark": "step_cost",
@@ -609,6 +617,7 @@ def main(argv=None):
             "timed_steps": args.steps,
             "memory_steps_per_subprocess": args.mem_steps,
             "gradient_checkpointing": not args.no_gradient_checkpointing,
+            "precision": args.precision,
             "threads": args.threads,
             "configs": CONFIGS,
         },

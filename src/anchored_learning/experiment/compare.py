@@ -153,6 +153,8 @@ def compare_models(cfg: CompareConfig, console_log: Callable[[str], None] = prin
         check_model(m, base_vocab)
     check_resume(out, cfg, frozenset({"model", "output_dir"}))
     task = make_task(cfg)
+    for note in getattr(task, "notes", ()):
+        console_log(note)
     out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out / "config.json", {**dataclasses.asdict(cfg), DATA_KEY: data_fingerprints(cfg)})
     base, tok = load_model_and_tokenizer(base_path)

@@ -83,6 +83,8 @@ class FileTask:
                 f"test set (test_fraction {test_fraction}, the same rows for every seed) and not trained on"
             )
         self.data_source = data
+        # the reference answers: the named column, else 'answer' when any test row has one (then every row must)
+        self._answer_col = answer_column or ("answer" if any("answer" in c.columns for c in test) else None)
         self._train = [self._example(c, i, "train") for i, c in enumerate(train)]
         self._test = [self._example(c, i, "test") for i, c in enumerate(test)]
         self._check_rule(test)
@@ -126,10 +128,10 @@ class FileTask:
     def _example(self, c: Conversation, i: int, split: str) -> Example:
         answer = c.response
         if split == "test":
-            col = self.answer_column or ("answer" if "answer" in c.columns else None)
+            col = self._answer_col
             found = f"columns found: {sorted({*c.columns, *c.conversation_columns})}"
-            if self.answer_column is not None and self.answer_column not in c.columns:
-                raise ValueError(f"{c.where}: no answer column {self.answer_column!r} ({found})")
+            if col is not None and col not in c.columns:
+                raise ValueError(f"{c.where}: no answer column {col!r} ({found}); other test rows have it")
             if col is not None:
                 answer = c.columns[col]
                 if answer is None or (isinstance(answer, str) and not answer.strip()):
