@@ -343,7 +343,9 @@ def test_answers_null_or_only_in_the_test_file(tmp_path):
     test = _write(tmp_path / "test.jsonl", [{"prompt": "q9", "response": "nine", "gold": "9"}], "jsonl")
     task = FileTask(data=train, test_data=test, answer_column="gold", score="last_number")  # no 'gold' in training rows
     assert task.examples("test")[0].answer == "9" and len(task.examples("train")) == 3
-    partial = _write(tmp_path / "p.jsonl", [{"prompt": "a", "response": "1", "answer": "1"}, {"prompt": "b", "response": "2"}], "jsonl")
+    partial = _write(
+        tmp_path / "p.jsonl", [{"prompt": "a", "response": "1", "answer": "1"}, {"prompt": "b", "response": "2"}], "jsonl"
+    )
     with pytest.raises(ValueError, match=r"p.jsonl:2: no answer column 'answer' .*other test rows have it"):
         FileTask(test_data=partial)
     null = _write(tmp_path / "null.jsonl", [{"prompt": "a", "response": "b", "answer": None}], "jsonl")
