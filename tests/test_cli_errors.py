@@ -417,6 +417,7 @@ def test_your_task_and_compare_errors_before_any_work(tmp_path, no_work, data):
         # the conflict is named before the (missing) file is looked for
         (["run", "--task", "igsm", "--test_data", "nope.jsonl"], "--test_data describe your own test set"),
         (["compare", "--model", str(model), "--score", "last_number"], "give it with --test_data"),
+        (["eval", "--suite", "file"], "the 'file' task is your own test set: score it with `anchored compare"),
     ]
     for argv, msg in cases:
         _assert_usage_error(_invoke(argv), msg)

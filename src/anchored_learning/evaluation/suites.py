@@ -16,6 +16,8 @@ arc_easy          mc          ARC-Easy val (acc_norm)
 arc_challenge     mc          ARC-Challenge val (acc_norm)
 piqa              mc          PIQA val (acc_norm)
 mmlu              mc          MMLU test, 57 subjects, zero-shot letters (acc)
+sciq              mc          SciQ val with its support paragraph, lm-eval format (acc)
+social_iqa        mc          Social IQa val, lm-eval format (acc)
 openbookqa        mc          OpenBookQA val (acc_norm); in no recipe (the one-entry example)
 heldout_nll       nll         BoolQ Wikipedia passages (token-weighted NLL, nats; lower better)
 drift             drift       SciQ question -> explanation pairs: KL(p0 || p) per response token

@@ -344,6 +344,28 @@ BENCHMARKS: dict[str, MCBenchmark] = {
         # lm-eval ``mmlu`` zero-shot: subject header, question, lettered options, "Answer:"; choices
         # A-D (so acc_norm equals acc); the 57 subjects concatenated in name order, 14,042 test items
         _mmlu("test"),
+        # lm-eval ``sciq``: "{support.lstrip()}\nQuestion: {question}\nAnswer:", choices [distractor1,
+        # distractor2, distractor3, correct_answer], gold 3; validation, 1,000 items
+        MCBenchmark(
+            "sciq",
+            "sciq/none/validation",
+            doc_to_text=lambda r: f"{r.str('support', allow_empty=True).lstrip()}\nQuestion: {r.str('question')}\nAnswer:",
+            doc_to_choice=lambda r: [r.str(k) for k in ("distractor1", "distractor2", "distractor3", "correct_answer")],
+            doc_to_target=lambda r, ch: 3,
+            metric="acc",
+            description="SciQ val with its support paragraph, lm-eval format (acc)",
+        ),
+        # lm-eval ``social_iqa``: "Q: {context} {question}\nA:", [answerA, answerB, answerC], gold
+        # int(label) - 1; validation, 1,954 items
+        MCBenchmark(
+            "social_iqa",
+            "social_i_qa/none/validation",
+            doc_to_text=lambda r: f"Q: {r.str('context')} {r.str('question')}\nA:",
+            doc_to_choice=lambda r: [r.str(k) for k in ("answerA", "answerB", "answerC")],
+            doc_to_target=lambda r, ch: r.label(int(r.str("label")) - 1 if r.str("label").isdigit() else r.get("label"), 3),
+            metric="acc",
+            description="Social IQa val, lm-eval format (acc)",
+        ),
         # lm-eval ``openbookqa``: context = question_stem, choices.text, gold = index of answerKey in
         # choices.label; validation, 500 items.  Not in any recipe: the example of one registry entry.
         MCBenchmark(
