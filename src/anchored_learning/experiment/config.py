@@ -114,7 +114,7 @@ class EvaluationConfig:
         metadata=_help("Column of the reference answer (default: 'answer' when the test rows have it, else the gold response)."),
     )
     answer_regex: str | None = field(
-        default=None, metadata=_help("The regex rule's pattern (group 1 is the answer if it has one).")
+        default=None, metadata=_help("The regex rule's pattern (the last match; its first group that matched, if it has groups).")
     )
     score_tolerance: float = field(default=1e-6, metadata=_help("The last_number rule's absolute and relative tolerance."))
     prompt_column: str | None = field(
@@ -182,11 +182,6 @@ class EvaluationConfig:
 
     def _default_output_dir(self, task: str | None) -> str:
         return f"runs/{task}-{self.preset}"
-
-    @property
-    def is_file_task(self) -> bool:
-        """Whether the target is the user's own task from files."""
-        return self.task == "file"
 
     def resolved(self):
         """A copy with the preset recipe's values in every field left at None (a file task takes no
