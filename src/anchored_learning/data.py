@@ -62,9 +62,15 @@ class Conversation:
         return {"prompt": self.prompt, "completion": self.completion}
 
 
-def _looks_like_hub_id(source: str) -> bool:
-    parts = source.split("/")
-    return len(parts) <= 2 and all(parts) and not source.startswith((".", "/", "~")) and Path(source).suffix == ""
+def looks_like_hub_id(s: str) -> bool:
+    """``name`` or ``org/name`` (not a relative or absolute filesystem path): a Hugging Face Hub id."""
+    parts = s.split("/")
+    return len(parts) <= 2 and all(parts) and not s.startswith((".", "/", "~"))
+
+
+def _looks_like_hub_dataset(source: str) -> bool:
+    """A Hub id without a file suffix (``my.jsonl`` that does not exist is a missing file, not an id)."""
+    return looks_like_hub_id(source) and Path(source).suffix == ""
 
 
 def _decode(raw: bytes, where: str) -> str:
@@ -160,7 +166,7 @@ def read_records(source: str, split: str | None = None) -> list[tuple[str, Any]]
     explicit = False
     if ":" in source and not Path(source).exists():
         head, _, tail = source.rpartition(":")
-        if tail and "/" not in tail and (Path(head).exists() or _looks_like_hub_id(head)):
+        if tail and "/" not in tail and (Path(head).exists() or _looks_like_hub_dataset(head)):
             source, split, explicit = head, tail, True
     path = Path(source).expanduser()
     if path.is_dir():
@@ -198,7 +204,7 @@ def read_records(source: str, split: str | None = None) -> list[tuple[str, Any]]
         except Exception as e:  # datasets wraps parse errors in several types
             raise ValueError(f"{source}: cannot read it as {suffix[1:]} ({type(e).__name__}: {e})") from None
         return [(f"{source} row {i}", row) for i, row in enumerate(ds, 1)]
-    if _looks_like_hub_id(source):
+    if _looks_like_hub_dataset(source):
         import datasets
 
         try:

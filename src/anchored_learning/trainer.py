@@ -53,7 +53,7 @@ from anchored_learning.anchor import (
     unwrap,
 )
 from anchored_learning.config import AnchoredSFTConfig
-from anchored_learning.data import as_prompt_completion
+from anchored_learning.data import as_prompt_completion, looks_like_hub_id
 from anchored_learning.io import atomic_folder, write_json_atomic
 from anchored_learning.methods import Anchors, get_method
 from anchored_learning.models import check_finite_parameters
@@ -359,7 +359,7 @@ class AnchoredSFTTrainer(SFTTrainer):
     # ------------------------------------------------------------------ validation (below: how anchors are stored)
 
     def _check_reference_path(self, ref) -> None:
-        if isinstance(ref, (str, os.PathLike)) and not Path(ref).exists() and not _looks_like_hub_id(str(ref)):
+        if isinstance(ref, (str, os.PathLike)) and not Path(ref).exists() and not looks_like_hub_id(str(ref)):
             raise ValueError(f"reference_model {str(ref)!r} does not exist: train the reference first (train_reference)")
 
     def _reference_vocab(self) -> int:
@@ -568,12 +568,6 @@ class AnchoredSFTTrainer(SFTTrainer):
             os.makedirs(self.args.output_dir, exist_ok=True)
             with open(os.path.join(self.args.output_dir, "anchor_diagnostics.jsonl"), "a") as f:
                 f.write(json.dumps(record) + "\n")
-
-
-def _looks_like_hub_id(s: str) -> bool:
-    """``name`` or ``org/name`` (not a relative or absolute filesystem path)."""
-    parts = s.split("/")
-    return len(parts) <= 2 and all(parts) and not s.startswith((".", "/", "~"))
 
 
 # ---------------------------------------------------------------------- convenience entry points
