@@ -560,13 +560,11 @@ class SciQChatTask:
         picks.  Failing that, the one option whose text the prediction contains
         (case-insensitive; none or several -> no pick, 0.0).
         """
-        text = prediction.strip()
-        end = r"(?:[).:,]|\*\*|\s*$|\s*\n)"
-        m = re.match(rf"(?:\*\*)?\(?([A-Da-d]){end}", text) or re.search(
-            rf"(?:answer|option)(?:\s+is)?\s*:?\s*(?:\*\*)?\(?([A-Da-d]){end}", text, re.IGNORECASE
-        )
-        if m:
-            return float(m.group(1).upper() == example.answer)
+        from anchored_learning.tasks.rules import choice_letter_of
+
+        letter = choice_letter_of(prediction, last="D")
+        if letter is not None:
+            return float(letter == example.answer)
         text = prediction.lower()
         hits = [k for k, c in enumerate(example.meta["choices"]) if c.lower() and c.lower() in text]
         return float(len(hits) == 1 and "ABCD"[hits[0]] == example.answer)

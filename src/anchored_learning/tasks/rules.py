@@ -77,13 +77,15 @@ def last_number(text: str) -> float | None:
 _LETTER_END = r"(?:[).:,]|\*\*|\s*$|\s*\n)"
 
 
-def choice_letter_of(text: str) -> str | None:
-    """The option letter (A-J) a response picks: at its start (``B``, ``B.``, ``(b)``, ``**C**``)
-    or after "answer"/"option" (``Answer: B``, ``the answer is (C)``), followed by ``) . : ,``,
-    ``**``, a line break or the end (so the article "A" in "A plant" is no pick); else None."""
+def choice_letter_of(text: str, last: str = "J") -> str | None:
+    """The option letter (A to ``last``) a response picks: at its start (``B``, ``B.``, ``(b)``,
+    ``**C**``) or after "answer"/"option" (``Answer: B``, ``the answer is (C)``), followed by
+    ``) . : ,``, ``**``, a line break or the end (so the article "A" in "A plant" is no pick); else
+    None.  Upper case."""
+    letters = f"A-{last.upper()}a-{last.lower()}"
     t = text.strip()
-    m = re.match(rf"(?:\*\*)?\(?([A-Ja-j]){_LETTER_END}", t) or re.search(
-        rf"(?:answer|option)(?:\s+is)?\s*:?\s*(?:\*\*)?\(?([A-Ja-j]){_LETTER_END}", t, re.IGNORECASE
+    m = re.match(rf"(?:\*\*)?\(?([{letters}]){_LETTER_END}", t) or re.search(
+        rf"(?:answer|option)(?:\s+is)?\s*:?\s*(?:\*\*)?\(?([{letters}]){_LETTER_END}", t, re.IGNORECASE
     )
     return m.group(1).upper() if m else None
 
