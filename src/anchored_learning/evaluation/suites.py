@@ -267,6 +267,11 @@ def _run_suite(name, spec, model, tokenizer, lim, seed, batch_size, gen_bs, prog
     raise KeyError(name)  # pragma: no cover - bundles are expanded before
 
 
+def precision_label(bf16: bool) -> str:
+    """How an evaluation's ``meta.precision`` names its precision."""
+    return "bf16 autocast" if bf16 else "float32"
+
+
 def resolve_precision(precision: str, model) -> bool:
     """Whether evaluation runs under bf16 autocast: ``"bf16"`` yes, ``"fp32"`` no, ``"auto"`` where
     the model's device computes bf16 natively.
@@ -364,7 +369,7 @@ def evaluate(
         "batch_size": batch_size,
         "generation_batch_size": gen_bs,
         "dtype": str(next(model.parameters()).dtype).replace("torch.", ""),
-        "precision": "bf16 autocast" if bf16 else "float32",
+        "precision": precision_label(bf16),
         "versions": _versions(),
         "host": {"python": platform.python_version(), "torch_threads": torch.get_num_threads()},
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),

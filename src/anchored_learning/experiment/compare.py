@@ -10,16 +10,15 @@ bootstrap intervals, drift KL, the table, and the Pareto plot.  Evaluations are 
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from anchored_learning.experiment.config import CompareConfig
-from anchored_learning.experiment.data import data_fingerprints, make_task
+from anchored_learning.experiment.data import make_task
 from anchored_learning.experiment.report import write_report
-from anchored_learning.experiment.stages import DATA_KEY, check_resume, evaluate_model
+from anchored_learning.experiment.stages import check_resume, config_record, evaluate_model
 from anchored_learning.io import check_output_path, write_json_atomic
 
 
@@ -151,12 +150,13 @@ def compare_models(cfg: CompareConfig, console_log: Callable[[str], None] = prin
     base_vocab = getattr(AutoConfig.from_pretrained(base_path), "vocab_size", None)
     for m in cfg.model:
         check_model(m, base_vocab)
-    check_resume(out, cfg, frozenset({"model", "output_dir"}))
+    record = config_record(cfg)
+    check_resume(out, record, frozenset({"model", "output_dir"}))
     task = make_task(cfg)
     for note in getattr(task, "notes", ()):
         console_log(note)
     out.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(out / "config.json", {**dataclasses.asdict(cfg), DATA_KEY: data_fingerprints(cfg)})
+    write_json_atomic(out / "config.json", record)
     base, tok = load_model_and_tokenizer(base_path)
     vocab = base.get_output_embeddings().weight.shape[0]
     evals = {
@@ -167,7 +167,5 @@ def compare_models(cfg: CompareConfig, console_log: Callable[[str], None] = prin
         model = load_finetuned(path, base_path, vocab)
         evals[label] = evaluate_model(cfg, out, label, model, tok, base, task, console_log, model_id=model_identity(path))
         del model
-    result = write_report(cfg, out, evals, time.perf_counter() - t0, task=task)
-    result["models"] = {"base": str(base_path), **dict(zip(labels, cfg.model))}
-    write_json_atomic(out / "results.json", result)
-    return result
+    models = {"base": str(base_path), **dict(zip(labels, cfg.model))}
+    return write_report(cfg, out, evals, time.perf_counter() - t0, task=task, extra={"models": models})

@@ -28,7 +28,9 @@ def task_label(cfg, task=None) -> str | None:
     return getattr(task, "label", None) or cfg.task
 
 
-def write_report(cfg, out: Path, evals: dict[str, dict[str, Any]], wall_time: float, task=None) -> dict[str, Any]:
+def write_report(
+    cfg, out: Path, evals: dict[str, dict[str, Any]], wall_time: float, task=None, extra: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """Compare every model with the base model and write ``results.md``, ``pareto.png`` and
     ``results.json`` into ``out``.
 
@@ -38,6 +40,7 @@ def write_report(cfg, out: Path, evals: dict[str, dict[str, Any]], wall_time: fl
         evals: label -> :func:`~anchored_learning.evaluation.suites.evaluate` output, ``"base"`` first.
         wall_time: seconds spent over all invocations of the run.
         task: the target task object (names the target in the report).
+        extra: more top-level entries for ``results.json`` (``anchored compare``: the models loaded).
 
     Returns:
         the ``results.json`` content: config, one row per model (target score, gain in points with
@@ -98,6 +101,7 @@ def write_report(cfg, out: Path, evals: dict[str, dict[str, Any]], wall_time: fl
             "torch": torch.__version__,
             "cuda": torch.cuda.is_available(),
         },
+        **(extra or {}),
     }
     title = f"{label}: gain vs. degradation ({c.preset} preset, seed {c.seed})"
     return _write(out, target_line + table + "\n" + extra_cols + "\n", rows, title, result)

@@ -66,7 +66,8 @@ class Experiment:
         Raises:
             ValueError: naming the differing fields and what to do.
         """
-        check_resume(self.out, self.cfg, self.RESUMABLE_CHANGES)
+        self._record = config_record(self.cfg)
+        check_resume(self.out, self._record, self.RESUMABLE_CHANGES)
 
     # -- stages
 
@@ -132,7 +133,7 @@ class Experiment:
         wt = self.out / "wall_time.json"
         self._wall_before = float(json.loads(wt.read_text())["seconds"]) if wt.exists() else 0.0
         self.out.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(self.out / "config.json", {**dataclasses.asdict(c), DATA_KEY: data_fingerprints(c)})
+        write_json_atomic(self.out / "config.json", self._record)
         torch.manual_seed(c.seed)
         for note in getattr(self.task, "notes", ()):
             self.log(note)
@@ -172,10 +173,10 @@ def evaluate_model(cfg, out: Path, name: str, model, tok, base, task, log: Calla
         the :func:`~anchored_learning.evaluation.suites.evaluate` output (also written to
         ``out/evals/<name>.json`` atomically).
     """
-    from anchored_learning.evaluation.suites import evaluate
+    from anchored_learning.evaluation.suites import evaluate, precision_label
 
     path = out / "evals" / f"{name}.json"
-    precision = "bf16 autocast" if cfg.precision == "bf16" else "float32"
+    precision = precision_label(cfg.precision == "bf16")
     if path.exists():
         res = json.loads(path.read_text())
         made = res["meta"].get("precision", "float32")  # evaluations before mixed precision were float32
@@ -210,10 +211,17 @@ def evaluate_model(cfg, out: Path, name: str, model, tok, base, task, log: Calla
     return res
 
 
-def check_resume(out: Path, cfg, resumable: frozenset[str]) -> None:
-    """Refuse to reuse a folder whose ``config.json`` differs from ``cfg`` outside ``resumable``, or
-    whose data files had other contents (fields missing from the saved config are compared with
-    :data:`FIELDS_BEFORE_THEY_EXISTED` or not at all).
+def config_record(cfg) -> dict[str, Any]:
+    """What a run folder's ``config.json`` holds: the config's fields and, under :data:`DATA_KEY`,
+    the SHA-256 of its data files' contents (hashed once per run)."""
+    return {**dataclasses.asdict(cfg), DATA_KEY: data_fingerprints(cfg)}
+
+
+def check_resume(out: Path, record: dict[str, Any], resumable: frozenset[str]) -> None:
+    """Refuse to reuse a folder whose ``config.json`` differs from ``record`` (a
+    :func:`config_record`) outside ``resumable``, or whose data files had other contents (fields
+    missing from the saved config are compared with :data:`FIELDS_BEFORE_THEY_EXISTED` or not at
+    all).
 
     Raises:
         ValueError: naming the differing fields and what to do.
@@ -224,7 +232,7 @@ def check_resume(out: Path, cfg, resumable: frozenset[str]) -> None:
     # a folder written before the field renames holds the old names, one written before a field
     # existed held that field's value of the time
     old = {**FIELDS_BEFORE_THEY_EXISTED, **{RENAMED_FIELDS.get(k, k): v for k, v in json.loads(saved.read_text()).items()}}
-    new = json.loads(json.dumps({**dataclasses.asdict(cfg), DATA_KEY: data_fingerprints(cfg)}, default=str))
+    new = json.loads(json.dumps(record, default=str))
     diff = {k: (old[k], v) for k, v in new.items() if k in old and k not in resumable and old[k] != v}
     if diff:
         shown = "; ".join(
