@@ -82,7 +82,6 @@ class FileTask:
                 f"warning: no --test_data; {n_test} of the {n_test + len(train)} rows of {data} are held out as the "
                 f"test set (test_fraction {test_fraction}, the same rows for every seed) and not trained on"
             )
-        self.data_source = data
         # the reference answers: the named column, else 'answer' when any test row has one (then every row must)
         self._answer_col = answer_column or ("answer" if any("answer" in c.columns for c in test) else None)
         self._train = [self._example(c, i, "train") for i, c in enumerate(train)]
