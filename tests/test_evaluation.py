@@ -322,6 +322,21 @@ def test_evaluate_fake_task_and_drift(tiny, tiny_other, fake_task):
     assert out2["results"]["fake"]["uids"] == r["uids"][:3]
 
 
+def test_secondary_scores_are_reported_next_to_the_primary_one(tiny, fake_task):
+    """A task's ``secondary_scores`` (MedCalc's lenient score) get their own per-item lists and means."""
+    from anchored_learning.evaluation.suites import evaluate
+
+    FakeTask.secondary_scores = {"length": lambda example, prediction: min(1.0, len(prediction) / 100)}
+    try:
+        r = evaluate(*tiny, ["fake"], limit=8)["results"]["fake"]
+    finally:
+        del FakeTask.secondary_scores
+    lengths = [min(1.0, len(p) / 100) for p in r["predictions"]]
+    assert r["items_by_metric"]["length"] == pytest.approx(lengths)
+    assert r["metrics"]["length"] == pytest.approx(np.mean(lengths))
+    assert r["items_by_metric"]["score"] == r["items"] and r["metrics"]["score"] == r["primary"]
+
+
 def test_evaluate_drift_skipped_without_base_and_unknown_suite(tiny):
     from anchored_learning.evaluation.suites import evaluate, expand_suites
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import json
 import math
 import re
 
@@ -14,6 +15,7 @@ from anchored_learning.tasks.medcalc import (
     CALCULATORS,
     MedCalcTask,
     extract_answer,
+    format_answer,
     generate_examples,
     is_correct,
     load_medcalc_csv,
@@ -228,9 +230,11 @@ def test_generated_examples_are_self_consistent(generated):
     keys = {e.meta["calculator_key"] for e in generated}
     assert keys == set(CALCULATORS)
     for e in generated:
-        assert e.response.rstrip().splitlines()[-1].startswith("Answer: ")
+        gold = json.loads(e.response)  # MedCalc-Bench's JSON dict
+        assert gold["answer"] == format_answer(e.answer, e.meta["output_type"])
         assert score_prediction(e, e.response) == 1.0
-        assert e.meta["patient_note"] in e.prompt and e.meta["question"] in e.prompt
+        user = e.prompt[-1]["content"]
+        assert e.meta["patient_note"] in user and e.meta["question"] in user
         if e.meta["output_type"] == "decimal":
             lo, hi = sorted((0.95 * e.answer, 1.05 * e.answer))
             assert e.meta["lower_limit"] == pytest.approx(lo, rel=1e-6, abs=1e-4)
@@ -301,8 +305,8 @@ def test_calculator_filter_and_task_sizes():
 
 def test_sample_generated_example_shape():
     e = generate_examples("train", 1, seed=0, calculators=["map"])[0]
-    assert e.prompt.startswith("Here is the patient note:\n")
-    assert "What is patient's mean arterial pressure in mm Hg?" in e.prompt
+    assert e.prompt[-1]["content"].startswith("Here is the patient note:\n")
+    assert "What is patient's mean arterial pressure in mm Hg?" in e.prompt[-1]["content"]
     assert "2/3 * " in e.response and e.meta["calculator_name"] == "Mean Arterial Pressure (MAP)"
     assert e.meta["output_type"] == "decimal" and e.meta["calculator_id"] == 5
 
@@ -411,8 +415,8 @@ def test_csv_round_trip(tmp_path):
     bmi, curb, edd, ga = ex
     assert bmi.answer == 27.682 and bmi.meta["lower_limit"] == 26.298
     assert bmi.meta["upper_limit"] == 29.066 and bmi.meta["calculator_id"] == 6
-    assert "170 cm,\n80 kg." in bmi.prompt  # multi-line quoted note survives
-    assert bmi.response == "BMI = 80 / 1.7^2 = 27.682 kg/m^2.\nAnswer: 27.682"
+    assert "170 cm,\n80 kg." in bmi.prompt[-1]["content"]  # multi-line quoted note survives
+    assert json.loads(bmi.response) == {"step_by_step_thinking": "BMI = 80 / 1.7^2 = 27.682 kg/m^2.", "answer": "27.682"}
     assert curb.answer == 3 and edd.answer == "10/17/2023" and ga.answer == (16, 1)
     assert score_prediction(bmi, "Answer: 28 kg/m^2") == 1.0
     assert score_prediction(curb, "Answer: 3") == 1.0

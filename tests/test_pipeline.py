@@ -134,6 +134,14 @@ def test_aggregate_seeds_mean_and_sample_sd():
         aggregate_seeds([])
 
 
+def test_aggregate_seeds_averages_the_targets_secondary_scores():
+    from anchored_learning.report import aggregate_seeds
+
+    a, b = _row("sft", 0.5, 40.0, 6.0, 0.3), _row("sft", 0.7, 50.0, 2.0, 0.3)
+    a["target_secondary"], b["target_secondary"] = {"lenient": 0.5}, {"lenient": 0.8}
+    assert aggregate_seeds([[a], [b]])[0]["target_secondary"] == {"lenient": pytest.approx(0.65)}
+
+
 def test_run_seeds_one_folder_per_seed_and_aggregate(tmp_path, monkeypatch):
     import anchored_learning.experiment.stages as pl
 
@@ -291,6 +299,8 @@ def test_presets_resolve_to_valid_igsm_tasks():
         ({"mc_limit": -1}, "mc_limit must be >= 1"),
         ({"igsm_op_min": 5, "igsm_op_max": 2}, "igsm_op_min"),
         ({"igsm_op_min": 5}, r"igsm_op_min \(5\) must be <= igsm_op_max \(3\)"),  # against the recipe's op_max
+        ({"medcalc_calculators": ("bmi",)}, "the task is 'igsm'"),
+        ({"task": "medcalc", "medcalc_calculators": ("bmi", "nope")}, "unknown MedCalc calculator 'nope'"),
     ],
 )
 def test_bad_stage_values_fail_before_any_work(tmp_path, kwargs, msg):

@@ -109,8 +109,9 @@ def aggregate_seeds(runs: Sequence[Sequence[dict[str, Any]]]) -> list[dict[str, 
     Returns:
         One row per label present in every run, in the first run's order, with the mean of each
         of ``target, gain, degradation, drift_kl, drift_kl_target, train_time_s`` and of each
-        ``heldout`` score, plus ``<field>_sd`` (ddof=1; ``None`` for a single seed) and
-        ``n_seeds``.  ``None`` values (e.g. no drift measured) stay ``None``.
+        ``heldout`` score, plus ``<field>_sd`` (ddof=1; ``None`` for a single seed), ``n_seeds``
+        and the mean of each ``target_secondary`` score.  ``None`` values (e.g. no drift measured)
+        stay ``None``.
 
     Raises:
         ValueError: ``runs`` is empty.
@@ -137,6 +138,11 @@ def aggregate_seeds(runs: Sequence[Sequence[dict[str, Any]]]) -> list[dict[str, 
         for h in rs[0].get("heldout", {}):
             if all(h in r.get("heldout", {}) for r in rs):
                 row["heldout"][h], row["heldout_sd"][h] = stats([r["heldout"][h] for r in rs])
+        row["target_secondary"] = {  # e.g. MedCalc's lenient score, the mean over seeds
+            k: stats([r["target_secondary"][k] for r in rs])[0]
+            for k in rs[0].get("target_secondary", {})
+            if all(k in r.get("target_secondary", {}) for r in rs)
+        }
         out.append(row)
     return out
 

@@ -8,8 +8,11 @@ name              kind        what is measured (primary metric)
 igsm              generation  ``anchored_learning.tasks.igsm.IGSMTask`` (mean task score; the
                               paper's mod-23 arithmetic, 2-4 operations)
 igsm_add          generation  the CPU presets' iGSM: "add" arithmetic, 2-3 operations
-medcalc           generation  ``anchored_learning.tasks.medcalc.MedCalcTask`` (mean task score)
-ifeval            generation  ``anchored_learning.tasks.ifeval.IFEvalTask`` (mean task score)
+medcalc           generation  ``anchored_learning.tasks.medcalc.MedCalcTask`` (MedCalc-Bench's own
+                              score; ``lenient``: ours)
+ifeval            generation  ``anchored_learning.tasks.ifeval.IFEvalTask`` (prompt-level strict; the
+                              generated verifiable-instruction test split)
+ifbench           generation  IFBench's 294 prompts (prompt-level strict; out of distribution)
 sciq_chat         generation  held-out: SciQ val asked in chat as lettered multiple choice (accuracy)
 hellaswag         mc          HellaSwag val, lm-eval format (acc_norm)
 arc_easy          mc          ARC-Easy val (acc_norm)
@@ -196,12 +199,16 @@ def _run_generation(name, model, tokenizer, limit, seed, batch_size, progress, t
         stop_regex=getattr(task, "stop_regex", None),
     )
     scores = [float(task.score(e, p)) for e, p in zip(exs, preds)]
-    mean = float(np.mean(scores)) if scores else float("nan")
+    by_metric = {"score": scores}
+    for metric, scorer in getattr(task, "secondary_scores", {}).items():  # e.g. MedCalc's "lenient"
+        by_metric[metric] = [float(scorer(e, p)) for e, p in zip(exs, preds)]
+    means = {k: float(np.mean(v)) if v else float("nan") for k, v in by_metric.items()}
     return {
-        "primary": mean,
-        "metrics": {"score": mean, "max_new_tokens": int(task.max_new_tokens)},
+        "primary": means["score"],
+        "metrics": {**means, "max_new_tokens": int(task.max_new_tokens)},
         "n": len(exs),
         "items": scores,
+        "items_by_metric": by_metric,
         "uids": [e.uid for e in exs],
         "predictions": preds,
         "data_source": f"{type(task).__module__}.{type(task).__name__} (split 'test')",

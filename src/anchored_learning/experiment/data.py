@@ -7,7 +7,7 @@ from typing import Any
 
 def make_task(cfg):
     """The target task object of a resolved config (from the task registry): iGSM gets the
-    recipe's ``igsm_*`` options, the file task the data files and scoring settings; None when the
+    recipe's ``igsm_*`` options, MedCalc its ``medcalc_calculators``, the file task the data files and scoring settings; None when the
     config has no target (``anchored compare`` without one).
 
     Raises:
@@ -31,7 +31,11 @@ def make_task(cfg):
             answer_regex=cfg.answer_regex,
             score_tolerance=cfg.score_tolerance,
         )
-    options = dict(op_min=cfg.igsm_op_min, op_max=cfg.igsm_op_max, arithmetic=cfg.igsm_arithmetic) if cfg.task == "igsm" else {}
+    options: dict[str, Any] = {}
+    if cfg.task == "igsm":
+        options = dict(op_min=cfg.igsm_op_min, op_max=cfg.igsm_op_max, arithmetic=cfg.igsm_arithmetic)
+    elif cfg.task == "medcalc" and getattr(cfg, "medcalc_calculators", None):
+        options = dict(calculators=list(cfg.medcalc_calculators))
     return get_task(cfg.task, **options)
 
 

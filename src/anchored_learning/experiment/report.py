@@ -28,6 +28,11 @@ def task_label(cfg, task=None) -> str | None:
     return getattr(task, "label", None) or cfg.task
 
 
+def _secondary(result: dict[str, Any]) -> dict[str, float]:
+    """A target's other scores next to its primary one (MedCalc: ``lenient``), from ``metrics``."""
+    return {k: v for k, v in result.get("metrics", {}).items() if k not in ("score", "max_new_tokens")}
+
+
 def write_report(
     cfg, out: Path, evals: dict[str, dict[str, Any]], wall_time: float, task=None, extra: dict[str, Any] | None = None
 ) -> dict[str, Any]:
@@ -63,6 +68,7 @@ def write_report(
                 "label": name,
                 "method": method,
                 "target": res[c.task]["primary"] if c.task else None,
+                "target_secondary": _secondary(res[c.task]) if c.task else {},
                 "gain": g["points"],
                 "gain_ci": g["ci"],
                 "heldout": {h: res[h]["primary"] for h in c.heldout if "primary" in res.get(h, {})},
@@ -81,6 +87,13 @@ def write_report(
         + (f", on target prompts {_num(r['drift_kl_target'])}" if r["drift_kl_target"] is not None else "")
         for r in rows
     )
+    secondary = "\n".join(
+        f"- {r['label']}: target {', '.join(f'{k} {v:.3f}' for k, v in r['target_secondary'].items())}"
+        for r in rows
+        if r["target_secondary"]
+    )
+    if secondary:  # e.g. MedCalc: the table's target column is MedCalc-Bench's own score, "lenient" is ours
+        extra_cols += "\n" + secondary
     label = task_label(c, task)
     n_target = base["results"][c.task]["n"] if c.task else 0
     target_line = (

@@ -28,7 +28,7 @@ DONE = P.DONE
 #: config.json's entry holding the SHA-256 of the data files' contents (compared on resume)
 DATA_KEY = "data_sha256"
 #: what a run folder written before a field existed did in its place (compared on resume)
-FIELDS_BEFORE_THEY_EXISTED = {"precision": "fp32"}
+FIELDS_BEFORE_THEY_EXISTED = {"precision": "fp32", "medcalc_calculators": None}
 
 
 class Experiment:

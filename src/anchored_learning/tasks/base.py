@@ -40,7 +40,10 @@ class Example:
 class TargetTask(Protocol):
     """A generation-scored task.
 
-    Implementations are deterministic by seed and never download anything.
+    Implementations are deterministic by seed and never download anything.  A task may also
+    have ``secondary_scores``, a dict ``metric name -> scorer(example, prediction) -> float``:
+    scores reported next to :meth:`score` in the evaluation's ``metrics`` and
+    ``items_by_metric`` (MedCalc's ``lenient``), never used as the primary one.
     """
 
     name: str

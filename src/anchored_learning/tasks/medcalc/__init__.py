@@ -6,9 +6,13 @@ https://github.com/ncbi-nlp/MedCalc-Bench (``evaluation/run.py`` and ``evaluate.
 
 Modules:
 
-* :mod:`.scoring` -- answer extraction and the MedCalc-Bench scoring rules
-  (:func:`extract_answer`, :func:`is_correct`, :func:`score_prediction`, :func:`format_answer`);
-* :mod:`.formatting` -- prompt and gold-response formatting shared by the generator and loader;
+* :mod:`.official` -- MedCalc-Bench's own answer extraction and correctness check, rule for rule
+  (:func:`official_score`, the task's score: equal to the benchmark's item for item);
+* :mod:`.scoring` -- our lenient scorer, reported as ``lenient`` (:func:`extract_answer`,
+  :func:`is_correct`, :func:`score_prediction`; it also reads ``Answer:`` lines, more date forms,
+  thousands separators), and :func:`format_answer`;
+* :mod:`.formatting` -- MedCalc-Bench's zero-shot prompt and the JSON gold response, shared by
+  the generator and loader;
 * :mod:`.csv_loader` -- :func:`load_medcalc_csv`, a loader for local MedCalc-Bench CSV files;
 * :mod:`.generators` -- :class:`Calculator`, :data:`CALCULATORS` and :func:`generate_examples`,
   the offline generator backed by the real calculators of the ``medcalc`` package;
@@ -29,6 +33,7 @@ from __future__ import annotations
 
 from anchored_learning.tasks.medcalc.csv_loader import REQUIRED_COLUMNS, load_medcalc_csv
 from anchored_learning.tasks.medcalc.generators import CALCULATORS, Calculator, generate_examples
+from anchored_learning.tasks.medcalc.official import official_correct, official_score
 from anchored_learning.tasks.medcalc.scoring import (
     OUTPUT_TYPES,
     extract_answer,
@@ -49,5 +54,7 @@ __all__ = [
     "generate_examples",
     "is_correct",
     "load_medcalc_csv",
+    "official_correct",
+    "official_score",
     "score_prediction",
 ]

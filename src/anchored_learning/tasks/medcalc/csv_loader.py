@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from anchored_learning.tasks.base import Example
-from anchored_learning.tasks.medcalc.formatting import _prompt
-from anchored_learning.tasks.medcalc.scoring import _parse_date, _parse_weeks_days, format_answer
+from anchored_learning.tasks.medcalc.formatting import _prompt, _response
+from anchored_learning.tasks.medcalc.scoring import _parse_date, _parse_weeks_days
 
 #: MedCalc-Bench calculator ids whose answers are dates / (weeks, days) pairs (evaluation/run.py).
 _DATE_CALCULATOR_IDS = {13, 68}
@@ -109,11 +109,7 @@ def _parse_row(row: dict[str, str], path: Path, row_number: int, line: int) -> E
     note = row["Patient Note"].strip()
     question = row["Question"].strip()
     explanation = (row.get("Ground Truth Explanation") or "").strip()
-    response = (
-        f"{explanation}\nAnswer: {format_answer(answer, output_type)}"
-        if explanation
-        else f"Answer: {format_answer(answer, output_type)}"
-    )
+    response = _response(explanation, answer, output_type)
     note_id = (row.get("Note ID") or "").strip()
     ident = (row.get("Row Number") or "").strip() or str(row_number)
     meta = {
@@ -146,8 +142,9 @@ def load_medcalc_csv(path: str | Path) -> list[Example]:
     ``Ground Truth Answer``, ``Lower Limit``, ``Upper Limit``, ``Ground Truth Explanation``;
     the ones in :data:`REQUIRED_COLUMNS` are mandatory.  Date rows (estimated due date,
     conception date) are normalised to ``MM/DD/YYYY``; gestational-age rows become
-    ``(weeks, days)`` tuples.  The gold response is the ground-truth explanation followed by an
-    ``Answer: X`` line.
+    ``(weeks, days)`` tuples.  The prompt is MedCalc-Bench's zero-shot prompt and the gold response
+    its JSON dict (the ground-truth explanation as ``step_by_step_thinking``; see
+    :mod:`~anchored_learning.tasks.medcalc.formatting`).
 
     Args:
         path: the CSV file.

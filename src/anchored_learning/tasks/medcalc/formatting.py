@@ -1,17 +1,34 @@
-"""Prompt and gold-response formatting shared by the MedCalc generator and CSV loader."""
+"""Prompt and gold-response formatting shared by the MedCalc generator and CSV loader.
+
+The prompt is MedCalc-Bench's zero-shot prompt (``evaluation/run.py``, ``zero_shot``): a system
+turn and a user turn that ask for a JSON dict ``{"step_by_step_thinking": ..., "answer": ...}``,
+the only answer format the benchmark's own extraction reads.  The gold response is that JSON
+dict on one line: the calculator's explanation as the thinking and the ground truth as the answer.
+"""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from anchored_learning.tasks.medcalc.scoring import format_answer
 
-_ANSWER_INSTRUCTION = "Think step by step, then give the final answer on its own last line in the form 'Answer: <value>'."
+_JSON_FORMAT = (
+    '{"step_by_step_thinking": str(your_step_by_step_thinking_procress_to_solve_the_question), '
+    '"answer": str(short_and_direct_answer_of_the_question)}'
+)
+#: MedCalc-Bench's zero-shot system message (the benchmark's own wording, typo included)
+SYSTEM_PROMPT = (
+    "You are a helpful assistant for calculating a score for a given patient note. Please think step-by-step "
+    "to solve the question and then generate the required score. Your output should only contain a JSON dict "
+    f"formatted as {_JSON_FORMAT}."
+)
 
 
 def _response(explanation: str, answer: Any, output_type: str) -> str:
-    explanation = _clean_explanation(explanation)
-    return f"{explanation}\nAnswer: {format_answer(answer, output_type)}"
+    """The gold response: ``{"step_by_step_thinking": <explanation>, "answer": "<answer>"}`` on one line."""
+    record = {"step_by_step_thinking": _clean_explanation(explanation), "answer": format_answer(answer, output_type)}
+    return json.dumps(record, ensure_ascii=False)
 
 
 def _clean_explanation(text: str) -> str:
@@ -28,5 +45,10 @@ def _clean_explanation(text: str) -> str:
     return "\n".join(out)
 
 
-def _prompt(note: str, question: str) -> str:
-    return f"Here is the patient note:\n{note}\n\nHere is the task:\n{question}\n\n{_ANSWER_INSTRUCTION}"
+def _prompt(note: str, question: str) -> list[dict[str, str]]:
+    """MedCalc-Bench's zero-shot conversation for one patient note and question."""
+    user = (
+        f"Here is the patient note:\n{note}\n\nHere is the task:\n{question}\n\n"
+        f"Please directly output the JSON dict formatted as {_JSON_FORMAT}:"
+    )
+    return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": user}]

@@ -1,8 +1,11 @@
-"""MedCalc-Bench answer extraction and scoring rules.
+"""Our lenient MedCalc answer extraction and scoring (the ``lenient`` metric), not the benchmark's.
 
-Parses a model's free-text response into a number, a date or a ``(weeks, days)`` pair
-(:func:`extract_answer`), applies the MedCalc-Bench correctness rule (:func:`is_correct`,
-:func:`score_prediction`), and renders gold answers (:func:`format_answer`).
+MedCalc-Bench's own rules are in :mod:`.official` (the task's score).  This scorer reads more:
+``Answer:`` lines as well as the JSON field, ISO and written-out dates, thousands separators,
+the first value of an answer rather than the last.  It parses a model's free-text response into
+a number, a date or a ``(weeks, days)`` pair (:func:`extract_answer`), applies MedCalc-Bench's
+correctness rule to that value (:func:`is_correct`, :func:`score_prediction`), and renders gold
+answers (:func:`format_answer`).
 """
 
 from __future__ import annotations
@@ -190,7 +193,7 @@ def _check_output_type(output_type: str) -> None:
 
 
 def extract_answer(text: str, output_type: str) -> Any:
-    """Extract the final answer from a model's free-text response, MedCalc-Bench style.
+    """Extract the final answer from a model's free-text response (lenient; not the benchmark's rule).
 
     Order of preference: the last explicit ``Answer: ...`` line (``**Answer:**``,
     ``Final answer =`` also count), then a JSON-ish ``{"answer": ...}`` field (the format

@@ -13,6 +13,7 @@ from anchored_learning.tasks.medcalc.generators import (
     _resolve_calculators,
     generate_examples,
 )
+from anchored_learning.tasks.medcalc.official import official_score
 from anchored_learning.tasks.medcalc.scoring import score_prediction
 
 _DEFAULT_SIZES = {"train": 2000, "test": 500}
@@ -37,6 +38,11 @@ class MedCalcTask:
         calculators: restrict to these calculators -- generator keys (``"bmi"``, ...),
             MedCalc-Bench calculator names or ids; ``None`` = all.
 
+    Prompts are MedCalc-Bench's zero-shot prompt (JSON answer) and the score is the benchmark's
+    own (:func:`~anchored_learning.tasks.medcalc.official.official_score`); our lenient reading
+    of any answer format (:func:`~anchored_learning.tasks.medcalc.scoring.score_prediction`) is
+    reported next to it as the ``lenient`` metric.
+
     Raises:
         FileNotFoundError: ``source`` is a path that does not exist.
         ValueError: unknown calculator (generated source).
@@ -44,6 +50,8 @@ class MedCalcTask:
 
     name = "medcalc"
     max_new_tokens = 768
+    #: more per-item scores reported next to :meth:`score` (metric name -> scorer)
+    secondary_scores = {"lenient": score_prediction}
 
     def __init__(
         self,
@@ -119,8 +127,8 @@ class MedCalcTask:
         return pool[:n]
 
     def score(self, example: Example, prediction: str) -> float:
-        """MedCalc-Bench correctness of ``prediction`` for ``example`` (1.0 or 0.0).
+        """MedCalc-Bench's own verdict on ``prediction`` for ``example`` (1.0 or 0.0).
 
-        See :func:`score_prediction`.
+        See :func:`~anchored_learning.tasks.medcalc.official.official_score`.
         """
-        return score_prediction(example, prediction)
+        return official_score(example, prediction)
