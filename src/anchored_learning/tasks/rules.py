@@ -133,7 +133,7 @@ def _letter(prediction: str, reference: str, row: dict, o: RuleOptions) -> float
 
 def _ifeval(prediction: str, reference: str, row: dict, o: RuleOptions) -> float:
     from anchored_learning.tasks.base import Example
-    from anchored_learning.tasks.ifeval import check_instructions
+    from anchored_learning.tasks.ifeval_checkers import check_instructions
 
     ex = Example(
         prompt=row["prompt"],

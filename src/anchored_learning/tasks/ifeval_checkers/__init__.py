@@ -11,9 +11,16 @@ first called.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from anchored_learning.tasks.base import Example
 from anchored_learning.tasks.ifeval_checkers.ifeval_original import IFEVAL_REGISTRY
 
-__all__ = ["IFEVAL_REGISTRY", "get_checker_class", "known_instruction_ids"]
+__all__ = ["IFEVAL_REGISTRY", "check_instructions", "get_checker_class", "known_instruction_ids", "loose_variants"]
+
+log = logging.getLogger(__name__)
 
 
 def _ifbench() -> dict[str, type]:
@@ -41,3 +48,73 @@ def get_checker_class(instruction_id: str) -> type:
 def known_instruction_ids() -> frozenset[str]:
     """Every checkable instruction id (IFEval + IFBench)."""
     return frozenset(IFEVAL_REGISTRY) | frozenset(_ifbench())
+
+
+def _build_checkers(instruction_ids: Sequence[str], kwargs: Sequence[dict], prompt: str) -> list:
+    from anchored_learning.tasks.ifeval_checkers import get_checker_class
+
+    checkers = []
+    for instruction_id, kw in zip(instruction_ids, kwargs):
+        checker = get_checker_class(instruction_id)(instruction_id)
+        checker.build_description(**kw)
+        args = checker.get_instruction_args()
+        if args and "prompt" in args:  # as in IFEval/IFBench evaluation_lib
+            checker.build_description(prompt=prompt)
+        checkers.append(checker)
+    return checkers
+
+
+def loose_variants(response: str) -> list[str]:
+    """The 8 responses IFEval's loose evaluation tries (the original first).
+
+    Original; ``*`` removed; first line removed; last line removed; both removed; and the last
+    three with ``*`` removed -- exactly the list in IFEval's ``test_instruction_following_loose``.
+    """
+    lines = response.split("\n")
+    remove_first = "\n".join(lines[1:]).strip()
+    remove_last = "\n".join(lines[:-1]).strip()
+    remove_both = "\n".join(lines[1:-1]).strip()
+    return [
+        response,
+        response.replace("*", ""),
+        remove_first,
+        remove_last,
+        remove_both,
+        remove_first.replace("*", ""),
+        remove_last.replace("*", ""),
+        remove_both.replace("*", ""),
+    ]
+
+
+def _follows(checker: Any, response: str) -> bool:
+    if not response.strip():
+        return False
+    try:
+        return bool(checker.check_following(response))
+    except Exception as exc:  # a checker crashing on odd text counts as "not followed"
+        log.debug("checker %s raised %r", getattr(checker, "id", checker), exc)
+        return False
+
+
+def check_instructions(example: Example, response: str, loose: bool = False) -> list[bool]:
+    """Per-instruction pass/fail of ``response`` for ``example`` (strict or loose).
+
+    Args:
+        example: an example from :func:`load_ifeval_jsonl`.
+        response: the model's response.
+        loose: use IFEval's loose criterion (any of :func:`loose_variants` passes).
+
+    Returns:
+        One bool per instruction id, in order.  A checker raising on the response counts as
+        not followed.
+
+    Raises:
+        ValueError: the example lacks ``instruction_id_list`` / ``kwargs`` in its meta.
+    """
+    ids = example.meta.get("instruction_id_list")
+    kwargs = example.meta.get("kwargs")
+    if ids is None or kwargs is None:
+        raise ValueError(f"example {example.uid!r} is not an IFEval example (no instruction ids)")
+    checkers = _build_checkers(ids, kwargs, example.prompt)
+    candidates = loose_variants(response) if loose else [response]
+    return [any(_follows(c, r) for r in candidates) for c in checkers]
