@@ -51,6 +51,30 @@ def test_encode_pair_moves_trailing_space(tiny):
     assert ctx == [tok.bos_token_id] and tok.decode(cont) == "hi"
 
 
+def test_encode_pair_adds_bos_where_the_tokenizer_does_as_lm_eval():
+    """lm-eval encodes with the tokenizer's own special tokens (add_bos_token unset): a
+    Llama/Gemma-style tokenizer that adds BOS gets it before the context, never twice, and the
+    continuation's tokens are the same as without it."""
+    from tokenizers import processors
+
+    from anchored_learning.testing import tiny_tokenizer
+
+    plain = tiny_tokenizer()
+    with_bos = tiny_tokenizer()
+    bos = with_bos.bos_token_id
+    with_bos.backend_tokenizer.post_processor = processors.TemplateProcessing(
+        single="<|endoftext|> $A", special_tokens=[("<|endoftext|>", bos)]
+    )
+    assert with_bos("a")["input_ids"][0] == bos and plain("a")["input_ids"][0] != bos
+    ctx_plain, cont_plain = encode_pair(plain, "Question: x\nAnswer:", " yes")
+    ctx, cont = encode_pair(with_bos, "Question: x\nAnswer:", " yes")
+    assert ctx == [bos] + ctx_plain and cont == cont_plain
+    ctx2, cont2 = encode_pair(with_bos, "<|endoftext|>Question: x\nAnswer:", " yes")  # BOS already there
+    assert ctx2 == ctx and cont2 == cont
+    ctx3, cont3 = encode_pair(with_bos, "", "<|endoftext|>hi")  # empty context, BOS-led continuation
+    assert ctx3 == [bos] and with_bos.decode(cont3) == "hi"
+
+
 def test_mc_scoring_matches_hand_computation(tiny):
     model, tok = tiny
     items = [

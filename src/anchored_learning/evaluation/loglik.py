@@ -2,8 +2,9 @@
 
 For an item with context ``c`` and choices ``a_1..a_n`` the model scores each continuation
 ``delimiter + a_i`` (lm-eval's ``target_delimiter``, one space) by the summed log-probability of
-its tokens given the context (teacher forcing, no chat template, no BOS added: lm-eval's
-``hf`` model defaults for a causal LM).  Then, as lm-eval's ``multiple_choice`` output type
+its tokens given the context (teacher forcing, no chat template, the tokenizer's own special
+tokens -- a BOS for Llama- and Gemma-style tokenizers, none for SmolLM2's: lm-eval's ``hf``
+model defaults for a causal LM).  Then, as lm-eval's ``multiple_choice`` output type
 defines them (``ConfigurableTask.process_results``)::
 
     acc       = [argmax_i  LL_i            == gold]
@@ -34,12 +35,32 @@ from anchored_learning.evaluation._util import (
 )
 
 
+def _prefix_token_id(tokenizer) -> int | None:
+    """lm-eval's ``prefix_token_id``: BOS, else EOS."""
+    return tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
+
+
+def tok_encode(tokenizer, text: str) -> list[int]:
+    """Token ids of ``text`` as lm-eval's ``HFLM.tok_encode`` makes them (``add_bos_token`` unset):
+    with the tokenizer's own special tokens -- a BOS first for Llama- and Gemma-style tokenizers,
+    nothing for GPT-2-style ones such as SmolLM2's -- and none when ``text`` already starts with
+    the prefix token's text.  Source: ``lm_eval/models/huggingface.py`` (``tok_encode``) and
+    ``lm_eval/models/utils.py`` (``_add_special_kwargs``, ``has_bos_prefix``)."""
+    prefix = _prefix_token_id(tokenizer)
+    if prefix is not None and text.startswith(tokenizer.decode([prefix])):
+        return encode(tokenizer, text)
+    return list(tokenizer(text)["input_ids"])
+
+
 def encode_pair(tokenizer, context: str, continuation: str) -> tuple[list[int], list[int]]:
-    """Tokenise a (context, continuation) pair the way lm-eval does.
+    """Tokenise a (context, continuation) pair the way lm-eval does (``LM._encode_pair`` and
+    ``LM.loglikelihood`` in ``lm_eval/api/model.py``).
 
     Returns:
-        ``(context_ids, continuation_ids)``.  An empty context is replaced by one prefix token
-        (BOS, else EOS), as lm-eval does.
+        ``(context_ids, continuation_ids)``: the context encoded with :func:`tok_encode`, and the
+        tokens the whole string adds after it.  An empty context becomes one prefix token (BOS,
+        else EOS) before the continuation's tokens (no special tokens) -- or, when the
+        continuation already starts with that token, its first token.
 
     Raises:
         ValueError: the continuation encodes to no token.
@@ -49,13 +70,14 @@ def encode_pair(tokenizer, context: str, continuation: str) -> tuple[list[int], 
         continuation = context[-n_trailing:] + continuation
         context = context[:-n_trailing]
     if context == "":
-        prefix = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
+        prefix = _prefix_token_id(tokenizer)
         if prefix is None:
             raise ValueError("empty context and the tokenizer has neither BOS nor EOS")
-        ctx, cont = [int(prefix)], encode(tokenizer, continuation)
+        cont = encode(tokenizer, continuation)
+        ctx, cont = ([int(prefix)], cont) if not cont or cont[0] != prefix else (cont[:1], cont[1:])
     else:
-        whole = encode(tokenizer, context + continuation)
-        ctx = encode(tokenizer, context)
+        whole = tok_encode(tokenizer, context + continuation)
+        ctx = tok_encode(tokenizer, context)
         cont = whole[len(ctx) :]
     if not cont:
         raise ValueError(f"continuation {continuation!r} encodes to no token after {context[-40:]!r}")
