@@ -479,3 +479,14 @@ def test_csv_bad_date_limit(tmp_path):
     path = _write_csv(tmp_path / "d.csv", rows)
     with pytest.raises(ValueError, match=r"d\.csv: row 3 .*unparsable date Upper Limit 'soon'"):
         load_medcalc_csv(path)
+
+
+def test_generation_budget_follows_the_calculators_explanations():
+    """Short explanations get a short budget (measured with SmolLM2's tokenizer: MAP gold ~121
+    tokens, budget 192); the long ones, and all calculators together, keep MedCalc-Bench's 768."""
+    assert MedCalcTask().max_new_tokens == 768
+    short = MedCalcTask(calculators=["map", "bmi"])
+    assert short.max_new_tokens in range(64, 768, 64)
+    for e in short.examples("test", 20, seed=4):  # held-out items, other seed than the estimate's
+        assert len(e.response) / 3 * 1.2 <= short.max_new_tokens, e.uid
+    assert MedCalcTask(calculators=["cha2ds2_vasc"]).max_new_tokens == 768

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,6 +18,15 @@ from anchored_learning.tasks.medcalc.official import official_score
 from anchored_learning.tasks.medcalc.scoring import score_prediction
 
 _DEFAULT_SIZES = {"train": 2000, "test": 500}
+
+
+def _generation_budget(calculators) -> int:
+    """New tokens a generated item may need: 1.5x its calculators' longest gold response, counted
+    as one token per 3 characters (English with numbers runs ~3.5 per token), in steps of 64, at
+    most 768 (MedCalc-Bench's long explanations).  A calculator with short explanations (BMI: ~150
+    tokens) need not generate 768 tokens for every test item a base model rambles on."""
+    longest = max(len(e.response) for c in calculators for e in generate_examples("train", 4, seed=0, calculators=[c.key]))
+    return int(min(768, 64 * math.ceil(longest / 3 * 1.5 / 64)))
 
 
 # --------------------------------------------------------------------------------------------
@@ -49,6 +59,7 @@ class MedCalcTask:
     """
 
     name = "medcalc"
+    #: generation budget: 768 for MedCalc-Bench CSVs; generated items: see :func:`_generation_budget`
     max_new_tokens = 768
     #: more per-item scores reported next to :meth:`score` (metric name -> scorer)
     secondary_scores = {"lenient": score_prediction}
@@ -63,7 +74,7 @@ class MedCalcTask:
         self._files: dict[str, Path] = {}
         self._cache: dict[str, list[Example]] = {}
         if str(source) == "generated":
-            _resolve_calculators(self.calculators)  # validate early
+            self.max_new_tokens = _generation_budget(_resolve_calculators(self.calculators))  # validates early
             return
         path = Path(source)
         if path.is_dir():
