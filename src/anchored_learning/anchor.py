@@ -261,6 +261,8 @@ class HiddenStateCache:
 
         With several processes, each rank computes examples ``rank, rank + world_size, ...`` into
         one shared file; rank 0 finalises.  Every rank must call this with the same arguments.
+        Batches are formed longest example first (less padding); each example's rows land at its
+        offsets whatever the order.
 
         Args:
             path: destination folder (replaced atomically).
@@ -295,7 +297,8 @@ class HiddenStateCache:
         was_training = m.training
         m.eval()
         try:
-            mine = list(range(rank, len(examples), world_size))
+            # longest first, so each batch pads to similar lengths (rows are written by example index)
+            mine = sorted(range(rank, len(examples), world_size), key=lambda i: -len(examples[i]["input_ids"]))
             batches = [mine[i : i + batch_size] for i in range(0, len(mine), batch_size)]
             for batch_ids in progress(batches):
                 batch = collate([examples[i] for i in batch_ids])

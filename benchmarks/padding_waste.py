@@ -1,0 +1,70 @@
+"""Tokens a padded pass computes against the real ones: dataset order vs longest-first batches.
+
+The snapshot/reference pass that builds an anchor cache (``HiddenStateCache.build``) batches the
+training examples; right-padding every batch to its longest example computes tokens nobody reads.
+This counts them for each target task's training examples tokenised with the bundled model's
+chat template (no model runs; deterministic): the ratio padded / real tokens in dataset order
+(before) and with longest-first batches (what ``build`` does now).  Compute is about linear in
+tokens at these lengths, so the ratio is the pass's wasted work.
+
+Usage: python benchmarks/padding_waste.py [--n 96] [--out results/benchmarks/padding_waste.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def padded_tokens(lengths: list[int], batch_size: int, longest_first: bool) -> int:
+    """Tokens computed when ``lengths`` are cut into batches of ``batch_size``, each padded to its longest."""
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i]) if longest_first else list(range(len(lengths)))
+    batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    return sum(max(lengths[j] for j in b) * len(b) for b in batches)
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--n", type=int, default=96, help="training examples per task (the default preset's n_train)")
+    ap.add_argument("--out", type=Path, default=Path("results/benchmarks/padding_waste.json"))
+    a = ap.parse_args(argv)
+    from transformers import AutoTokenizer
+
+    from anchored_learning.io import write_json_atomic
+    from anchored_learning.models import resolve_model_path
+    from anchored_learning.tasks.registry import get_task
+
+    tok = AutoTokenizer.from_pretrained(resolve_model_path())
+    tasks = {
+        "igsm (add, op 2-3: the CPU presets')": get_task("igsm", op_min=2, op_max=3, arithmetic="add"),
+        "medcalc (all 14 calculators)": get_task("medcalc"),
+        "ifeval (generated)": get_task("ifeval"),
+    }
+    rows = []
+    for name, task in tasks.items():
+        lengths = []
+        for e in task.examples("train", a.n, seed=0):
+            turns = [{"role": "user", "content": e.prompt}] if isinstance(e.prompt, str) else list(e.prompt)
+            ids = tok.apply_chat_template(turns + [{"role": "assistant", "content": e.response}], tokenize=True, return_dict=True)
+            lengths.append(len(ids["input_ids"]))
+        real = sum(lengths)
+        for bs in (8, 16):
+            before, after = padded_tokens(lengths, bs, False), padded_tokens(lengths, bs, True)
+            rows.append(
+                {
+                    "task": name,
+                    "examples": len(lengths),
+                    "batch_size": bs,
+                    "real_tokens": real,
+                    "padded_dataset_order": before,
+                    "padded_longest_first": after,
+                    "ratio_dataset_order": before / real,
+                    "ratio_longest_first": after / real,
+                }
+            )
+            print(f"{name}, batch {bs}: {before / real:.2f}x -> {after / real:.2f}x of {real} real tokens")
+    write_json_atomic(a.out, {"command": "python benchmarks/padding_waste.py", "n": a.n, "rows": rows})
+
+
+if __name__ == "__main__":
+    main()
