@@ -282,6 +282,23 @@ def test_presets_resolve_to_valid_igsm_tasks():
         ExperimentConfig(igsm_arithmetic="mul").resolved()
 
 
+@pytest.mark.parametrize("task", ["medcalc", "ifeval"])
+def test_every_target_has_its_own_quick_and_default_recipe(task):
+    from anchored_learning.experiment import make_task
+    from anchored_learning.experiment.config import recipe_path
+
+    for preset in ("quick", "default"):
+        assert recipe_path(preset, task).parent.name == task
+        cfg = ExperimentConfig(task=task, preset=preset).resolved()
+        made = make_task(cfg)
+        assert made.name == task and cfg.heldout == ["sciq", "arc_easy", "heldout_nll"]
+        if task == "medcalc":  # the CPU variant: the recipe's calculators, a budget fitted to them
+            assert cfg.medcalc_calculators and [c for c in made.calculators] == cfg.medcalc_calculators
+            assert made.max_new_tokens < 768
+        train = made.examples("train", 2, seed=cfg.seed)
+        assert all(e.response for e in train)  # trainable: gold responses exist
+
+
 @pytest.mark.parametrize(
     "kwargs,msg",
     [

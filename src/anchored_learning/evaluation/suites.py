@@ -26,7 +26,7 @@ heldout_nll       nll         BoolQ Wikipedia passages (token-weighted NLL, nats
 drift             drift       SciQ question -> explanation pairs: KL(p0 || p) per response token
                               vs ``base_model`` (nats; lower better; skipped without a base)
 drift:<task>      drift       the same KL on a target task's test prompts and gold responses
-stability         bundle      hellaswag, arc_easy, arc_challenge, piqa, mmlu, heldout_nll, drift
+stability         bundle      sciq, arc_easy, heldout_nll, drift (the recipes' held-out suite + drift)
 ================  ==========  ==================================================================
 
 Generation suites come from the task registry (:data:`anchored_learning.tasks.registry.TASKS`),
@@ -54,7 +54,7 @@ import torch
 
 from anchored_learning.models import model_label
 from anchored_learning.tasks.base import subset_indices
-from anchored_learning.tasks.heldout import BENCHMARKS, DATA_SOURCES, load_heldout_pairs, load_heldout_text
+from anchored_learning.tasks.heldout import BENCHMARKS, DATA_SOURCES, STABILITY_SUITE, load_heldout_pairs, load_heldout_text
 from anchored_learning.tasks.registry import TASKS, get_task
 
 __all__ = ["SUITES", "Suite", "evaluate", "expand_suites", "get_task", "register_task", "subset_indices"]
@@ -87,7 +87,8 @@ DEFAULT_MC_LIMIT = 200
 DEFAULT_TARGET_LIMIT = 100
 DEFAULT_NLL_LIMIT = 100
 DEFAULT_DRIFT_LIMIT = 100
-STABILITY_MEMBERS = ("hellaswag", "arc_easy", "arc_challenge", "piqa", "mmlu", "heldout_nll", "drift")
+#: the stability suite: the recipes' held-out members (:data:`~anchored_learning.tasks.heldout.STABILITY_SUITE`) + drift
+STABILITY_MEMBERS = (*STABILITY_SUITE, "drift")
 
 SUITES: dict[str, Suite] = {}
 
@@ -121,7 +122,7 @@ _register(
         description="KL(p0||p) on SciQ prompt/response pairs (nats/token)",
     )
 )
-_register(Suite("stability", "bundle", None, "", members=STABILITY_MEMBERS, description="held-out MC benchmarks + NLL + drift"))
+_register(Suite("stability", "bundle", None, "", members=STABILITY_MEMBERS, description="SciQ, ARC-Easy, held-out NLL + drift"))
 
 
 def register_task(name: str, factory: str | Callable[[], Any], *, default_limit: int = DEFAULT_TARGET_LIMIT) -> None:

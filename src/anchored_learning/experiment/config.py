@@ -5,7 +5,8 @@ sizes) are :class:`EvaluationConfig`'s, which ``anchored compare`` (:class:`Comp
 shares.
 
 A recipe is a YAML file of ``ExperimentConfig`` fields.  The bundled ones live in
-``anchored_learning/configs/<task>/<preset>.yaml`` (``quick``, ``default``, ``paper``); copy one,
+``anchored_learning/configs/<task>/<preset>.yaml`` (``quick``, ``default`` for each target task;
+``paper`` for iGSM, which stands in where a task has no recipe of that name); copy one,
 edit it and pass it with ``anchored run --config my.yaml``.  Every field is also a flag
 (``anchored run --help``); flags override the recipe, and fields left unset (None) take the
 values of the bundled recipe named by ``preset``.
@@ -20,13 +21,12 @@ from importlib import resources
 from typing import Any
 
 from anchored_learning.experiment.plan import VARIANTS, parse_sweep
+from anchored_learning.tasks.heldout import STABILITY_SUITE
 from anchored_learning.tasks.registry import TARGETS as TASKS
 from anchored_learning.tasks.rules import RULES
 
-#: the held-out members used when a recipe names none: the suite chosen in
-#: results/stability-sensitivity/suite_choice.md (members well above chance that the forgetful
-#: reference measurably degrades)
-HELDOUT = ("sciq", "arc_easy", "heldout_nll")
+#: the held-out members used when a recipe names none
+HELDOUT = STABILITY_SUITE
 
 
 #: ExperimentConfig fields renamed to AnchoredSFTConfig's names (old name -> new name)
@@ -83,8 +83,9 @@ class EvaluationConfig:
     preset: str = field(
         default="default",
         metadata=_help(
-            "Bundled recipe (configs/igsm/<preset>.yaml) that fills every field left unset: 'quick' (a smoke run of "
-            "every stage), 'default' (the measured trade-off run), 'paper' (the paper's defaults, for a GPU).",
+            "Bundled recipe (configs/<task>/<preset>.yaml; iGSM's where a task has none) that fills every field left "
+            "unset: 'quick' (a smoke run of every stage), 'default' (the measured trade-off run), 'paper' (the paper's "
+            "defaults, for a GPU).",
             aliases=["-p"],
         ),
     )

