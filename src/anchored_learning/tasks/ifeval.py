@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from anchored_learning.tasks.base import Example
-from anchored_learning.tasks.ifeval_checkers import _build_checkers, check_instructions, loose_variants
+from anchored_learning.tasks.ifeval_checkers import build_checkers, check_instructions, loose_variants
 
 __all__ = [
     "IFEvalTask",
@@ -96,7 +96,7 @@ def _parse_line(obj: Any, where: str) -> Example:
         except KeyError as exc:
             raise ValueError(f"{where}: {exc.args[0]}") from None
     try:
-        _build_checkers(ids, clean_kwargs, prompt)
+        build_checkers(ids, clean_kwargs, prompt)
     except (TypeError, ValueError, KeyError, IndexError) as exc:
         raise ValueError(f"{where}: bad kwargs for {ids}: {exc}") from None
     response = obj.get("response", "")

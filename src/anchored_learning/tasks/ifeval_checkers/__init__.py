@@ -18,7 +18,14 @@ from typing import Any
 from anchored_learning.tasks.base import Example
 from anchored_learning.tasks.ifeval_checkers.ifeval_original import IFEVAL_REGISTRY
 
-__all__ = ["IFEVAL_REGISTRY", "check_instructions", "get_checker_class", "known_instruction_ids", "loose_variants"]
+__all__ = [
+    "IFEVAL_REGISTRY",
+    "build_checkers",
+    "check_instructions",
+    "get_checker_class",
+    "known_instruction_ids",
+    "loose_variants",
+]
 
 log = logging.getLogger(__name__)
 
@@ -50,9 +57,14 @@ def known_instruction_ids() -> frozenset[str]:
     return frozenset(IFEVAL_REGISTRY) | frozenset(_ifbench())
 
 
-def _build_checkers(instruction_ids: Sequence[str], kwargs: Sequence[dict], prompt: str) -> list:
-    from anchored_learning.tasks.ifeval_checkers import get_checker_class
+def build_checkers(instruction_ids: Sequence[str], kwargs: Sequence[dict], prompt: str) -> list:
+    """One configured checker per instruction (IFEval/IFBench ``evaluation_lib``: kwargs first,
+    then the prompt for checkers that read it).
 
+    Raises:
+        KeyError: an unknown instruction id.
+        TypeError, ValueError: kwargs the checker does not take.
+    """
     checkers = []
     for instruction_id, kw in zip(instruction_ids, kwargs):
         checker = get_checker_class(instruction_id)(instruction_id)
@@ -115,6 +127,6 @@ def check_instructions(example: Example, response: str, loose: bool = False) -> 
     kwargs = example.meta.get("kwargs")
     if ids is None or kwargs is None:
         raise ValueError(f"example {example.uid!r} is not an IFEval example (no instruction ids)")
-    checkers = _build_checkers(ids, kwargs, example.prompt)
+    checkers = build_checkers(ids, kwargs, example.prompt)
     candidates = loose_variants(response) if loose else [response]
     return [any(_follows(c, r) for r in candidates) for c in checkers]
