@@ -128,16 +128,21 @@ def main(argv: list[str] | None = None) -> None:
     model, tok = load_model_and_tokenizer(resolve_model_path())
     bf16 = bf16_autocast_available()
     tasks = {a.task: task}
-    base = evaluate(
-        model,
-        tok,
-        [a.task],
-        limits={a.task: a.n_test},
-        seed=a.seed,
-        tasks=tasks,
-        precision="auto",
-        generation_batch_size=a.gen_batch_size,
-    )["results"][a.task]
+
+    def score(m) -> dict:
+        """The target's evaluation of ``m`` on the seeded test items (greedy, the task's budget)."""
+        return evaluate(
+            m,
+            tok,
+            [a.task],
+            limits={a.task: a.n_test},
+            seed=a.seed,
+            tasks=tasks,
+            precision="auto",
+            generation_batch_size=a.gen_batch_size,
+        )["results"][a.task]
+
+    base = score(model)
     t1 = time.perf_counter()
     ref = f"{a.workdir}/{tag}"
     from anchored_learning.trainer import train_reference
@@ -162,16 +167,7 @@ def main(argv: list[str] | None = None) -> None:
     state = Path(ref) / "trainer_state.json"
     log = json.loads(state.read_text())["log_history"] if state.exists() else []
     sft_model = AutoModelForCausalLM.from_pretrained(ref).eval()
-    sft = evaluate(
-        sft_model,
-        tok,
-        [a.task],
-        limits={a.task: a.n_test},
-        seed=a.seed,
-        tasks=tasks,
-        precision="auto",
-        generation_batch_size=a.gen_batch_size,
-    )["results"][a.task]
+    sft = score(sft_model)
     summary = summarise(task, test, base["items"], sft["items"], sft["uids"], a.seed)
     records = [
         {
