@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -431,3 +432,46 @@ def test_compare_help_lists_the_evaluation_fields():
     for flag in ("--base", "--model", "--test_data", "--score", "--heldout", "--mc_limit", "--answer_column"):
         assert flag in res.output
     assert "--learning_rate" not in res.output  # compare trains nothing
+
+
+def test_frontier_takes_the_bundled_grid_and_flags_override_it(tmp_path, monkeypatch):
+    """`anchored frontier`: the grid of configs/frontier.yaml on the default recipe over seeds
+    0,1,2 unless flags say otherwise; a bad grid fails before any work; --report_only trains
+    nothing and says when there is nothing to analyse."""
+    import anchored_learning.experiment as experiment
+    import anchored_learning.experiment.frontier as frontier
+
+    got, reported = [], []
+
+    def fake_report(folder, n_boot=2000):
+        reported.append((folder, n_boot))
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        (Path(folder) / "frontier.md").write_text("table")
+        return {"verdict": "v", "points": []}
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(experiment, "run_seeds", lambda cfg, seeds, console_log=None: got.append((cfg, seeds)))
+    monkeypatch.setattr(frontier, "write_frontier_report", fake_report)
+    monkeypatch.setattr(experiment.Experiment, "__init__", lambda self, cfg, console_log=None: None)
+    res = _invoke(["frontier"])
+    assert res.exit_code == 0, res.output
+    assert reported[-1] == ("runs/igsm-frontier", 2000)
+    cfg, seeds = got[-1]
+    assert seeds == [0, 1, 2] and cfg.preset == "default"
+    assert cfg.sweep[0] == "sft.learning_rate=3e-5,1e-4,3e-4;num_train_epochs=1,3"
+    assert "wise_ft" in cfg.baselines and cfg.wise_weights == [0.25, 0.5, 0.75]
+    res = _invoke(["frontier", "--seeds", "4", "--sweep", "anchored.anchor_alpha=0.25", "--baselines", "sft", "-t", "ifeval"])
+    assert res.exit_code == 0, res.output
+    cfg, seeds = got[-1]
+    assert seeds == [4] and cfg.sweep == ["anchored.anchor_alpha=0.25"] and cfg.baselines == ["sft"]
+    assert cfg.output_dir == "runs/ifeval-frontier"
+    res = _invoke(["frontier", "--report_only", "-o", "elsewhere", "--n_boot", "50"])
+    assert res.exit_code == 0 and len(got) == 2 and reported[-1] == ("elsewhere", 50)  # nothing trained
+    assert "--report_only" in _invoke(["frontier", "--help"]).output
+
+
+def test_frontier_errors_before_any_work(tmp_path, no_work):
+    _assert_usage_error(_invoke(["frontier", "--sweep", "anchored.alpha=0.5", "-o", str(tmp_path)]), "sweep entry")
+    _assert_usage_error(_invoke(["frontier", "--seeds", "1,1", "-o", str(tmp_path)]), "distinct")
+    _assert_usage_error(_invoke(["frontier", "--report_only", "-o", str(tmp_path / "none")]), "no evaluation of the base")
+    _assert_usage_error(_invoke(["frontier", "--report_only", "--n_boot", "3"]), "n_boot")

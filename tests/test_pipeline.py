@@ -26,7 +26,14 @@ def test_parse_sweep():
         ("sft(num_train_epochs=2)", "sft", {"num_train_epochs": 2}),
         ("wise_ft(weight=0.5)", "wise_ft", {"weight": 0.5}),
     ]
-    for bad in ["anchored.alpha=0.5", "ppo.learning_rate=1", "anchored_alpha=0.5"]:
+    # several fields joined by ";": every combination, the last field fastest
+    assert parse_sweep(["sft.learning_rate=1e-4,3e-4;num_train_epochs=1,3"]) == [
+        ("sft(learning_rate=1e-4,num_train_epochs=1)", "sft", {"learning_rate": 1e-4, "num_train_epochs": 1}),
+        ("sft(learning_rate=1e-4,num_train_epochs=3)", "sft", {"learning_rate": 1e-4, "num_train_epochs": 3}),
+        ("sft(learning_rate=3e-4,num_train_epochs=1)", "sft", {"learning_rate": 3e-4, "num_train_epochs": 1}),
+        ("sft(learning_rate=3e-4,num_train_epochs=3)", "sft", {"learning_rate": 3e-4, "num_train_epochs": 3}),
+    ]
+    for bad in ["anchored.alpha=0.5", "ppo.learning_rate=1", "anchored_alpha=0.5", "sft.learning_rate=1;learning_rate=2"]:
         with pytest.raises(ValueError, match="sweep entry"):
             parse_sweep([bad])
     with pytest.raises(ValueError, match="sweep entry"):

@@ -1,7 +1,7 @@
 """The ``anchored`` command line (typer).
 
 Sub-commands live next to the code they drive and are registered here:
-``eval`` (anchored_learning.evaluation.commands), ``train``, ``run``, ``sweep`` and ``compare``
+``eval`` (anchored_learning.evaluation.commands), ``train``, ``run``, ``sweep``, ``compare`` and ``frontier``
 (anchored_learning.commands).
 """
 
@@ -18,7 +18,14 @@ app = typer.Typer(
 
 
 def _register() -> None:
-    from anchored_learning.commands import PASSTHROUGH, compare_command, run_command, sweep_command, train_command
+    from anchored_learning.commands import (
+        PASSTHROUGH,
+        compare_command,
+        frontier_command,
+        run_command,
+        sweep_command,
+        train_command,
+    )
     from anchored_learning.evaluation.commands import eval_command
 
     app.command("run", **PASSTHROUGH)(run_command)
@@ -26,6 +33,7 @@ def _register() -> None:
     app.command("sweep", **PASSTHROUGH)(sweep_command)
     app.command("eval")(eval_command)
     app.command("compare", **PASSTHROUGH)(compare_command)
+    app.command("frontier", **PASSTHROUGH)(frontier_command)
 
 
 def main() -> None:

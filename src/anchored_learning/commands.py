@@ -275,14 +275,106 @@ def sweep_command(ctx: typer.Context) -> None:
     _run_experiment(cfg)
 
 
+@dataclass
+class FrontierArguments:
+    """Flags of ``anchored frontier`` that are not experiment settings."""
+
+    report_only: bool = field(
+        default=False,
+        metadata={"help": "Train nothing: analyse the runs already finished in the output folder (e.g. while it runs)."},
+    )
+    n_boot: int = field(default=2000, metadata={"help": "Bootstrap resamples (over seeds and items) of every interval."})
+
+
+def frontier_recipe() -> dict:
+    """The fields of the bundled frontier grid (``anchored_learning/configs/frontier.yaml``)."""
+    from importlib import resources
+
+    import yaml
+
+    return yaml.safe_load((resources.files("anchored_learning") / "configs" / "frontier.yaml").read_text())
+
+
+def frontier_command(ctx: typer.Context) -> None:
+    """The frontier study: SFT over learning rate x epochs, Anchored Learning over alpha, T and K,
+    and every baseline, over 3 seeds; then each family's frontier, anchored's degradation at
+    SFT-matched gain and the hypervolumes, with paired bootstrap intervals."""
+    from rich.console import Console
+
+    from anchored_learning.experiment import Experiment, ExperimentConfig, check_seeds, run_seeds
+    from anchored_learning.experiment.frontier import write_frontier_report
+
+    cfg, seed_args, args = parse_config_args(
+        ctx.args,
+        (ExperimentConfig, SeedArguments, FrontierArguments),
+        prog="anchored frontier",
+        renamed=RUN_RENAMED,
+        defaults=frontier_recipe(),
+        description="The frontier study of one target task: the runs of the bundled grid (configs/frontier.yaml: SFT "
+        "over learning rate x epochs, Anchored Learning over alpha and T x K, SFT+KL, DFT, ASFT, the per-step "
+        "anchor, distillation, LoRA, WiSE-FT) on top of the task's recipe (--preset, default 'default'), for each "
+        "seed (default 0,1,2); then frontier.md / frontier.json / frontier.png: each family's Pareto frontier, "
+        "every run's degradation at SFT-matched gain and gain at SFT-matched degradation, each family's "
+        "hypervolume, with paired bootstrap 95%% intervals over seeds and items. Resumable: finished runs are "
+        "skipped, and variants added later only train the new ones. Output: runs/<task>-frontier unless -o.",
+    )
+    if cfg.output_dir is None:
+        cfg.output_dir = f"runs/{cfg.task or cfg.default_task()}-frontier"
+    if int(args.n_boot) < 10:
+        raise typer.BadParameter(f"n_boot must be >= 10, got {args.n_boot}", param_hint="--n_boot")
+    console = Console()
+    log = lambda s: console.print(s, markup=False)  # noqa: E731
+    if not args.report_only:
+        _check_data_file(cfg)
+        try:
+            seeds = check_seeds(_seeds(seed_args.seeds) or [])
+            Experiment(cfg, console_log=lambda m: None)  # validates every stage before any work
+        except ValueError as e:
+            raise _bad(str(e)) from None
+        try:
+            run_seeds(cfg, seeds, console_log=log)
+        except FloatingPointError as e:
+            _diverged(e)
+    try:
+        res = write_frontier_report(cfg.output_dir, n_boot=int(args.n_boot))
+    except ValueError as e:
+        raise _bad(str(e)) from None
+    console.print(frontier_summary(res), markup=False, soft_wrap=True)
+    console.print("\n" + res["verdict"], markup=False, style="bold")  # its intervals' brackets are not markup
+    console.print(
+        f"Results in [bold]{cfg.output_dir}[/]: frontier.md (every interval), frontier.json, "
+        "frontier.png, training_curves.png, anchor_bound.png (per seed: seed-*/)"
+    )
+
+
+def frontier_summary(res: dict) -> str:
+    """The terminal summary of a frontier study (80 columns): each run's gain, degradation and
+    degradation at SFT-matched gain with its interval."""
+    from anchored_learning.report import text_table
+
+    def v(e):
+        return "" if e is None else ("n/a" if e["value"] is None else f"{e['value']:+.1f}")
+
+    def ci(e):
+        if e is None:
+            return ""
+        if e["value"] is None:
+            return "above SFT"
+        lo, hi = e["ci"] or (float("nan"),) * 2
+        return f"{e['value']:+.1f} [{lo:+.1f}, {hi:+.1f}]"
+
+    rows = [[p["label"], v(p["gain"]), v(p["degradation"]), ci(p["degradation_at_matched_gain"])] for p in res["points"]]
+    return text_table(["run", "gain", "degr. %", "degr. vs SFT at same gain"], rows)
+
+
 def compare_command(ctx: typer.Context) -> None:
     """A forgetting report for any fine-tuned model: score the base and each --model on the same
     items, then the gain / degradation table, paired intervals and the Pareto plot."""
     from rich.console import Console
-    from rich.markdown import Markdown
 
     from anchored_learning.experiment.compare import compare_models
     from anchored_learning.experiment.config import CompareConfig
+    from anchored_learning.report import summary_table
 
     (cfg,) = parse_config_args(
         ctx.args,
@@ -303,7 +395,7 @@ def compare_command(ctx: typer.Context) -> None:
     except ValueError as e:
         raise _bad(str(e)) from None
     folder = Path(out["config"]["output_dir"])
-    console.print(Markdown((folder / "results.md").read_text()))
+    console.print(summary_table(out["rows"]), markup=False, soft_wrap=True)
     files = "results.json, results.md" + (", pareto.png" if out["config"]["task"] else "")
     console.print(f"\n[bold green]done[/] in {out['wall_time_s'] / 60:.1f} min. Results in [bold]{folder}[/]: {files}")
 
@@ -312,9 +404,9 @@ def _run_experiment(cfg, seeds: list[int] | None = None) -> None:
     """Run an experiment (once, or once per seed) with console progress, then print the table and
     where the files are."""
     from rich.console import Console
-    from rich.markdown import Markdown
 
     from anchored_learning.experiment import Experiment, check_seeds, run_seeds
+    from anchored_learning.report import summary_table
 
     console = Console()
     log = lambda s: console.print(s, markup=False)  # noqa: E731
@@ -328,10 +420,10 @@ def _run_experiment(cfg, seeds: list[int] | None = None) -> None:
         out = run_seeds(cfg, seeds, console_log=log) if seeds else exp.run()
     except FloatingPointError as e:  # a diverged stage: its last complete checkpoint is kept for a resume
         _diverged(e)
-    console.print(Markdown((exp.out / "results.md").read_text()))
+    console.print(summary_table(out["rows"]), markup=False, soft_wrap=True)
     console.print(
         f"\n[bold green]done[/] in {out['wall_time_s'] / 60:.1f} min. Results in [bold]{exp.out}[/]: "
-        "results.json, results.md, pareto.png" + (" (per seed: seed-*/)" if seeds else "")
+        "results.md (every score and interval), results.json, pareto.png" + (" (per seed: seed-*/)" if seeds else "")
     )
 
 

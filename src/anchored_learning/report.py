@@ -167,3 +167,224 @@ def markdown_table_seeds(rows: Sequence[dict[str, Any]], heldout: Sequence[str])
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: str | os.PathLike) -> Path:
+    path = Path(path)
+    with atomic_file(path) as tmp:
+        fig.savefig(tmp)
+    _pyplot().close(fig)
+    return path
+
+
+def plot_frontier(stats: dict[str, Any], path: str | os.PathLike, title: str = "") -> Path:
+    """Every run of a frontier study (:func:`anchored_learning.experiment.frontier.frontier_statistics`)
+    on the gain-vs-degradation plane: one colour per family, 95% bootstrap intervals as error bars,
+    each family's frontier (from the base model at the origin) as a line.
+
+    Args:
+        stats: ``points`` with ``label``, ``family``, ``gain`` and ``degradation`` estimates
+            (``{"value", "ci"}``), as frontier_statistics returns them.
+        path: PNG destination (written atomically).
+    """
+    from anchored_learning.experiment.frontier import frontier_curve
+
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(8, 6), dpi=120)
+    cmap = plt.get_cmap("tab10")
+    families = list(dict.fromkeys(p["family"] for p in stats["points"]))
+    for k, f in enumerate(families):
+        color = cmap(k % 10)
+        pts = [p for p in stats["points"] if p["family"] == f]
+        xs = [p["degradation"]["value"] for p in pts]
+        ys = [p["gain"]["value"] for p in pts]
+        for p, x, y in zip(pts, xs, ys):
+            dci, gci = p["degradation"]["ci"] or [x, x], p["gain"]["ci"] or [y, y]
+            ax.errorbar(
+                x,
+                y,
+                xerr=[[x - dci[0]], [dci[1] - x]],
+                yerr=[[y - gci[0]], [gci[1] - y]],
+                color=color,
+                alpha=0.35,
+                linewidth=0.8,
+                capsize=2,
+                zorder=1,
+            )
+            ax.annotate(short_label(p["label"]), (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7, color=color)
+        ax.scatter(xs, ys, color=color, label=f, s=40, zorder=3)
+        curve = frontier_curve(list(zip(xs, ys)))
+        ax.plot(curve[:, 0], curve[:, 1], color=color, linewidth=1.2, linestyle="-" if f == "sft" else "--", zorder=2)
+    ax.scatter([0], [0], color="black", marker="x", s=40, label="base", zorder=3)
+    ax.axhline(0, color="grey", linewidth=0.5)
+    ax.axvline(0, color="grey", linewidth=0.5)
+    ax.set_xlabel("mean degradation on held-out suite (%, lower is better)")
+    ax.set_ylabel("target gain (points, higher is better)")
+    ax.set_title(title or "gain vs. degradation")
+    ax.legend(fontsize=8, loc="best")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def _done_record(final_dir: Path) -> dict[str, Any] | None:
+    """The training record (``log_history``, ``anchor_history``) a finished model folder keeps in
+    its completion marker, or None (not trained here, e.g. WiSE-FT, or not finished)."""
+    import json
+
+    from anchored_learning.experiment.plan import DONE
+
+    marker = Path(final_dir) / DONE
+    return json.loads(marker.read_text()) if marker.exists() else None
+
+
+def plot_training_curves(runs: dict[str, Path], path: str | os.PathLike, title: str = "") -> Path | None:
+    """Training loss (nats per response token; for Anchored Learning the KL to the anchor) against
+    epoch for every finished run, one panel per family.  Returns None when no run has a log.
+
+    Args:
+        runs: label -> the run's ``models/<label>/final`` folder.
+    """
+    logs = {}
+    for label, d in runs.items():
+        rec = _done_record(d)
+        pts = [(e["epoch"], e["loss"]) for e in (rec or {}).get("log_history", []) if "loss" in e and "epoch" in e]
+        if pts:
+            logs[label] = pts
+    if not logs:
+        return None
+    plt = _pyplot()
+    families = list(dict.fromkeys(lab.split("(")[0] for lab in logs))
+    fig, axes = plt.subplots(1, len(families), figsize=(4 * len(families), 3.5), dpi=110, squeeze=False)
+    for ax, f in zip(axes[0], families):
+        for lab, pts in logs.items():
+            if lab.split("(")[0] == f:
+                ax.plot([p[0] for p in pts], [p[1] for p in pts], marker=".", linewidth=1, label=lab)
+        ax.set_title(f, fontsize=9)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("training loss (nats / response token)")
+        ax.legend(fontsize=6)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_anchor_bound(runs: dict[tuple[int, str], Path], path: str | os.PathLike) -> list[dict[str, Any]]:
+    """The per-iteration bound of every Anchored Learning run: KL(p_t || q_t) against
+    alpha * KL(p_t || p_sft) at each snapshot refresh (METHOD.md: the logit anchor guarantees
+    the first <= the second), with the diagonal drawn.  Draws nothing when no run logged it.
+
+    Args:
+        runs: (seed, label) -> the run's ``models/<label>/final`` folder.
+
+    Returns:
+        one record per refresh: seed, label, outer_iteration, kl_snapshot_anchor,
+        alpha_kl_snapshot_reference, holds.
+    """
+    recs = []
+    for (seed, label), d in runs.items():
+        for h in (_done_record(d) or {}).get("anchor_history", []):
+            lhs, rhs = h.get("kl_snapshot_anchor"), h.get("alpha_kl_snapshot_reference")
+            if lhs is None or rhs is None:
+                continue
+            recs.append(
+                {
+                    "seed": seed,
+                    "label": label,
+                    "outer_iteration": int(h.get("outer_iteration", 0)),
+                    "kl_snapshot_anchor": float(lhs),
+                    "alpha_kl_snapshot_reference": float(rhs),
+                    "holds": bool(lhs <= rhs * (1 + 1e-6) + 1e-9),
+                }
+            )
+    if not recs:
+        return recs
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 5), dpi=120)
+    cmap = plt.get_cmap("tab10")
+    for k, label in enumerate(dict.fromkeys(r["label"] for r in recs)):
+        rs = [r for r in recs if r["label"] == label]
+        ax.scatter(
+            [r["alpha_kl_snapshot_reference"] for r in rs],
+            [r["kl_snapshot_anchor"] for r in rs],
+            color=cmap(k % 10),
+            label=label,
+            s=25,
+        )
+        for r in rs:
+            ax.annotate(
+                f"t={r['outer_iteration']}",
+                (r["alpha_kl_snapshot_reference"], r["kl_snapshot_anchor"]),
+                textcoords="offset points",
+                xytext=(3, 3),
+                fontsize=6,
+            )
+    top = max(max(r["alpha_kl_snapshot_reference"], r["kl_snapshot_anchor"]) for r in recs) * 1.05
+    ax.plot([0, top], [0, top], color="black", linewidth=0.8, linestyle="--", label="bound: KL = alpha KL(p_t||p_sft)")
+    ax.set_xlabel("alpha * KL(p_t || p_sft) (nats / token)")
+    ax.set_ylabel("KL(p_t || q_t) (nats / token)")
+    ax.set_title("per-iteration bound at each snapshot refresh (all seeds)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    _save(fig, path)
+    return recs
+
+
+def short_label(label: str) -> str:
+    """A run's label with the long field names shortened for narrow output
+    (``sft(learning_rate=1e-4,num_train_epochs=3)`` -> ``sft(lr=1e-4,ep=3)``)."""
+    for long, short in (
+        ("learning_rate=", "lr="),
+        ("num_train_epochs=", "ep="),
+        ("anchor_alpha=", "a="),
+        ("outer_iterations=", "T="),
+        ("inner_epochs=", "K="),
+    ):
+        label = label.replace(long, short)
+    return label
+
+
+def text_table(header: Sequence[str], rows: Sequence[Sequence[str]], width: int = 80) -> str:
+    """A plain-text table that fits in ``width`` columns: the first column (run labels,
+    shortened with :func:`short_label`) is cut with an ellipsis when the others leave too little
+    room; the other cells are never cut."""
+    rows = [[short_label(r[0]), *r[1:]] for r in rows]
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
+    room = width - sum(widths[1:]) - 2 * (len(widths) - 1)
+    widths[0] = max(8, min(widths[0], room))
+
+    def cut(s: str) -> str:
+        return s if len(s) <= widths[0] else s[: widths[0] - 1] + "…"
+
+    lines = []
+    for r in [header, *rows]:
+        cells = [cut(str(r[0])).ljust(widths[0])] + [str(x).rjust(w) for x, w in zip(r[1:], widths[1:])]
+        lines.append("  ".join(cells).rstrip())
+    lines.insert(1, "-" * min(width, sum(widths) + 2 * (len(widths) - 1)))
+    return "\n".join(lines)
+
+
+def summary_table(rows: Sequence[dict[str, Any]], width: int = 80) -> str:
+    """The end-of-run summary for a terminal: each run's gain and mean degradation with their 95%
+    intervals (one seed) or ± standard deviation (over seeds), in ``width`` columns."""
+
+    def cell(r, key):
+        v = r.get(key)
+        if v is None:
+            return "n/a"
+        ci, sd = r.get(f"{key}_ci"), r.get(f"{key}_sd")
+        if ci:
+            return f"{v:+.1f} [{ci[0]:+.1f}, {ci[1]:+.1f}]"
+        return f"{v:+.1f}" + (f" ± {sd:.1f}" if sd is not None else "")
+
+    return text_table(
+        ["run", "gain (pts)", "degradation (%)"], [[r["label"], cell(r, "gain"), cell(r, "degradation")] for r in rows], width
+    )

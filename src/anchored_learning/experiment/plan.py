@@ -40,46 +40,66 @@ def short_number(x: float) -> str:
     return f"{x:g}"
 
 
-def parse_sweep(entries: Sequence[str]) -> list[Variant]:
-    """``["anchored.anchor_alpha=0.25,0.75"]`` -> ``[("anchored(anchor_alpha=0.25)", "anchored", {...}), ...]``.
+def _sweep_value(entry: str, raw: str) -> Any:
+    """One sweep value: int, then float, else the string."""
+    raw = raw.strip()
+    if raw == "":
+        raise ValueError(f"sweep entry {entry!r} has an empty value; write method.field=v1,v2")
+    for cast in (int, float):
+        try:
+            return cast(raw)
+        except ValueError:
+            pass
+    return raw
 
-    Values are parsed as int, then float, then kept as strings.
+
+def parse_sweep(entries: Sequence[str]) -> list[Variant]:
+    """Sweep entries -> variants, one per value (or per combination of values).
+
+    ``"anchored.anchor_alpha=0.25,0.75"`` gives ``anchored(anchor_alpha=0.25)`` and
+    ``anchored(anchor_alpha=0.75)``; ``"sft.learning_rate=3e-5,1e-4;num_train_epochs=1,3"`` (fields
+    joined by ``;``) gives the 4 combinations, e.g. ``sft(learning_rate=3e-5,num_train_epochs=1)``,
+    the last field varying fastest.  Values are parsed as int, then float, then kept as strings.
 
     Raises:
-        ValueError: an entry not of the form ``method.field=v1[,v2...]``, an unknown method or field.
+        ValueError: an entry not of the form ``method.field=v1[,v2...][;field=...]``, an unknown
+            method or field, a field given twice, an empty value, a WiSE-FT weight outside [0, 1].
     """
+    import itertools
+
     from anchored_learning.config import AnchoredSFTConfig
 
     fields = {f.name for f in dataclasses.fields(AnchoredSFTConfig)}
     out = []
     for entry in entries:
         try:
-            key, values = entry.split("=", 1)
-            method, fld = key.split(".", 1)
+            method, rest = entry.split(".", 1)
+            grid = []
+            for part in rest.split(";"):
+                fld, values = part.split("=", 1)
+                grid.append((fld.strip(), [v.strip() for v in values.split(",")]))
         except ValueError:
             raise ValueError(
-                f"sweep entry {entry!r} must look like method.field=v1,v2 (e.g. anchored.anchor_alpha=0.25,0.75)"
+                f"sweep entry {entry!r} must look like method.field=v1,v2 (e.g. anchored.anchor_alpha=0.25,0.75; "
+                "several fields: sft.learning_rate=1e-4,3e-4;num_train_epochs=1,3)"
             ) from None
         if method not in VARIANTS:
             raise ValueError(f"sweep entry {entry!r}: unknown method {method!r}")
-        if fld in PLANNED_FIELDS:
-            raise ValueError(f"sweep entry {entry!r}: {fld!r} is set by the experiment itself and cannot be swept")
-        if method == "wise_ft" and fld != "weight" or method != "wise_ft" and fld not in fields:
-            raise ValueError(f"sweep entry {entry!r}: {fld!r} is not a field of AnchoredSFTConfig (wise_ft takes 'weight')")
-        for raw in values.split(","):
-            raw = raw.strip()
-            val: Any = raw
-            for cast in (int, float):
-                try:
-                    val = cast(raw)
-                    break
-                except ValueError:
-                    pass
-            if method == "wise_ft" and not (isinstance(val, (int, float)) and 0.0 <= val <= 1.0):
-                raise ValueError(f"sweep entry {entry!r}: wise_ft.weight must be a number in [0, 1], got {raw!r}")
-            if raw == "":
-                raise ValueError(f"sweep entry {entry!r} has an empty value; write method.field=v1,v2")
-            out.append((f"{method}({fld}={raw})", method, {fld: val}))
+        names = [fld for fld, _ in grid]
+        if len(set(names)) != len(names):
+            raise ValueError(f"sweep entry {entry!r} names a field twice")
+        for fld, raws in grid:
+            if fld in PLANNED_FIELDS:
+                raise ValueError(f"sweep entry {entry!r}: {fld!r} is set by the experiment itself and cannot be swept")
+            if method == "wise_ft" and fld != "weight" or method != "wise_ft" and fld not in fields:
+                raise ValueError(f"sweep entry {entry!r}: {fld!r} is not a field of AnchoredSFTConfig (wise_ft takes 'weight')")
+            for raw in raws:
+                val = _sweep_value(entry, raw)
+                if method == "wise_ft" and not (isinstance(val, (int, float)) and 0.0 <= val <= 1.0):
+                    raise ValueError(f"sweep entry {entry!r}: wise_ft.weight must be a number in [0, 1], got {raw!r}")
+        for combo in itertools.product(*(raws for _, raws in grid)):
+            label = ",".join(f"{fld}={raw}" for fld, raw in zip(names, combo))
+            out.append((f"{method}({label})", method, {fld: _sweep_value(entry, raw) for fld, raw in zip(names, combo)}))
     return out
 
 
@@ -154,6 +174,14 @@ def variant_args(cfg: ExperimentConfig, out: Path, name: str, method: str, overr
         extra.update(method="sft", learning_rate=10 * c.learning_rate)
         peft_config = LoraConfig(r=16, lora_alpha=32, target_modules="all-linear", task_type="CAUSAL_LM")
     extra.update(overrides)
+    T, K = extra.get("outer_iterations"), extra.get("inner_epochs")
+    if (
+        method == "anchored"
+        and {"outer_iterations", "inner_epochs"} & set(overrides)
+        and isinstance(T, int)
+        and isinstance(K, int)
+    ):
+        extra["num_train_epochs"] = T * K  # a sweep may change T or K: the epochs follow (the config's own rule)
     return training_args(cfg, out, name, **extra), peft_config
 
 

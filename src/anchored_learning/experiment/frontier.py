@@ -1,0 +1,428 @@
+"""The frontier study: where each family of runs stands on the gain-vs-degradation plane.
+
+A *family* is every run of one method (all SFT runs over learning rate x epochs, the reference
+model included; every Anchored Learning run over alpha, T and K; WiSE-FT over w; ...).  The base
+model, at gain 0 and degradation 0, belongs to every family (it is the run with no training).
+
+The question users ask is "does this forget less than my tuned SFT, at the same gain?".  It is
+answered here by comparing each run with SFT's *frontier* (its non-dominated runs, joined by
+straight lines, as in ``results/*/frontier.png``):
+
+* **degradation at SFT-matched gain** of a run (gain g, degradation d): ``d - D_sft(g)``, where
+  ``D_sft(g)`` is the degradation SFT's frontier needs for gain g (linear between its runs; the
+  lowest point's degradation below its gain; undefined above SFT's best gain).  Negative: the run
+  forgets less than SFT at the same gain.
+* **gain at SFT-matched degradation**: ``g - G_sft(d)`` (``G_sft`` linear between frontier runs,
+  SFT's best gain beyond its most-degrading frontier run; undefined below its least-degrading
+  one).  Positive: the run gains more than SFT at the same degradation.
+* **hypervolume** of a family: the area (points x %) of the plane its runs dominate between gain
+  0 and a reference degradation (the worst run's degradation plus a tenth of the range), larger
+  is better.
+
+Intervals are percentile intervals of a paired bootstrap over seeds and items: each replicate
+draws the seeds with replacement and, for each draw, the items of every suite with replacement,
+the same item indices for every run of that seed (runs of one seed were evaluated on the same
+items), and recomputes every gain, degradation, frontier and statistic.  Gain and degradation
+of a run are the means over its seeds of the per-seed values defined in
+:mod:`anchored_learning.evaluation.metrics` (arXiv:2605.04468's evaluation protocol).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+#: the family every other one is compared with
+REFERENCE_FAMILY = "sft"
+#: the run whose numbers lead the report: the preset's Anchored Learning settings, fixed before any result
+HEADLINE = "anchored"
+
+
+def family_of(label: str) -> str:
+    """``"sft(learning_rate=1e-4,num_train_epochs=1)"`` -> ``"sft"``; the reference model's row
+    ``"sft"`` is SFT; ``"wise_ft(w=0.5)"`` -> ``"wise_ft"``."""
+    return label.split("(", 1)[0]
+
+
+# ------------------------------------------------------------------------------ frontier geometry
+
+
+def frontier_curve(points: Sequence[tuple[float, float]], include_origin: bool = True) -> np.ndarray:
+    """The non-dominated points of ``(degradation, gain)`` pairs as an array ``[k, 2]`` sorted by
+    gain (then degradation) ascending; along it degradation rises with gain.
+
+    A point is dominated when another has degradation <= and gain >= with one strict.  With
+    ``include_origin`` the base model (0, 0) is one of the points.  Non-finite points are ignored.
+    """
+    pts = [(float(d), float(g)) for d, g in points if np.isfinite(d) and np.isfinite(g)]
+    if include_origin:
+        pts.append((0.0, 0.0))
+    pts = sorted(set(pts), key=lambda p: (p[1], p[0]))
+    keep = [p for p in pts if not any(q[0] <= p[0] and q[1] >= p[1] and q != p for q in pts)]
+    return np.asarray(keep, dtype=np.float64).reshape(-1, 2)
+
+
+def degradation_at_gain(curve: np.ndarray, gain: float) -> float:
+    """``D(g)``: the degradation (%) the frontier ``curve`` (from :func:`frontier_curve`) needs for
+    gain ``g`` points: linear between its points, its first point's degradation below its lowest
+    gain, NaN above its highest gain (the family never gains that much)."""
+    d, g = curve[:, 0], curve[:, 1]
+    if not np.isfinite(gain) or gain > g[-1]:
+        return float("nan")
+    if gain <= g[0]:
+        return float(d[0])
+    return float(np.interp(gain, g, d))
+
+
+def gain_at_degradation(curve: np.ndarray, degradation: float) -> float:
+    """``G(d)``: the gain (points) the frontier ``curve`` reaches at degradation ``d`` %: linear
+    between its points, its best gain beyond its most-degrading point, NaN below its
+    least-degrading point (the family never forgets that little)."""
+    d, g = curve[:, 0], curve[:, 1]
+    if not np.isfinite(degradation) or degradation < d[0]:
+        return float("nan")
+    if degradation >= d[-1]:
+        return float(g[-1])
+    return float(np.interp(degradation, d, g))
+
+
+def hypervolume(points: Sequence[tuple[float, float]], ref_degradation: float) -> float:
+    """Area (points x %) of ``{(d, g): some point has degradation <= d <= ref_degradation and
+    0 <= g <= its gain}``: the part of the plane a family dominates above gain 0 and left of the
+    reference degradation.  The base model (0, 0) adds nothing."""
+    curve = frontier_curve([(d, g) for d, g in points if d < ref_degradation and g > 0], include_origin=False)
+    area = 0.0
+    for i, (d, g) in enumerate(curve):  # gain and degradation both rise along the curve
+        right = curve[i + 1, 0] if i + 1 < len(curve) else ref_degradation
+        area += (right - d) * g
+    return float(area)
+
+
+# ------------------------------------------------------------------------------ data and bootstrap
+
+
+def load_frontier_evals(folder: str | Path, seeds: Sequence[int] | None = None) -> dict[int, dict[str, dict[str, Any]]]:
+    """``{seed: {label: evaluation}}`` from ``folder/seed-<s>/evals/<label>.json`` (the layout of
+    ``anchored run --seeds`` / ``anchored frontier``), or ``folder/evals`` as seed ``config.seed``
+    for a single-seed run.
+
+    Raises:
+        ValueError: no evaluations of the base model, or a requested seed missing.
+    """
+    folder = Path(folder)
+    dirs = {int(p.name.split("-", 1)[1]): p for p in folder.glob("seed-*") if p.name.split("-", 1)[1].isdigit()}
+    if not dirs and (folder / "evals").is_dir():
+        seed = json.loads((folder / "config.json").read_text()).get("seed", 0) if (folder / "config.json").exists() else 0
+        dirs = {int(seed): folder}
+    out = {}
+    for s in sorted(dirs) if seeds is None else seeds:
+        if s not in dirs:
+            raise ValueError(f"{folder} has no seed-{s} folder; seeds present: {sorted(dirs)}")
+        evals = {p.stem: json.loads(p.read_text()) for p in sorted((dirs[s] / "evals").glob("*.json"))}
+        if "base" in evals:
+            out[s] = evals
+    if not out:
+        raise ValueError(f"{folder} holds no evaluation of the base model (evals/base.json): nothing to compare yet")
+    return out
+
+
+def _per_item(res: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray | None]:
+    x = np.asarray(res["items"], dtype=np.float64)
+    w = None if res.get("weights") is None else np.asarray(res["weights"], dtype=np.float64)
+    return x, w
+
+
+def _means(x: np.ndarray, w: np.ndarray | None, idx: np.ndarray) -> np.ndarray:
+    """Mean (weighted: ratio of sums) of ``x`` over each row of indices ``idx`` [R, n] -> [R]."""
+    if w is None:
+        return x[idx].mean(axis=1)
+    return (x[idx] * w[idx]).sum(axis=1) / np.maximum(w[idx].sum(axis=1), 1e-300)
+
+
+def bootstrap_points(
+    evals: Mapping[int, Mapping[str, Mapping[str, Any]]],
+    labels: Sequence[str],
+    target: str,
+    heldout: Sequence[str],
+    n_boot: int = 2000,
+    seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Gain and mean degradation of every run, on the full sample and on paired bootstrap
+    replicates over seeds and items (module docstring).
+
+    Args:
+        evals: ``{seed: {label: evaluate() output}}`` with ``"base"`` and every label in every seed.
+        labels: the runs, in output order.
+        target: the target suite (gain, points).
+        heldout: the held-out suites (degradation, % relative to the base, averaged).
+
+    Returns:
+        ``(gain, degradation)``, each ``[len(labels), n_boot + 1]``; column 0 is the full-sample
+        estimate (the mean over seeds of each seed's value), columns 1.. the replicates.
+
+    Raises:
+        ValueError: a run or suite missing in some seed, items not aligned with the base's, or a
+            held-out base score of 0 (relative degradation undefined).
+    """
+    seeds = sorted(evals)
+    S, M, rng = len(seeds), len(labels), np.random.default_rng(seed)
+    seed_draws = np.vstack([np.arange(S)[None], rng.integers(0, S, size=(n_boot, S))])  # [B+1, S]
+    gain = np.zeros((M, n_boot + 1))
+    deg = np.zeros((M, n_boot + 1))
+    for j in range(S):  # the j-th seed drawn in each replicate
+        for si, s in enumerate(seeds):
+            rows = np.nonzero(seed_draws[:, j] == si)[0]  # replicates whose j-th draw is seed s
+            if rows.size == 0:
+                continue
+            base = evals[s]["base"]["results"]
+            for k, suite in enumerate([target, *heldout]):
+                if suite not in base:
+                    raise ValueError(f"seed {s}: the base model has no {suite!r} evaluation")
+                xb, w = _per_item(base[suite])
+                n = xb.size
+                idx = rng.integers(0, n, size=(rows.size, n))
+                idx[rows == 0] = np.arange(n)  # replicate 0 is the full sample
+                mb = _means(xb, w, idx)
+                hib = bool(base[suite].get("higher_is_better", True))
+                if k > 0 and np.any(mb == 0):
+                    raise ValueError(f"seed {s}: the base model scores 0 on {suite!r}; relative degradation is undefined")
+                for m, label in enumerate(labels):
+                    res = evals[s].get(label, {}).get("results", {}).get(suite)
+                    if res is None:
+                        raise ValueError(f"seed {s}: {label!r} has no {suite!r} evaluation")
+                    if res.get("uids") != base[suite].get("uids") or len(res["items"]) != n:
+                        raise ValueError(f"seed {s}: {label!r}'s {suite!r} items are not the base model's")
+                    ma = _means(_per_item(res)[0], w, idx)
+                    if k == 0:
+                        gain[m, rows] += 100.0 * (ma - mb) / S
+                    else:
+                        drop = (mb - ma) if hib else (ma - mb)
+                        deg[m, rows] += 100.0 * drop / np.abs(mb) / (S * len(heldout))
+    return gain, deg
+
+
+def _ci(values: np.ndarray, level: float = 0.95) -> list[float] | None:
+    v = values[np.isfinite(values)]
+    if v.size == 0:
+        return None
+    q = (1 - level) / 2
+    return [float(np.quantile(v, q)), float(np.quantile(v, 1 - q))]
+
+
+def _estimate(values: np.ndarray) -> dict[str, Any]:
+    """``{"value", "ci", "defined"}`` from a row ``[B+1]`` (column 0 the full sample)."""
+    reps = values[1:]
+    return {
+        "value": None if not np.isfinite(values[0]) else float(values[0]),
+        "ci": _ci(reps),
+        "defined": float(np.isfinite(reps).mean()) if reps.size else 0.0,
+    }
+
+
+def frontier_statistics(
+    labels: Sequence[str], gain: np.ndarray, deg: np.ndarray, reference_family: str = REFERENCE_FAMILY
+) -> dict[str, Any]:
+    """Every statistic of the module docstring from :func:`bootstrap_points`' arrays.
+
+    Returns:
+        ``{"points": [{label, family, gain, degradation, on_family_frontier, on_frontier,
+        degradation_at_matched_gain, gain_at_matched_degradation}], "families": {family:
+        {labels, frontier, hypervolume, hypervolume_minus_reference}}, "ref_degradation",
+        "reference_family"}``; every estimate is ``{"value", "ci", "defined"}`` (``defined``: the
+        share of replicates where it exists).
+
+    Raises:
+        ValueError: no run of the reference family.
+    """
+    fam = [family_of(lab) for lab in labels]
+    ref_rows = [m for m, f in enumerate(fam) if f == reference_family]
+    if not ref_rows:
+        raise ValueError(f"no run of the {reference_family!r} family to compare with")
+    R = gain.shape[1]
+    full = gain[:, 0], deg[:, 0]
+    ref_deg = max(0.0, float(full[1].max()))
+    ref_deg += 0.1 * (ref_deg - min(0.0, float(full[1].min()))) or 1.0
+    families = sorted(set(fam), key=lambda f: (f != reference_family, fam.index(f)))
+    matched_d = np.full((len(labels), R), np.nan)
+    matched_g = np.full((len(labels), R), np.nan)
+    hv = {f: np.zeros(R) for f in families}
+    for r in range(R):
+        ref_curve = frontier_curve([(deg[m, r], gain[m, r]) for m in ref_rows])
+        for m in range(len(labels)):
+            if fam[m] != reference_family:
+                matched_d[m, r] = deg[m, r] - degradation_at_gain(ref_curve, gain[m, r])
+                matched_g[m, r] = gain[m, r] - gain_at_degradation(ref_curve, deg[m, r])
+        for f in families:
+            hv[f][r] = hypervolume([(deg[m, r], gain[m, r]) for m in range(len(labels)) if fam[m] == f], ref_deg)
+    overall = frontier_curve(list(zip(full[1], full[0])))
+    points = []
+    for m, label in enumerate(labels):
+        own = frontier_curve([(full[1][i], full[0][i]) for i in range(len(labels)) if fam[i] == fam[m]])
+        on = lambda c: bool(any(np.allclose(p, (full[1][m], full[0][m])) for p in c))  # noqa: E731
+        points.append(
+            {
+                "label": label,
+                "family": fam[m],
+                "gain": _estimate(gain[m]),
+                "degradation": _estimate(deg[m]),
+                "on_family_frontier": on(own),
+                "on_frontier": on(overall),
+                "degradation_at_matched_gain": None if fam[m] == reference_family else _estimate(matched_d[m]),
+                "gain_at_matched_degradation": None if fam[m] == reference_family else _estimate(matched_g[m]),
+            }
+        )
+    fams = {}
+    for f in families:
+        members = [m for m in range(len(labels)) if fam[m] == f]
+        curve = frontier_curve([(full[1][m], full[0][m]) for m in members])
+        fams[f] = {
+            "labels": [labels[m] for m in members],
+            "frontier": [labels[m] for m in members if any(np.allclose(p, (full[1][m], full[0][m])) for p in curve)],
+            "hypervolume": _estimate(hv[f]),
+            "hypervolume_minus_reference": None if f == reference_family else _estimate(hv[f] - hv[reference_family]),
+        }
+    return {"points": points, "families": fams, "ref_degradation": ref_deg, "reference_family": reference_family}
+
+
+# ------------------------------------------------------------------------------ the report
+
+
+def _fmt(est: Mapping[str, Any] | None, fmt: str = "{:+.1f}") -> str:
+    if est is None:
+        return ""
+    if est["value"] is None:
+        return "beyond SFT's range"
+    ci = est["ci"]
+    s = fmt.format(est["value"]) + (f" [{fmt.format(ci[0])}, {fmt.format(ci[1])}]" if ci else "")
+    return s + (f" ({100 * est['defined']:.0f}% of resamples)" if est["defined"] < 0.995 else "")
+
+
+def _verdict(stats: Mapping[str, Any], target_label: str) -> str:
+    """One sentence on the headline run (the preset's anchored settings) against SFT's frontier."""
+    head = next((p for p in stats["points"] if p["label"] == HEADLINE), None)
+    if head is None:
+        return f"{target_label}: the preset's anchored run has not finished yet."
+    d = head["degradation_at_matched_gain"]
+    g = head["gain_at_matched_degradation"]
+    if d["value"] is None:
+        return (
+            f"{target_label}: anchored gains {head['gain']['value']:+.1f} points, more than any SFT run "
+            f"(gain at SFT-matched degradation {_fmt(g)})."
+        )
+    ci = d["ci"] or [float("nan")] * 2
+    if ci[1] < 0:
+        word = "forgets less than"
+    elif ci[0] > 0:
+        word = "forgets more than"
+    else:
+        word = "cannot be told apart from"
+    return (
+        f"{target_label}: at SFT-matched gain, anchored {word} tuned SFT: degradation difference "
+        f"{_fmt(d)} percentage points of mean degradation (negative = less forgetting)."
+    )
+
+
+def write_frontier_report(
+    folder: str | Path, seeds: Sequence[int] | None = None, n_boot: int = 2000, boot_seed: int = 0
+) -> dict[str, Any]:
+    """Analyse a multi-seed run folder (``anchored frontier`` / ``anchored run --seeds``) and write
+    ``frontier.json``, ``frontier.md``, ``frontier.png``, ``training_curves.png`` and
+    ``anchor_bound.png`` into it.
+
+    Runs finished in only some of the analysed seeds are listed as incomplete and left out.
+
+    Returns:
+        the ``frontier.json`` content.
+
+    Raises:
+        ValueError: no finished base evaluation, no target task, or no SFT run in every seed.
+    """
+    from anchored_learning.io import write_json_atomic, write_text_atomic
+    from anchored_learning.report import plot_anchor_bound, plot_frontier, plot_training_curves
+
+    folder = Path(folder)
+    evals = load_frontier_evals(folder, seeds)
+    seeds = sorted(evals)
+    cfg_path = next((p for p in (folder / f"seed-{seeds[0]}" / "config.json", folder / "config.json") if p.exists()), None)
+    if cfg_path is None:
+        raise ValueError(f"{folder} has no config.json: not a run folder")
+    cfg = json.loads(cfg_path.read_text())
+    target = cfg.get("task")
+    if not target:
+        raise ValueError(f"{folder}: the run has no target task, so no gain to put on a frontier")
+    first = evals[seeds[0]]
+    order = list(dict.fromkeys([REFERENCE_FAMILY, HEADLINE, *sorted(family_of(lab) for lab in first)]))
+    labels = sorted(  # SFT's runs, then anchored's, then every other family's; by label within each
+        (lab for lab in first if lab != "base" and all(lab in evals[s] for s in seeds)),
+        key=lambda lab: (order.index(family_of(lab)), lab),
+    )
+    incomplete = sorted({lab for s in seeds for lab in evals[s] if lab != "base" and lab not in labels})
+    heldout = [h for h in cfg["heldout"] if all(h in evals[s]["base"]["results"] for s in seeds)]
+    gain, deg = bootstrap_points(evals, labels, target, heldout, n_boot=n_boot, seed=boot_seed)
+    stats = frontier_statistics(labels, gain, deg)
+    label = target
+    verdict = _verdict(stats, label)
+    result = {
+        "task": target,
+        "seeds": seeds,
+        "heldout": heldout,
+        "n_items": {k: len(first["base"]["results"][k]["items"]) for k in [target, *heldout]},
+        "n_boot": n_boot,
+        "bootstrap_seed": boot_seed,
+        "verdict": verdict,
+        "incomplete": incomplete,
+        **stats,
+    }
+    lines = [
+        f"# Frontier: {label}, seeds {seeds}",
+        "",
+        verdict,
+        "",
+        f"Gain: points on {label} ({result['n_items'][target]} items per seed). Degradation: mean relative drop (%) "
+        f"on {', '.join(heldout)}. Means over seeds; 95% intervals from a paired bootstrap over seeds and items "
+        f"({n_boot} resamples). 'vs SFT at matched gain': the run's degradation minus SFT's frontier's at the same "
+        "gain (negative = forgets less); 'vs SFT at matched degradation': the run's gain minus SFT's at the same "
+        "degradation (positive = gains more). `*` on the overall frontier, `+` on its family's.",
+        "",
+        "| run | gain (pts) | degradation (%) | vs SFT at matched gain | vs SFT at matched degradation |",
+        "|---|---|---|---|---|",
+    ]
+    for p in stats["points"]:
+        mark = ("*" if p["on_frontier"] else "") + ("+" if p["on_family_frontier"] else "")
+        lines.append(
+            f"| {p['label']} {mark} | {_fmt(p['gain'])} | {_fmt(p['degradation'])} | "
+            f"{_fmt(p['degradation_at_matched_gain'])} | {_fmt(p['gain_at_matched_degradation'])} |"
+        )
+    lines += [
+        "",
+        f"Hypervolume (points x %, above gain 0 and left of degradation {stats['ref_degradation']:.1f}%):",
+        "",
+        "| family | runs | frontier runs | hypervolume | minus SFT's |",
+        "|---|---|---|---|---|",
+    ]
+    for f, v in stats["families"].items():
+        lines.append(
+            f"| {f} | {len(v['labels'])} | {', '.join(v['frontier']) or '(base only)'} | "
+            f"{_fmt(v['hypervolume'], '{:.0f}')} | {_fmt(v['hypervolume_minus_reference'], '{:+.0f}')} |"
+        )
+    if incomplete:
+        lines += ["", f"Not in every seed yet (left out): {', '.join(incomplete)}."]
+    write_text_atomic(folder / "frontier.md", "\n".join(lines) + "\n")
+    plot_frontier(stats, folder / "frontier.png", title=f"{label}: gain vs. degradation, seeds {seeds}")
+    runs = {s: folder / f"seed-{s}" if (folder / f"seed-{s}").is_dir() else folder for s in seeds}
+    plot_training_curves(
+        {lab: runs[seeds[0]] / "models" / ("reference" if lab == "sft" else lab) / "final" for lab in labels},
+        folder / "training_curves.png",
+        title=f"{label}: training loss, seed {seeds[0]}",
+    )
+    bound = plot_anchor_bound(
+        {(s, lab): runs[s] / "models" / lab / "final" for s in seeds for lab in labels if family_of(lab) in ("anchored",)},
+        folder / "anchor_bound.png",
+    )
+    result["anchor_bound"] = bound
+    write_json_atomic(folder / "frontier.json", result)
+    return result
