@@ -5,7 +5,8 @@ Produced the committed run folders ``results/igsm-quick/``, ``results/igsm-defau
 
 Usage: python scripts/export_run.py RUN_DIR DEST_DIR
        e.g. python scripts/export_run.py runs/igsm-default-v2 results/igsm-default
-Copies config.json, results.json/.md, pareto.png, wall_time.json, evals/*.json, and per model
+Copies config.json, results.json/.md, pareto.png, wall_time.json, the frontier study's files
+(``anchored frontier``: frontier.json/.md/.png, training_curves.png, anchor_bound.png), evals/*.json, and per model
 the training log and anchor diagnostics from ``models/<name>/final/.complete`` (weights are not
 copied).  A multi-seed folder (``anchored run --seeds ...``) is exported with its aggregate files
 at the top and each ``seed-N/`` below.
@@ -21,7 +22,8 @@ from pathlib import Path
 
 def export(src: Path, dest: Path) -> None:
     dest.mkdir(parents=True, exist_ok=True)
-    for name in ("config.json", "results.json", "results.md", "pareto.png", "wall_time.json"):
+    frontier = ("frontier.json", "frontier.md", "frontier.png", "training_curves.png", "anchor_bound.png")
+    for name in ("config.json", "results.json", "results.md", "pareto.png", "wall_time.json", *frontier):
         if (src / name).exists():
             shutil.copy2(src / name, dest / name)
     if (src / "evals").is_dir():

@@ -4,6 +4,7 @@ per-seed metrics, and the report on a synthetic run folder."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -194,6 +195,16 @@ def test_write_frontier_report_on_a_run_folder(tmp_path):
         "anchored",
         "anchored(anchor_alpha=0.25)",
     ]
+    # an exported copy (scripts/export_run.py: evals and train_log_*.json, no weights) gives the same report
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("export_run", Path(__file__).parents[1] / "scripts" / "export_run.py")
+    export_run = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(export_run)
+    export_run.export(tmp_path, tmp_path / "exported")
+    again = write_frontier_report(tmp_path / "exported", seeds=[0, 1], n_boot=50)
+    assert json.loads((tmp_path / "frontier.json").read_text())["points"] == again["points"]
+    assert len(again["anchor_bound"]) == 2 and (tmp_path / "exported" / "training_curves.png").exists()
     with pytest.raises(ValueError, match="no seed-7"):
         load_frontier_evals(tmp_path, seeds=[7])
     with pytest.raises(ValueError, match="no evaluation of the base model"):

@@ -235,28 +235,17 @@ def plot_frontier(stats: dict[str, Any], path: str | os.PathLike, title: str = "
     return _save(fig, path)
 
 
-def _done_record(final_dir: Path) -> dict[str, Any] | None:
-    """The training record (``log_history``, ``anchor_history``) a finished model folder keeps in
-    its completion marker, or None (not trained here, e.g. WiSE-FT, or not finished)."""
-    import json
-
-    from anchored_learning.experiment.plan import DONE
-
-    marker = Path(final_dir) / DONE
-    return json.loads(marker.read_text()) if marker.exists() else None
-
-
-def plot_training_curves(runs: dict[str, Path], path: str | os.PathLike, title: str = "") -> Path | None:
+def plot_training_curves(records: dict[str, dict[str, Any]], path: str | os.PathLike, title: str = "") -> Path | None:
     """Training loss (nats per response token; for Anchored Learning the KL to the anchor) against
-    epoch for every finished run, one panel per family.  Returns None when no run has a log.
+    epoch for every run, one panel per family.  Returns None (and draws nothing) when no run has a log.
 
     Args:
-        runs: label -> the run's ``models/<label>/final`` folder.
+        records: label -> the run's training record (``log_history`` as the trainer's state
+            keeps it; what ``models/<label>/final/.complete`` holds).
     """
     logs = {}
-    for label, d in runs.items():
-        rec = _done_record(d)
-        pts = [(e["epoch"], e["loss"]) for e in (rec or {}).get("log_history", []) if "loss" in e and "epoch" in e]
+    for label, rec in records.items():
+        pts = [(e["epoch"], e["loss"]) for e in rec.get("log_history", []) if "loss" in e and "epoch" in e]
         if pts:
             logs[label] = pts
     if not logs:
@@ -277,21 +266,21 @@ def plot_training_curves(runs: dict[str, Path], path: str | os.PathLike, title: 
     return _save(fig, path)
 
 
-def plot_anchor_bound(runs: dict[tuple[int, str], Path], path: str | os.PathLike) -> list[dict[str, Any]]:
+def plot_anchor_bound(records: dict[tuple[int, str], dict[str, Any]], path: str | os.PathLike) -> list[dict[str, Any]]:
     """The per-iteration bound of every Anchored Learning run: KL(p_t || q_t) against
     alpha * KL(p_t || p_sft) at each snapshot refresh (METHOD.md: the logit anchor guarantees
     the first <= the second), with the diagonal drawn.  Draws nothing when no run logged it.
 
     Args:
-        runs: (seed, label) -> the run's ``models/<label>/final`` folder.
+        records: (seed, label) -> the run's training record (its ``anchor_history``).
 
     Returns:
         one record per refresh: seed, label, outer_iteration, kl_snapshot_anchor,
         alpha_kl_snapshot_reference, holds.
     """
     recs = []
-    for (seed, label), d in runs.items():
-        for h in (_done_record(d) or {}).get("anchor_history", []):
+    for (seed, label), rec in records.items():
+        for h in rec.get("anchor_history", []):
             lhs, rhs = h.get("kl_snapshot_anchor"), h.get("alpha_kl_snapshot_reference")
             if lhs is None or rhs is None:
                 continue

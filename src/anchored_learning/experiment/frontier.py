@@ -291,6 +291,20 @@ def frontier_statistics(
 # ------------------------------------------------------------------------------ the report
 
 
+def training_record(run: Path, label: str) -> dict[str, Any] | None:
+    """The training record (``train_time_s``, ``log_history``, ``anchor_history``) of run
+    ``label`` in the run folder ``run``: ``models/<name>/final/.complete`` of a run folder, or
+    ``train_log_<name>.json`` of one exported with ``scripts/export_run.py`` (``<name>`` is
+    ``reference`` for the row ``sft``); None for a run that was not trained (WiSE-FT)."""
+    from anchored_learning.experiment.plan import DONE
+
+    name = "reference" if label == "sft" else label
+    for path in (run / "models" / name / "final" / DONE, run / f"train_log_{name}.json"):
+        if path.exists():
+            return json.loads(path.read_text())
+    return None
+
+
 def _fmt(est: Mapping[str, Any] | None, fmt: str = "{:+.1f}") -> str:
     if est is None:
         return ""
@@ -415,12 +429,17 @@ def write_frontier_report(
     plot_frontier(stats, folder / "frontier.png", title=f"{label}: gain vs. degradation, seeds {seeds}")
     runs = {s: folder / f"seed-{s}" if (folder / f"seed-{s}").is_dir() else folder for s in seeds}
     plot_training_curves(
-        {lab: runs[seeds[0]] / "models" / ("reference" if lab == "sft" else lab) / "final" for lab in labels},
+        {lab: r for lab in labels if (r := training_record(runs[seeds[0]], lab)) is not None},
         folder / "training_curves.png",
         title=f"{label}: training loss, seed {seeds[0]}",
     )
     bound = plot_anchor_bound(
-        {(s, lab): runs[s] / "models" / lab / "final" for s in seeds for lab in labels if family_of(lab) in ("anchored",)},
+        {
+            (s, lab): r
+            for s in seeds
+            for lab in labels
+            if family_of(lab) == HEADLINE and (r := training_record(runs[s], lab)) is not None
+        },
         folder / "anchor_bound.png",
     )
     result["anchor_bound"] = bound
