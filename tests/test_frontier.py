@@ -11,6 +11,7 @@ import pytest
 
 from anchored_learning.evaluation.metrics import compare
 from anchored_learning.experiment.frontier import (
+    _verdict,
     bootstrap_points,
     degradation_at_gain,
     family_of,
@@ -160,6 +161,14 @@ def test_frontier_statistics_closed_form():
         hypervolume([(5, 15)], ref) - hypervolume([(20, 20), (10, 10)], ref)
     )
     assert st["families"]["sft"]["frontier"] == ["sft", "sft(learning_rate=1e-4)"]
+    assert _verdict(st, "t").endswith(
+        "-10.0 [-10.0, -10.0] percentage points (negative = less forgetting): better than tuned SFT."
+    )
+    # anchored above SFT's best gain: the verdict turns to the gain at matched degradation
+    g2 = g.copy()
+    g2[2] = [30.0, 30.0, 3.0]  # one replicate with less gain than SFT at that degradation
+    v = _verdict(frontier_statistics(labels, g2, d), "t")
+    assert "above every SFT run's point estimate" in v and "not distinguishable" in v
     with pytest.raises(ValueError, match="no run of the 'sft' family"):
         frontier_statistics(["anchored"], g[:1], d[:1])
 

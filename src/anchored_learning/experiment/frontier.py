@@ -322,21 +322,21 @@ def _verdict(stats: Mapping[str, Any], target_label: str) -> str:
         return f"{target_label}: the preset's anchored run has not finished yet."
     d = head["degradation_at_matched_gain"]
     g = head["gain_at_matched_degradation"]
+
+    def sign(est, better_below: bool) -> str:
+        lo, hi = est["ci"] or (float("nan"),) * 2
+        if (hi < 0) if better_below else (lo > 0):
+            return "better than tuned SFT"
+        if (lo > 0) if better_below else (hi < 0):
+            return "worse than tuned SFT"
+        return "not distinguishable from tuned SFT (the interval holds 0)"
+
     if d["value"] is None:
-        return (
-            f"{target_label}: anchored gains {head['gain']['value']:+.1f} points, more than any SFT run "
-            f"(gain at SFT-matched degradation {_fmt(g)})."
-        )
-    ci = d["ci"] or [float("nan")] * 2
-    if ci[1] < 0:
-        word = "forgets less than"
-    elif ci[0] > 0:
-        word = "forgets more than"
-    else:
-        word = "cannot be told apart from"
+        tail = "" if g["value"] is None else f"; its gain at SFT-matched degradation is {_fmt(g)} points: {sign(g, False)}"
+        return f"{target_label}: anchored gains {head['gain']['value']:+.1f} points, above every SFT run's point estimate{tail}."
     return (
-        f"{target_label}: at SFT-matched gain, anchored {word} tuned SFT: degradation difference "
-        f"{_fmt(d)} percentage points of mean degradation (negative = less forgetting)."
+        f"{target_label}: anchored's degradation at SFT-matched gain differs from SFT's frontier by {_fmt(d)} "
+        f"percentage points (negative = less forgetting): {sign(d, True)}."
     )
 
 
