@@ -443,8 +443,8 @@ def test_frontier_takes_the_bundled_grid_and_flags_override_it(tmp_path, monkeyp
 
     got, reported = [], []
 
-    def fake_report(folder, n_boot=2000):
-        reported.append((folder, n_boot))
+    def fake_report(folder, seeds=None, n_boot=2000):
+        reported.append((folder, seeds, n_boot))
         Path(folder).mkdir(parents=True, exist_ok=True)
         (Path(folder) / "frontier.md").write_text("table")
         return {"verdict": "v", "points": []}
@@ -455,7 +455,7 @@ def test_frontier_takes_the_bundled_grid_and_flags_override_it(tmp_path, monkeyp
     monkeypatch.setattr(experiment.Experiment, "__init__", lambda self, cfg, console_log=None: None)
     res = _invoke(["frontier"])
     assert res.exit_code == 0, res.output
-    assert reported[-1] == ("runs/igsm-frontier", 2000)
+    assert reported[-1] == ("runs/igsm-frontier", [0, 1, 2], 2000)
     cfg, seeds = got[-1]
     assert seeds == [0, 1, 2] and cfg.preset == "default"
     assert cfg.sweep[0] == "sft.learning_rate=3e-5,1e-4,3e-4;num_train_epochs=1,3"
@@ -465,8 +465,8 @@ def test_frontier_takes_the_bundled_grid_and_flags_override_it(tmp_path, monkeyp
     cfg, seeds = got[-1]
     assert seeds == [4] and cfg.sweep == ["anchored.anchor_alpha=0.25"] and cfg.baselines == ["sft"]
     assert cfg.output_dir == "runs/ifeval-frontier"
-    res = _invoke(["frontier", "--report_only", "-o", "elsewhere", "--n_boot", "50"])
-    assert res.exit_code == 0 and len(got) == 2 and reported[-1] == ("elsewhere", 50)  # nothing trained
+    res = _invoke(["frontier", "--report_only", "-o", "elsewhere", "--n_boot", "50", "--seeds", "0"])
+    assert res.exit_code == 0 and len(got) == 2 and reported[-1] == ("elsewhere", [0], 50)  # nothing trained
     assert "--report_only" in _invoke(["frontier", "--help"]).output
 
 

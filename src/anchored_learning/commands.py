@@ -281,7 +281,10 @@ class FrontierArguments:
 
     report_only: bool = field(
         default=False,
-        metadata={"help": "Train nothing: analyse the runs already finished in the output folder (e.g. while it runs)."},
+        metadata={
+            "help": "Train nothing: analyse the runs already finished in the output folder for --seeds (e.g. --seeds 0 "
+            "while later seeds are still running; runs not finished in every one of those seeds are left out)."
+        },
     )
     n_boot: int = field(default=2000, metadata={"help": "Bootstrap resamples (over seeds and items) of every interval."})
 
@@ -324,10 +327,13 @@ def frontier_command(ctx: typer.Context) -> None:
         raise typer.BadParameter(f"n_boot must be >= 10, got {args.n_boot}", param_hint="--n_boot")
     console = Console()
     log = lambda s: console.print(s, markup=False)  # noqa: E731
+    try:
+        seeds = check_seeds(_seeds(seed_args.seeds) or [])
+    except ValueError as e:
+        raise _bad(str(e)) from None
     if not args.report_only:
         _check_data_file(cfg)
         try:
-            seeds = check_seeds(_seeds(seed_args.seeds) or [])
             Experiment(cfg, console_log=lambda m: None)  # validates every stage before any work
         except ValueError as e:
             raise _bad(str(e)) from None
@@ -336,7 +342,7 @@ def frontier_command(ctx: typer.Context) -> None:
         except FloatingPointError as e:
             _diverged(e)
     try:
-        res = write_frontier_report(cfg.output_dir, n_boot=int(args.n_boot))
+        res = write_frontier_report(cfg.output_dir, seeds=seeds, n_boot=int(args.n_boot))
     except ValueError as e:
         raise _bad(str(e)) from None
     console.print(frontier_summary(res), markup=False, soft_wrap=True)

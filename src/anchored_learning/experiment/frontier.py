@@ -118,6 +118,9 @@ def load_frontier_evals(folder: str | Path, seeds: Sequence[int] | None = None) 
     if not dirs and (folder / "evals").is_dir():
         seed = json.loads((folder / "config.json").read_text()).get("seed", 0) if (folder / "config.json").exists() else 0
         dirs = {int(seed): folder}
+    nothing = f"{folder} holds no evaluation of the base model (evals/base.json): nothing to compare yet"
+    if not dirs:
+        raise ValueError(nothing)
     out = {}
     for s in sorted(dirs) if seeds is None else seeds:
         if s not in dirs:
@@ -126,7 +129,7 @@ def load_frontier_evals(folder: str | Path, seeds: Sequence[int] | None = None) 
         if "base" in evals:
             out[s] = evals
     if not out:
-        raise ValueError(f"{folder} holds no evaluation of the base model (evals/base.json): nothing to compare yet")
+        raise ValueError(nothing)
     return out
 
 
