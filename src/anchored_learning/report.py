@@ -24,6 +24,17 @@ def pareto_frontier(points: Sequence[tuple[float, float]]) -> list[int]:
     return sorted(idx, key=lambda i: (points[i][0], -points[i][1]))
 
 
+def _finish_gain_degradation_axes(fig, ax, title: str) -> None:
+    """Axes lines at 0, the axis labels, the title and the legend of a gain-vs-degradation plot."""
+    ax.axhline(0, color="grey", linewidth=0.5)
+    ax.axvline(0, color="grey", linewidth=0.5)
+    ax.set_xlabel("mean degradation on held-out suite (%, lower is better)")
+    ax.set_ylabel("target gain (points, higher is better)")
+    ax.set_title(title)
+    ax.legend(fontsize=8, loc="best")
+    fig.tight_layout()
+
+
 def plot_pareto(rows: Sequence[dict[str, Any]], path: str | os.PathLike, title: str = "") -> Path:
     """Scatter of gain (points) against mean degradation (%) with the frontier drawn, each point labelled.
 
@@ -62,13 +73,7 @@ def plot_pareto(rows: Sequence[dict[str, Any]], path: str | os.PathLike, title: 
         fx = [pts[i][0] for i in front]
         fy = [pts[i][1] for i in front]
         ax.step(fx, fy, where="post", color="black", linestyle="--", linewidth=1, label="Pareto frontier", zorder=2)
-    ax.axhline(0, color="grey", linewidth=0.5)
-    ax.axvline(0, color="grey", linewidth=0.5)
-    ax.set_xlabel("mean degradation on held-out suite (%, lower is better)")
-    ax.set_ylabel("target gain (points, higher is better)")
-    ax.set_title(title or "gain vs. stability")
-    ax.legend(fontsize=8, loc="best")
-    fig.tight_layout()
+    _finish_gain_degradation_axes(fig, ax, title or "gain vs. stability")
     path = Path(path)
     with atomic_file(path) as tmp:
         fig.savefig(tmp)
@@ -225,13 +230,7 @@ def plot_frontier(stats: dict[str, Any], path: str | os.PathLike, title: str = "
         curve = frontier_curve(list(zip(xs, ys)))
         ax.plot(curve[:, 0], curve[:, 1], color=color, linewidth=1.2, linestyle="-" if f == "sft" else "--", zorder=2)
     ax.scatter([0], [0], color="black", marker="x", s=40, label="base", zorder=3)
-    ax.axhline(0, color="grey", linewidth=0.5)
-    ax.axvline(0, color="grey", linewidth=0.5)
-    ax.set_xlabel("mean degradation on held-out suite (%, lower is better)")
-    ax.set_ylabel("target gain (points, higher is better)")
-    ax.set_title(title or "gain vs. degradation")
-    ax.legend(fontsize=8, loc="best")
-    fig.tight_layout()
+    _finish_gain_degradation_axes(fig, ax, title or "gain vs. degradation")
     return _save(fig, path)
 
 
