@@ -161,6 +161,7 @@ def test_frontier_statistics_closed_form():
         hypervolume([(5, 15)], ref) - hypervolume([(20, 20), (10, 10)], ref)
     )
     assert st["families"]["sft"]["frontier"] == ["sft", "sft(learning_rate=1e-4)"]
+    assert st["families"]["sft"]["curve"] == [[0.0, 0.0], [10.0, 10.0], [20.0, 20.0]]
     assert _verdict(st, "t").endswith(
         "-10.0 [-10.0, -10.0] percentage points (negative = less forgetting): better than tuned SFT."
     )

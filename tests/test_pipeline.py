@@ -224,9 +224,10 @@ def test_plan_labels_and_duplicates(tmp_path):
     ]
     # the sweep point equal to the preset's anchored run is named as such, not trained twice
     assert "[skip] anchored(learning_rate=1e-4): the same model as anchored" in logs
-    # quick: student lr == reference lr and the same epochs, so plain SFT would retrain the reference
+    # student lr == reference lr and the same epochs: plain SFT would retrain the reference
     quick = Experiment(
-        ExperimentConfig(preset="quick", output_dir=str(tmp_path / "q"), baselines=("sft",)), console_log=logs.append
+        ExperimentConfig(preset="quick", output_dir=str(tmp_path / "q"), baselines=("sft",), learning_rate=3e-4),
+        console_log=logs.append,
     )
     assert quick.plan == [("anchored", "anchored", {})]
     assert "[skip] sft(learning_rate=3e-4): the same model as sft" in logs

@@ -198,11 +198,10 @@ def plot_frontier(stats: dict[str, Any], path: str | os.PathLike, title: str = "
 
     Args:
         stats: ``points`` with ``label``, ``family``, ``gain`` and ``degradation`` estimates
-            (``{"value", "ci"}``), as frontier_statistics returns them.
+            (``{"value", "ci"}``) and ``families`` with each family's frontier ``curve``
+            (``[[degradation, gain], ...]``), as frontier_statistics returns them.
         path: PNG destination (written atomically).
     """
-    from anchored_learning.experiment.frontier import frontier_curve
-
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(8, 6), dpi=120)
     cmap = plt.get_cmap("tab10")
@@ -227,8 +226,15 @@ def plot_frontier(stats: dict[str, Any], path: str | os.PathLike, title: str = "
             )
             ax.annotate(short_label(p["label"]), (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7, color=color)
         ax.scatter(xs, ys, color=color, label=f, s=40, zorder=3)
-        curve = frontier_curve(list(zip(xs, ys)))
-        ax.plot(curve[:, 0], curve[:, 1], color=color, linewidth=1.2, linestyle="-" if f == "sft" else "--", zorder=2)
+        curve = stats["families"][f]["curve"]
+        ax.plot(
+            [c[0] for c in curve],
+            [c[1] for c in curve],
+            color=color,
+            linewidth=1.2,
+            linestyle="-" if f == "sft" else "--",
+            zorder=2,
+        )
     ax.scatter([0], [0], color="black", marker="x", s=40, label="base", zorder=3)
     _finish_gain_degradation_axes(fig, ax, title or "gain vs. degradation")
     return _save(fig, path)

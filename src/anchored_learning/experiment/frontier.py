@@ -284,6 +284,7 @@ def frontier_statistics(
         curve = frontier_curve([(full[1][m], full[0][m]) for m in members])
         fams[f] = {
             "labels": [labels[m] for m in members],
+            "curve": curve.tolist(),  # [[degradation, gain], ...] from the base model at (0, 0), gain rising
             "frontier": [labels[m] for m in members if any(np.allclose(p, (full[1][m], full[0][m])) for p in curve)],
             "hypervolume": _estimate(hv[f]),
             "hypervolume_minus_reference": None if f == reference_family else _estimate(hv[f] - hv[reference_family]),
