@@ -43,11 +43,7 @@ def plot_pareto(rows: Sequence[dict[str, Any]], path: str | os.PathLike, title: 
             ``gain_sd`` and ``degradation_sd``, drawn as error bars, e.g. over seeds).
         path: PNG destination (written atomically).
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     pts = [(float(r["degradation"]), float(r["gain"])) for r in rows]
     front = pareto_frontier(pts)
     fig, ax = plt.subplots(figsize=(7, 5), dpi=120)
@@ -74,11 +70,7 @@ def plot_pareto(rows: Sequence[dict[str, Any]], path: str | os.PathLike, title: 
         fy = [pts[i][1] for i in front]
         ax.step(fx, fy, where="post", color="black", linestyle="--", linewidth=1, label="Pareto frontier", zorder=2)
     _finish_gain_degradation_axes(fig, ax, title or "gain vs. stability")
-    path = Path(path)
-    with atomic_file(path) as tmp:
-        fig.savefig(tmp)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def markdown_table(rows: Sequence[dict[str, Any]], heldout: Sequence[str], train_time: bool = True) -> str:

@@ -36,6 +36,9 @@ from typing import Any
 
 import numpy as np
 
+from anchored_learning.evaluation.metrics import _stat  # mean (weighted: ratio of sums) per row of indices
+from anchored_learning.report import pareto_frontier
+
 #: the family every other one is compared with
 REFERENCE_FAMILY = "sft"
 #: the run whose numbers lead the report: the preset's Anchored Learning settings, fixed before any result
@@ -59,11 +62,9 @@ def frontier_curve(points: Sequence[tuple[float, float]], include_origin: bool =
     ``include_origin`` the base model (0, 0) is one of the points.  Non-finite points are ignored.
     """
     pts = [(float(d), float(g)) for d, g in points if np.isfinite(d) and np.isfinite(g)]
-    if include_origin:
-        pts.append((0.0, 0.0))
-    pts = sorted(set(pts), key=lambda p: (p[1], p[0]))
-    keep = [p for p in pts if not any(q[0] <= p[0] and q[1] >= p[1] and q != p for q in pts)]
-    return np.asarray(keep, dtype=np.float64).reshape(-1, 2)
+    pts = sorted(set(pts + ([(0.0, 0.0)] if include_origin else [])))
+    # non-dominated points sorted by degradation: their gains rise too
+    return np.asarray([pts[i] for i in pareto_frontier(pts)], dtype=np.float64).reshape(-1, 2)
 
 
 def degradation_at_gain(curve: np.ndarray, gain: float) -> float:
@@ -139,13 +140,6 @@ def _per_item(res: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray | None]:
     return x, w
 
 
-def _means(x: np.ndarray, w: np.ndarray | None, idx: np.ndarray) -> np.ndarray:
-    """Mean (weighted: ratio of sums) of ``x`` over each row of indices ``idx`` [R, n] -> [R]."""
-    if w is None:
-        return x[idx].mean(axis=1)
-    return (x[idx] * w[idx]).sum(axis=1) / np.maximum(w[idx].sum(axis=1), 1e-300)
-
-
 def bootstrap_points(
     evals: Mapping[int, Mapping[str, Mapping[str, Any]]],
     labels: Sequence[str],
@@ -189,7 +183,7 @@ def bootstrap_points(
                 n = xb.size
                 idx = rng.integers(0, n, size=(rows.size, n))
                 idx[rows == 0] = np.arange(n)  # replicate 0 is the full sample
-                mb = _means(xb, w, idx)
+                mb = _stat(xb, w, idx)
                 hib = bool(base[suite].get("higher_is_better", True))
                 if k > 0 and np.any(mb == 0):
                     raise ValueError(f"seed {s}: the base model scores 0 on {suite!r}; relative degradation is undefined")
@@ -199,7 +193,7 @@ def bootstrap_points(
                         raise ValueError(f"seed {s}: {label!r} has no {suite!r} evaluation")
                     if res.get("uids") != base[suite].get("uids") or len(res["items"]) != n:
                         raise ValueError(f"seed {s}: {label!r}'s {suite!r} items are not the base model's")
-                    ma = _means(_per_item(res)[0], w, idx)
+                    ma = _stat(_per_item(res)[0], w, idx)
                     if k == 0:
                         gain[m, rows] += 100.0 * (ma - mb) / S
                     else:
@@ -360,7 +354,7 @@ def write_frontier_report(
         ValueError: no finished base evaluation, no target task, or no SFT run in every seed.
     """
     from anchored_learning.io import write_json_atomic, write_text_atomic
-    from anchored_learning.report import plot_anchor_bound, plot_frontier, plot_training_curves
+    from anchored_learning.report import plot_anchor_bound, plot_frontier, plot_training_curves  # matplotlib
 
     folder = Path(folder)
     evals = load_frontier_evals(folder, seeds)
