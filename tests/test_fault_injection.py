@@ -3,7 +3,8 @@
 * Fault injection: an `anchored run` killed with SIGKILL at several points, one of them with the
   newest checkpoint left as an interrupted save, then restarted with the same command, ends with
   the same results as an uninterrupted run, item for item.
-* Launchers: `anchored train` under torchrun with 2 CPU processes writes the same models as 1 process.
+* Launchers: `anchored train` and `anchored run` under torchrun with 2 CPU processes write the same
+  models as 1 process.
 """
 
 from __future__ import annotations
@@ -132,3 +133,47 @@ def test_anchored_train_under_torchrun_matches_one_process(tmp_path):
         assert a.keys() == b.keys()
         diff = max((a[k] - b[k]).abs().max().item() for k in a)
         assert diff < 2e-4, (folder, diff)  # the float summation order differs between 1 and 2 processes
+
+
+@pytest.mark.slow
+@needs_olmo
+def test_anchored_run_under_torchrun_matches_one_process(tmp_path):
+    """`anchored run` started by torchrun with 2 CPU processes x batch 1 trains the same reference,
+    anchored student and SFT baseline as 1 process x batch 2 (DDP, anchor cache sharded across
+    ranks); the main process alone evaluates, writes and reports, with the same per-item results."""
+    from safetensors.torch import load_file
+
+    model, tok = tiny_llama(seed=0)
+    model.save_pretrained(tmp_path / "tiny")
+    tok.save_pretrained(tmp_path / "tiny")
+    args = [*RUN[: RUN.index("--per_device_train_batch_size")], "--baselines", "sft", "wise_ft"]
+    run = ["-m", "anchored_learning.cli", "run", "-m", str(tmp_path / "tiny"), *args]
+    one = [sys.executable, *run, "-o", str(tmp_path / "one"), "--per_device_train_batch_size", "2"]
+    two = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", *run,
+           "-o", str(tmp_path / "two"), "--per_device_train_batch_size", "1"]  # fmt: skip
+    for cmd in (one, two):
+        proc = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=900)
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert proc.stdout.count("[train] anchored") == 1  # the other rank logs nothing
+    names = sorted(p.parent.parent.name for p in (tmp_path / "one" / "models").glob("*/final/model.safetensors"))
+    assert len(names) == 3 and {"reference", "anchored"} < set(names), names  # and the SFT baseline
+    for name in names:
+        a = load_file(tmp_path / "one" / "models" / name / "final" / "model.safetensors")
+        b = load_file(tmp_path / "two" / "models" / name / "final" / "model.safetensors")
+        assert a.keys() == b.keys()
+        diff = max((a[k] - b[k]).abs().max().item() for k in a)
+        assert diff < 2e-4, (name, diff)  # the float summation order differs between 1 and 2 processes
+    one_rows, two_rows = (json.loads((tmp_path / d / "results.json").read_text())["rows"] for d in ("one", "two"))
+    assert [r["method"] for r in one_rows] == [r["method"] for r in two_rows]
+    evals = sorted(f.name for f in (tmp_path / "one" / "evals").glob("*.json"))
+    assert evals == sorted(f.name for f in (tmp_path / "two" / "evals").glob("*.json")) and len(evals) == 5
+    for f in evals:
+        a, b = (json.loads((tmp_path / d / "evals" / f).read_text())["results"] for d in ("one", "two"))
+        assert a.keys() == b.keys()
+        for suite in a:
+            assert a[suite].get("predictions") == b[suite].get("predictions"), (f, suite)  # generation suites
+            assert a[suite]["primary"] == pytest.approx(b[suite]["primary"], rel=1e-5), (f, suite)
+            if f == "base.json":  # the same model, evaluated by the main process: equal but for the clock
+                assert {k: v for k, v in a[suite].items() if k != "wall_time_s"} == {
+                    k: v for k, v in b[suite].items() if k != "wall_time_s"
+                }

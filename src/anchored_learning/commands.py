@@ -306,6 +306,7 @@ def frontier_command(ctx: typer.Context) -> None:
 
     from anchored_learning.experiment import Experiment, ExperimentConfig, check_seeds, run_seeds
     from anchored_learning.experiment.frontier import write_frontier_report
+    from anchored_learning.experiment.stages import is_main_process
 
     cfg, seed_args, args = parse_config_args(
         ctx.args,
@@ -341,6 +342,8 @@ def frontier_command(ctx: typer.Context) -> None:
             run_seeds(cfg, seeds, console_log=log)
         except FloatingPointError as e:
             _diverged(e)
+    if not is_main_process():  # under a launcher the main process writes the report
+        return
     try:
         res = write_frontier_report(cfg.output_dir, seeds=seeds, n_boot=int(args.n_boot))
     except ValueError as e:
@@ -426,6 +429,8 @@ def _run_experiment(cfg, seeds: list[int] | None = None) -> None:
         out = run_seeds(cfg, seeds, console_log=log) if seeds else exp.run()
     except FloatingPointError as e:  # a diverged stage: its last complete checkpoint is kept for a resume
         _diverged(e)
+    if not out:  # a non-main process of a launch: the main process reports
+        return
     console.print(summary_table(out["rows"]), markup=False, soft_wrap=True)
     console.print(
         f"\n[bold green]done[/] in {out['wall_time_s'] / 60:.1f} min. Results in [bold]{exp.out}[/]: "
@@ -674,6 +679,8 @@ _NOT_SETTINGS = (
     "save_strategy",
     "save_total_limit",
     "save_only_model",
+    "use_cpu",  # set by the config under a launcher on a CPU-only machine
+    "ddp_timeout",
 )
 
 
@@ -713,7 +720,10 @@ def _already_trained(output_dir: Path, settings: dict) -> bool:
             )
         return False
     old = json.loads(saved.read_text())
-    flat = lambda d: {**{k: v for k, v in d.items() if k != "training_arguments"}, **d.get("training_arguments", {})}  # noqa: E731
+    flat = lambda d: {  # noqa: E731
+        **{k: v for k, v in d.items() if k != "training_arguments"},
+        **{k: v for k, v in d.get("training_arguments", {}).items() if k not in _NOT_SETTINGS},
+    }
     a, b = flat(old), flat(settings)
     diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
     if diff:

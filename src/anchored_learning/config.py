@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import warnings
 from dataclasses import dataclass, field
 from typing import Literal
@@ -17,6 +18,18 @@ import torch
 from trl import SFTConfig
 
 from anchored_learning.methods import METHODS, get_method
+
+
+def under_launcher() -> bool:
+    """True in a process started by a launcher (torchrun / accelerate launch) with others."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def _accelerator_available() -> bool:
+    """True when torch sees an accelerator device (CUDA, MPS, XPU, ...)."""
+    acc = getattr(torch, "accelerator", None)
+    return torch.cuda.is_available() or torch.backends.mps.is_available() or bool(acc and acc.is_available())
+
 
 #: TrainingArguments' own default of num_train_epochs (a value the user did not choose)
 _TRAINING_ARGS_DEFAULT_EPOCHS = 3.0
@@ -118,6 +131,10 @@ class AnchoredSFTConfig(SFTConfig):
             self.bf16 = bf16_autocast_available()
         if self.bf16 and not torch.cuda.is_available() and not torch.backends.mps.is_available():
             self.use_cpu = True  # transformers accepts bf16 without a GPU only with use_cpu (CPU autocast)
+        if under_launcher() and not _accelerator_available():
+            # accelerate sets up DDP over gloo for CPU processes only with use_cpu: without it, each
+            # process that torchrun / accelerate launch started trains alone on all the data
+            self.use_cpu = True
         self._validate_anchor_fields()
         if self.refresh_epochs is not None and self.snapshot_mode == "snapshot":
             total = float(self.outer_iterations * self.inner_epochs)

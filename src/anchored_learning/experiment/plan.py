@@ -103,6 +103,11 @@ def parse_sweep(entries: Sequence[str]) -> list[Variant]:
     return out
 
 
+#: the process group's timeout under a launcher (seconds): the other processes wait at a barrier
+#: while the main process evaluates a model, which can take hours on a large model and suite
+DDP_TIMEOUT_S = 12 * 3600
+
+
 def training_args(cfg: ExperimentConfig, out: Path, name: str, **kw) -> Any:
     """The :class:`~anchored_learning.config.AnchoredSFTConfig` of stage ``name`` (checkpoints in
     ``out/models/<name>/trainer``): the experiment's shared settings, then ``kw``.
@@ -126,6 +131,7 @@ def training_args(cfg: ExperimentConfig, out: Path, name: str, **kw) -> Any:
         save_total_limit=1,
         report_to="none",
         seed=c.seed,
+        ddp_timeout=DDP_TIMEOUT_S,
         disable_tqdm=False,
         bf16={"auto": None, "bf16": True, "fp32": False}[c.precision],  # None: detected (AnchoredSFTConfig)
     )

@@ -4,6 +4,11 @@ Every stage writes its output atomically under ``output_dir`` (models under ``mo
 evaluations under ``evals/<name>.json``) and is skipped when its output already exists, so a
 killed run continues where it stopped when started again with the same command; training stages
 also resume from their last epoch checkpoint.
+
+Under a launcher (``torchrun`` / ``accelerate launch``: ``WORLD_SIZE`` > 1) every process trains
+together (DDP through the trainer, the anchor cache sharded across ranks), the main process alone
+evaluates and writes (models, evaluations, reports), and the other processes wait for it at a
+barrier (the process group's timeout is :data:`~anchored_learning.experiment.plan.DDP_TIMEOUT_S`).
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from typing import Any
 
 import torch
 
+from anchored_learning.config import under_launcher
 from anchored_learning.experiment import plan as P
 from anchored_learning.experiment.config import RENAMED_FIELDS, ExperimentConfig
 from anchored_learning.experiment.data import data_fingerprints, load_training_rows, make_task
@@ -29,6 +35,21 @@ DONE = P.DONE
 DATA_KEY = "data_sha256"
 #: what a run folder written before a field existed did in its place (compared on resume)
 FIELDS_BEFORE_THEY_EXISTED = {"precision": "fp32", "medcalc_calculators": None}
+
+
+def is_main_process() -> bool:
+    """False only on the non-zero ranks of an initialised process group."""
+    import torch.distributed as dist
+
+    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
+
+
+def wait_for_everyone() -> None:
+    """A barrier over every process of the group (nothing in a single process)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
 
 
 class Experiment:
@@ -79,6 +100,7 @@ class Experiment:
         if (final / DONE).exists():
             self.log(f"[skip] {name}: already trained ({final})")
             return final
+        main = is_main_process()
         self.log(f"[train] {name} ({args.method})")
         model, tok = load_model_and_tokenizer(self.model_path)
         trainer = AnchoredSFTTrainer(model, args=args, train_dataset=self.dataset, processing_class=tok, peft_config=peft_config)
@@ -86,28 +108,35 @@ class Experiment:
         t0 = time.perf_counter()
         trainer.train(resume_from_checkpoint=bool(ckpts) or None)
         self.timings[name] = time.perf_counter() - t0
-        self._save_wall_time()
-        save_pretrained_atomically(
-            trainer.model,
-            tok,
-            final,
-            {
-                DONE: json.dumps(
-                    {
-                        "train_time_s": self.timings[name],
-                        "log_history": trainer.state.log_history,
-                        "anchor_history": trainer.anchor_history,
-                    },
-                    default=str,
-                )
-            },
-        )
-        shutil.rmtree(args.output_dir, ignore_errors=True)  # checkpoints are no longer needed
+        if main:  # one writer when several processes trained together
+            self._save_wall_time()
+            save_pretrained_atomically(
+                trainer.model,
+                tok,
+                final,
+                {
+                    DONE: json.dumps(
+                        {
+                            "train_time_s": self.timings[name],
+                            "log_history": trainer.state.log_history,
+                            "anchor_history": trainer.anchor_history,
+                        },
+                        default=str,
+                    )
+                },
+            )
+        wait_for_everyone()  # every rank is past its last checkpoint before they are deleted
+        if main:
+            shutil.rmtree(args.output_dir, ignore_errors=True)  # checkpoints are no longer needed
         return final
 
     def _evaluate(self, name: str, model) -> dict[str, Any]:
-        res = evaluate_model(self.cfg, self.out, name, model, self.tok, self.base, self.task, self.log)
-        self._save_wall_time()
+        """Evaluate on the main process (the others wait); the evaluation, or {} on other ranks."""
+        res = {}
+        if is_main_process():
+            res = evaluate_model(self.cfg, self.out, name, model, self.tok, self.base, self.task, self.log)
+            self._save_wall_time()
+        wait_for_everyone()
         return res
 
     def _save_wall_time(self) -> float:
@@ -120,7 +149,11 @@ class Experiment:
     # -- the run
 
     def run(self) -> dict[str, Any]:
-        """Run every stage and write ``results.json``, ``results.md`` and ``pareto.png``."""
+        """Run every stage and write ``results.json``, ``results.md`` and ``pareto.png``.
+
+        Returns:
+            the report (``results.json``'s content); ``{}`` on the non-main processes of a launch.
+        """
         from datasets import Dataset
         from transformers import AutoModelForCausalLM
 
@@ -132,8 +165,15 @@ class Experiment:
         self._t_start = time.perf_counter()
         wt = self.out / "wall_time.json"
         self._wall_before = float(json.loads(wt.read_text())["seconds"]) if wt.exists() else 0.0
-        self.out.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(self.out / "config.json", self._record)
+        if under_launcher():  # the process group, set up as the trainer sets it up (its timeout covers evaluations)
+            _ = P.reference_args(c, self.out).device
+        main = is_main_process()
+        if not main:
+            self.log = lambda m: None
+        if main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            write_json_atomic(self.out / "config.json", self._record)
+        wait_for_everyone()
         torch.manual_seed(c.seed)
         for note in getattr(self.task, "notes", ()):
             self.log(note)
@@ -144,17 +184,20 @@ class Experiment:
 
         evals = {"base": self._evaluate("base", self.base)}
         ref_dir = self._train("reference", P.reference_args(c, self.out))
-        ref_model = AutoModelForCausalLM.from_pretrained(ref_dir).eval()
+        ref_model = AutoModelForCausalLM.from_pretrained(ref_dir).eval() if main else None
         evals["sft"] = self._evaluate("sft", ref_model)
 
         for name, method, overrides in self.plan:
             if method == "wise_ft":
-                evals[name] = self._evaluate(name, wise_ft(self.base, ref_model, overrides["weight"]).eval())
+                evals[name] = self._evaluate(name, wise_ft(self.base, ref_model, overrides["weight"]).eval() if main else None)
                 continue
             args, peft_config = P.variant_args(c, self.out, name, method, overrides)
-            m = AutoModelForCausalLM.from_pretrained(self._train(name, args, peft_config=peft_config)).eval()
+            final = self._train(name, args, peft_config=peft_config)
+            m = AutoModelForCausalLM.from_pretrained(final).eval() if main else None
             evals[name] = self._evaluate(name, m)
             del m
+        if not main:
+            return {}
         return write_report(c, self.out, evals, self._save_wall_time(), task=self.task)
 
 
@@ -266,7 +309,8 @@ def run_seeds(cfg: ExperimentConfig, seeds: Sequence[int], console_log: Callable
     Each seed re-draws the training data, the evaluation subsets and the training randomness.
     Writes ``results.json`` (per-seed rows and mean/sd rows), ``results.md`` (mean ± sd table)
     and ``pareto.png`` (means with ±1 sd error bars) in ``output_dir``.  Finished seeds are
-    skipped on a re-run like any other stage.
+    skipped on a re-run like any other stage.  Returns the report, ``{}`` on the non-main
+    processes of a launch.
 
     Raises:
         ValueError: no seeds, repeated seeds, or an invalid configuration (before any work).
@@ -286,4 +330,6 @@ def run_seeds(cfg: ExperimentConfig, seeds: Sequence[int], console_log: Callable
         console_log(f"== seed {s} ==")
         exp.log = console_log
         per_seed[s] = exp.run()
+    if not is_main_process():
+        return {}
     return write_seeds_report(cfg, out, seeds, per_seed)
