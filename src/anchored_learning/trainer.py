@@ -180,6 +180,12 @@ class AnchoredSFTTrainer(SFTTrainer):
             # TRL for the loss on every assistant turn (assistant_only_loss, a template with generation tags)
             train_dataset = as_prompt_completion(train_dataset, keep_messages=bool(args.assistant_only_loss))
         n_given = len(train_dataset) if isinstance(train_dataset, Dataset) else None
+        if args.deepspeed:
+            from accelerate.state import AcceleratorState
+
+            # one process may train several models in turn (the reference, then the student): accelerate
+            # refuses a second DeepSpeed Accelerator in a process unless the previous one's state is cleared
+            AcceleratorState._reset_state(reset_partial_state=False)
         super().__init__(model, args=args, train_dataset=train_dataset, **kwargs)
         if n_given is not None and self.train_dataset is not None and len(self.train_dataset) < n_given:
             # trl drops examples whose every label is masked: a prompt longer than max_length loses its response
