@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from pathlib import Path
 
 import pytest
 
 from anchored_learning.experiment import Experiment, ExperimentConfig, load_training_rows, make_task, parse_sweep
+from anchored_learning.experiment import plan as P
 from anchored_learning.report import pareto_frontier
 from anchored_learning.testing import tiny_llama
 
@@ -38,6 +40,17 @@ def test_parse_sweep():
             parse_sweep([bad])
     with pytest.raises(ValueError, match="sweep entry"):
         ExperimentConfig(sweep=("anchored.alpha=0.5",)).resolved()
+
+
+@pytest.mark.parametrize(
+    "field,value", [("anchor_source", "disk"), ("anchor_interpolation", "linear"), ("train_sampling_strategy", "sorted")]
+)
+def test_config_fields_with_choices_reject_other_values_in_the_python_api(field, value):
+    """The command line checks choices itself; ExperimentConfig checks them for Python callers."""
+    with pytest.raises(ValueError, match=f"{field} must be one of .*got '{value}'"):
+        ExperimentConfig(**{field: value}).resolved()
+    cfg = ExperimentConfig(train_sampling_strategy="group_by_length").resolved()
+    assert P.reference_args(cfg, Path("unused")).train_sampling_strategy == "group_by_length"
 
 
 @pytest.mark.slow
@@ -269,6 +282,27 @@ def test_default_preset_is_the_measured_configuration():
     assert (cfg.reference_learning_rate, cfg.learning_rate) == (3e-4, 1e-4)
     assert cfg.baselines == ["sft", "wise_ft"] and cfg.target_drift is False
     assert ExperimentConfig(preset="paper").resolved().target_drift is True
+
+
+def test_every_bundled_recipe_key_takes_effect():
+    """A recipe fills only fields left at None: a key whose field has another default would be
+    ignored silently, so every key of every bundled recipe must name such a field, and resolve to
+    the recipe's value."""
+    from importlib import resources
+
+    import yaml
+
+    fields = {f.name: f.default for f in dataclasses.fields(ExperimentConfig)}
+    recipes = sorted((resources.files("anchored_learning") / "configs").glob("*/*.yaml"))
+    assert len(recipes) == 7
+    for path in recipes:
+        recipe = yaml.safe_load(path.read_text())
+        cfg = ExperimentConfig(preset=recipe["preset"], task=recipe["task"]).resolved()
+        for k, v in recipe.items():
+            assert k in fields and (fields[k] is None or k in ("preset", "task")), (path.name, k)
+            assert getattr(cfg, k) == v, (path, k)
+    assert ExperimentConfig(task="ifeval").resolved().train_sampling_strategy == "group_by_length"
+    assert ExperimentConfig(task="igsm").resolved().train_sampling_strategy == "random"  # not in its recipe
 
 
 def test_presets_resolve_to_valid_igsm_tasks():

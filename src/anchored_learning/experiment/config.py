@@ -210,7 +210,13 @@ class EvaluationConfig:
                 recipe.pop(k, None)
         vals = dataclasses.asdict(self)
         vals["task"] = task
-        for k, v in {"baselines": ["sft_kl", "wise_ft"], "heldout": list(HELDOUT), "target_drift": True, **recipe}.items():
+        fallback = {
+            "baselines": ["sft_kl", "wise_ft"],
+            "heldout": list(HELDOUT),
+            "target_drift": True,
+            "train_sampling_strategy": "random",
+        }
+        for k, v in {**fallback, **recipe}.items():
             if k in vals and vals.get(k) is None:
                 vals[k] = v
         if vals["output_dir"] is None:
@@ -231,6 +237,10 @@ class EvaluationConfig:
 
         if self.task is not None and self.task not in TASKS:
             raise ValueError(f"unknown task {self.task!r}; choose one of {', '.join(TASKS)}")
+        for f in dataclasses.fields(self):  # the command line checks these too; the Python API here
+            value, choices = getattr(self, f.name), f.metadata.get("choices")
+            if choices and value is not None and value not in choices:
+                raise ValueError(f"{f.name} must be one of {', '.join(map(repr, choices))}, got {value!r}")
         if self.task is None and any(getattr(self, k) is not None for k in ("score", "answer_column", "answer_regex")):
             raise ValueError("--score, --answer_column and --answer_regex score your own test set: give it with --test_data")
         if self.igsm_arithmetic not in (None, "add", "mod23"):
@@ -331,6 +341,15 @@ class ExperimentConfig(EvaluationConfig):
     per_device_train_batch_size: int | None = field(default=None, metadata=_help("Training batch size."))
     gradient_accumulation_steps: int | None = field(default=None, metadata=_help("Gradient accumulation steps."))
     max_length: int = field(default=512, metadata=_help("Longest training sequence in tokens."))
+    train_sampling_strategy: str | None = field(
+        default=None,
+        metadata=_help(
+            "Order of the training examples: 'random' (when the recipe does not say), or 'group_by_length' "
+            "(transformers' sampler: random mega-batches, each sorted by length; less padding, "
+            "results/benchmarks/padding_waste.json).",
+            choices=["random", "group_by_length"],
+        ),
+    )
     sweep: list[str] = field(
         default_factory=list,
         metadata=_help(

@@ -126,6 +126,7 @@ def training_args(cfg: ExperimentConfig, out: Path, name: str, **kw) -> Any:
         lr_scheduler_type="cosine",
         warmup_steps=0.1,  # a float < 1 is a fraction of the total steps
         max_length=c.max_length,
+        train_sampling_strategy=c.train_sampling_strategy,
         logging_steps=5,
         save_strategy="epoch",
         save_total_limit=1,

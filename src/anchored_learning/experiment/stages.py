@@ -34,7 +34,7 @@ DONE = P.DONE
 #: config.json's entry holding the SHA-256 of the data files' contents (compared on resume)
 DATA_KEY = "data_sha256"
 #: what a run folder written before a field existed did in its place (compared on resume)
-FIELDS_BEFORE_THEY_EXISTED = {"precision": "fp32", "medcalc_calculators": None}
+FIELDS_BEFORE_THEY_EXISTED = {"precision": "fp32", "medcalc_calculators": None, "train_sampling_strategy": "random"}
 
 
 def is_main_process() -> bool:
