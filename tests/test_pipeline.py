@@ -345,7 +345,7 @@ def test_every_target_has_its_own_quick_and_default_recipe(task):
     "kwargs,msg",
     [
         ({"anchor_alpha": 5.0}, "anchored: anchor_alpha must be in"),
-        ({"anchor_source": "nope"}, "anchored: anchor_source must be"),
+        ({"anchor_source": "nope"}, "anchor_source must be one of .cache., .live., got .nope."),
         ({"sweep": ("anchored.anchor_alpha=abc",)}, r"anchored\(anchor_alpha=abc\)"),
         ({"sweep": ("sft.learning_rate=",)}, "empty value"),
         ({"sweep": ("wise_ft.weight=abc",)}, "wise_ft.weight must be a number"),
