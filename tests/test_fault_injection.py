@@ -59,6 +59,38 @@ def _run_until(cmd: list[str], trigger: Path, timeout: float = 300) -> bool:
     return False
 
 
+def _tiny_model(tmp_path: Path) -> Path:
+    """The tiny random Llama saved as a model folder."""
+    model, tok = tiny_llama(seed=0)
+    model.save_pretrained(tmp_path / "tiny")
+    tok.save_pretrained(tmp_path / "tiny")
+    return tmp_path / "tiny"
+
+
+def _train_command(tmp_path: Path) -> list[str]:
+    """`anchored train --method anchored` on 16 rows with a tiny model: the launcher tests' common part."""
+    rows = "".join(
+        json.dumps({"prompt": f"add {i} and {i + 3}", "response": f"the sum is {2 * i + 3}"}) + "\n" for i in range(16)
+    )
+    (tmp_path / "d.jsonl").write_text(rows)
+    return ["-m", "anchored_learning.cli", "train", "--data", str(tmp_path / "d.jsonl"), "-m", str(_tiny_model(tmp_path)),
+            "--method", "anchored", "--outer_iterations", "2", "--inner_epochs", "1", "--reference_epochs", "1",
+            "--learning_rate", "1e-3", "--use_cpu", "--seed", "0", "--data_seed", "0", "--lr_scheduler_type", "constant"]  # fmt: skip
+
+
+#: torchrun with 2 CPU processes, before the `-m module ...` part
+TWO_PROCESSES = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+
+
+def _max_difference(a: Path, b: Path) -> float:
+    """Largest absolute difference between the weights of two ``model.safetensors`` files."""
+    from safetensors.torch import load_file
+
+    x, y = load_file(a), load_file(b)
+    assert x.keys() == y.keys()
+    return max((x[k] - y[k]).abs().max().item() for k in x)
+
+
 def _summary(out: Path) -> dict:
     """What must not depend on interruptions: every results row (without train times) and every
     evaluation's per-item scores and predictions."""
@@ -73,14 +105,12 @@ def _summary(out: Path) -> dict:
 @pytest.mark.slow
 @needs_olmo
 def test_a_run_killed_anywhere_resumes_to_the_uninterrupted_result(tmp_path):
-    model, tok = tiny_llama(seed=0)
-    model.save_pretrained(tmp_path / "tiny")
-    tok.save_pretrained(tmp_path / "tiny")
+    tiny = _tiny_model(tmp_path)
     ref = tmp_path / "uninterrupted"
-    subprocess.run(_command(tmp_path / "tiny", ref), check=True, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(_command(tiny, ref), check=True, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     out = tmp_path / "killed"
-    cmd = _command(tmp_path / "tiny", out)
+    cmd = _command(tiny, out)
     kills = []
     # 1. during the reference's training, right after its first epoch checkpoint is complete
     kills.append(_run_until(cmd, out / "models/reference/trainer/checkpoint-8/trainer_state.json"))
@@ -102,39 +132,15 @@ def test_a_run_killed_anywhere_resumes_to_the_uninterrupted_result(tmp_path):
 def test_anchored_train_under_torchrun_matches_one_process(tmp_path):
     """`anchored train` started by torchrun with 2 CPU processes (DDP, gloo) x batch 2 writes the
     same reference and final model as 1 process x batch 4, each written once by the main process."""
-    from safetensors.torch import load_file
-
-    model, tok = tiny_llama(seed=0)
-    model.save_pretrained(tmp_path / "tiny")
-    tok.save_pretrained(tmp_path / "tiny")
-    rows = "".join(
-        json.dumps({"prompt": f"add {i} and {i + 3}", "response": f"the sum is {2 * i + 3}"}) + "\n" for i in range(16)
-    )
-    (tmp_path / "d.jsonl").write_text(rows)
-    common = ["train", "--data", str(tmp_path / "d.jsonl"), "-m", str(tmp_path / "tiny"), "--method", "anchored",
-              "--outer_iterations", "2", "--inner_epochs", "1", "--reference_epochs", "1", "--learning_rate", "1e-3",
-              "--use_cpu", "--seed", "0", "--data_seed", "0", "--lr_scheduler_type", "constant"]  # fmt: skip
-    one = [
-        sys.executable,
-        "-m",
-        "anchored_learning.cli",
-        *common,
-        "-o",
-        str(tmp_path / "one"),
-        "--per_device_train_batch_size",
-        "4",
-    ]
-    two = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "anchored_learning.cli",
-           *common, "-o", str(tmp_path / "two"), "--per_device_train_batch_size", "2"]  # fmt: skip
+    train = _train_command(tmp_path)
+    one = [sys.executable, *train, "-o", str(tmp_path / "one"), "--per_device_train_batch_size", "4"]
+    two = [*TWO_PROCESSES, *train, "-o", str(tmp_path / "two"), "--per_device_train_batch_size", "2"]
     for cmd in (one, two):
         proc = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=600)
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert proc.stdout.count("saved ") == 1  # the main process alone wrote the model
     for folder in ("reference", "final"):
-        a = load_file(tmp_path / "one" / folder / "model.safetensors")
-        b = load_file(tmp_path / "two" / folder / "model.safetensors")
-        assert a.keys() == b.keys()
-        diff = max((a[k] - b[k]).abs().max().item() for k in a)
+        diff = _max_difference(tmp_path / "one" / folder / "model.safetensors", tmp_path / "two" / folder / "model.safetensors")
         assert diff < 2e-4, (folder, diff)  # the float summation order differs between 1 and 2 processes
 
 
@@ -144,16 +150,10 @@ def test_anchored_run_under_torchrun_matches_one_process(tmp_path):
     """`anchored run` started by torchrun with 2 CPU processes x batch 1 trains the same reference,
     anchored student and SFT baseline as 1 process x batch 2 (DDP, anchor cache sharded across
     ranks); the main process alone evaluates, writes and reports, with the same per-item results."""
-    from safetensors.torch import load_file
-
-    model, tok = tiny_llama(seed=0)
-    model.save_pretrained(tmp_path / "tiny")
-    tok.save_pretrained(tmp_path / "tiny")
     args = [*RUN[: RUN.index("--per_device_train_batch_size")], "--baselines", "sft", "wise_ft"]
-    run = ["-m", "anchored_learning.cli", "run", "-m", str(tmp_path / "tiny"), *args]
+    run = ["-m", "anchored_learning.cli", "run", "-m", str(_tiny_model(tmp_path)), *args]
     one = [sys.executable, *run, "-o", str(tmp_path / "one"), "--per_device_train_batch_size", "2"]
-    two = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", *run,
-           "-o", str(tmp_path / "two"), "--per_device_train_batch_size", "1"]  # fmt: skip
+    two = [*TWO_PROCESSES, *run, "-o", str(tmp_path / "two"), "--per_device_train_batch_size", "1"]
     for cmd in (one, two):
         proc = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=900)
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -161,10 +161,7 @@ def test_anchored_run_under_torchrun_matches_one_process(tmp_path):
     names = sorted(p.parent.parent.name for p in (tmp_path / "one" / "models").glob("*/final/model.safetensors"))
     assert len(names) == 3 and {"reference", "anchored"} < set(names), names  # and the SFT baseline
     for name in names:
-        a = load_file(tmp_path / "one" / "models" / name / "final" / "model.safetensors")
-        b = load_file(tmp_path / "two" / "models" / name / "final" / "model.safetensors")
-        assert a.keys() == b.keys()
-        diff = max((a[k] - b[k]).abs().max().item() for k in a)
+        diff = _max_difference(*(tmp_path / d / "models" / name / "final" / "model.safetensors" for d in ("one", "two")))
         assert diff < 2e-4, (name, diff)  # the float summation order differs between 1 and 2 processes
     one_rows, two_rows = (json.loads((tmp_path / d / "results.json").read_text())["rows"] for d in ("one", "two"))
     assert [r["method"] for r in one_rows] == [r["method"] for r in two_rows]
@@ -189,27 +186,15 @@ def test_anchored_train_with_deepspeed_zero2_matches_one_process(tmp_path):
     the same reference and anchored student as 1 process x batch 4 without DeepSpeed, for the
     exact cache and the live anchor (two trainers in one process: accelerate's DeepSpeed state is
     reset between them); a ZeRO-3 config is refused with a clear error before any work."""
-    from safetensors.torch import load_file
-
-    model, tok = tiny_llama(seed=0)
-    model.save_pretrained(tmp_path / "tiny")
-    tok.save_pretrained(tmp_path / "tiny")
-    rows = "".join(
-        json.dumps({"prompt": f"add {i} and {i + 3}", "response": f"the sum is {2 * i + 3}"}) + "\n" for i in range(16)
-    )
-    (tmp_path / "d.jsonl").write_text(rows)
     zero = {"train_micro_batch_size_per_gpu": "auto", "gradient_accumulation_steps": "auto", "train_batch_size": "auto",
             "gradient_clipping": "auto", "bf16": {"enabled": "auto"}}  # fmt: skip
     for stage in (2, 3):
         (tmp_path / f"zero{stage}.json").write_text(json.dumps({**zero, "zero_optimization": {"stage": stage}}))
-    common = ["-m", "anchored_learning.cli", "train", "--data", str(tmp_path / "d.jsonl"), "-m", str(tmp_path / "tiny"),
-              "--method", "anchored", "--outer_iterations", "2", "--inner_epochs", "1", "--reference_epochs", "1",
-              "--learning_rate", "1e-3", "--use_cpu", "--seed", "0", "--data_seed", "0", "--lr_scheduler_type", "constant"]  # fmt: skip
-    two = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", *common,
-           "--per_device_train_batch_size", "2"]  # fmt: skip
+    train = _train_command(tmp_path)
+    two = [*TWO_PROCESSES, *train, "--per_device_train_batch_size", "2"]
     env = {**_env(), "DS_ACCELERATOR": "cpu"}
     runs = {
-        "one": [sys.executable, *common, "--per_device_train_batch_size", "4"],
+        "one": [sys.executable, *train, "--per_device_train_batch_size", "4"],
         "zero2": [*two, "--deepspeed", str(tmp_path / "zero2.json")],
         "zero2_live": [*two, "--deepspeed", str(tmp_path / "zero2.json"), "--anchor_source", "live"],
     }
@@ -218,9 +203,9 @@ def test_anchored_train_with_deepspeed_zero2_matches_one_process(tmp_path):
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     for name in ("zero2", "zero2_live"):
         for folder in ("reference", "final"):
-            a = load_file(tmp_path / "one" / folder / "model.safetensors")
-            b = load_file(tmp_path / name / folder / "model.safetensors")
-            diff = max((a[k] - b[k]).abs().max().item() for k in a)
+            diff = _max_difference(
+                tmp_path / "one" / folder / "model.safetensors", tmp_path / name / folder / "model.safetensors"
+            )
             assert diff < 2e-4, (name, folder, diff)
     proc = subprocess.run([*two, "--deepspeed", str(tmp_path / "zero3.json"), "-o", str(tmp_path / "zero3")], env=env,
                           capture_output=True, text=True, timeout=600)  # fmt: skip
