@@ -170,6 +170,19 @@ def test_frontier_statistics_closed_form():
     g2[2] = [30.0, 30.0, 3.0]  # one replicate with less gain than SFT at that degradation
     v = _verdict(frontier_statistics(labels, g2, d), "t")
     assert "above every SFT run's point estimate" in v and "not distinguishable" in v
+    # paired differences to SFT's highest-gain run (the reference 'sft': gain 20, degradation 20)
+    vs = a["vs_highest_gain_reference"]
+    assert vs["label"] == "sft"
+    assert vs["gain_difference"]["value"] == pytest.approx(15.0 - 20.0)
+    assert vs["degradation_difference"]["ci"] == [pytest.approx(5.0 - 20.0)] * 2
+    # beyond SFT's range both ways (more gain, less forgetting than the base): the verdict uses them
+    g3, d3 = g.copy(), d.copy()
+    g3[2], d3[2] = [30.0, 31.0, 29.0], [-1.0, -2.0, 1.0]  # intervals: 2.5/97.5 percentiles of the 2 replicates
+    v = _verdict(frontier_statistics(labels, g3, d3), "t")
+    assert v.endswith(
+        "against SFT's highest-gain run sft it gains +10.0 [+9.1, +10.9] points more and forgets -21.0 [-21.9, -19.1] "
+        "percentage points more (paired; better on both)."
+    ), v
     with pytest.raises(ValueError, match="no run of the 'sft' family"):
         frontier_statistics(["anchored"], g[:1], d[:1])
 

@@ -227,7 +227,8 @@ def frontier_statistics(
 
     Returns:
         ``{"points": [{label, family, gain, degradation, on_family_frontier, on_frontier,
-        degradation_at_matched_gain, gain_at_matched_degradation}], "families": {family:
+        degradation_at_matched_gain, gain_at_matched_degradation, vs_highest_gain_reference}],
+        "families": {family:
         {labels, frontier, hypervolume, hypervolume_minus_reference}}, "ref_degradation",
         "reference_family"}``; every estimate is ``{"value", "ci", "defined"}`` (``defined``: the
         share of replicates where it exists).
@@ -256,6 +257,7 @@ def frontier_statistics(
         for f in families:
             hv[f][r] = hypervolume([(deg[m, r], gain[m, r]) for m in range(len(labels)) if fam[m] == f], ref_deg)
     overall = frontier_curve(list(zip(full[1], full[0])))
+    best = max(ref_rows, key=lambda m: full[0][m])  # SFT's highest-gain run, chosen on the full sample
     points = []
     for m, label in enumerate(labels):
         own = frontier_curve([(full[1][i], full[0][i]) for i in range(len(labels)) if fam[i] == fam[m]])
@@ -270,6 +272,13 @@ def frontier_statistics(
                 "on_frontier": on(overall),
                 "degradation_at_matched_gain": None if fam[m] == reference_family else _estimate(matched_d[m]),
                 "gain_at_matched_degradation": None if fam[m] == reference_family else _estimate(matched_g[m]),
+                "vs_highest_gain_reference": None
+                if fam[m] == reference_family
+                else {
+                    "label": labels[best],
+                    "gain_difference": _estimate(gain[m] - gain[best]),
+                    "degradation_difference": _estimate(deg[m] - deg[best]),
+                },
             }
         )
     fams = {}
@@ -313,6 +322,16 @@ def _fmt(est: Mapping[str, Any] | None, fmt: str = "{:+.1f}") -> str:
     return s + (f" ({100 * est['defined']:.0f}% of resamples)" if est["defined"] < 0.995 else "")
 
 
+def _better_or_not(vs: Mapping[str, Any]) -> str:
+    """Whether the paired differences to SFT's highest-gain run exclude 0 in anchored's favour."""
+    (glo, _), (_, dhi) = vs["gain_difference"]["ci"], vs["degradation_difference"]["ci"]
+    if glo > 0 and dhi < 0:
+        return "better on both"
+    if glo > 0 or dhi < 0:
+        return "better on " + ("gain" if glo > 0 else "degradation") + ", the other interval holds 0"
+    return "both intervals hold 0: not distinguishable from that run"
+
+
 def _verdict(stats: Mapping[str, Any], target_label: str) -> str:
     """One sentence on the headline run (the preset's anchored settings) against SFT's frontier."""
     head = next((p for p in stats["points"] if p["label"] == HEADLINE), None)
@@ -331,6 +350,12 @@ def _verdict(stats: Mapping[str, Any], target_label: str) -> str:
 
     if d["value"] is None:
         tail = "" if g["value"] is None else f"; its gain at SFT-matched degradation is {_fmt(g)} points: {sign(g, False)}"
+        vs = head.get("vs_highest_gain_reference")
+        if g["value"] is None and vs is not None:  # beyond SFT's range both ways: the paired difference to SFT's best gain
+            tail = (
+                f"; against SFT's highest-gain run {vs['label']} it gains {_fmt(vs['gain_difference'])} points more and "
+                f"forgets {_fmt(vs['degradation_difference'])} percentage points more (paired; {_better_or_not(vs)})"
+            )
         return f"{target_label}: anchored gains {head['gain']['value']:+.1f} points, above every SFT run's point estimate{tail}."
     return (
         f"{target_label}: anchored's degradation at SFT-matched gain differs from SFT's frontier by {_fmt(d)} "
