@@ -39,7 +39,7 @@ def _zero_stage(deepspeed: str | dict | None) -> int | None:
         except json.JSONDecodeError:
             return None  # transformers reports an unreadable config itself
     stage = (deepspeed.get("zero_optimization") or {}).get("stage") if isinstance(deepspeed, dict) else None
-    return int(stage) if isinstance(stage, (int, float, str)) and str(stage).isdigit() else None
+    return int(stage) if str(stage).isdigit() else None
 
 
 def _accelerator_available() -> bool:
