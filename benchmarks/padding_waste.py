@@ -20,17 +20,17 @@ import argparse
 from pathlib import Path
 
 
-def padded_tokens(lengths: list[int], batch_size: int, longest_first: bool) -> int:
-    """Tokens computed when ``lengths`` are cut into batches of ``batch_size``, each padded to its longest."""
-    order = sorted(range(len(lengths)), key=lambda i: -lengths[i]) if longest_first else list(range(len(lengths)))
-    batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
-    return sum(max(lengths[j] for j in b) * len(b) for b in batches)
-
-
 def padded_tokens_in_order(lengths: list[int], order: list[int], batch_size: int) -> int:
-    """Tokens computed when the examples are taken in ``order`` in batches of ``batch_size``."""
+    """Tokens computed when the examples are taken in ``order`` in batches of ``batch_size``, each
+    padded to its longest."""
     batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
     return sum(max(lengths[j] for j in b) * len(b) for b in batches)
+
+
+def padded_tokens(lengths: list[int], batch_size: int, longest_first: bool) -> int:
+    """Tokens computed in dataset order, or longest example first."""
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i]) if longest_first else list(range(len(lengths)))
+    return padded_tokens_in_order(lengths, order, batch_size)
 
 
 def training_ratios(lengths: list[int], batch_size: int, epochs: int = 20) -> dict[str, float]:

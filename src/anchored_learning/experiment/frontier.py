@@ -257,19 +257,24 @@ def frontier_statistics(
         for f in families:
             hv[f][r] = hypervolume([(deg[m, r], gain[m, r]) for m in range(len(labels)) if fam[m] == f], ref_deg)
     overall = frontier_curve(list(zip(full[1], full[0])))
+    members = {f: [m for m in range(len(labels)) if fam[m] == f] for f in families}
+    curves = {f: frontier_curve([(full[1][m], full[0][m]) for m in members[f]]) for f in families}
+
+    def on(curve: np.ndarray, m: int) -> bool:
+        """Whether run ``m``'s full-sample point lies on ``curve``."""
+        return bool(any(np.allclose(p, (full[1][m], full[0][m])) for p in curve))
+
     best = max(ref_rows, key=lambda m: full[0][m])  # SFT's highest-gain run, chosen on the full sample
     points = []
     for m, label in enumerate(labels):
-        own = frontier_curve([(full[1][i], full[0][i]) for i in range(len(labels)) if fam[i] == fam[m]])
-        on = lambda c: bool(any(np.allclose(p, (full[1][m], full[0][m])) for p in c))  # noqa: E731
         points.append(
             {
                 "label": label,
                 "family": fam[m],
                 "gain": _estimate(gain[m]),
                 "degradation": _estimate(deg[m]),
-                "on_family_frontier": on(own),
-                "on_frontier": on(overall),
+                "on_family_frontier": on(curves[fam[m]], m),
+                "on_frontier": on(overall, m),
                 "degradation_at_matched_gain": None if fam[m] == reference_family else _estimate(matched_d[m]),
                 "gain_at_matched_degradation": None if fam[m] == reference_family else _estimate(matched_g[m]),
                 "vs_highest_gain_reference": None
@@ -283,12 +288,10 @@ def frontier_statistics(
         )
     fams = {}
     for f in families:
-        members = [m for m in range(len(labels)) if fam[m] == f]
-        curve = frontier_curve([(full[1][m], full[0][m]) for m in members])
         fams[f] = {
-            "labels": [labels[m] for m in members],
-            "curve": curve.tolist(),  # [[degradation, gain], ...] from the base model at (0, 0), gain rising
-            "frontier": [labels[m] for m in members if any(np.allclose(p, (full[1][m], full[0][m])) for p in curve)],
+            "labels": [labels[m] for m in members[f]],
+            "curve": curves[f].tolist(),  # [[degradation, gain], ...] from the base model at (0, 0), gain rising
+            "frontier": [labels[m] for m in members[f] if on(curves[f], m)],
             "hypervolume": _estimate(hv[f]),
             "hypervolume_minus_reference": None if f == reference_family else _estimate(hv[f] - hv[reference_family]),
         }
