@@ -92,6 +92,12 @@ def step_logs(run: Path) -> dict[int, dict]:
     return {int(h["step"]): h for h in history if "loss" in h}
 
 
+def train_loss(run: Path) -> float:
+    """The ``train_loss`` of the run's last ``train()`` call (its final log entry)."""
+    history = json.loads((run / "log_history.json").read_text())
+    return [h["train_loss"] for h in history if "train_loss" in h][-1]
+
+
 def diagnostics(run: Path) -> list[dict]:
     return [json.loads(line) for line in (run / "anchor_diagnostics.jsonl").read_text().splitlines() if line.strip()]
 
@@ -196,6 +202,9 @@ def test_resume_after_sigkill_matches_uninterrupted(source, workdir, reference_d
     for s in range(1, TOTAL_STEPS + 1):
         assert logs[s]["loss"] == pytest.approx(full_logs[s]["loss"], rel=1e-5, abs=1e-6), s
         assert logs[s]["grad_norm"] == pytest.approx(full_logs[s]["grad_norm"], rel=1e-5, abs=1e-6), s
+    # train_loss is the mean over all 16 steps, not over the 5 steps of the resumed call
+    assert train_loss(out) == pytest.approx(train_loss(full), rel=1e-5)
+    assert train_loss(full) == pytest.approx(np.mean([full_logs[s]["loss"] for s in full_logs]), rel=1e-5)
 
     # the snapshot of outer iteration 1 written before the kill equals the uninterrupted run's
     if source == "cache":

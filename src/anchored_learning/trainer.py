@@ -40,6 +40,7 @@ from typing import Any
 import torch
 from datasets import Dataset
 from transformers import AutoConfig, AutoModelForCausalLM, PreTrainedModel, TrainerCallback
+from transformers.trainer_callback import ExportableState
 from trl import SFTTrainer
 
 from anchored_learning import objectives as O
@@ -80,6 +81,18 @@ class OuterLoopCallback(TrainerCallback):
         # state.epoch is e + (step + 1) / steps_in_epoch after each step: exactly e at the start of
         # epoch e, and e + a fraction when a resumed run starts inside epoch e
         self.trainer.refresh_snapshot(epoch=int(state.epoch or 0))
+
+
+class RunLossTotal(TrainerCallback, ExportableState):
+    """The training loss summed over every optimizer step up to the newest checkpoint (stored in its
+    ``trainer_state.json``), so that a resumed run's ``train_loss`` is the mean over the whole run,
+    as an uninterrupted run's is (transformers averages over the steps of the current call only)."""
+
+    def __init__(self, loss_sum: float | None = 0.0):
+        self.loss_sum = loss_sum  # None: unknown (resumed from a checkpoint saved without it)
+
+    def state(self) -> dict[str, Any]:
+        return {"args": {"loss_sum": self.loss_sum}, "attributes": {}}
 
 
 class _IndexCollator:
@@ -186,6 +199,8 @@ class AnchoredSFTTrainer(SFTTrainer):
             # one process may train several models in turn (the reference, then the student): accelerate
             # refuses a second DeepSpeed Accelerator in a process unless the previous one's state is cleared
             AcceleratorState._reset_state(reset_partial_state=False)
+        self._loss_total, self._loss_before = RunLossTotal(), 0.0  # registered before the state is made
+        kwargs["callbacks"] = [*(kwargs.get("callbacks") or []), self._loss_total]
         super().__init__(model, args=args, train_dataset=train_dataset, **kwargs)
         if n_given is not None and self.train_dataset is not None and len(self.train_dataset) < n_given:
             # trl drops examples whose every label is masked: a prompt longer than max_length loses its response
@@ -331,6 +346,12 @@ class AnchoredSFTTrainer(SFTTrainer):
         )
         super().save_model(output_dir, _internal_call=_internal_call)
 
+    def _save_checkpoint(self, model, trial) -> None:
+        # the loss summed over the steps before this call and in it so far
+        before = self._loss_before
+        self._loss_total.loss_sum = None if before is None else before + self._total_loss_scalar + self._tr_loss.item()
+        super()._save_checkpoint(model, trial)
+
     def last_complete_checkpoint(self) -> str | None:
         """The newest ``checkpoint-<step>`` folder in ``output_dir`` whose save finished (it holds
         ``trainer_state.json``, written after the weights, optimizer and scheduler), or None.
@@ -351,13 +372,28 @@ class AnchoredSFTTrainer(SFTTrainer):
 
         ``resume_from_checkpoint=True`` resumes from the newest *complete* checkpoint
         (:meth:`last_complete_checkpoint`) and starts from scratch when there is none; a path is
-        used as given.
+        used as given. After a resume, ``train_loss`` (in the returned ``TrainOutput`` and the last
+        ``log_history`` entry) is the mean step loss over the whole run, as without the interruption.
         """
         if resume_from_checkpoint is True:
             resume_from_checkpoint = self.last_complete_checkpoint()
             if resume_from_checkpoint is None:
                 logger.warning("no complete checkpoint in %s: training from the start", self.args.output_dir)
+        start_step, self._loss_before = 0, 0.0
+        if resume_from_checkpoint:
+            saved = json.loads((Path(resume_from_checkpoint) / "trainer_state.json").read_text())
+            start_step = int(saved["global_step"])
+            total = saved.get("stateful_callbacks", {}).get(RunLossTotal.__name__)
+            self._loss_before = total["args"]["loss_sum"] if isinstance(total, dict) else None
         out = super().train(resume_from_checkpoint, *args, **kwargs)
+        if start_step and self._loss_before is not None and self.state.global_step > 0:
+            # the whole run's mean step loss, not only this call's (see RunLossTotal)
+            whole = (self._loss_before + out.training_loss * (self.state.global_step - start_step)) / self.state.global_step
+            out = out._replace(training_loss=whole)
+            out.metrics["train_loss"] = whole
+            last = next((h for h in reversed(self.state.log_history) if "train_loss" in h), None)
+            if last is not None:
+                last["train_loss"] = whole
         if not self.args.keep_anchor_cache and self.accelerator.is_main_process and self.anchor_dir.exists():
             shutil.rmtree(self.anchor_dir, ignore_errors=True)
         return out
