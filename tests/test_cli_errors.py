@@ -125,6 +125,18 @@ def test_train_config_errors_before_any_training(tmp_path, no_work, data):
     assert not (tmp_path / "o" / "reference").exists()
 
 
+def test_run_refuses_a_deepspeed_config_that_cannot_work_before_any_work(tmp_path, no_work):
+    run = ["run", "-o", str(tmp_path / "r"), "--deepspeed"]
+    _assert_usage_error(_invoke([*run, str(tmp_path / "missing.json")]), "missing.json", "does not exist")
+    zero3 = tmp_path / "zero3.json"
+    zero3.write_text(json.dumps({"zero_optimization": {"stage": 3}}))
+    if __import__("importlib.util").util.find_spec("deepspeed") is None:
+        _assert_usage_error(_invoke([*run, str(zero3)]), "pip install 'anchored-learning[deepspeed]'")
+    else:
+        _assert_usage_error(_invoke([*run, str(zero3)]), "ZeRO stage 3 is not supported", "stage 2")
+    assert not (tmp_path / "r").exists()
+
+
 def test_numbers_out_of_range(tmp_path, no_work):
     _assert_usage_error(_invoke(["eval", "--batch-size", "0"]), "--batch-size")
     _assert_usage_error(_invoke(["eval", "--generation-batch-size", "0"]), "--generation-batch-size")

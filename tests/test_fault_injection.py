@@ -149,34 +149,49 @@ def test_anchored_train_under_torchrun_matches_one_process(tmp_path):
 def test_anchored_run_under_torchrun_matches_one_process(tmp_path):
     """`anchored run` started by torchrun with 2 CPU processes x batch 1 trains the same reference,
     anchored student and SFT baseline as 1 process x batch 2 (DDP, anchor cache sharded across
-    ranks); the main process alone evaluates, writes and reports, with the same per-item results."""
+    ranks); the main process alone evaluates, writes and reports, with the same per-item results.
+    With the [deepspeed] extra, so does `anchored run --deepspeed zero2.json` (ZeRO-2 in every stage)."""
     args = [*RUN[: RUN.index("--per_device_train_batch_size")], "--baselines", "sft", "wise_ft"]
     run = ["-m", "anchored_learning.cli", "run", "-m", str(_tiny_model(tmp_path)), *args]
-    one = [sys.executable, *run, "-o", str(tmp_path / "one"), "--per_device_train_batch_size", "2"]
-    two = [*TWO_PROCESSES, *run, "-o", str(tmp_path / "two"), "--per_device_train_batch_size", "1"]
-    for cmd in (one, two):
-        proc = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=900)
+    runs = {
+        "one": [sys.executable, *run, "--per_device_train_batch_size", "2"],
+        "two": [*TWO_PROCESSES, *run, "--per_device_train_batch_size", "1"],
+    }
+    if __import__("importlib.util").util.find_spec("deepspeed") is not None:
+        zero2 = {"train_micro_batch_size_per_gpu": "auto", "gradient_accumulation_steps": "auto",
+                 "train_batch_size": "auto", "zero_optimization": {"stage": 2}}  # fmt: skip
+        (tmp_path / "zero2.json").write_text(json.dumps(zero2))
+        runs["zero2"] = [*runs["two"], "--deepspeed", str(tmp_path / "zero2.json")]
+    for name, cmd in runs.items():
+        env = {**_env(), "DS_ACCELERATOR": "cpu"}
+        proc = subprocess.run([*cmd, "-o", str(tmp_path / name)], env=env, capture_output=True, text=True, timeout=900)
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert proc.stdout.count("[train] anchored") == 1  # the other rank logs nothing
+        if name != "one":  # the other rank logs nothing; DeepSpeed really trained each stage
+            assert proc.stdout.count("[train] anchored") == 1
+            assert proc.stdout.count("DeepSpeed ZeRO-2)") == (3 if name == "zero2" else 0), proc.stdout[-3000:]
     names = sorted(p.parent.parent.name for p in (tmp_path / "one" / "models").glob("*/final/model.safetensors"))
     assert len(names) == 3 and {"reference", "anchored"} < set(names), names  # and the SFT baseline
-    for name in names:
-        diff = _max_difference(*(tmp_path / d / "models" / name / "final" / "model.safetensors" for d in ("one", "two")))
-        assert diff < 2e-4, (name, diff)  # the float summation order differs between 1 and 2 processes
-    one_rows, two_rows = (json.loads((tmp_path / d / "results.json").read_text())["rows"] for d in ("one", "two"))
-    assert [r["method"] for r in one_rows] == [r["method"] for r in two_rows]
     evals = sorted(f.name for f in (tmp_path / "one" / "evals").glob("*.json"))
-    assert evals == sorted(f.name for f in (tmp_path / "two" / "evals").glob("*.json")) and len(evals) == 5
-    for f in evals:
-        a, b = (json.loads((tmp_path / d / "evals" / f).read_text())["results"] for d in ("one", "two"))
-        assert a.keys() == b.keys()
-        for suite in a:
-            assert a[suite].get("predictions") == b[suite].get("predictions"), (f, suite)  # generation suites
-            assert a[suite]["primary"] == pytest.approx(b[suite]["primary"], rel=1e-5), (f, suite)
-            if f == "base.json":  # the same model, evaluated by the main process: equal but for the clock
-                assert {k: v for k, v in a[suite].items() if k != "wall_time_s"} == {
-                    k: v for k, v in b[suite].items() if k != "wall_time_s"
-                }
+    assert len(evals) == 5
+    one_rows = json.loads((tmp_path / "one" / "results.json").read_text())["rows"]
+    for other in set(runs) - {"one"}:
+        for name in names:
+            files = (tmp_path / d / "models" / name / "final" / "model.safetensors" for d in ("one", other))
+            diff = _max_difference(*files)
+            assert diff < 2e-4, (other, name, diff)  # the float summation order differs between 1 and 2 processes
+        rows = json.loads((tmp_path / other / "results.json").read_text())["rows"]
+        assert [r["method"] for r in one_rows] == [r["method"] for r in rows]
+        assert evals == sorted(f.name for f in (tmp_path / other / "evals").glob("*.json"))
+        for f in evals:
+            a, b = (json.loads((tmp_path / d / "evals" / f).read_text())["results"] for d in ("one", other))
+            assert a.keys() == b.keys()
+            for suite in a:
+                assert a[suite].get("predictions") == b[suite].get("predictions"), (other, f, suite)  # generation
+                assert a[suite]["primary"] == pytest.approx(b[suite]["primary"], rel=1e-5), (other, f, suite)
+                if f == "base.json":  # the same model, evaluated by the main process: equal but for the clock
+                    assert {k: v for k, v in a[suite].items() if k != "wall_time_s"} == {
+                        k: v for k, v in b[suite].items() if k != "wall_time_s"
+                    }
 
 
 @pytest.mark.slow

@@ -25,7 +25,7 @@ def under_launcher() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
-def _zero_stage(deepspeed: str | dict | None) -> int | None:
+def zero_stage(deepspeed: str | dict | None) -> int | None:
     """The ZeRO stage of a ``TrainingArguments.deepspeed`` value (a dict, a JSON file or a JSON string)."""
     if not deepspeed:
         return None
@@ -40,6 +40,29 @@ def _zero_stage(deepspeed: str | dict | None) -> int | None:
             return None  # transformers reports an unreadable config itself
     stage = (deepspeed.get("zero_optimization") or {}).get("stage") if isinstance(deepspeed, dict) else None
     return int(stage) if str(stage).isdigit() else None
+
+
+def check_deepspeed(deepspeed: str | dict | None) -> None:
+    """Refuse a DeepSpeed config that cannot work, before any work is done.
+
+    Raises:
+        ValueError: DeepSpeed is not installed, the config file does not exist, or it asks for ZeRO stage 3.
+    """
+    if not deepspeed:
+        return
+    import importlib.util
+    from pathlib import Path
+
+    if isinstance(deepspeed, str) and deepspeed.strip().endswith(".json") and not Path(deepspeed).is_file():
+        raise ValueError(f"the DeepSpeed config {deepspeed!r} does not exist: give the path of a JSON file")
+    if importlib.util.find_spec("deepspeed") is None:
+        raise ValueError("--deepspeed needs the deepspeed package: pip install 'anchored-learning[deepspeed]'")
+    if zero_stage(deepspeed) == 3:
+        raise ValueError(
+            "DeepSpeed ZeRO stage 3 is not supported by AnchoredSFTTrainer: it partitions every parameter across "
+            "processes, and the reference, snapshot and cached output heads are read whole. Use ZeRO stage 2 "
+            "(tested with 2 processes) or plain DDP; a model too large for one device needs a GPU setup we have not tested"
+        )
 
 
 def _accelerator_available() -> bool:
@@ -163,12 +186,7 @@ class AnchoredSFTConfig(SFTConfig):
                     stacklevel=3,
                 )
             self.num_train_epochs = total
-        if _zero_stage(self.deepspeed) == 3:  # before transformers registers the config for model loading
-            raise ValueError(
-                "DeepSpeed ZeRO stage 3 is not supported by AnchoredSFTTrainer: it partitions every parameter across "
-                "processes, and the reference, snapshot and cached output heads are read whole. Use ZeRO stage 2 "
-                "(tested with 2 processes) or plain DDP; a model too large for one device needs a GPU setup we have not tested"
-            )
+        check_deepspeed(self.deepspeed)  # before transformers registers the config for model loading
         super().__post_init__()
 
     def _check_numeric_fields(self) -> None:

@@ -346,6 +346,13 @@ class ExperimentConfig(EvaluationConfig):
             choices=["random", "group_by_length"],
         ),
     )
+    deepspeed: str | None = field(
+        default=None,
+        metadata=_help(
+            "DeepSpeed config (JSON file) for every training stage, as TrainingArguments.deepspeed; start the run "
+            "under torchrun or accelerate launch. ZeRO stage 2 is tested, stage 3 is refused."
+        ),
+    )
     sweep: list[str] = field(
         default_factory=list,
         metadata=_help(
@@ -366,6 +373,10 @@ class ExperimentConfig(EvaluationConfig):
         if bad:
             raise ValueError(f"unknown baseline(s) {bad}; choose from {list(VARIANTS)}")
         parse_sweep(self.sweep)
+        if self.deepspeed:
+            from anchored_learning.config import check_deepspeed
+
+            check_deepspeed(self.deepspeed)
         if any(not 0.0 <= float(w) <= 1.0 for w in (self.wise_weights or ())):
             raise ValueError(f"wise_weights must be in [0, 1], got {self.wise_weights}")
 

@@ -135,6 +135,7 @@ def training_args(cfg: ExperimentConfig, out: Path, name: str, **kw) -> Any:
         ddp_timeout=DDP_TIMEOUT_S,
         disable_tqdm=False,
         bf16={"auto": None, "bf16": True, "fp32": False}[c.precision],  # None: detected (AnchoredSFTConfig)
+        deepspeed=c.deepspeed,
     )
     # transformers 5 renamed gradient_checkpointing (now a deprecated alias) to activation_checkpointing
     names = {f.name for f in dataclasses.fields(AnchoredSFTConfig)}

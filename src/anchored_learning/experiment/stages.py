@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from anchored_learning.config import under_launcher
+from anchored_learning.config import under_launcher, zero_stage
 from anchored_learning.experiment import plan as P
 from anchored_learning.experiment.config import RENAMED_FIELDS, ExperimentConfig
 from anchored_learning.experiment.data import data_fingerprints, load_training_rows, make_task
@@ -101,9 +101,10 @@ class Experiment:
             self.log(f"[skip] {name}: already trained ({final})")
             return final
         main = is_main_process()
-        self.log(f"[train] {name} ({args.method})")
         model, tok = load_model_and_tokenizer(self.model_path)
         trainer = AnchoredSFTTrainer(model, args=args, train_dataset=self.dataset, processing_class=tok, peft_config=peft_config)
+        engine = f", DeepSpeed ZeRO-{zero_stage(args.deepspeed)}" if trainer.is_deepspeed_enabled else ""
+        self.log(f"[train] {name} ({args.method}{engine})")
         ckpts = list(Path(args.output_dir).glob("checkpoint-*"))
         t0 = time.perf_counter()
         trainer.train(resume_from_checkpoint=bool(ckpts) or None)
