@@ -138,7 +138,8 @@ def test_anchored_train_under_torchrun_matches_one_process(tmp_path):
     for cmd in (one, two):
         proc = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=600)
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert proc.stdout.count("saved ") == 1  # the main process alone wrote the model
+    assert proc.stdout.count("saved ") == 1  # the main process alone wrote the model ...
+    assert proc.stdout.count("training examples; stages:") == 1  # ... and printed the header
     for folder in ("reference", "final"):
         diff = _max_difference(tmp_path / "one" / folder / "model.safetensors", tmp_path / "two" / folder / "model.safetensors")
         assert diff < 2e-4, (folder, diff)  # the float summation order differs between 1 and 2 processes

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -637,8 +638,9 @@ def train_command(ctx: typer.Context) -> None:
         if needs_ref
         else []
     ) + [f"{args.method} training"]
-    typer.echo(f"model: {path}; {len(rows)} training examples; stages: {' -> '.join(stages)}; output: {output_dir}")
-    write_json_atomic(output_dir / TRAIN_SETTINGS, settings)
+    if int(os.environ.get("RANK", "0")) == 0:  # under a launcher: said and written once, by the main process
+        typer.echo(f"model: {path}; {len(rows)} training examples; stages: {' -> '.join(stages)}; output: {output_dir}")
+        write_json_atomic(output_dir / TRAIN_SETTINGS, settings)
     try:
         if train_ref:
             m, tok = models.load_model_and_tokenizer(path)
