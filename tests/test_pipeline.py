@@ -115,6 +115,27 @@ def test_experiment_end_to_end_tiny_model_and_resume(tmp_path):
     # the reported wall time is the total over both invocations, not the (instant) re-run alone
     assert again["wall_time_s"] >= out["wall_time_s"] > 1.0
 
+    # the folder exported by scripts/export_run.py (records, no models) and continued with one more
+    # variant: only that variant and the reference it reads are trained; the rest is kept as recorded
+    import runpy
+
+    runpy.run_path(str(Path(__file__).resolve().parents[1] / "scripts" / "export_run.py"))["export"](
+        tmp_path / "run", tmp_path / "exported"
+    )
+    assert not (tmp_path / "exported" / "models").exists()
+    more = dataclasses.replace(cfg, output_dir=str(tmp_path / "exported"), sweep=(*cfg.sweep, "anchored.anchor_alpha=0.25"))
+    logs = []
+    cont = Experiment(more, console_log=logs.append).run()
+    trained = [line.split()[1] for line in logs if line.startswith("[train]") and "(" in line.split()[2]]
+    assert trained == ["reference", "anchored(anchor_alpha=0.25)"], logs
+    assert "[train] reference: trained again as its model was not kept; bit-identical to the recorded one: True" in logs
+    rows = {r["label"]: r for r in cont["rows"]}
+    assert sorted(rows) == sorted([*labels, "anchored(anchor_alpha=0.25)"])
+    for old in out["rows"]:  # the recorded runs: same scores; training times kept but the reference's (trained again)
+        new = rows[old["label"]]
+        assert (new["target"], new["degradation"]) == (old["target"], old["degradation"]), old["label"]
+        assert (new["train_time_s"] == old["train_time_s"]) == (old["label"] != "sft"), old["label"]
+
 
 def _row(label, target, gain, deg, hs, drift=None):
     return {

@@ -13,6 +13,7 @@ import importlib.util
 import os
 import shutil
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -238,11 +239,23 @@ def check_finite_parameters(model: torch.nn.Module, what: str) -> None:
         )
 
 
-def save_pretrained_atomically(model, tokenizer, folder: str | os.PathLike, files: dict[str, str] | None = None) -> Path:
+def weights_sha256(folder: str | os.PathLike) -> str:
+    """SHA-256 over the ``*.safetensors`` files of a model folder (names and bytes, in name order):
+    equal for two saves of bit-identical weights."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for f in sorted(Path(folder).glob("*.safetensors")):
+        h.update(f.name.encode() + b"\0" + f.read_bytes())
+    return h.hexdigest()
+
+
+def save_pretrained_atomically(model, tokenizer, folder: str | os.PathLike, files: dict[str, Any] | None = None) -> Path:
     """Save ``model`` (LoRA adapters merged first) and ``tokenizer`` to ``folder``, plus text
-    ``files`` (name -> content), atomically (:func:`anchored_learning.io.atomic_folder`): a killed
-    save leaves the previous ``folder`` or none, never a half-written one, so a marker file in
-    ``files`` proves the whole save finished.
+    ``files`` (name -> content, or a function of the folder being written that returns it),
+    atomically (:func:`anchored_learning.io.atomic_folder`): a killed save leaves the previous
+    ``folder`` or none, never a half-written one, so a marker file in ``files`` proves the whole
+    save finished.
 
     Returns:
         ``folder`` as a Path.
@@ -258,7 +271,7 @@ def save_pretrained_atomically(model, tokenizer, folder: str | os.PathLike, file
         if tokenizer is not None:
             tokenizer.save_pretrained(tmp)
         for name, text in (files or {}).items():
-            (tmp / name).write_text(text)
+            (tmp / name).write_text(text(tmp) if callable(text) else text)
     return Path(folder)
 
 

@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from anchored_learning.evaluation.metrics import _stat  # mean (weighted: ratio of sums) per row of indices
+from anchored_learning.experiment.plan import training_record
 from anchored_learning.report import pareto_frontier
 
 #: the family every other one is compared with
@@ -299,20 +300,6 @@ def frontier_statistics(
 
 
 # ------------------------------------------------------------------------------ the report
-
-
-def training_record(run: Path, label: str) -> dict[str, Any] | None:
-    """The training record (``train_time_s``, ``log_history``, ``anchor_history``) of run
-    ``label`` in the run folder ``run``: ``models/<name>/final/.complete`` of a run folder, or
-    ``train_log_<name>.json`` of one exported with ``scripts/export_run.py`` (``<name>`` is
-    ``reference`` for the row ``sft``); None for a run that was not trained (WiSE-FT)."""
-    from anchored_learning.experiment.plan import DONE
-
-    name = "reference" if label == "sft" else label
-    for path in (run / "models" / name / "final" / DONE, run / f"train_log_{name}.json"):
-        if path.exists():
-            return json.loads(path.read_text())
-    return None
 
 
 def _fmt(est: Mapping[str, Any] | None, fmt: str = "{:+.1f}") -> str:

@@ -146,6 +146,11 @@ def training_args(cfg: ExperimentConfig, out: Path, name: str, **kw) -> Any:
     return AnchoredSFTConfig(**base)
 
 
+def needs_reference(method: str) -> bool:
+    """True when variant ``method``'s training reads the reference model p_sft."""
+    return method in METHODS and METHODS[method].needs_reference
+
+
 def reference_args(cfg: ExperimentConfig, out: Path) -> Any:
     """Training arguments of the reference model p_sft: plain SFT, ``reference_epochs`` at ``reference_learning_rate``."""
     return training_args(
@@ -172,7 +177,7 @@ def variant_args(cfg: ExperimentConfig, out: Path, name: str, method: str, overr
         if method == "anchored":
             extra.update(outer_iterations=c.outer_iterations, inner_epochs=c.inner_epochs)
         extra["num_train_epochs"] = c.outer_iterations * c.inner_epochs  # T * K (the config's own rule)
-    if method in METHODS and METHODS[method].needs_reference:
+    if needs_reference(method):
         extra["reference_model"] = str(ref_dir)
     if method in METHODS and "kl_coef" in METHODS[method].reads:
         extra["kl_coef"] = c.kl_coef
@@ -239,3 +244,15 @@ def plan(cfg: ExperimentConfig, out: Path, log: Callable[[str], None] = print) -
         names.add(name)
         planned.append((name, method, overrides))
     return planned
+
+
+def training_record(run: Path, label: str) -> dict[str, Any] | None:
+    """The training record (``train_time_s``, ``log_history``, ``anchor_history``) of run
+    ``label`` in the run folder ``run``: ``models/<name>/final/.complete`` of a run folder, or
+    ``train_log_<name>.json`` of one exported with ``scripts/export_run.py`` (``<name>`` is
+    ``reference`` for the row ``sft``); None for a run that was not trained (WiSE-FT)."""
+    name = "reference" if label == "sft" else label
+    for path in (run / "models" / name / "final" / DONE, run / f"train_log_{name}.json"):
+        if path.exists():
+            return json.loads(path.read_text())
+    return None

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import platform
 from pathlib import Path
@@ -13,7 +12,7 @@ import torch
 
 from anchored_learning.evaluation.metrics import compare
 from anchored_learning.experiment.config import ExperimentConfig
-from anchored_learning.experiment.plan import DONE
+from anchored_learning.experiment.plan import training_record
 from anchored_learning.io import write_json_atomic, write_text_atomic
 from anchored_learning.report import aggregate_seeds, markdown_table, markdown_table_seeds, plot_pareto
 
@@ -61,8 +60,7 @@ def write_report(
         g = cmp["gain"].get(c.task, {"points": 0.0, "ci": [0.0, 0.0]}) if c.task else {"points": None, "ci": None}
         md = cmp.get("mean_degradation", {"percent": 0.0, "ci": [0.0, 0.0]})
         res = ev["results"]
-        done = out / "models" / ("reference" if name == "sft" else name) / "final" / DONE
-        train_time = json.loads(done.read_text()).get("train_time_s", 0.0) if done.exists() else 0.0
+        train_time = (training_record(out, name) or {}).get("train_time_s", 0.0)
         rows.append(
             {
                 "label": name,

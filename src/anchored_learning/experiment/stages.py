@@ -93,13 +93,14 @@ class Experiment:
     # -- stages
 
     def _train(self, name: str, args, peft_config=None) -> Path:
-        from anchored_learning.models import load_model_and_tokenizer, save_pretrained_atomically
+        from anchored_learning.models import load_model_and_tokenizer, save_pretrained_atomically, weights_sha256
         from anchored_learning.trainer import AnchoredSFTTrainer
 
         final = self.out / "models" / name / "final"
         if (final / DONE).exists():
             self.log(f"[skip] {name}: already trained ({final})")
             return final
+        recorded = P.training_record(self.out, name)  # of an exported folder whose model was not kept
         main = is_main_process()
         model, tok = load_model_and_tokenizer(self.model_path)
         trainer = AnchoredSFTTrainer(model, args=args, train_dataset=self.dataset, processing_class=tok, peft_config=peft_config)
@@ -116,20 +117,33 @@ class Experiment:
                 tok,
                 final,
                 {
-                    DONE: json.dumps(
+                    DONE: lambda folder: json.dumps(
                         {
                             "train_time_s": self.timings[name],
                             "log_history": trainer.state.log_history,
                             "anchor_history": trainer.anchor_history,
+                            "weights_sha256": weights_sha256(folder),
                         },
                         default=str,
                     )
                 },
             )
+            if recorded is not None:  # trained again (another run needs it): is it the model that was evaluated?
+                same = recorded.get("weights_sha256")
+                same = "unknown (the record has no weights_sha256)" if same is None else same == weights_sha256(final)
+                self.log(f"[train] {name}: trained again as its model was not kept; bit-identical to the recorded one: {same}")
         wait_for_everyone()  # every rank is past its last checkpoint before they are deleted
         if main:
             shutil.rmtree(args.output_dir, ignore_errors=True)  # checkpoints are no longer needed
         return final
+
+    def _finished(self, label: str, trained: bool = True) -> bool:
+        """True when run ``label`` needs no more work: its evaluation is recorded and, for a trained
+        run, its training record too, whether or not its model is still here (a folder exported by
+        ``scripts/export_run.py`` and copied back keeps records, not models, and is continued by
+        training only the runs it lacks, and the reference when one of them needs it)."""
+        recorded = recorded_evaluation(self.cfg, self.out, label) is not None
+        return recorded and (not trained or P.training_record(self.out, label) is not None)
 
     def _evaluate(self, name: str, model) -> dict[str, Any]:
         """Evaluate on the main process (the others wait); the evaluation, or {} on other ranks."""
@@ -184,11 +198,18 @@ class Experiment:
         self.base.eval()
 
         evals = {"base": self._evaluate("base", self.base)}
-        ref_dir = self._train("reference", P.reference_args(c, self.out))
-        ref_model = AutoModelForCausalLM.from_pretrained(ref_dir).eval() if main else None
+        todo = [(n, m, o) for n, m, o in self.plan if not self._finished(n, trained=m != "wise_ft")]
+        ref_model = None
+        if not self._finished("sft") or any(m == "wise_ft" or P.needs_reference(m) for _, m, _ in todo):
+            ref_dir = self._train("reference", P.reference_args(c, self.out))
+            ref_model = AutoModelForCausalLM.from_pretrained(ref_dir).eval() if main else None
         evals["sft"] = self._evaluate("sft", ref_model)
 
         for name, method, overrides in self.plan:
+            if (name, method, overrides) not in todo:
+                self.log(f"[skip] {name}: trained and evaluated ({self.out / 'evals' / name}.json)")
+                evals[name] = self._evaluate(name, None)
+                continue
             if method == "wise_ft":
                 evals[name] = self._evaluate(name, wise_ft(self.base, ref_model, overrides["weight"]).eval() if main else None)
                 continue
@@ -217,17 +238,16 @@ def evaluate_model(cfg, out: Path, name: str, model, tok, base, task, log: Calla
         the :func:`~anchored_learning.evaluation.suites.evaluate` output (also written to
         ``out/evals/<name>.json`` atomically).
     """
-    from anchored_learning.evaluation.suites import evaluate, precision_label
+    from anchored_learning.evaluation.suites import evaluate
 
     path = out / "evals" / f"{name}.json"
-    precision = precision_label(cfg.precision == "bf16")
+    if (res := recorded_evaluation(cfg, out, name, model_id)) is not None:
+        log(f"[skip] eval {name}: {path}")
+        return res
     if path.exists():
-        res = json.loads(path.read_text())
-        made = res["meta"].get("precision", "float32")  # evaluations before mixed precision were float32
-        if (model_id is None or res["meta"].get("model") == model_id) and made == precision:
-            log(f"[skip] eval {name}: {path}")
-            return res
-        log(f"[eval] {name}: {path} was made for {res['meta'].get('model')!r} in {made}, evaluating again")
+        meta = json.loads(path.read_text())["meta"]
+        made = meta.get("precision", "float32")
+        log(f"[eval] {name}: {path} was made for {meta.get('model')!r} in {made}, evaluating again")
     else:
         log(f"[eval] {name}")
     c = cfg
@@ -253,6 +273,20 @@ def evaluate_model(cfg, out: Path, name: str, model, tok, base, task, log: Calla
     )
     write_json_atomic(path, res)
     return res
+
+
+def recorded_evaluation(cfg, out: Path, name: str, model_id: str | None = None) -> dict[str, Any] | None:
+    """``out/evals/<name>.json`` when it was made in the config's precision (and, with
+    ``model_id``, for that model), else None."""
+    from anchored_learning.evaluation.suites import precision_label
+
+    path = out / "evals" / f"{name}.json"
+    if not path.exists():
+        return None
+    res = json.loads(path.read_text())
+    made = res["meta"].get("precision", "float32")  # evaluations before mixed precision were float32
+    ok = (model_id is None or res["meta"].get("model") == model_id) and made == precision_label(cfg.precision == "bf16")
+    return res if ok else None
 
 
 def config_record(cfg) -> dict[str, Any]:
