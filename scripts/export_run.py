@@ -8,7 +8,8 @@ Usage: python scripts/export_run.py RUN_DIR DEST_DIR
 Copies config.json, results.json/.md, pareto.png, wall_time.json, the frontier study's files
 (``anchored frontier``: frontier.json/.md/.png, training_curves.png, anchor_bound.png), evals/*.json, and per model
 the training log and anchor diagnostics from ``models/<name>/final/.complete`` (weights are not
-copied).  A multi-seed folder (``anchored run --seeds ...``) is exported with its aggregate files
+copied; their ``weights_sha256`` is, so that a run continued from the export can tell whether a model
+it trains again is the same).  A multi-seed folder (``anchored run --seeds ...``) is exported with its aggregate files
 at the top and each ``seed-N/`` below.
 """
 
@@ -18,6 +19,8 @@ import argparse
 import json
 import shutil
 from pathlib import Path
+
+from anchored_learning.models import weights_sha256
 
 
 def export(src: Path, dest: Path) -> None:
@@ -31,6 +34,8 @@ def export(src: Path, dest: Path) -> None:
     for done in sorted(src.glob("models/*/final/.complete")):
         model = done.parent.parent.name
         info = json.loads(done.read_text())
+        if "weights_sha256" not in info:  # a record written before stages kept it: the weights are still here
+            info["weights_sha256"] = weights_sha256(done.parent)
         (dest / f"train_log_{model}.json").write_text(json.dumps(info, indent=1, default=str))
     for seed_dir in sorted(src.glob("seed-*")):
         export(seed_dir, dest / seed_dir.name)
