@@ -135,6 +135,16 @@ def test_experiment_end_to_end_tiny_model_and_resume(tmp_path):
         new = rows[old["label"]]
         assert (new["target"], new["degradation"]) == (old["target"], old["degradation"]), old["label"]
         assert (new["train_time_s"] == old["train_time_s"]) == (old["label"] != "sft"), old["label"]
+    # a record from before weights_sha256: the retrained reference is checked by its logged losses
+    import shutil
+
+    shutil.rmtree(tmp_path / "exported" / "models")
+    record = json.loads((tmp_path / "exported" / "train_log_reference.json").read_text())
+    del record["weights_sha256"]
+    (tmp_path / "exported" / "train_log_reference.json").write_text(json.dumps(record))
+    logs = []
+    Experiment(dataclasses.replace(more, sweep=(*more.sweep, "anchored.anchor_alpha=0.75")), console_log=logs.append).run()
+    assert "[train] reference: trained again as its model was not kept; the recorded loss at every logged step: True" in logs
 
 
 def _row(label, target, gain, deg, hs, drift=None):

@@ -129,9 +129,13 @@ class Experiment:
                 },
             )
             if recorded is not None:  # trained again (another run needs it): is it the model that was evaluated?
-                same = recorded.get("weights_sha256")
-                same = "unknown (the record has no weights_sha256)" if same is None else same == weights_sha256(final)
-                self.log(f"[train] {name}: trained again as its model was not kept; bit-identical to the recorded one: {same}")
+                if recorded.get("weights_sha256") is not None:
+                    same = f"bit-identical to the recorded one: {recorded['weights_sha256'] == weights_sha256(final)}"
+                else:  # a record from before weights_sha256: compare the logged training losses
+                    curve = lambda history: [(h["step"], h["loss"]) for h in history if "loss" in h]  # noqa: E731
+                    now = curve(json.loads(json.dumps(trainer.state.log_history, default=str)))
+                    same = f"the recorded loss at every logged step: {now == curve(recorded['log_history'])}"
+                self.log(f"[train] {name}: trained again as its model was not kept; {same}")
         wait_for_everyone()  # every rank is past its last checkpoint before they are deleted
         if main:
             shutil.rmtree(args.output_dir, ignore_errors=True)  # checkpoints are no longer needed
