@@ -247,6 +247,20 @@ def _compare_to_single_process(single: Path, multi: Path) -> None:
     assert [(d["outer_iteration"], d["step"]) for d in db] == [(d["outer_iteration"], d["step"]) for d in da]
 
 
+def test_train_loss_after_a_resume_with_two_processes(workdir, reference_dir):
+    """Logging every 5 steps, killed at step 12 (checkpoint-11: steps 11 and 10 not logged yet) and
+    resumed, 2 processes: train_loss is the uninterrupted run's, the unlogged steps' loss averaged
+    over the processes as transformers averages it when it logs."""
+    common = ("--reference-dir", reference_dir, "--per-device-batch-size", "2", "--logging-steps", "5")
+    full, out = workdir / "full-log5", workdir / "killed-log5"
+    run_script(workdir / "full-log5.log", "--output-dir", str(full), *common, "--save-steps", "0", nproc=2)
+    proc = run_script(workdir / "killed-log5.log", "--output-dir", str(out), *common, "--max-kill-step", str(KILL_STEP),
+                      nproc=2, expect_rc=None)  # fmt: skip
+    assert proc.returncode != 0 and not (out / "final").exists()
+    run_script(workdir / "resumed-log5.log", "--output-dir", str(out), *common, "--resume", nproc=2)
+    assert train_loss(out) == pytest.approx(train_loss(full), rel=1e-6)
+
+
 def test_two_processes_match_one_process_cache(workdir, reference_dir, uninterrupted):
     single = uninterrupted("cache")  # 1 process x batch 4
     multi = workdir / "ddp-cache"

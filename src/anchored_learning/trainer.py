@@ -347,9 +347,13 @@ class AnchoredSFTTrainer(SFTTrainer):
         super().save_model(output_dir, _internal_call=_internal_call)
 
     def _save_checkpoint(self, model, trial) -> None:
-        # the loss summed over the steps before this call and in it so far
+        # the loss summed over the steps before this call and in it so far; the steps not yet logged
+        # averaged over the processes, as transformers averages them when it logs them
+        from transformers.trainer_pt_utils import nested_gather
+
+        pending = nested_gather(self._tr_loss.detach(), self.args.parallel_mode).mean().item()
         before = self._loss_before
-        self._loss_total.loss_sum = None if before is None else before + self._total_loss_scalar + self._tr_loss.item()
+        self._loss_total.loss_sum = None if before is None else before + self._total_loss_scalar + pending
         super()._save_checkpoint(model, trial)
 
     def last_complete_checkpoint(self) -> str | None:

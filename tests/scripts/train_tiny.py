@@ -53,6 +53,7 @@ def parse_args(argv=None):
     p.add_argument("--resume", action="store_true", help="trainer.train(resume_from_checkpoint=True)")
     p.add_argument("--save-steps", type=int, default=1, help="checkpoint every N steps; 0 = save_strategy='no'")
     p.add_argument("--per-device-batch-size", type=int, default=4)
+    p.add_argument("--logging-steps", type=int, default=1, help="log the training loss every N steps")
     p.add_argument("--reference-only", action="store_true", help="only make sure the reference exists")
     p.add_argument(
         "--watchdog",
@@ -159,7 +160,7 @@ def main(argv=None) -> int:
         inner_epochs=2,
         per_device_train_batch_size=args.per_device_batch_size,
         learning_rate=1e-2,
-        logging_steps=1,
+        logging_steps=args.logging_steps,
         save_strategy="steps" if args.save_steps > 0 else "no",
         save_steps=max(1, args.save_steps),
         seed=SEED,
