@@ -31,6 +31,8 @@ def export(src: Path, dest: Path) -> None:
             shutil.copy2(src / name, dest / name)
     if (src / "evals").is_dir():
         shutil.copytree(src / "evals", dest / "evals", dirs_exist_ok=True)
+    for record in sorted(src.glob("train_log_*.json")):  # records of a folder continued from an export
+        shutil.copy2(record, dest / record.name)
     for done in sorted(src.glob("models/*/final/.complete")):
         model = done.parent.parent.name
         info = json.loads(done.read_text())

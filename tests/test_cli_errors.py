@@ -134,6 +134,9 @@ def test_run_refuses_a_deepspeed_config_that_cannot_work_before_any_work(tmp_pat
         _assert_usage_error(_invoke([*run, str(zero3)]), "pip install 'anchored-learning[deepspeed]'")
     else:
         _assert_usage_error(_invoke([*run, str(zero3)]), "ZeRO stage 3 is not supported", "stage 2")
+        zero2 = tmp_path / "zero2.json"
+        zero2.write_text(json.dumps({"zero_optimization": {"stage": 2}}))
+        _assert_usage_error(_invoke([*run, str(zero2)]), "needs a launcher", "torchrun")  # this process has none
     assert not (tmp_path / "r").exists()
 
 

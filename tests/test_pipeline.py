@@ -128,13 +128,29 @@ def test_experiment_end_to_end_tiny_model_and_resume(tmp_path):
     cont = Experiment(more, console_log=logs.append).run()
     trained = [line.split()[1] for line in logs if line.startswith("[train]") and "(" in line.split()[2]]
     assert trained == ["reference", "anchored(anchor_alpha=0.25)"], logs
-    assert "[train] reference: trained again as its model was not kept; bit-identical to the recorded one: True" in logs
+    assert "[train] reference: trained again as its model was not kept: bit-identical weights, as recorded" in logs
     rows = {r["label"]: r for r in cont["rows"]}
     assert sorted(rows) == sorted([*labels, "anchored(anchor_alpha=0.25)"])
     for old in out["rows"]:  # the recorded runs: same scores; training times kept but the reference's (trained again)
         new = rows[old["label"]]
         assert (new["target"], new["degradation"]) == (old["target"], old["degradation"]), old["label"]
         assert (new["train_time_s"] == old["train_time_s"]) == (old["label"] != "sft"), old["label"]
+    # exporting the continued folder keeps the records it had: nothing is trained again
+    runpy.run_path(str(Path(__file__).resolve().parents[1] / "scripts" / "export_run.py"))["export"](
+        tmp_path / "exported", tmp_path / "exported2"
+    )
+    logs = []
+    Experiment(dataclasses.replace(more, output_dir=str(tmp_path / "exported2")), console_log=logs.append).run()
+    assert not any(line.startswith("[train]") for line in logs), logs
+    # an evaluation whose model left no training record is not kept: that model is evaluated again
+    (tmp_path / "exported2" / "train_log_anchored.json").unlink()
+    logs = []
+    Experiment(dataclasses.replace(more, output_dir=str(tmp_path / "exported2")), console_log=logs.append).run()
+    assert [line.split()[1] for line in logs if line.startswith("[train]") and "(" in line.split()[2]] == [
+        "reference",
+        "anchored",
+    ]
+    assert any(line.startswith("[eval] anchored: ") and "evaluating again" in line for line in logs), logs
     # a record from before weights_sha256: the retrained reference is checked by its logged losses
     import shutil
 
@@ -144,7 +160,17 @@ def test_experiment_end_to_end_tiny_model_and_resume(tmp_path):
     (tmp_path / "exported" / "train_log_reference.json").write_text(json.dumps(record))
     logs = []
     Experiment(dataclasses.replace(more, sweep=(*more.sweep, "anchored.anchor_alpha=0.75")), console_log=logs.append).run()
-    assert "[train] reference: trained again as its model was not kept; the recorded loss at every logged step: True" in logs
+    assert (
+        "[train] reference: trained again as its model was not kept: the recorded loss at every logged step and "
+        "train_loss (the record has no weights_sha256), as recorded"
+    ) in logs
+    # a retrained reference that differs from the recorded one stops the run and is not kept
+    shutil.rmtree(tmp_path / "exported" / "models")
+    next(h for h in record["log_history"] if "train_loss" in h)["train_loss"] += 1e-6
+    (tmp_path / "exported" / "train_log_reference.json").write_text(json.dumps(record))
+    with pytest.raises(RuntimeError, match="it is not the recorded model"):
+        Experiment(dataclasses.replace(more, sweep=(*more.sweep, "anchored.anchor_alpha=0.6")), console_log=print).run()
+    assert not (tmp_path / "exported" / "models" / "reference" / "final").exists()
 
 
 def _row(label, target, gain, deg, hs, drift=None):

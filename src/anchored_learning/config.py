@@ -46,7 +46,8 @@ def check_deepspeed(deepspeed: str | dict | None) -> None:
     """Refuse a DeepSpeed config that cannot work, before any work is done.
 
     Raises:
-        ValueError: DeepSpeed is not installed, the config file does not exist, or it asks for ZeRO stage 3.
+        ValueError: DeepSpeed is not installed, the config file does not exist, it asks for ZeRO stage 3,
+            or no launcher started this process (no ``RANK`` / ``LOCAL_RANK`` in the environment).
     """
     if not deepspeed:
         return
@@ -62,6 +63,12 @@ def check_deepspeed(deepspeed: str | dict | None) -> None:
             "DeepSpeed ZeRO stage 3 is not supported by AnchoredSFTTrainer: it partitions every parameter across "
             "processes, and the reference, snapshot and cached output heads are read whole. Use ZeRO stage 2 "
             "(tested with 2 processes) or plain DDP; a model too large for one device needs a GPU setup we have not tested"
+        )
+    if not ("RANK" in os.environ or "LOCAL_RANK" in os.environ):
+        raise ValueError(
+            "DeepSpeed needs a launcher that sets up the processes (without one it looks for MPI): start the command "
+            "under torchrun (e.g. torchrun --nproc_per_node 2 -m anchored_learning.cli run ..., or --nproc_per_node 1), "
+            "accelerate launch or deepspeed"
         )
 
 

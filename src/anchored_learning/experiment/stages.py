@@ -102,6 +102,11 @@ class Experiment:
             return final
         recorded = P.training_record(self.out, name)  # of an exported folder whose model was not kept
         main = is_main_process()
+        if recorded is None and main:  # evaluations of an earlier model of which nothing else is left
+            for label in self._evaluated_with(name):
+                if (stale := self.out / "evals" / f"{label}.json").exists():
+                    self.log(f"[eval] {label}: {stale} is of a model that has no training record here: evaluating again")
+                    stale.unlink()
         model, tok = load_model_and_tokenizer(self.model_path)
         trainer = AnchoredSFTTrainer(model, args=args, train_dataset=self.dataset, processing_class=tok, peft_config=peft_config)
         engine = f", DeepSpeed ZeRO-{zero_stage(args.deepspeed)}" if trainer.is_deepspeed_enabled else ""
@@ -128,26 +133,56 @@ class Experiment:
                     )
                 },
             )
-            if recorded is not None:  # trained again (another run needs it): is it the model that was evaluated?
-                if recorded.get("weights_sha256") is not None:
-                    same = f"bit-identical to the recorded one: {recorded['weights_sha256'] == weights_sha256(final)}"
-                else:  # a record from before weights_sha256: compare the logged training losses
-                    curve = lambda history: [(h["step"], h["loss"]) for h in history if "loss" in h]  # noqa: E731
-                    now = curve(json.loads(json.dumps(trainer.state.log_history, default=str)))
-                    same = f"the recorded loss at every logged step: {now == curve(recorded['log_history'])}"
-                self.log(f"[train] {name}: trained again as its model was not kept; {same}")
         wait_for_everyone()  # every rank is past its last checkpoint before they are deleted
         if main:
             shutil.rmtree(args.output_dir, ignore_errors=True)  # checkpoints are no longer needed
+        if recorded is not None:  # trained again as its model was not kept: is it the model that was evaluated?
+            self._check_same_as_recorded(name, recorded, trainer.state.log_history, final)
         return final
 
-    def _finished(self, label: str, trained: bool = True) -> bool:
-        """True when run ``label`` needs no more work: its evaluation is recorded and, for a trained
-        run, its training record too, whether or not its model is still here (a folder exported by
-        ``scripts/export_run.py`` and copied back keeps records, not models, and is continued by
-        training only the runs it lacks, and the reference when one of them needs it)."""
-        recorded = recorded_evaluation(self.cfg, self.out, label) is not None
-        return recorded and (not trained or P.training_record(self.out, label) is not None)
+    def _evaluated_with(self, name: str) -> list[str]:
+        """The evaluations that model ``name`` decides: its own, and for the reference the WiSE-FT ones."""
+        if name != "reference":
+            return [name]
+        return ["sft"] + [label for label, method, _ in self.plan if method == "wise_ft"]
+
+    def _check_same_as_recorded(self, name: str, recorded: dict[str, Any], log_history: list, final: Path) -> None:
+        """Stop unless the model ``name`` just trained again equals the recorded one: the same
+        ``weights_sha256``, or for a record without it the same loss at every logged step.
+
+        Raises:
+            RuntimeError: it differs (the new model is removed, so a rerun cannot take it for the recorded one).
+        """
+        from anchored_learning.models import weights_sha256
+
+        if recorded.get("weights_sha256") is not None:
+            how, same = "bit-identical weights", recorded["weights_sha256"] == weights_sha256(final)
+        else:  # a record from before weights_sha256
+            curve = lambda history: [(h["step"], h.get("loss"), h.get("train_loss")) for h in history]  # noqa: E731
+            how = "the recorded loss at every logged step and train_loss (the record has no weights_sha256)"
+            same = curve(json.loads(json.dumps(log_history, default=str))) == curve(recorded["log_history"])
+        if same:
+            self.log(f"[train] {name}: trained again as its model was not kept: {how}, as recorded")
+            return
+        wait_for_everyone()
+        if is_main_process():
+            shutil.rmtree(final, ignore_errors=True)
+        raise RuntimeError(
+            f"{name} was trained again in {self.out} because its model was not kept, and it is not the recorded "
+            f"model (checked: {how}). The recorded runs were evaluated, or trained, with that one, and the runs still "
+            "to train would read another. Continue on the machine kind and precision that trained it, or start a new "
+            "output folder (a record of a training that was itself killed and resumed has no weights_sha256 and logs "
+            "other losses after the resume, so it cannot be checked: start a new folder)."
+        )
+
+    def _finished(self, label: str, method: str) -> bool:
+        """True when run ``label`` needs no more work: its evaluation is recorded, and so is the
+        training of the model it evaluates (its own; the reference's for ``sft`` and WiSE-FT),
+        whether or not that model is still here (a folder exported by ``scripts/export_run.py`` and
+        copied back keeps records, not models, and is continued by training only the runs it lacks,
+        and the reference when one of them needs it)."""
+        trained = "sft" if method == "wise_ft" else label
+        return recorded_evaluation(self.cfg, self.out, label) is not None and P.training_record(self.out, trained) is not None
 
     def _evaluate(self, name: str, model) -> dict[str, Any]:
         """Evaluate on the main process (the others wait); the evaluation, or {} on other ranks."""
@@ -202,9 +237,9 @@ class Experiment:
         self.base.eval()
 
         evals = {"base": self._evaluate("base", self.base)}
-        todo = [(n, m, o) for n, m, o in self.plan if not self._finished(n, trained=m != "wise_ft")]
+        todo = [(n, m, o) for n, m, o in self.plan if not self._finished(n, m)]
         ref_model = None
-        if not self._finished("sft") or any(m == "wise_ft" or P.needs_reference(m) for _, m, _ in todo):
+        if not self._finished("sft", "sft") or any(m == "wise_ft" or P.needs_reference(m) for _, m, _ in todo):
             ref_dir = self._train("reference", P.reference_args(c, self.out))
             ref_model = AutoModelForCausalLM.from_pretrained(ref_dir).eval() if main else None
         evals["sft"] = self._evaluate("sft", ref_model)
