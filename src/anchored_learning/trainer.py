@@ -199,8 +199,8 @@ class AnchoredSFTTrainer(SFTTrainer):
             # one process may train several models in turn (the reference, then the student): accelerate
             # refuses a second DeepSpeed Accelerator in a process unless the previous one's state is cleared
             AcceleratorState._reset_state(reset_partial_state=False)
-        self._loss_total, self._loss_before = RunLossTotal(), 0.0  # registered before the state is made
-        kwargs["callbacks"] = [*(kwargs.get("callbacks") or []), self._loss_total]
+        self._loss_before: float | None = 0.0  # the loss summed over the steps before this train() call
+        kwargs["callbacks"] = [*(kwargs.get("callbacks") or []), RunLossTotal()]  # before the state is made
         super().__init__(model, args=args, train_dataset=train_dataset, **kwargs)
         if n_given is not None and self.train_dataset is not None and len(self.train_dataset) < n_given:
             # trl drops examples whose every label is masked: a prompt longer than max_length loses its response
@@ -353,7 +353,9 @@ class AnchoredSFTTrainer(SFTTrainer):
 
         pending = nested_gather(self._tr_loss.detach(), self.args.parallel_mode).mean().item()
         before = self._loss_before
-        self._loss_total.loss_sum = None if before is None else before + self._total_loss_scalar + pending
+        # the instance in the handler (restore_callback_states_from_checkpoint replaces the one given)
+        total = next(cb for cb in self.callback_handler.callbacks if isinstance(cb, RunLossTotal))
+        total.loss_sum = None if before is None else before + self._total_loss_scalar + pending
         super()._save_checkpoint(model, trial)
 
     def last_complete_checkpoint(self) -> str | None:
