@@ -137,7 +137,7 @@ class Experiment:
         if main:
             shutil.rmtree(args.output_dir, ignore_errors=True)  # checkpoints are no longer needed
         if recorded is not None:  # trained again as its model was not kept: is it the model that was evaluated?
-            self._check_same_as_recorded(name, recorded, trainer.state.log_history, final)
+            self._check_same_as_recorded(name, recorded, final)
         return final
 
     def _evaluated_with(self, name: str) -> list[str]:
@@ -146,21 +146,20 @@ class Experiment:
             return [name]
         return ["sft"] + [label for label, method, _ in self.plan if method == "wise_ft"]
 
-    def _check_same_as_recorded(self, name: str, recorded: dict[str, Any], log_history: list, final: Path) -> None:
+    def _check_same_as_recorded(self, name: str, recorded: dict[str, Any], final: Path) -> None:
         """Stop unless the model ``name`` just trained again equals the recorded one: the same
         ``weights_sha256``, or for a record without it the same loss at every logged step.
 
         Raises:
             RuntimeError: it differs (the new model is removed, so a rerun cannot take it for the recorded one).
         """
-        from anchored_learning.models import weights_sha256
-
+        new = P.training_record(self.out, name)  # the record just written with the model (final/.complete)
         if recorded.get("weights_sha256") is not None:
-            how, same = "bit-identical weights", recorded["weights_sha256"] == weights_sha256(final)
+            how, same = "bit-identical weights", recorded["weights_sha256"] == new["weights_sha256"]
         else:  # a record from before weights_sha256
             curve = lambda history: [(h["step"], h.get("loss"), h.get("train_loss")) for h in history]  # noqa: E731
             how = "the recorded loss at every logged step and train_loss (the record has no weights_sha256)"
-            same = curve(json.loads(json.dumps(log_history, default=str))) == curve(recorded["log_history"])
+            same = curve(new["log_history"]) == curve(recorded["log_history"])
         if same:
             self.log(f"[train] {name}: trained again as its model was not kept: {how}, as recorded")
             return
