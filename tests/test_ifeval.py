@@ -384,3 +384,74 @@ def test_no_download_ever(tmp_path):
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip() == "ok 294"
     assert "nltk_data" not in out.stderr
+
+
+@pytest.mark.parametrize(
+    ("text", "sentences"),
+    [
+        # the issue's example: punkt splits it (nupunkt, used before, kept one sentence)
+        ("NO. NO.", ["NO.", "NO."]),
+        # punkt's English abbreviations and ortho context: "Dr." and "p.m." do not end a sentence
+        # before a lower-case or name token, "p.m." does before "He"
+        ("Dr. Smith arrived at 5 p.m. He left.", ["Dr. Smith arrived at 5 p.m.", "He left."]),
+        ("Is it? Yes! Fine.", ["Is it?", "Yes!", "Fine."]),
+        ("", []),
+    ],
+)
+def test_sentence_split_is_nltk_punkt(text, sentences):
+    from anchored_learning.tasks.ifeval_checkers.text import count_sentences, split_sentences
+
+    assert split_sentences(text) == sentences
+    assert count_sentences(text) == len(sentences)
+
+
+def test_sentence_split_equals_nltk_on_ifbench_sample_responses():
+    """Same sentences and words as nltk.sent_tokenize / word_tokenize on IFBench's 294 responses.
+
+    nltk's functions find the same punkt_tab parameters once :func:`split_sentences` has run
+    (the user's data or llama-index-core's copy); nupunkt counted sentences differently on 76.
+    """
+    import importlib.util
+    from pathlib import Path
+
+    import nltk
+
+    from anchored_learning.tasks.ifeval_checkers.text import split_sentences, word_tokenize
+
+    split_sentences("Warm up. Then compare.")
+    folder = Path(importlib.util.find_spec("ifbench").submodule_search_locations[0])
+    lines = (folder / "data" / "sample_output.jsonl").read_text().splitlines()
+    responses = [json.loads(line)["response"] for line in lines if line.strip()]
+    assert len(responses) == 294
+    for r in responses:
+        assert split_sentences(r) == nltk.sent_tokenize(r)
+        assert word_tokenize(r) == nltk.word_tokenize(r)
+    assert sum(len(split_sentences(r)) for r in responses) > len(responses)
+
+
+def test_missing_punkt_data_names_the_install(monkeypatch):
+    import nltk.tokenize.punkt as punkt
+
+    from anchored_learning.tasks.ifeval_checkers import text
+
+    def missing(*_args, **_kwargs):
+        raise LookupError("Resource punkt_tab not found.")
+
+    monkeypatch.setattr(punkt, "PunktTokenizer", missing)
+    monkeypatch.setattr(text, "_bundled_nltk_data", lambda: None)
+    text._punkt.cache_clear()
+    try:
+        with pytest.raises(LookupError, match="requirements/assets.txt"):
+            text.split_sentences("One. Two.")
+    finally:
+        text._punkt.cache_clear()
+
+
+def test_stopwords_are_nltks_english_list():
+    from anchored_learning.tasks.ifeval_checkers.text import ENGLISH_STOPWORDS, _bundled_nltk_data
+
+    folder = _bundled_nltk_data()
+    if folder is None:
+        pytest.skip("llama-index-core (NLTK data) not installed")
+    nltk_list = (folder / "corpora" / "stopwords" / "english").read_text().split()
+    assert len(nltk_list) == 198 and ENGLISH_STOPWORDS == frozenset(nltk_list)

@@ -9,8 +9,8 @@ needs removed at import time:
 * ``from spacy.cli import download; download('en_core_web_sm')`` runs at import: a stub
   ``spacy`` module is put in ``sys.modules`` for the duration of the import only (spaCy itself
   is not otherwise used by the checkers, and is not installed);
-* every ``nltk.download(...)`` becomes a no-op, ``nltk.word_tokenize`` uses ``nupunkt`` for the
-  sentence split (no punkt data), ``nltk.pos_tag`` (only ``words:start_verb``) uses NLTK's
+* every ``nltk.download(...)`` becomes a no-op, ``nltk.word_tokenize`` / ``nltk.sent_tokenize``
+  use NLTK's punkt with the offline English parameters of :mod:`.text`, ``nltk.pos_tag`` (only ``words:start_verb``) uses NLTK's
   perceptron tagger when its data happen to be installed locally and otherwise TextBlob's
   bundled Brill/pattern lexicon tagger, and the stop-word list comes from :mod:`.text`.
 
@@ -38,7 +38,7 @@ _LOCK = threading.Lock()
 
 
 class _OfflineNLTK(types.ModuleType):
-    """Proxy for the ``nltk`` module that never downloads and needs no NLTK data."""
+    """Proxy for the ``nltk`` module that never downloads (punkt parameters: :mod:`.text`)."""
 
     def __init__(self, real: types.ModuleType) -> None:
         super().__init__("nltk")

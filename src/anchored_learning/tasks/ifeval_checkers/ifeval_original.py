@@ -3,10 +3,10 @@
 Source benchmark: Zhou et al., "Instruction-Following Evaluation for Large Language Models"
 (arXiv:2311.07911); reference implementation ``google-research/instruction_following_eval``
 (``instructions.py``, ``instructions_registry.py``).  The checking rules below re-implement that
-code's ``check_following`` logic for every instruction id used by the 541 IFEval prompts, with
-two deliberate differences: punkt sentence splitting / ``nltk.word_tokenize`` use ``nupunkt``
-(see :mod:`.text`), and ``langdetect`` is seeded (``DetectorFactory.seed = 0``) so language
-checks are deterministic.  Arguments are required (the reference code draws random ones when
+code's ``check_following`` logic for every instruction id used by the 541 IFEval prompts.
+Sentence splitting and ``nltk.word_tokenize`` are NLTK's own with its English punkt parameters,
+read offline (see :mod:`.text`).  One deliberate difference: ``langdetect`` is seeded
+(``DetectorFactory.seed = 0``) so language checks are deterministic.  Arguments are required (the reference code draws random ones when
 an argument is missing, which makes no sense when scoring a fixed data set).
 
 Each checker is built with ``Checker(instruction_id)``, configured with

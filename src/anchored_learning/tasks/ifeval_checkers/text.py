@@ -1,15 +1,20 @@
 """Offline text utilities shared by the IFEval / IFBench checkers.
 
-NLTK's punkt models (``nltk.download('punkt_tab')``) are replaced by ``nupunkt``, a
-dependency-free Punkt implementation that ships its model inside the wheel, so nothing is ever
-downloaded.  Word tokenisation follows ``nltk.word_tokenize`` (sentence split, then NLTK's
-Treebank-style word tokenizer, which needs no data files).
+Sentence splitting is NLTK's own Punkt tokenizer with NLTK's English ``punkt_tab`` parameters,
+exactly what the reference checkers use (``nltk.sent_tokenize`` / ``nltk.word_tokenize`` after
+``nltk.download('punkt_tab')``).  The parameters are read from the user's NLTK data when
+installed there, else from the copy of ``punkt_tab`` that the ``llama-index-core`` wheel ships
+(``llama_index/core/_static/nltk_cache``; installed ``--no-deps`` from requirements/assets.txt
+and never imported), so nothing is downloaded.  Word tokenisation is ``nltk.word_tokenize``'s:
+that sentence split, then NLTK's Treebank-style word tokenizer (no data files).
 """
 
 from __future__ import annotations
 
 import functools
+import importlib.metadata
 import re
+from pathlib import Path
 
 __all__ = [
     "ENGLISH_STOPWORDS",
@@ -43,15 +48,60 @@ ENGLISH_STOPWORDS = frozenset(
 _WORD_RE = re.compile(r"\w+")
 
 
-def split_sentences(text: str) -> list[str]:
-    """Split ``text`` into sentences with the nupunkt Punkt model (offline)."""
-    import nupunkt
+_PUNKT_HELP = (
+    "NLTK's English Punkt parameters (punkt_tab) are not installed. Install the offline copy with "
+    "`pip install --no-deps -r requirements/assets.txt` (it contains llama-index-core, whose wheel "
+    "ships punkt_tab), or, with network access, run `python -m nltk.downloader punkt_tab`."
+)
 
-    return [s for s in (s.strip() for s in nupunkt.sent_tokenize(text)) if s]
+
+def _bundled_nltk_data() -> Path | None:
+    """The NLTK data folder inside the installed ``llama-index-core`` wheel, if any."""
+    try:
+        dist = importlib.metadata.distribution("llama-index-core")
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    folder = Path(dist.locate_file("llama_index/core/_static/nltk_cache"))
+    return folder if (folder / "tokenizers" / "punkt_tab" / "english").is_dir() else None
+
+
+@functools.lru_cache(maxsize=1)
+def _punkt():
+    """NLTK's English ``PunktTokenizer`` (``punkt_tab``), as ``nltk.sent_tokenize`` loads it.
+
+    When the user's NLTK data lack ``punkt_tab``, the ``llama-index-core`` copy is appended to
+    ``nltk.data.path`` (last, so a user's own data always win; NLTK reads model files only under
+    its data roots).
+
+    Raises:
+        LookupError: neither the user's NLTK data nor ``llama-index-core`` has ``punkt_tab``
+            (the message says how to install it).
+    """
+    import nltk
+    from nltk.tokenize.punkt import PunktTokenizer
+
+    try:
+        return PunktTokenizer("english")
+    except LookupError:
+        folder = _bundled_nltk_data()
+        if folder is None:
+            raise LookupError(_PUNKT_HELP) from None
+    if str(folder) not in nltk.data.path:
+        nltk.data.path.append(str(folder))
+    return PunktTokenizer("english")
+
+
+def split_sentences(text: str) -> list[str]:
+    """Split ``text`` into sentences exactly as ``nltk.sent_tokenize(text)`` does (English punkt).
+
+    Raises:
+        LookupError: the punkt_tab parameters are not installed (see :func:`_punkt`).
+    """
+    return _punkt().tokenize(text)
 
 
 def count_sentences(text: str) -> int:
-    """Number of sentences (IFEval ``instructions_util.count_sentences``, punkt -> nupunkt)."""
+    """Number of sentences (IFEval ``instructions_util.count_sentences``: English punkt)."""
     return len(split_sentences(text))
 
 
@@ -67,15 +117,13 @@ def count_stopwords(text: str) -> int:
 
 @functools.lru_cache(maxsize=1)
 def _treebank():
-    try:
-        from nltk.tokenize.destructive import NLTKWordTokenizer
-    except ImportError:  # pragma: no cover - nltk is a declared dependency of the checkers
-        return None
+    from nltk.tokenize.destructive import NLTKWordTokenizer
+
     return NLTKWordTokenizer()
 
 
 def word_tokenize(text: str, language: str = "english", preserve_line: bool = False) -> list[str]:
-    """Drop-in for ``nltk.word_tokenize`` that needs no NLTK data.
+    """``nltk.word_tokenize`` with the offline punkt parameters of :func:`split_sentences`.
 
     Args:
         text: the text.
@@ -83,10 +131,10 @@ def word_tokenize(text: str, language: str = "english", preserve_line: bool = Fa
         preserve_line: when true, do not split into sentences first.
 
     Returns:
-        The tokens.
+        The tokens: punkt sentences, each split by NLTK's Treebank-style word tokenizer.
+
+    Raises:
+        LookupError: the punkt_tab parameters are not installed (see :func:`split_sentences`).
     """
-    tok = _treebank()
     sentences = [text] if preserve_line else split_sentences(text)
-    if tok is None:  # pragma: no cover
-        return [t for s in sentences for t in re.findall(r"\w+|[^\w\s]", s)]
-    return [t for s in sentences for t in tok.tokenize(s)]
+    return [t for s in sentences for t in _treebank().tokenize(s)]
