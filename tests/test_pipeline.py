@@ -612,3 +612,73 @@ def test_resume_refuses_changed_data_contents_and_another_precision(tmp_path):
         Experiment(dataclasses.replace(cfg, precision="bf16"), console_log=lambda s: None)
     # "auto" is recorded as what this machine does
     assert ExperimentConfig(preset="quick").resolved().precision in ("bf16", "fp32")
+
+
+def _file_run_cfg(tmp_path, out: str, **kw) -> ExperimentConfig:
+    rows = [{"prompt": f"{i}+1?", "response": str(i + 1)} for i in range(8)]
+    if not (tmp_path / "train.jsonl").exists():
+        (tmp_path / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[:6]))
+        (tmp_path / "test.csv").write_text("prompt,response\n7+1?,8\n8+1?,9\n")
+    model = str(tmp_path / "tiny") if (tmp_path / "tiny").exists() else _tiny_folder(tmp_path)
+    settings = dict(
+        preset="quick",
+        model=model,
+        data=str(tmp_path / "train.jsonl"),
+        test_data=str(tmp_path / "test.csv"),
+        score="last_number",
+        output_dir=str(tmp_path / out),
+        reference_epochs=1,
+        outer_iterations=1,
+        inner_epochs=1,
+        baselines=(),
+        wise_weights=(),
+        max_new_tokens=4,
+    )
+    settings.update(_small_eval())
+    settings.update(kw)
+    return ExperimentConfig(**settings)
+
+
+def test_base_evaluation_is_reused_across_run_folders_by_content_key(tmp_path, monkeypatch):
+    """A second folder with the same model, items, settings and code copies the stored base
+    evaluation (no evaluation runs); anything that changes the numbers changes the key."""
+    from anchored_learning.experiment import eval_cache
+    from anchored_learning.experiment.data import data_fingerprints
+
+    monkeypatch.setenv(eval_cache.ENV, str(tmp_path / "cache"))
+    first_log, second_log = [], []
+    Experiment(_file_run_cfg(tmp_path, "r1"), console_log=first_log.append).run()
+    assert "[eval] base" in first_log
+    stored = list((tmp_path / "cache").glob("base-*.json"))
+    first = json.loads((tmp_path / "r1" / "evals" / "base.json").read_text())
+    assert len(stored) == 1 and json.loads(stored[0].read_text()) == first
+
+    Experiment(_file_run_cfg(tmp_path, "r2"), console_log=second_log.append).run()
+    assert "[eval] base" not in second_log
+    assert any(m.startswith("[reuse] eval base") and str(stored[0]) in m for m in second_log)
+    assert json.loads((tmp_path / "r2" / "evals" / "base.json").read_text()) == first
+    assert "[eval] anchored" in second_log  # only the base evaluation is shared
+
+    cfg = _file_run_cfg(tmp_path, "r3").resolved()
+    data = data_fingerprints(cfg)
+    key = eval_cache.base_evaluation_key(cfg, data, cfg.model)
+    assert stored[0].name == f"base-{key}.json"
+    other_weights = _tiny_folder(tmp_path, name="tiny-1", seed=1)
+    changed = [
+        eval_cache.base_evaluation_key(dataclasses.replace(cfg, seed=1), data, cfg.model),
+        eval_cache.base_evaluation_key(dataclasses.replace(cfg, mc_limit=4), data, cfg.model),
+        eval_cache.base_evaluation_key(dataclasses.replace(cfg, eval_batch_size=2), data, cfg.model),
+        eval_cache.base_evaluation_key(cfg, {**data, "test_data": "0" * 64}, cfg.model),
+        eval_cache.base_evaluation_key(cfg, data, other_weights),
+    ]
+    assert len({key, *changed}) == 6
+    # training settings and the output folder do not enter the key
+    same = dataclasses.replace(cfg, learning_rate=3e-3, output_dir=str(tmp_path / "elsewhere"), baselines=("dft",))
+    assert eval_cache.base_evaluation_key(same, data, cfg.model) == key
+    monkeypatch.setattr(eval_cache, "_code_fingerprint", lambda: "edited source")
+    assert eval_cache.base_evaluation_key(cfg, data, cfg.model) not in (key, None)
+    # not keyed by content: a Hub dataset id, a folder without weight files; cache off
+    assert eval_cache.base_evaluation_key(cfg, {**data, "data": None}, cfg.model) is None
+    assert eval_cache.base_evaluation_key(cfg, data, tmp_path / "cache") is None
+    monkeypatch.setenv(eval_cache.ENV, "off")
+    assert eval_cache.stored_base_evaluation(key) is None and eval_cache.store_base_evaluation(key, first) is None

@@ -184,10 +184,25 @@ class Experiment:
         return recorded_evaluation(self.cfg, self.out, label) is not None and P.training_record(self.out, trained) is not None
 
     def _evaluate(self, name: str, model) -> dict[str, Any]:
-        """Evaluate on the main process (the others wait); the evaluation, or {} on other ranks."""
+        """Evaluate on the main process (the others wait); the evaluation, or {} on other ranks.
+
+        The base model's evaluation is first looked up by content key (:mod:`.eval_cache`): when
+        another folder evaluated the same model on the same items with the same settings and code,
+        its result is copied here instead of evaluated again, and a new one is stored for others."""
+        from anchored_learning.experiment import eval_cache
+
         res = {}
         if is_main_process():
+            key = None
+            if name == "base" and recorded_evaluation(self.cfg, self.out, name) is None:
+                key = eval_cache.base_evaluation_key(self.cfg, self._record[DATA_KEY], self.model_path)
+                if (stored := eval_cache.stored_base_evaluation(key)) is not None:
+                    write_json_atomic(self.out / "evals" / "base.json", stored[1])
+                    self.log(f"[reuse] eval base: same model, items, settings and code as {stored[0]}")
+                    key = None
             res = evaluate_model(self.cfg, self.out, name, model, self.tok, self.base, self.task, self.log)
+            if key is not None:
+                eval_cache.store_base_evaluation(key, res)
             self._save_wall_time()
         wait_for_everyone()
         return res

