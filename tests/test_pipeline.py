@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -641,7 +642,7 @@ def _file_run_cfg(tmp_path, out: str, **kw) -> ExperimentConfig:
 
 def test_base_evaluation_is_reused_across_run_folders_by_content_key(tmp_path, monkeypatch):
     """A second folder with the same model, items, settings and code copies the stored base
-    evaluation (no evaluation runs); anything that changes the numbers changes the key."""
+    evaluation (no evaluation runs), and only that one."""
     from anchored_learning.experiment import eval_cache
     from anchored_learning.experiment.data import data_fingerprints
 
@@ -658,20 +659,33 @@ def test_base_evaluation_is_reused_across_run_folders_by_content_key(tmp_path, m
     assert any(m.startswith("[reuse] eval base") and str(stored[0]) in m for m in second_log)
     assert json.loads((tmp_path / "r2" / "evals" / "base.json").read_text()) == first
     assert "[eval] anchored" in second_log  # only the base evaluation is shared
-
     cfg = _file_run_cfg(tmp_path, "r3").resolved()
+    assert stored[0].name == f"base-{eval_cache.base_evaluation_key(cfg, data_fingerprints(cfg), cfg.model)}.json"
+
+
+def test_base_evaluation_key_changes_with_what_the_numbers_depend_on(tmp_path, monkeypatch):
+    from anchored_learning.experiment import eval_cache
+    from anchored_learning.experiment.data import data_fingerprints
+
+    monkeypatch.setenv(eval_cache.ENV, str(tmp_path / "cache"))
+    cfg = _file_run_cfg(tmp_path, "r").resolved()
     data = data_fingerprints(cfg)
     key = eval_cache.base_evaluation_key(cfg, data, cfg.model)
-    assert stored[0].name == f"base-{key}.json"
+    assert key is not None and len(key) == 64
     other_weights = _tiny_folder(tmp_path, name="tiny-1", seed=1)
+    other_template = tmp_path / "tiny-template"
+    shutil.copytree(cfg.model, other_template)
+    tok_config = other_template / "tokenizer_config.json"
+    tok_config.write_text(tok_config.read_text().replace("{", '{"chat_template": "{{ messages }}", ', 1))
     changed = [
         eval_cache.base_evaluation_key(dataclasses.replace(cfg, seed=1), data, cfg.model),
         eval_cache.base_evaluation_key(dataclasses.replace(cfg, mc_limit=4), data, cfg.model),
         eval_cache.base_evaluation_key(dataclasses.replace(cfg, eval_batch_size=2), data, cfg.model),
         eval_cache.base_evaluation_key(cfg, {**data, "test_data": "0" * 64}, cfg.model),
         eval_cache.base_evaluation_key(cfg, data, other_weights),
+        eval_cache.base_evaluation_key(cfg, data, other_template),  # same weights, another chat template
     ]
-    assert len({key, *changed}) == 6
+    assert len({key, *changed}) == 7
     # training settings and the output folder do not enter the key
     same = dataclasses.replace(cfg, learning_rate=3e-3, output_dir=str(tmp_path / "elsewhere"), baselines=("dft",))
     assert eval_cache.base_evaluation_key(same, data, cfg.model) == key
@@ -680,5 +694,11 @@ def test_base_evaluation_is_reused_across_run_folders_by_content_key(tmp_path, m
     # not keyed by content: a Hub dataset id, a folder without weight files; cache off
     assert eval_cache.base_evaluation_key(cfg, {**data, "data": None}, cfg.model) is None
     assert eval_cache.base_evaluation_key(cfg, data, tmp_path / "cache") is None
+    # stored and read back under the key; an unreadable entry is ignored; off stores nothing
+    result = {"meta": {"model": "base"}, "results": {"file": {"primary": 0.5}}}
+    path = eval_cache.store_base_evaluation(key, result)
+    assert path == tmp_path / "cache" / f"base-{key}.json" and eval_cache.stored_base_evaluation(key) == (path, result)
+    path.write_text("{not json")
+    assert eval_cache.stored_base_evaluation(key) is None
     monkeypatch.setenv(eval_cache.ENV, "off")
-    assert eval_cache.stored_base_evaluation(key) is None and eval_cache.store_base_evaluation(key, first) is None
+    assert eval_cache.stored_base_evaluation(key) is None and eval_cache.store_base_evaluation(key, result) is None

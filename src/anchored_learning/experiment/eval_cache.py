@@ -9,9 +9,9 @@ folder whose key matches copies it instead of evaluating.
 The key is a SHA-256 over everything the evaluation's numbers depend on: every evaluation
 setting (the :class:`~anchored_learning.experiment.config.EvaluationConfig` fields but
 ``output_dir`` and ``preset``: task, sizes, seed, held-out suite, precision, batch sizes...), the
-contents of the data files, the model's weight files, the source of this package (any code
-change invalidates every entry), the versions of torch, transformers and the data packages, the
-processor or GPU, and torch's thread count.  Where one of them cannot be read as content (a Hub
+contents of the data files, every file of the model's folder (weights, configs, tokenizer, chat
+template), the source of this package (any code change invalidates every entry), the versions of
+torch, transformers and the data packages, the processor or GPU, and torch's thread count.  Where one of them cannot be read as content (a Hub
 dataset id, a model folder without weight files) nothing is reused or stored.
 
 ``$ANCHORED_EVAL_CACHE`` sets the folder (default ``<cache>/evals``, ``<cache>`` as in
@@ -49,27 +49,28 @@ def eval_cache_dir() -> Path | None:
 
 
 @functools.lru_cache(maxsize=8)
-def _weights_sha256(folder: str, stamp: tuple) -> str | None:
+def _folder_sha256(folder: str, stamp: tuple) -> str:
     h = hashlib.sha256()
-    files = sorted(p for p in Path(folder).iterdir() if p.is_file() and p.name.endswith(_WEIGHT_SUFFIXES))
-    if not files:
-        return None
-    for f in files:
-        h.update(f.name.encode() + b"\0")
-        with f.open("rb") as stream:
+    for name, *_ in stamp:
+        h.update(name.encode() + b"\0")
+        with (Path(folder) / name).open("rb") as stream:
             for block in iter(lambda: stream.read(1 << 24), b""):
                 h.update(block)
     return h.hexdigest()
 
 
-def weights_fingerprint(model_path: str | os.PathLike) -> str | None:
-    """SHA-256 over a model folder's weight files (names and bytes), or None (not a folder, or no
-    weight file in it).  Memoised per folder, file sizes and modification times."""
+def model_fingerprint(model_path: str | os.PathLike) -> str | None:
+    """SHA-256 over every file of a model folder (names and bytes: weights, config, generation
+    config, tokenizer, chat template), or None when it is not a folder or holds no weight file.
+    Memoised per folder, file names, sizes and modification times."""
     folder = Path(model_path)
     if not folder.is_dir():
         return None
-    stamp = tuple(sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in folder.iterdir() if p.is_file()))
-    return _weights_sha256(str(folder.resolve()), stamp)
+    files = [p for p in folder.iterdir() if p.is_file()]
+    if not any(p.name.endswith(_WEIGHT_SUFFIXES) for p in files):
+        return None
+    stamp = tuple(sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in files))
+    return _folder_sha256(str(folder.resolve()), stamp)
 
 
 @functools.lru_cache(maxsize=1)
@@ -113,14 +114,14 @@ def base_evaluation_key(cfg, data_sha256: dict[str, str | None], model_path: str
         model_path: the base model's local folder.
 
     Returns:
-        64 hex digits, or None when the data or the weights cannot be keyed by content.
+        64 hex digits, or None when the data or the model cannot be keyed by content.
     """
     import torch
 
     from anchored_learning.experiment.config import EvaluationConfig
 
-    weights = weights_fingerprint(model_path)
-    if weights is None or any(v is None for v in data_sha256.values()):
+    model = model_fingerprint(model_path)
+    if model is None or any(v is None for v in data_sha256.values()):
         return None
     settings = {
         f.name: getattr(cfg, f.name) for f in dataclasses.fields(EvaluationConfig) if f.name not in ("output_dir", "preset")
@@ -128,7 +129,7 @@ def base_evaluation_key(cfg, data_sha256: dict[str, str | None], model_path: str
     payload = {
         "settings": settings,
         "data": data_sha256,
-        "weights": weights,
+        "model": model,
         "code": _code_fingerprint(),
         "versions": {p: _version(p) for p in VERSIONED},
         "device": _device(),
