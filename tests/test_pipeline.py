@@ -657,10 +657,12 @@ def test_base_evaluation_is_reused_across_run_folders_by_content_key(tmp_path, m
     Experiment(_file_run_cfg(tmp_path, "r2"), console_log=second_log.append).run()
     assert "[eval] base" not in second_log
     assert any(m.startswith("[reuse] eval base") and str(stored[0]) in m for m in second_log)
-    assert json.loads((tmp_path / "r2" / "evals" / "base.json").read_text()) == first
+    second = json.loads((tmp_path / "r2" / "evals" / "base.json").read_text())
+    assert second["meta"].pop("reused_from") == str(stored[0]) and second == first
     assert "[eval] anchored" in second_log  # only the base evaluation is shared
     cfg = _file_run_cfg(tmp_path, "r3").resolved()
-    assert stored[0].name == f"base-{eval_cache.base_evaluation_key(cfg, data_fingerprints(cfg), cfg.model)}.json"
+    task = make_task(cfg)
+    assert stored[0].name == f"base-{eval_cache.base_evaluation_key(cfg, data_fingerprints(cfg), cfg.model, task)}.json"
 
 
 def test_base_evaluation_key_changes_with_what_the_numbers_depend_on(tmp_path, monkeypatch):
@@ -694,11 +696,39 @@ def test_base_evaluation_key_changes_with_what_the_numbers_depend_on(tmp_path, m
     # not keyed by content: a Hub dataset id, a folder without weight files; cache off
     assert eval_cache.base_evaluation_key(cfg, {**data, "data": None}, cfg.model) is None
     assert eval_cache.base_evaluation_key(cfg, data, tmp_path / "cache") is None
-    # stored and read back under the key; an unreadable entry is ignored; off stores nothing
+    # the target's test items: another split of the same --data folder, same file hashes
+    from datasets import Dataset, DatasetDict
+
+    rows = [{"prompt": f"{i}+2?", "response": str(i + 2)} for i in range(6)]
+    DatasetDict({"a": Dataset.from_list(rows[:3]), "b": Dataset.from_list(rows[3:])}).save_to_disk(str(tmp_path / "dd"))
+    split_keys = set()
+    for split in ("a", "b"):
+        c = dataclasses.replace(cfg, data=f"{tmp_path / 'dd'}:{split}", test_data=None).resolved()
+        split_keys.add(eval_cache.base_evaluation_key(c, data_fingerprints(c), c.model, make_task(c)))
+    assert len(split_keys) == 2 and None not in split_keys
+    # a scoring rule of your own: its module's source (unreadable: no reuse)
+    rule = tmp_path / "my_rule_mod.py"
+    rule.write_text("def score(prediction, answer, meta):\n    return 1.0\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import importlib
+
+    import my_rule_mod
+
+    own = dataclasses.replace(cfg, score="my_rule_mod:score")
+    before = eval_cache.base_evaluation_key(own, data, cfg.model)
+    rule.write_text("def score(prediction, answer, meta):\n    return 0.0\n")
+    importlib.reload(my_rule_mod)
+    assert None not in (before, key) and len({key, before, eval_cache.base_evaluation_key(own, data, cfg.model)}) == 3
+    # stored and read back under the key; an unreadable or malformed entry is ignored; an
+    # evaluation with a suite that could not run is not stored; off stores nothing
     result = {"meta": {"model": "base"}, "results": {"file": {"primary": 0.5}}}
     path = eval_cache.store_base_evaluation(key, result)
     assert path == tmp_path / "cache" / f"base-{key}.json" and eval_cache.stored_base_evaluation(key) == (path, result)
-    path.write_text("{not json")
-    assert eval_cache.stored_base_evaluation(key) is None
+    for bad in ("{not json", "{}", '{"meta": {}, "results": []}'):
+        path.write_text(bad)
+        assert eval_cache.stored_base_evaluation(key) is None
+    path.unlink()
+    failed = {"meta": {}, "results": {"file": {"primary": 0.5}, "ifbench": {"error": "ModuleNotFoundError: emoji"}}}
+    assert eval_cache.store_base_evaluation(key, failed) is None and not path.exists()
     monkeypatch.setenv(eval_cache.ENV, "off")
     assert eval_cache.stored_base_evaluation(key) is None and eval_cache.store_base_evaluation(key, result) is None

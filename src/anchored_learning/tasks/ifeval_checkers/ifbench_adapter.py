@@ -15,7 +15,9 @@ needs removed at import time:
   bundled Brill/pattern lexicon tagger, and the stop-word list comes from :mod:`.text`.
 
 The patches are applied to the ``nltk`` *name inside the ifbench modules* (a proxy object), not to
-the global ``nltk`` module, so other users of NLTK in the process are unaffected.
+the global ``nltk`` module.  One global effect: when the user's NLTK data lack ``punkt_tab``,
+:mod:`.text` appends the bundled NLTK data folder (punkt_tab, stop words) to ``nltk.data.path``,
+so other NLTK users in the process then find those resources too.
 
 Python dependencies (PyPI): ``nltk``, ``emoji``, ``syllapy``, ``textblob`` (all offline once
 installed).

@@ -50,8 +50,9 @@ _WORD_RE = re.compile(r"\w+")
 
 _PUNKT_HELP = (
     "NLTK's English Punkt parameters (punkt_tab) are not installed. Install the offline copy with "
-    "`pip install --no-deps -r requirements/assets.txt` (it contains llama-index-core, whose wheel "
-    "ships punkt_tab), or, with network access, run `python -m nltk.downloader punkt_tab`."
+    "`pip install --no-deps llama-index-core==0.14.25` (its wheel ships punkt_tab; it is never "
+    "imported; in a checkout, `pip install --no-deps -r requirements/assets.txt` installs it), or, "
+    "with network access, run `python -m nltk.downloader punkt_tab`."
 )
 
 
