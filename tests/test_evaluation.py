@@ -170,6 +170,57 @@ def test_stop_regex_cuts_only_the_matching_sequence(tiny):
     assert cut[1] == full[1]
 
 
+class _Bar:
+    """Records a progress bar's updates as (new tokens so far, count)."""
+
+    def __init__(self):
+        self.updates, self.postfix = [], ""
+
+    def update(self, n):
+        self.updates.append((self.postfix, n))
+
+    def set_postfix_str(self, s, refresh=True):
+        self.postfix = s
+
+    def close(self):
+        pass
+
+
+def test_batch_progress_counts_each_sequence_once_as_it_finishes():
+    from anchored_learning.evaluation.generation import BatchProgress
+
+    eos, pad = 2, 0
+    bar = _Bar()
+    inner_done = [torch.tensor([False, False, False]), torch.tensor([False, False, True])]
+    calls = iter(inner_done)
+    tracker = BatchProgress(bar, [eos], batch=3, max_new_tokens=10, inner=lambda ids, sc: next(calls))
+    out1 = tracker(torch.tensor([[9, 5], [9, eos], [9, 7]]), None)
+    out2 = tracker(torch.tensor([[9, 5, eos], [9, eos, pad], [9, 7, 8]]), None)
+    # the inner criterion's answer is returned unchanged; nothing else is ever stopped
+    assert out1.tolist() == [False, False, False] and out2.tolist() == [False, False, True]
+    assert bar.updates == [("", 1), ("1/10 tokens", 2)]  # row 1 (EOS) then rows 0 (EOS) + 2 (inner)
+    tracker.close()
+    assert sum(n for _, n in bar.updates) == 3  # nothing left to count, never counted twice
+
+
+def test_generation_progress_moves_as_sequences_finish(tiny, monkeypatch):
+    import re
+
+    import anchored_learning.evaluation.generation as gen
+
+    model, tok = tiny
+    prompts = ["hello", "a much longer prompt"]
+    full = generate(model, tok, prompts, max_new_tokens=24, batch_size=2)
+    bar = _Bar()
+    monkeypatch.setattr(gen, "progress_bar", lambda total, desc, enabled, **kw: bar)
+    pattern = re.escape(full[0][2:6])
+    cut = generate(model, tok, prompts, max_new_tokens=24, batch_size=2, stop_regex=pattern, progress=True)
+    assert cut[1] == full[1]
+    # the regex-stopped sequence is counted mid-batch (before the budget), the total is the prompts
+    assert bar.updates[0][1] == 1 and bar.updates[0][0] != "24/24 tokens"
+    assert sum(n for _, n in bar.updates) == len(prompts)
+
+
 # ------------------------------------------------------------------ NLL and drift
 def test_mean_nll_matches_manual(tiny):
     model, tok = tiny
@@ -404,6 +455,7 @@ def test_evaluate_mc_suite_on_bundled_data(tiny):
         assert r["n"] == 3 and set(r["items"]) <= {0, 1} and 0 <= r["primary"] <= 1
     assert out["results"]["heldout_nll"]["primary"] > 0
     assert out["meta"]["seed"] == 0 and out["meta"]["suites"] == ["arc_easy", "mmlu", "heldout_nll"]
+    assert out["meta"]["limits"] == {"arc_easy": 3, "mmlu": 3, "heldout_nll": 3}
 
 
 def test_eval_command_writes_json(tmp_path, monkeypatch, tiny, fake_task):

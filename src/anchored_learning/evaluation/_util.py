@@ -38,11 +38,11 @@ def forward_logits(model, input_ids: torch.Tensor, attention_mask: torch.Tensor,
     return logits
 
 
-def progress_bar(total: int, desc: str, enabled: bool):
-    """A tqdm bar writing to stderr (a no-op object when disabled)."""
+def progress_bar(total: int, desc: str, enabled: bool, unit: str = "it"):
+    """A tqdm bar writing to stderr (a no-op object when disabled); ``unit`` names what it counts."""
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, desc=desc, disable=not enabled, leave=False, dynamic_ncols=True)
+    return tqdm(total=total, desc=desc, unit=unit, disable=not enabled, leave=False, dynamic_ncols=True)
 
 
 @contextlib.contextmanager

@@ -68,7 +68,7 @@ def mean_nll(
     sums = np.zeros(len(seqs))
     counts = np.zeros(len(seqs), dtype=np.int64)
     device = model_device(model)
-    bar = progress_bar(len(seqs), "nll", progress)
+    bar = progress_bar(len(seqs), "nll", progress, unit="text")
     with eval_mode(model):
         for idx, ids, mask in _batches(seqs, batch_size, pad_id(tokenizer)):
             logits = forward_logits(model, ids.to(device), mask.to(device))
@@ -179,7 +179,7 @@ def drift_kl(
     counts = np.zeros(len(seqs), dtype=np.int64)
     kl_max = 0.0
     dev0, dev1 = model_device(base_model), model_device(model)
-    bar = progress_bar(len(seqs), "drift", progress)
+    bar = progress_bar(len(seqs), "drift", progress, unit="text")
     with eval_mode(base_model, model):
         for idx, ids, mask in _batches(seqs, batch_size, pad_id(tokenizer)):
             start = min(n_prompt[i] - 1 for i in idx)

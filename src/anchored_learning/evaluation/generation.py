@@ -84,6 +84,52 @@ class RegexStop(StoppingCriteria):
         return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
 
 
+class BatchProgress(StoppingCriteria):
+    """Moves a progress bar as the sequences of one ``generate`` batch finish (never stops one).
+
+    A sequence counts as finished once its last token is a stop id, or once ``inner`` (an optional
+    criterion whose answer this one returns unchanged, e.g. :class:`RegexStop`) says it is done.
+    The bar's postfix shows the new tokens generated so far.  :meth:`close` adds the sequences the
+    budget cut off, so after a batch the bar has advanced by exactly its size.
+
+    Args:
+        bar: a tqdm bar (``update`` / ``set_postfix_str``).
+        stops: stop token ids.
+        batch: number of sequences in the batch.
+        max_new_tokens: the generation budget (for the postfix).
+        inner: a stopping criterion to delegate to, or None.
+    """
+
+    def __init__(self, bar, stops: Sequence[int], batch: int, max_new_tokens: int, inner=None) -> None:
+        self.bar, self.inner = bar, inner
+        self.stops = torch.tensor(sorted(set(stops)) or [-1], dtype=torch.long)
+        self.finished = torch.zeros(batch, dtype=torch.bool)
+        self.max_new_tokens = int(max_new_tokens)
+        self.steps = 0
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs) -> torch.BoolTensor:
+        done = self.inner(input_ids, scores, **kwargs) if self.inner is not None else None
+        now = torch.isin(input_ids[:, -1].cpu(), self.stops)
+        if done is not None:
+            now |= done.cpu()
+        newly = int((now & ~self.finished).sum())
+        self.finished |= now
+        self.steps += 1
+        if newly:
+            self.bar.update(newly)
+        self.bar.set_postfix_str(f"{self.steps}/{self.max_new_tokens} tokens", refresh=False)
+        if done is None:
+            return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+        return done
+
+    def close(self) -> None:
+        """Count the sequences still running when the batch ended (cut by the budget)."""
+        rest = int((~self.finished).sum())
+        if rest:
+            self.bar.update(rest)
+        self.finished[:] = True
+
+
 def generate(
     model,
     tokenizer,
@@ -132,7 +178,7 @@ def generate(
         bos_token_id=tokenizer.bos_token_id,
     )
     outputs: list[str] = [""] * len(ids)
-    bar = progress_bar(len(ids), desc, progress)
+    bar = progress_bar(len(ids), desc, progress, unit="prompt")
     with eval_mode(model):
         for b in range(0, len(order), batch_size):
             batch = order[b : b + batch_size]
@@ -142,10 +188,16 @@ def generate(
             for r, i in enumerate(batch):  # left padding
                 inp[r, T - len(ids[i]) :] = torch.tensor(ids[i], dtype=torch.long)
                 mask[r, T - len(ids[i]) :] = 1
-            criteria = [RegexStop(tokenizer, stop_regex, T)] if stop_regex else None
-            out = model.generate(
-                input_ids=inp.to(device), attention_mask=mask.to(device), generation_config=gen_cfg, stopping_criteria=criteria
+            tracker = BatchProgress(
+                bar, stops, len(batch), max_new_tokens, inner=RegexStop(tokenizer, stop_regex, T) if stop_regex else None
             )
+            out = model.generate(
+                input_ids=inp.to(device),
+                attention_mask=mask.to(device),
+                generation_config=gen_cfg,
+                stopping_criteria=[tracker],
+            )
+            tracker.close()
             new = out[:, T:].tolist()
             for r, i in enumerate(batch):
                 toks = new[r]
@@ -154,6 +206,5 @@ def generate(
                         toks = toks[:k]
                         break
                 outputs[i] = tokenizer.decode(toks, skip_special_tokens=True).strip()
-            bar.update(len(batch))
     bar.close()
     return outputs

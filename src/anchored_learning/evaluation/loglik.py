@@ -128,7 +128,7 @@ def loglikelihood(
     logprobs: dict[tuple[int, ...], torch.Tensor] = {}  # input -> [L, V] float32 log-probs
     device = model_device(model)
     pid = pad_id(tokenizer)
-    bar = progress_bar(len(order), desc, progress)
+    bar = progress_bar(len(order), desc, progress, unit="input")  # unique model inputs, not items
     with eval_mode(model):
         for b in range(0, len(order), batch_size):
             batch = order[b : b + batch_size]
@@ -212,7 +212,15 @@ def score_multiple_choice(
         delim = getattr(it, "delimiter", " ")
         spans.append((len(reqs), len(it.choices)))
         reqs.extend((it.context, delim + c) for c in it.choices)
-    lls = loglikelihood(model, tokenizer, reqs, batch_size=batch_size, max_length=max_length, progress=progress, desc=desc)
+    lls = loglikelihood(
+        model,
+        tokenizer,
+        reqs,
+        batch_size=batch_size,
+        max_length=max_length,
+        progress=progress,
+        desc=f"{desc} ({len(items)} items)",
+    )
     res: dict[str, Any] = {"items_acc": [], "items_acc_norm": [], "items_acc_bytes": [], "logliks": []}
     for it, (s, n) in zip(items, spans):
         ll = [lls[s + j][0] for j in range(n)]
