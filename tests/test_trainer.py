@@ -96,6 +96,29 @@ def test_anchored_lowers_loss_and_refreshes_only_at_iteration_boundaries(tmp_pat
     assert all(r["kl_snapshot_anchor"] <= r["alpha_kl_snapshot_reference"] + 1e-6 for r in tr.anchor_history)
 
 
+def test_logged_outer_iteration_is_the_last_steps_t_and_absent_without_outer_iterations(tmp_path, reference_dir):
+    # 3 steps per epoch, K = 1, logging every 2 steps: the window of step 4 holds steps 3 (t = 0) and
+    # 4 (t = 1); the log says t = 1 (an integer), not the window mean 0.5
+    model, tok = tiny_llama(seed=0)
+    args = AnchoredSFTConfig(
+        **base_args(tmp_path, reference_model=reference_dir, outer_iterations=2, inner_epochs=1, logging_steps=2)
+    )
+    tr = AnchoredSFTTrainer(model, args=args, train_dataset=make_data(), processing_class=tok)
+    tr.train()
+    logged = [(h["step"], h["outer_iteration"]) for h in tr.state.log_history if "loss" in h]
+    assert logged == [(2, 0), (4, 1), (6, 1)] and all(type(t) is int for _, t in logged)
+    # plain SFT has no outer iterations: nothing is logged under that name
+    model, tok = tiny_llama(seed=0)
+    sft = AnchoredSFTTrainer(
+        model,
+        args=AnchoredSFTConfig(**base_args(tmp_path / "sft", method="sft", num_train_epochs=1, logging_steps=2)),
+        train_dataset=make_data(),
+        processing_class=tok,
+    )
+    sft.train()
+    assert [h for h in sft.state.log_history if "loss" in h] and all("outer_iteration" not in h for h in sft.state.log_history)
+
+
 def _first_batch(trainer):
     batch = next(iter(trainer.get_train_dataloader()))
     return {k: v for k, v in batch.items()}

@@ -224,6 +224,7 @@ class AnchoredSFTTrainer(SFTTrainer):
         self._snapshot_iteration: int | None = None
         self._fingerprint: str | None = None
         self.anchor_history: list[dict[str, float]] = []
+        self._step_outer_iteration: int | None = None  # outer iteration t of the last training step
         self._eval_nll: list[float] | None = None  # [sum of response-token NLL, response tokens] while evaluating
         if args.needs_reference:
             self._check_vocab_against_student()
@@ -296,12 +297,20 @@ class AnchoredSFTTrainer(SFTTrainer):
                     f"complete checkpoint in {a.output_dir} is kept; lower the learning rate (now {a.learning_rate}) "
                     "or check the data, then resume"
                 )
-            self._metrics["train"]["outer_iteration"].append(float(self.outer_iteration(int(self.state.epoch or 0))))
+            self._step_outer_iteration = self.outer_iteration(int(self.state.epoch or 0))
             if a.average_tokens_across_devices and num_items_in_batch is not None:
                 loss = loss * self.accelerator.num_processes  # DDP averages gradients over ranks
         if return_outputs:
             return loss, {"logits": student}
         return loss
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        """TRL's logging, plus ``outer_iteration``: the outer iteration t (an integer) of the last
+        training step, for methods that refresh a snapshot (not a window mean, and absent for SFT and
+        the other methods without outer iterations)."""
+        if "loss" in logs and self.args.refresh_epochs is not None and self._step_outer_iteration is not None:
+            logs["outer_iteration"] = self._step_outer_iteration
+        super().log(logs, start_time)
 
     def _anchors(self, student: torch.Tensor, inputs: dict[str, torch.Tensor], index: torch.Tensor | None) -> Anchors:
         """The frozen logits the method reads at this batch's response positions."""
