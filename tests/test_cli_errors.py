@@ -490,3 +490,19 @@ def test_frontier_errors_before_any_work(tmp_path, no_work):
     _assert_usage_error(_invoke(["frontier", "--seeds", "1,1", "-o", str(tmp_path)]), "distinct")
     _assert_usage_error(_invoke(["frontier", "--report_only", "-o", str(tmp_path / "none")]), "no evaluation of the base")
     _assert_usage_error(_invoke(["frontier", "--report_only", "--n_boot", "3"]), "n_boot")
+
+
+def test_deepspeed_cpu_notice_is_dropped_and_its_other_messages_pass():
+    import logging
+
+    from anchored_learning.cli import _DropDeepSpeedCpuNotice
+
+    drop = _DropDeepSpeedCpuNotice()
+
+    def record(msg):
+        return logging.LogRecord("DeepSpeed", logging.WARNING, __file__, 1, msg, None, None)
+
+    notice = "Setting accelerator to CPU. If you have GPU or other accelerator, we were unable to detect it."
+    assert drop.filter(record(notice)) is False
+    assert drop.filter(record("Setting ds_accelerator to cpu (auto detect)")) is True
+    assert drop.filter(record("ZeRO stage 2 optimizer")) is True

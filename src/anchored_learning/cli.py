@@ -7,6 +7,8 @@ Sub-commands live next to the code they drive and are registered here:
 
 from __future__ import annotations
 
+import logging
+
 import typer
 
 app = typer.Typer(
@@ -14,6 +16,8 @@ app = typer.Typer(
     help="Fine-tune causal LMs with Anchored Learning and measure gain vs. degradation.",
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
+    # click's plain help: wraps to the terminal width (rich's option table truncated names at 80 columns)
+    rich_markup_mode=None,
 )
 
 
@@ -36,8 +40,18 @@ def _register() -> None:
     app.command("frontier", **PASSTHROUGH)(frontier_command)
 
 
+class _DropDeepSpeedCpuNotice(logging.Filter):
+    """Drops DeepSpeed's "Setting accelerator to CPU" warning, printed to stdout whenever DeepSpeed is
+    imported (transformers/accelerate do so when it is installed) on a machine without a GPU; every
+    other DeepSpeed message passes."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Setting accelerator to CPU")
+
+
 def main() -> None:
     """Entry point of the ``anchored`` console script."""
+    logging.getLogger("DeepSpeed").addFilter(_DropDeepSpeedCpuNotice())
     _register()
     app()
 
