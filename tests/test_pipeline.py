@@ -418,6 +418,7 @@ def test_every_target_has_its_own_quick_and_default_recipe(task):
         ({"igsm_op_min": 5}, r"igsm_op_min \(5\) must be <= igsm_op_max \(3\)"),  # against the recipe's op_max
         ({"medcalc_calculators": ("bmi",)}, "the task is 'igsm'"),
         ({"task": "medcalc", "medcalc_calculators": ("bmi", "nope")}, "unknown MedCalc calculator 'nope'"),
+        ({"task": "ifeval", "max_new_tokens": 1024}, "file task only; the task 'ifeval' generates with its own"),
     ],
 )
 def test_bad_stage_values_fail_before_any_work(tmp_path, kwargs, msg):

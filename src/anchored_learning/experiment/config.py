@@ -28,6 +28,9 @@ from anchored_learning.tasks.rules import RULES
 #: the held-out members used when a recipe names none
 HELDOUT = STABILITY_SUITE
 
+#: the file task's default generation budget (tokens); the other tasks have their own
+_FILE_TASK_MAX_NEW_TOKENS = 256
+
 
 #: ExperimentConfig fields renamed to AnchoredSFTConfig's names (old name -> new name)
 RENAMED_FIELDS = {
@@ -127,7 +130,10 @@ class EvaluationConfig:
     test_fraction: float = field(
         default=0.2, metadata=_help("Share of --data held out as the test set when no --test_data is given.")
     )
-    max_new_tokens: int = field(default=256, metadata=_help("Generation budget per test prompt of the file task (tokens)."))
+    max_new_tokens: int = field(
+        default=_FILE_TASK_MAX_NEW_TOKENS,
+        metadata=_help("Generation budget per test prompt of the file task (tokens); other tasks use their own."),
+    )
     output_dir: str | None = field(
         default=None, metadata=_help("Output folder (default: runs/<task>-<preset>). Re-running resumes.", aliases=["-o"])
     )
@@ -277,6 +283,12 @@ class EvaluationConfig:
         lo, hi = self.igsm_op_min, self.igsm_op_max
         if lo is not None and hi is not None and int(lo) > int(hi):
             raise ValueError(f"igsm_op_min ({lo}) must be <= igsm_op_max ({hi})")
+        if self.task != "file" and int(self.max_new_tokens) != _FILE_TASK_MAX_NEW_TOKENS:
+            raise ValueError(
+                f"max_new_tokens sets the generation budget of the file task only; the task {self.task!r} "
+                "generates with its own budget (recorded per suite in evals/*.json as metrics.max_new_tokens): "
+                "drop --max_new_tokens"
+            )
         if self.medcalc_calculators:
             if self.task != "medcalc":
                 raise ValueError(f"medcalc_calculators chooses MedCalc's calculators, but the task is {self.task!r}")
