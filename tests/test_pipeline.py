@@ -129,6 +129,8 @@ def test_experiment_end_to_end_tiny_model_and_resume(tmp_path):
     cont = Experiment(more, console_log=logs.append).run()
     trained = [line.split()[1] for line in logs if line.startswith("[train]") and "(" in line.split()[2]]
     assert trained == ["reference", "anchored(anchor_alpha=0.25)"], logs
+    assert f"[plan] 1 of {len(labels) - 1} runs to make: anchored(anchor_alpha=0.25)" in logs  # -base -sft +1
+    assert "[run 1/1] anchored(anchor_alpha=0.25)" in logs
     assert "[train] reference: trained again as its model was not kept: bit-identical weights, as recorded" in logs
     rows = {r["label"]: r for r in cont["rows"]}
     assert sorted(rows) == sorted([*labels, "anchored(anchor_alpha=0.25)"])

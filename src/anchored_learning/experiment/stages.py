@@ -259,11 +259,14 @@ class Experiment:
             ref_model = AutoModelForCausalLM.from_pretrained(ref_dir).eval() if main else None
         evals["sft"] = self._evaluate("sft", ref_model)
 
+        if todo:
+            self.log(f"[plan] {len(todo)} of {len(self.plan)} runs to make: {', '.join(n for n, _, _ in todo)}")
         for name, method, overrides in self.plan:
             if (name, method, overrides) not in todo:
                 self.log(f"[skip] {name}: trained and evaluated ({self.out / 'evals' / name}.json)")
                 evals[name] = self._evaluate(name, None)
                 continue
+            self.log(f"[run {todo.index((name, method, overrides)) + 1}/{len(todo)}] {name}")
             if method == "wise_ft":
                 evals[name] = self._evaluate(name, wise_ft(self.base, ref_model, overrides["weight"]).eval() if main else None)
                 continue
