@@ -283,7 +283,7 @@ class EvaluationConfig:
         lo, hi = self.igsm_op_min, self.igsm_op_max
         if lo is not None and hi is not None and int(lo) > int(hi):
             raise ValueError(f"igsm_op_min ({lo}) must be <= igsm_op_max ({hi})")
-        if self.task != "file" and int(self.max_new_tokens) != _FILE_TASK_MAX_NEW_TOKENS:
+        if self.task not in (None, "file") and int(self.max_new_tokens) != _FILE_TASK_MAX_NEW_TOKENS:
             raise ValueError(
                 f"max_new_tokens sets the generation budget of the file task only; the task {self.task!r} "
                 "generates with its own budget (recorded per suite in evals/*.json as metrics.max_new_tokens): "
