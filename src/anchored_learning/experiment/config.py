@@ -21,15 +21,13 @@ from importlib import resources
 from typing import Any
 
 from anchored_learning.experiment.plan import VARIANTS, parse_sweep
+from anchored_learning.tasks.files import DEFAULT_MAX_NEW_TOKENS
 from anchored_learning.tasks.heldout import STABILITY_SUITE
 from anchored_learning.tasks.registry import TARGETS as TASKS
 from anchored_learning.tasks.rules import RULES
 
 #: the held-out members used when a recipe names none
 HELDOUT = STABILITY_SUITE
-
-#: the file task's default generation budget (tokens); the other tasks have their own
-_FILE_TASK_MAX_NEW_TOKENS = 256
 
 
 #: ExperimentConfig fields renamed to AnchoredSFTConfig's names (old name -> new name)
@@ -131,7 +129,7 @@ class EvaluationConfig:
         default=0.2, metadata=_help("Share of --data held out as the test set when no --test_data is given.")
     )
     max_new_tokens: int = field(
-        default=_FILE_TASK_MAX_NEW_TOKENS,
+        default=DEFAULT_MAX_NEW_TOKENS,
         metadata=_help("Generation budget per test prompt of the file task (tokens); other tasks use their own."),
     )
     output_dir: str | None = field(
@@ -283,7 +281,7 @@ class EvaluationConfig:
         lo, hi = self.igsm_op_min, self.igsm_op_max
         if lo is not None and hi is not None and int(lo) > int(hi):
             raise ValueError(f"igsm_op_min ({lo}) must be <= igsm_op_max ({hi})")
-        if self.task not in (None, "file") and int(self.max_new_tokens) != _FILE_TASK_MAX_NEW_TOKENS:
+        if self.task not in (None, "file") and int(self.max_new_tokens) != DEFAULT_MAX_NEW_TOKENS:
             raise ValueError(
                 f"max_new_tokens sets the generation budget of the file task only; the task {self.task!r} "
                 "generates with its own budget (recorded per suite in evals/*.json as metrics.max_new_tokens): "

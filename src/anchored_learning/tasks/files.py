@@ -16,6 +16,9 @@ from anchored_learning.data import Conversation, load_conversations
 from anchored_learning.tasks.base import Example, subset_indices
 from anchored_learning.tasks.rules import REQUIRED_COLUMNS, RuleOptions, get_rule
 
+#: the file task's generation budget per test prompt when none is given (tokens)
+DEFAULT_MAX_NEW_TOKENS = 256
+
 
 class FileTask:
     """A target task read from files.
@@ -49,7 +52,7 @@ class FileTask:
         prompt_column: str | None = None,
         response_column: str | None = None,
         test_fraction: float = 0.2,
-        max_new_tokens: int = 256,
+        max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
         answer_regex: str | None = None,
         score_tolerance: float = 1e-6,
         split_seed: int = 0,
