@@ -506,3 +506,10 @@ def test_deepspeed_cpu_notice_is_dropped_and_its_other_messages_pass():
     assert drop.filter(record(notice)) is False
     assert drop.filter(record("Setting ds_accelerator to cpu (auto detect)")) is True
     assert drop.filter(record("ZeRO stage 2 optimizer")) is True
+
+
+@pytest.mark.parametrize("command", ["run", "train", "sweep", "eval", "compare", "frontier"])
+def test_help_renders_percent_signs_once(command):
+    """argparse %-formats field help but prints a description verbatim: a '%%' must not reach the user."""
+    res = _invoke([command, "--help"])
+    assert res.exit_code == 0 and "%%" not in res.output, res.output

@@ -320,7 +320,7 @@ def frontier_command(ctx: typer.Context) -> None:
         "anchor, distillation, LoRA, WiSE-FT) on top of the task's recipe (--preset, default 'default'), for each "
         "seed (default 0,1,2); then frontier.md / frontier.json / frontier.png: each family's Pareto frontier, "
         "every run's degradation at SFT-matched gain and gain at SFT-matched degradation, each family's "
-        "hypervolume, with paired bootstrap 95%% intervals over seeds and items. Resumable: finished runs are "
+        "hypervolume, with paired bootstrap 95% intervals over seeds and items. Resumable: finished runs are "
         "skipped, and variants added later only train the new ones. Output: runs/<task>-frontier unless -o.",
     )
     if cfg.output_dir is None:
@@ -394,7 +394,7 @@ def compare_command(ctx: typer.Context) -> None:
         description="How much did a fine-tuned model forget? Scores the base model (--base) and each fine-tuned "
         "model (--model, repeatable; Hugging Face folders or ids, or LoRA adapter folders applied to the base) on the "
         "same items of the stability suite, and of a target when given (--task, or your --test_data with --score), "
-        "and writes the gain / degradation table with paired bootstrap 95%% intervals, drift KL and the Pareto plot "
+        "and writes the gain / degradation table with paired bootstrap 95% intervals, drift KL and the Pareto plot "
         "(results.md, results.json, pareto.png). Limits come from --preset (default) unless set.",
     )
     console = Console()
