@@ -51,7 +51,7 @@ def fake_training(monkeypatch):
 
     import anchored_learning.models as models
     import anchored_learning.trainer as tr
-    from anchored_learning.testing import tiny_llama
+    from anchored_learning.testing import tiny_llama, tiny_tokenizer
 
     seen = {"reference_calls": []}
 
@@ -71,6 +71,7 @@ def fake_training(monkeypatch):
 
     monkeypatch.setattr(models, "load_model_and_tokenizer", lambda *a, **k: tiny_llama(seed=0))
     monkeypatch.setattr(models, "resolve_model_path", lambda *a, **k: "tiny-base")
+    monkeypatch.setattr(models, "load_tokenizer", lambda *a, **k: tiny_tokenizer())
     monkeypatch.setattr(tr, "train_reference", fake_reference)
     monkeypatch.setattr(tr, "AnchoredSFTTrainer", FakeTrainer)
     return seen
@@ -513,3 +514,17 @@ def test_help_renders_percent_signs_once(command):
     """argparse %-formats field help but prints a description verbatim: a '%%' must not reach the user."""
     res = _invoke([command, "--help"])
     assert res.exit_code == 0 and "%%" not in res.output, res.output
+
+
+def test_training_rows_that_cannot_train_are_refused_before_any_work(tmp_path, no_work):
+    """A max_length that leaves no response token, or more rows than the file holds: a usage error
+    before the base model's evaluation, and nothing written that would block the corrected run."""
+    rows = tmp_path / "d.jsonl"
+    rows.write_text("".join(json.dumps({"prompt": f"What is {i} + {i}?", "response": str(2 * i)}) + "\n" for i in range(10)))
+    out = tmp_path / "r"
+    res = _invoke(["run", "--data", str(rows), "--max_length", "5", "-o", str(out)])
+    _assert_usage_error(res, "training examples have no response tokens left after truncation to max_length=5")
+    _assert_usage_error(_invoke(["run", "--data", str(rows), "--n_train", "100", "-o", str(out)]), "100 train rows asked for")
+    res = _invoke(["train", "--data", str(rows), "--max_length", "5", "--method", "sft", "-o", str(out)])
+    _assert_usage_error(res, "Invalid value for --max_length", "10 of 10 training examples have no response tokens")
+    assert not out.exists()

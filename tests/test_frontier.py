@@ -228,10 +228,16 @@ def test_write_frontier_report_on_a_run_folder(tmp_path):
     again = write_frontier_report(tmp_path / "exported", seeds=[0, 1], n_boot=50)
     assert json.loads((tmp_path / "frontier.json").read_text())["points"] == again["points"]
     assert len(again["anchor_bound"]) == 2 and (tmp_path / "exported" / "training_curves.png").exists()
-    with pytest.raises(ValueError, match="no seed-7"):
+    with pytest.raises(ValueError, match=r"no seed-7 folder; seeds present: \[0, 1, 2\] \(report those with --seeds 0,1,2\)"):
         load_frontier_evals(tmp_path, seeds=[7])
     with pytest.raises(ValueError, match="no evaluation of the base model"):
         load_frontier_evals(tmp_path / "seed-0" / "models")
+    with pytest.raises(ValueError, match="nope does not exist: give the study's folder with -o"):
+        load_frontier_evals(tmp_path / "nope")
+    cut = tmp_path / "exported" / "seed-1" / "evals" / "sft.json"
+    cut.write_text(cut.read_text()[:200])  # a file cut short: named, not a bare JSON error
+    with pytest.raises(ValueError, match=r"seed-1/evals/sft.json is not valid JSON \(.*\): it was cut short"):
+        load_frontier_evals(tmp_path / "exported", seeds=[0, 1])
 
 
 def test_terminal_summaries_fit_80_columns():
@@ -261,8 +267,13 @@ def test_terminal_summaries_fit_80_columns():
              "degradation_at_matched_gain": {"value": -3.25, "ci": [-6.0, -1.0], "defined": 1.0}},
             {"label": "distill", "gain": est, "degradation": est,
              "degradation_at_matched_gain": {"value": None, "ci": None, "defined": 0.0}},
-        ]
+            {"label": "dft", "gain": est, "degradation": {"value": -0.04, "ci": None, "defined": 1.0},
+             "degradation_at_matched_gain": {"value": -0.01, "ci": [-0.04, 2.0], "defined": 1.0}},
+        ],
+        "incomplete": ["lora"],
     }  # fmt: skip
     text = frontier_summary(res)
     assert max(len(line) for line in text.splitlines()) <= 80
-    assert "-3.2 [-6.0, -1.0]" in text and "above SFT" in text
+    assert "-3.2 [-6.0, -1.0]" in text and "beyond SFT's range" in text
+    assert "+0.0 [+0.0, +2.0]" in text and "-0.0" not in text  # no negative zeros
+    assert text.splitlines()[-1] == "Not in every seed yet (left out): lora."

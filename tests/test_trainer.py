@@ -475,6 +475,44 @@ def test_examples_that_lose_every_response_token_are_an_error_not_dropped_silent
         AnchoredSFTConfig(**base_args(tmp_path, method="sft", max_length=0))
 
 
+@pytest.mark.parametrize("conversational", [True, False])
+def test_up_front_response_token_check_agrees_with_the_trainer(tmp_path, conversational):
+    """data.check_response_tokens_fit (run before any model load) against the trainer's own count of
+    the rows TRL drops, at max_length just below, at and above the longest prompt."""
+    import re
+
+    from anchored_learning.data import check_response_tokens_fit
+
+    model, tok = tiny_llama(seed=0)
+    prompts = ["x " * n for n in (2, 9, 15)]
+    if conversational:
+        rows = [
+            {"prompt": [{"role": "user", "content": p}], "completion": [{"role": "assistant", "content": "ok"}]} for p in prompts
+        ]
+        longest = len(
+            tok.apply_chat_template(rows[-1]["prompt"], add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"]
+        )
+    else:
+        rows = [{"prompt": p, "completion": " ok"} for p in prompts]
+        longest = len(tok(prompts[-1])["input_ids"])
+    drops = []
+    for max_length in (longest - 1, longest, longest + 1, 8):
+        args = AnchoredSFTConfig(**base_args(tmp_path, method="sft", max_length=max_length))
+        try:
+            AnchoredSFTTrainer(model, args=args, train_dataset=Dataset.from_list(rows), processing_class=tok)
+            dropped = 0
+        except ValueError as e:
+            dropped = int(re.match(r"(\d+) of 3 training examples have no response tokens", str(e)).group(1))
+        if dropped == 0:
+            check_response_tokens_fit(rows, tok, max_length)
+        else:
+            with pytest.raises(ValueError, match=rf"^{dropped} of 3 training examples have no response tokens left"):
+                check_response_tokens_fit(rows, tok, max_length)
+        drops.append(dropped)
+    # the longest prompt alone fills longest - 1 and longest tokens; at 8 only the shortest plain prompt fits
+    assert drops == [1, 1, 0, 3 if conversational else 2]
+
+
 def test_num_train_epochs_replaced_by_t_times_k_is_said(tmp_path, reference_dir):
     with pytest.warns(UserWarning, match=r"num_train_epochs=1 is replaced by outer_iterations \* inner_epochs = 4"):
         cfg = AnchoredSFTConfig(

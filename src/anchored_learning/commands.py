@@ -360,21 +360,25 @@ def frontier_command(ctx: typer.Context) -> None:
 def frontier_summary(res: dict) -> str:
     """The terminal summary of a frontier study (80 columns): each run's gain, degradation and
     degradation at SFT-matched gain with its interval."""
+    from anchored_learning.experiment.frontier import format_number as num
     from anchored_learning.report import text_table
 
     def v(e):
-        return "" if e is None else ("n/a" if e["value"] is None else f"{e['value']:+.1f}")
+        return "" if e is None else ("n/a" if e["value"] is None else num("{:+.1f}", e["value"]))
 
     def ci(e):
         if e is None:
             return ""
         if e["value"] is None:
-            return "above SFT"
+            return "beyond SFT's range"
         lo, hi = e["ci"] or (float("nan"),) * 2
-        return f"{e['value']:+.1f} [{lo:+.1f}, {hi:+.1f}]"
+        return f"{num('{:+.1f}', e['value'])} [{num('{:+.1f}', lo)}, {num('{:+.1f}', hi)}]"
 
     rows = [[p["label"], v(p["gain"]), v(p["degradation"]), ci(p["degradation_at_matched_gain"])] for p in res["points"]]
-    return text_table(["run", "gain", "degr. %", "degr. vs SFT at same gain"], rows)
+    table = text_table(["run", "gain", "degr. %", "degr. vs SFT at same gain"], rows)
+    if res.get("incomplete"):
+        table += f"\nNot in every seed yet (left out): {', '.join(res['incomplete'])}."
+    return table
 
 
 def compare_command(ctx: typer.Context) -> None:
@@ -536,7 +540,7 @@ def train_command(ctx: typer.Context) -> None:
     import anchored_learning.models as models
     import anchored_learning.trainer as trainer_mod
     from anchored_learning.config import AnchoredSFTConfig
-    from anchored_learning.data import load_conversations
+    from anchored_learning.data import check_response_tokens_fit, load_conversations
     from anchored_learning.io import check_output_path, write_json_atomic
     from anchored_learning.methods import METHODS, get_method
 
@@ -594,6 +598,11 @@ def train_command(ctx: typer.Context) -> None:
             models.check_model_source(value)
         except ValueError as e:
             raise typer.BadParameter(str(e), param_hint=name) from None
+    if not (args.packing or args.assistant_only_loss):  # (packing does not truncate; assistant turns: TRL's masks)
+        try:
+            check_response_tokens_fit(rows, models.load_tokenizer(targs.model), args.max_length, args.truncation_mode)
+        except ValueError as e:
+            raise typer.BadParameter(str(e), param_hint="--max_length") from None
     dataset = Dataset.from_list(rows)
     path = models.resolve_model_path(targs.model)
     base_model = str(Path(path).resolve()) if Path(path).exists() else str(path)

@@ -343,3 +343,44 @@ def as_prompt_completion(dataset, keep_messages: bool = False):
 
         return dataset.map(split, with_indices=True, remove_columns=[conv])
     return dataset  # another TRL form ("text", ...): trained as TRL trains it
+
+
+def check_response_tokens_fit(rows, tokenizer, max_length: int | None, truncation_mode: str = "keep_start") -> None:
+    """Fail before any training when a training row would keep no response token after TRL's
+    truncation (TRL drops such rows, and the trainer then refuses to start).
+
+    Tokenizes each conversational prompt-completion row as TRL's ``SFTTrainer`` does: the prompt with
+    the generation prompt, the prompt + completion; the response starts where the two stop agreeing.
+
+    Args:
+        rows: TRL prompt-completion rows (``{"prompt": [turns], "completion": [turns]}``, or strings).
+        tokenizer: the model's tokenizer (with its chat template for conversational rows).
+        max_length: the longest training sequence in tokens (None: no truncation, nothing to check).
+        truncation_mode: ``"keep_start"`` (TRL's default: the sequence's end is cut) or ``"keep_end"``.
+
+    Raises:
+        ValueError: how many rows keep no response token, the first one's index and prompt length,
+            and what to do (raise ``max_length`` or shorten those prompts).
+    """
+    if max_length is None:
+        return
+    empty = []
+    for i, row in enumerate(rows):
+        prompt, completion = row["prompt"], row["completion"]
+        if isinstance(prompt, str):
+            p = tokenizer(prompt)["input_ids"]
+            full = tokenizer(prompt + completion)["input_ids"]
+        else:
+            p = tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"]
+            full = tokenizer.apply_chat_template(prompt + completion, tokenize=True, return_dict=True)["input_ids"]
+        start = next((k for k, (a, b) in enumerate(zip(p, full)) if a != b), min(len(p), len(full)))
+        kept = len(full) - start if truncation_mode == "keep_end" else min(len(full), max_length) - start
+        if kept <= 0:
+            empty.append((i, start))
+    if empty:
+        i, start = empty[0]
+        raise ValueError(
+            f"{len(empty)} of {len(rows)} training examples have no response tokens left after truncation to "
+            f"max_length={max_length} (the first: example {i}, whose prompt alone is {start} tokens; or the response "
+            "is empty): raise max_length or shorten those prompts; no example is dropped silently"
+        )

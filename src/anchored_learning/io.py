@@ -23,7 +23,15 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_file", "atomic_folder", "check_output_path", "replace_folder", "write_json_atomic", "write_text_atomic"]
+__all__ = [
+    "atomic_file",
+    "atomic_folder",
+    "check_output_path",
+    "read_json",
+    "replace_folder",
+    "write_json_atomic",
+    "write_text_atomic",
+]
 
 
 def _file_mode() -> int:
@@ -80,6 +88,22 @@ def finite(obj: Any) -> Any:
     if isinstance(obj, (list, tuple)):
         return [finite(v) for v in obj]
     return obj
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    """The content of a JSON file written by this library (an evaluation, a config record).
+
+    Raises:
+        ValueError: the file is not valid JSON: the message names the file and the position (a file
+            cut short or edited by hand; delete it and re-run the stage that writes it).
+    """
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(
+            f"{path} is not valid JSON ({e}): it was cut short or edited; delete it and re-run the stage that writes it"
+        ) from None
 
 
 def write_json_atomic(path: str | os.PathLike, obj: Any) -> Path:

@@ -181,6 +181,14 @@ def check_model_source(name_or_path: str | None) -> None:
         ) from None
 
 
+def load_tokenizer(name_or_path: str | None = None, cache_dir: str | None = None):
+    """The tokenizer of a model (as in :func:`resolve_model_path`) without loading its weights: what
+    the up-front checks of the training data need (:func:`anchored_learning.data.check_response_tokens_fit`)."""
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(resolve_model_path(name_or_path, cache_dir))
+
+
 def load_model_and_tokenizer(name_or_path: str | None = None, dtype: torch.dtype = torch.float32, cache_dir: str | None = None):
     """Load a causal LM and its tokenizer (offline for the bundled model).
 

@@ -62,12 +62,12 @@ def check_model(path: str, base_vocab: int | None) -> None:
     """
     from transformers import AutoConfig
 
-    from anchored_learning.models import check_model_source
+    from anchored_learning.models import check_model_source, resolve_model_path
 
     if is_adapter_folder(path):
         return
     check_model_source(path)
-    vocab = getattr(AutoConfig.from_pretrained(path), "vocab_size", None)
+    vocab = getattr(AutoConfig.from_pretrained(resolve_model_path(path)), "vocab_size", None)
     if base_vocab is not None and vocab is not None and vocab != base_vocab:
         raise ValueError(
             f"{path} has a vocabulary of {vocab} tokens, the base model {base_vocab}: compare needs models that share "

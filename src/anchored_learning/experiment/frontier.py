@@ -29,7 +29,6 @@ of a run are the means over its seeds of the per-seed values defined in
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -38,6 +37,7 @@ import numpy as np
 
 from anchored_learning.evaluation.metrics import _stat  # mean (weighted: ratio of sums) per row of indices
 from anchored_learning.experiment.plan import training_record
+from anchored_learning.io import read_json
 from anchored_learning.report import pareto_frontier
 
 #: the family every other one is compared with
@@ -113,12 +113,15 @@ def load_frontier_evals(folder: str | Path, seeds: Sequence[int] | None = None) 
     for a single-seed run.
 
     Raises:
-        ValueError: no evaluations of the base model, or a requested seed missing.
+        ValueError: no such folder, no evaluations of the base model, a requested seed missing, or
+            an evaluation file that is not valid JSON (named).
     """
     folder = Path(folder)
+    if not folder.is_dir():
+        raise ValueError(f"{folder} does not exist: give the study's folder with -o (--output_dir)")
     dirs = {int(p.name.split("-", 1)[1]): p for p in folder.glob("seed-*") if p.name.split("-", 1)[1].isdigit()}
     if not dirs and (folder / "evals").is_dir():
-        seed = json.loads((folder / "config.json").read_text()).get("seed", 0) if (folder / "config.json").exists() else 0
+        seed = read_json(folder / "config.json").get("seed", 0) if (folder / "config.json").exists() else 0
         dirs = {int(seed): folder}
     nothing = f"{folder} holds no evaluation of the base model (evals/base.json): nothing to compare yet"
     if not dirs:
@@ -126,8 +129,12 @@ def load_frontier_evals(folder: str | Path, seeds: Sequence[int] | None = None) 
     out = {}
     for s in sorted(dirs) if seeds is None else seeds:
         if s not in dirs:
-            raise ValueError(f"{folder} has no seed-{s} folder; seeds present: {sorted(dirs)}")
-        evals = {p.stem: json.loads(p.read_text()) for p in sorted((dirs[s] / "evals").glob("*.json"))}
+            present = sorted(dirs)
+            raise ValueError(
+                f"{folder} has no seed-{s} folder; seeds present: {present} (report those with --seeds "
+                f"{','.join(map(str, present))})"
+            )
+        evals = {p.stem: read_json(p) for p in sorted((dirs[s] / "evals").glob("*.json"))}
         if "base" in evals:
             out[s] = evals
     if not out:
@@ -302,14 +309,22 @@ def frontier_statistics(
 # ------------------------------------------------------------------------------ the report
 
 
+def format_number(fmt: str, x: float) -> str:
+    """``fmt.format(x)``, with a value that rounds to zero written without a minus sign."""
+    s = fmt.format(x)
+    return fmt.format(0.0) if float(s) == 0 else s
+
+
 def _fmt(est: Mapping[str, Any] | None, fmt: str = "{:+.1f}") -> str:
+    """An estimate as ``value [low, high]``, with the share of resamples in which it was defined
+    when that is not all of them (the interval is over those)."""
     if est is None:
         return ""
     if est["value"] is None:
         return "beyond SFT's range"
     ci = est["ci"]
-    s = fmt.format(est["value"]) + (f" [{fmt.format(ci[0])}, {fmt.format(ci[1])}]" if ci else "")
-    return s + (f" ({100 * est['defined']:.0f}% of resamples)" if est["defined"] < 0.995 else "")
+    s = format_number(fmt, est["value"]) + (f" [{format_number(fmt, ci[0])}, {format_number(fmt, ci[1])}]" if ci else "")
+    return s + (f" (defined in {100 * est['defined']:.0f}% of resamples)" if est["defined"] < 0.995 else "")
 
 
 def _better_or_not(vs: Mapping[str, Any]) -> str:
@@ -377,7 +392,7 @@ def write_frontier_report(
     cfg_path = next((p for p in (folder / f"seed-{seeds[0]}" / "config.json", folder / "config.json") if p.exists()), None)
     if cfg_path is None:
         raise ValueError(f"{folder} has no config.json: not a run folder")
-    cfg = json.loads(cfg_path.read_text())
+    cfg = read_json(cfg_path)
     target = cfg.get("task")
     if not target:
         raise ValueError(f"{folder}: the run has no target task, so no gain to put on a frontier")
@@ -413,7 +428,10 @@ def write_frontier_report(
         f"on {', '.join(heldout)}. Means over seeds; 95% intervals from a paired bootstrap over seeds and items "
         f"({n_boot} resamples). 'vs SFT at matched gain': the run's degradation minus SFT's frontier's at the same "
         "gain (negative = forgets less); 'vs SFT at matched degradation': the run's gain minus SFT's at the same "
-        "degradation (positive = gains more). `*` on the overall frontier, `+` on its family's.",
+        "degradation (positive = gains more); 'beyond SFT's range': the run's gain (degradation) lies outside "
+        "SFT's, so there is no SFT point to match; '(defined in N% of resamples)': the share of bootstrap "
+        "resamples in which the match existed, the interval is over those. `*` on the overall frontier, `+` on "
+        "its family's.",
         "",
         "| run | gain (pts) | degradation (%) | vs SFT at matched gain | vs SFT at matched degradation |",
         "|---|---|---|---|---|",

@@ -67,6 +67,24 @@ class Experiment:
         self.plan = P.plan(self.cfg, self.out, log=lambda m: self.log(m))  # validates every stage's settings
         self._check_resume()
         self.task = make_task(self.cfg)  # reads and checks data files (a file task's rows and rule)
+        self.rows = load_training_rows(self.cfg, self.task)  # as many rows as n_train asks for
+        self._check_training_lengths()
+
+    def _check_training_lengths(self) -> None:
+        """Refuse, before any model load, training rows that keep no response token at the shortest
+        ``max_length`` of any stage (TRL would drop them and the trainer refuse to start, after the
+        base model's evaluation).
+
+        Raises:
+            ValueError: from :func:`~anchored_learning.data.check_response_tokens_fit`.
+        """
+        from anchored_learning.data import check_response_tokens_fit
+        from anchored_learning.models import load_tokenizer
+
+        lengths = [self.cfg.max_length, *(o["max_length"] for _, _, o in self.plan if o and "max_length" in o)]
+        lengths = [int(n) for n in lengths if n is not None]
+        if lengths:
+            check_response_tokens_fit(self.rows, load_tokenizer(self.cfg.model), min(lengths))
 
     def _check_output_folder(self) -> None:
         """Refuse an output folder that cannot be created (a file, or below a file) and a model
@@ -247,7 +265,7 @@ class Experiment:
         for note in getattr(self.task, "notes", ()):
             self.log(note)
         self.model_path = resolve_model_path(c.model)
-        self.dataset = Dataset.from_list(load_training_rows(c, self.task))
+        self.dataset = Dataset.from_list(self.rows)
         self.base, self.tok = load_model_and_tokenizer(self.model_path)
         self.base.eval()
 
