@@ -435,6 +435,8 @@ def test_your_task_and_compare_errors_before_any_work(tmp_path, no_work, data):
         (["run", "--task", "igsm", "--test_data", "nope.jsonl"], "--test_data describe your own test set"),
         (["compare", "--model", str(model), "--score", "last_number"], "give it with --test_data"),
         (["eval", "--suite", "file"], "the 'file' task is your own test set: score it with `anchored compare"),
+        (["eval", "--suite", "drift"], "drift is the KL from a base model p0: give it with --base-model"),
+        (["eval", "-s", "arc_easy,drift:igsm"], "give it with --base-model"),
     ]
     for argv, msg in cases:
         _assert_usage_error(_invoke(argv), msg)
@@ -489,7 +491,9 @@ def test_frontier_takes_the_bundled_grid_and_flags_override_it(tmp_path, monkeyp
 def test_frontier_errors_before_any_work(tmp_path, no_work):
     _assert_usage_error(_invoke(["frontier", "--sweep", "anchored.alpha=0.5", "-o", str(tmp_path)]), "sweep entry")
     _assert_usage_error(_invoke(["frontier", "--seeds", "1,1", "-o", str(tmp_path)]), "distinct")
-    _assert_usage_error(_invoke(["frontier", "--report_only", "-o", str(tmp_path / "none")]), "no evaluation of the base")
+    _assert_usage_error(_invoke(["frontier", "--report_only", "-o", str(tmp_path / "none")]), "none does not exist: give")
+    (tmp_path / "empty").mkdir()
+    _assert_usage_error(_invoke(["frontier", "--report_only", "-o", str(tmp_path / "empty")]), "no evaluation of the base")
     _assert_usage_error(_invoke(["frontier", "--report_only", "--n_boot", "3"]), "n_boot")
 
 
@@ -528,3 +532,33 @@ def test_training_rows_that_cannot_train_are_refused_before_any_work(tmp_path, n
     res = _invoke(["train", "--data", str(rows), "--max_length", "5", "--method", "sft", "-o", str(out)])
     _assert_usage_error(res, "Invalid value for --max_length", "10 of 10 training examples have no response tokens")
     assert not out.exists()
+
+
+def test_train_takes_precision_like_every_command(tmp_path, fake_training, data):
+    """--precision fp32 / auto on `anchored train` set TrainingArguments' bf16 (False / detected);
+    a bad value or a clash with --bf16 is a usage error."""
+    base = ["train", "--data", str(data), "--method", "sft"]
+    res = _invoke([*base, "-o", str(tmp_path / "a"), "--precision", "fp32"])
+    assert res.exit_code == 0, res.output
+    assert fake_training["args"].bf16 is False
+    res = _invoke([*base, "-o", str(tmp_path / "b"), "--precision=auto"])
+    assert res.exit_code == 0, res.output
+    from anchored_learning.models import bf16_autocast_available
+
+    assert fake_training["args"].bf16 == bf16_autocast_available()  # auto: detected, as without the flag
+    _assert_usage_error(
+        _invoke([*base, "-o", str(tmp_path / "c"), "--precision", "bf17"]), "'bf17' is not one of auto, bf16, fp32"
+    )
+    _assert_usage_error(_invoke([*base, "-o", str(tmp_path / "c"), "--precision", "fp32", "--bf16", "true"]), "not both")
+
+
+def test_run_errors_name_the_flag_that_was_given(tmp_path, no_work):
+    """T, K and the epochs become the stages' num_train_epochs: an error names the flag the user
+    passed, not a derived field; kl_coef is checked even when no run in the plan uses it."""
+    out = ["-o", str(tmp_path / "r")]
+    for flag in ("--outer_iterations", "--inner_epochs", "--reference_epochs", "--baseline_epochs"):
+        res = _invoke(["run", flag, "0", *out])
+        _assert_usage_error(res, f"Invalid value for {flag}", f"{flag[2:]} must be > 0, got 0")
+        assert "num_train_epochs" not in res.output
+    _assert_usage_error(_invoke(["run", "--kl_coef", "-1", "--baselines", "sft", *out]), "kl_coef must be >= 0, got -1")
+    assert not (tmp_path / "r").exists()

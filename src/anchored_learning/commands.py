@@ -321,7 +321,9 @@ def frontier_command(ctx: typer.Context) -> None:
         "seed (default 0,1,2); then frontier.md / frontier.json / frontier.png: each family's Pareto frontier, "
         "every run's degradation at SFT-matched gain and gain at SFT-matched degradation, each family's "
         "hypervolume, with paired bootstrap 95% intervals over seeds and items. Resumable: finished runs are "
-        "skipped, and variants added later only train the new ones. Output: runs/<task>-frontier unless -o.",
+        "skipped, and variants added later only train the new ones. --sweep and --baselines replace the grid's "
+        "lists (give every entry you want; configs/frontier.yaml has the bundled ones). Output: "
+        "runs/<task>-frontier unless -o.",
     )
     if cfg.output_dir is None:
         cfg.output_dir = f"runs/{cfg.task or cfg.default_task()}-frontier"
@@ -530,9 +532,28 @@ def _peek(argv: list[str], flag: str) -> str | None:
     return None
 
 
+def _precision_as_bf16(argv: list[str]) -> list[str]:
+    """``--precision auto|bf16|fp32`` (every command's flag) as ``anchored train``'s ``--bf16``
+    (TrainingArguments' field; unset = detected from the hardware).
+
+    Raises:
+        typer.BadParameter: another value.
+    """
+    value = _peek(argv, "--precision")
+    if value is None:
+        return argv
+    choices = {"auto": [], "bf16": ["--bf16", "true"], "fp32": ["--bf16", "false"]}
+    if value not in choices:
+        raise typer.BadParameter(f"{value!r} is not one of auto, bf16, fp32", param_hint="--precision")
+    if value != "auto" and _peek(argv, "--bf16") is not None:
+        raise typer.BadParameter("give --precision or --bf16, not both", param_hint="--precision")
+    return _drop_flag(argv, "--precision") + choices[value]
+
+
 def train_command(ctx: typer.Context) -> None:
     """Train one method on your data and save the model to OUTPUT_DIR/final.  Every
-    AnchoredSFTConfig / TrainingArguments field is a flag (--help); --config RECIPE.yaml."""
+    AnchoredSFTConfig / TrainingArguments field is a flag (--help); --config RECIPE.yaml;
+    --precision auto|bf16|fp32 sets --bf16 (unset: detected)."""
     import hashlib
 
     from datasets import Dataset
@@ -544,13 +565,14 @@ def train_command(ctx: typer.Context) -> None:
     from anchored_learning.io import check_output_path, write_json_atomic
     from anchored_learning.methods import METHODS, get_method
 
-    argv = _rename_old_flags(list(ctx.args), TRAIN_RENAMED)
+    argv = _precision_as_bf16(_rename_old_flags(list(ctx.args), TRAIN_RENAMED))
     description = (
         "Train one method on your data and save the model to OUTPUT_DIR/final (checkpoints in "
         "OUTPUT_DIR/trainer; re-running resumes). A method that needs the reference model p_sft "
         "trains it first (plain SFT, --reference_epochs) into OUTPUT_DIR/reference unless "
         "--reference_model is given. Every field below is a flag; --config RECIPE.yaml sets fields "
-        "that flags override."
+        "that flags override. --precision auto|bf16|fp32 sets --bf16 (auto: bf16 autocast where the hardware "
+        "does bf16 natively)."
     )
     help_asked = "--help" in argv or "-h" in argv
     # everything is validated before any training: the method, the output folder, the flags and

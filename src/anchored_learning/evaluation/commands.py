@@ -50,7 +50,7 @@ def eval_command(
         "--suite",
         "-s",
         help="Suite name, repeatable or comma-separated. Tasks (generated answers): "
-        + ", ".join(TASKS)
+        + ", ".join(t for t in TASKS if t != "file")
         + " (igsm is the paper's mod-23 iGSM, igsm_add the CPU recipes'). Multiple choice: "
         + ", ".join(BENCHMARKS)
         + ". Also heldout_nll, drift, drift:<task> (need --base-model), and the bundle stability.",
@@ -98,6 +98,11 @@ def eval_command(
     if "file" in names or "drift:file" in names:
         raise typer.BadParameter(
             "the 'file' task is your own test set: score it with `anchored compare --model M --test_data FILE --score RULE`",
+            param_hint="--suite",
+        )
+    if base_model is None and any(s == "drift" or s.startswith("drift:") for s in suite):
+        raise typer.BadParameter(
+            "drift is the KL from a base model p0: give it with --base-model (e.g. smollm2-135m-instruct)",
             param_hint="--suite",
         )
     for hint, value in (("--model", model), ("--base-model", base_model)):

@@ -389,6 +389,13 @@ class ExperimentConfig(EvaluationConfig):
             check_deepspeed(self.deepspeed)
         if any(not 0.0 <= float(w) <= 1.0 for w in (self.wise_weights or ())):
             raise ValueError(f"wise_weights must be in [0, 1], got {self.wise_weights}")
+        # the stages' num_train_epochs come from these: an error names the flag the user gave
+        for name in ("outer_iterations", "inner_epochs", "reference_epochs", "baseline_epochs"):
+            v = getattr(self, name, None)
+            if v is not None and not float(v) > 0:
+                raise ValueError(f"{name} must be > 0, got {v}")
+        if self.kl_coef is not None and not float(self.kl_coef) >= 0:  # checked even when no run uses it
+            raise ValueError(f"kl_coef must be >= 0, got {self.kl_coef}")
 
 
 @dataclass
