@@ -432,7 +432,7 @@ def test_your_task_and_compare_errors_before_any_work(tmp_path, no_work, data):
         (["run", "--data", str(data), "--test_fraction", "1.5"], "test_fraction must be in (0, 1)"),
         (["train", "--data", str(bad), "-o", str(tmp_path / "o")], "t.jsonl:2: no prompt found"),
         # the conflict is named before the (missing) file is looked for
-        (["run", "--task", "igsm", "--test_data", "nope.jsonl"], "--test_data describe your own test set"),
+        (["run", "--task", "igsm", "--test_data", "nope.jsonl"], "--test_data describes your own test set"),
         (["compare", "--model", str(model), "--score", "last_number"], "give it with --test_data"),
         (["eval", "--suite", "file"], "the 'file' task is your own test set: score it with `anchored compare"),
         (["eval", "--suite", "drift"], "drift is the KL from a base model p0: give it with --base-model"),
@@ -561,4 +561,15 @@ def test_run_errors_name_the_flag_that_was_given(tmp_path, no_work):
         _assert_usage_error(res, f"Invalid value for {flag}", f"{flag[2:]} must be > 0, got 0")
         assert "num_train_epochs" not in res.output
     _assert_usage_error(_invoke(["run", "--kl_coef", "-1", "--baselines", "sft", *out]), "kl_coef must be >= 0, got -1")
+    assert not (tmp_path / "r").exists()
+
+
+def test_unknown_and_truncated_flags_are_usage_errors_with_a_suggestion(tmp_path, no_work, data):
+    out = ["-o", str(tmp_path / "r")]
+    res = _invoke(["run", "--anchr_alpha", "0.5", *out])
+    _assert_usage_error(res, "unknown flag --anchr_alpha (did you mean --anchor_alpha?); see --help")
+    assert "HfArgumentParser" not in res.output
+    _assert_usage_error(_invoke(["run", "--anchor_alph", "0.5", *out]), "--anchor_alph")  # not read as --anchor_alpha
+    res = _invoke(["train", "--data", str(data), *out, "--learnin_rate", "1e-5", "--zzz", "1"])
+    _assert_usage_error(res, "unknown flags --learnin_rate (did you mean --learning_rate?), --zzz; see --help")
     assert not (tmp_path / "r").exists()

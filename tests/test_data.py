@@ -122,6 +122,7 @@ def test_named_columns(tmp_path):
         ('{"messages": [{"role": "assistant", "content": "a"}]}', "the prompt has no user turn"),
         ('{"messages": "hello"}', "column 'messages' must be a non-empty list"),
         ("{not json", "not a JSON object"),
+        ('{"prompt": "a", "response": "b"', r"not a JSON object \(Expecting ',' delimiter at column 32\)"),  # the line's end
     ],
 )
 def test_bad_rows_name_the_file_the_line_and_the_columns(tmp_path, line, msg):

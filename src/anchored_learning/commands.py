@@ -63,7 +63,8 @@ def _parser(dataclass_types, prog: str, description: str):
         def error(self, message):
             raise _ParseError(message)
 
-    return Parser(dataclass_types, prog=prog, description=description)
+    # allow_abbrev=False: a truncated flag (--anchor_alph) is an error, not silently read as the full one
+    return Parser(dataclass_types, prog=prog, description=description, allow_abbrev=False)
 
 
 def _read_config_file(path: Path) -> dict:
@@ -179,7 +180,23 @@ def parse_config_args(
     except _ParseError as e:
         raise typer.BadParameter(str(e)) from None
     except (TypeError, ValueError) as e:  # a dataclass's own validation (__post_init__)
+        if str(e).startswith("Some specified arguments are not used"):  # HfArgumentParser's unknown flags
+            raise typer.BadParameter(_unknown_flags([a for a in argv if a.startswith("-")], options)) from None
         raise _bad(str(e)) from None
+
+
+def _unknown_flags(given: list[str], options: set[str]) -> str:
+    """'unknown flag --anchr_alpha (did you mean --anchor_alpha?)' for the flags of ``given`` that are
+    not in ``options``."""
+    import difflib
+
+    parts = []
+    for flag in dict.fromkeys(a.split("=", 1)[0] for a in given):
+        if flag in options:
+            continue
+        close = difflib.get_close_matches(flag, sorted(o for o in options if o.startswith("--")), n=1, cutoff=0.75)
+        parts.append(flag + (f" (did you mean {close[0]}?)" if close else ""))
+    return f"unknown flag{'s' if len(parts) > 1 else ''} {', '.join(parts) or ' '.join(given)}; see --help"
 
 
 # ---------------------------------------------------------------------------------------- run / sweep

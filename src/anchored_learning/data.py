@@ -91,7 +91,7 @@ def _read_jsonl(path: Path) -> list[tuple[str, Any]]:
             if not line.strip():
                 continue
             try:
-                out.append((where, json.loads(line)))
+                out.append((where, json.loads(line.rstrip("\r\n"))))  # (an error's column within the line)
             except json.JSONDecodeError as e:
                 raise ValueError(f"{where}: not a JSON object ({e.msg} at column {e.colno})") from None
     return out

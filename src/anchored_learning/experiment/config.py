@@ -251,7 +251,7 @@ class EvaluationConfig:
             given = [f"--{k}" for k in ("test_data", "score", "answer_column", "answer_regex") if getattr(self, k) is not None]
             if given:
                 raise ValueError(
-                    f"{', '.join(given)} describe your own test set (task 'file'), but the task is {self.task!r}; "
+                    f"{', '.join(given)} {'describes' if len(given) == 1 else 'describe'} your own test set (task 'file'), but the task is {self.task!r}; "
                     "drop --task (or pass --task file)"
                 )
         else:
