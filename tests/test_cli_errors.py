@@ -573,3 +573,18 @@ def test_unknown_and_truncated_flags_are_usage_errors_with_a_suggestion(tmp_path
     res = _invoke(["train", "--data", str(data), *out, "--learnin_rate", "1e-5", "--zzz", "1"])
     _assert_usage_error(res, "unknown flags --learnin_rate (did you mean --learning_rate?), --zzz; see --help")
     assert not (tmp_path / "r").exists()
+
+
+def test_optional_yes_no_fields_are_switches(tmp_path, monkeypatch):
+    """`--target_drift` alone means true (a `bool | None` field left None takes the preset's value)."""
+    from anchored_learning.commands import RUN_RENAMED, parse_config_args
+    from anchored_learning.experiment import ExperimentConfig
+
+    def parse(*argv):
+        (cfg,) = parse_config_args(list(argv), (ExperimentConfig,), prog="t", description="", renamed=RUN_RENAMED)
+        return cfg
+
+    assert parse("--target_drift").target_drift is True
+    assert parse("--target_drift", "false", "--activation_checkpointing").target_drift is False
+    assert parse("--target_drift", "false", "--activation_checkpointing").activation_checkpointing is True
+    assert parse().target_drift is None

@@ -64,7 +64,12 @@ def _parser(dataclass_types, prog: str, description: str):
             raise _ParseError(message)
 
     # allow_abbrev=False: a truncated flag (--anchor_alph) is an error, not silently read as the full one
-    return Parser(dataclass_types, prog=prog, description=description, allow_abbrev=False)
+    parser = Parser(dataclass_types, prog=prog, description=description, allow_abbrev=False)
+    for action in parser._actions:  # a `bool | None` field (None: the preset's) is a switch too: --flag = --flag true
+        # (the parser's string_to_bool: transformers' or the copy in trl.scripts)
+        if getattr(action.type, "__name__", "") == "string_to_bool" and action.nargs is None and action.option_strings:
+            action.nargs, action.const = "?", True
+    return parser
 
 
 def _read_config_file(path: Path) -> dict:
