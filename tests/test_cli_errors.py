@@ -588,3 +588,15 @@ def test_optional_yes_no_fields_are_switches(tmp_path, monkeypatch):
     assert parse("--target_drift", "false", "--activation_checkpointing").target_drift is False
     assert parse("--target_drift", "false", "--activation_checkpointing").activation_checkpointing is True
     assert parse().target_drift is None
+
+
+def test_root_version_short_help_and_eval_spellings():
+    from importlib.metadata import version
+
+    res = _invoke(["--version"])
+    assert res.exit_code == 0 and res.output.strip() == f"anchored-learning {version('anchored-learning')}"
+    assert _invoke(["-h"]).exit_code == 0 and "frontier" in _invoke(["-h"]).output
+    for command in ("run", "train", "frontier"):  # every config command lists --config
+        assert "--config FILE" in _invoke([command, "--help"]).output, command
+    out = _invoke(["eval", "-h"]).output
+    assert "--base_model" in out and "--batch_size" in out and "[auto|bf16|fp32]" in out

@@ -18,7 +18,23 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
     # click's plain help: wraps to the terminal width (rich's option table truncated names at 80 columns)
     rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"anchored-learning {version('anchored-learning')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+) -> None:
+    """Fine-tune causal LMs with Anchored Learning and measure gain vs. degradation."""
 
 
 def _register() -> None:

@@ -10,6 +10,7 @@ Their flags are not written here: they are the fields of the config dataclasses
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import functools
 import json
@@ -65,6 +66,10 @@ def _parser(dataclass_types, prog: str, description: str):
 
     # allow_abbrev=False: a truncated flag (--anchor_alph) is an error, not silently read as the full one
     parser = Parser(dataclass_types, prog=prog, description=description, allow_abbrev=False)
+    # --config is read before parsing (parse_config_args); declared here so that --help lists it
+    parser.add_argument(
+        "--config", metavar="FILE", default=argparse.SUPPRESS, help="YAML or JSON file of field: value pairs; flags override it."
+    )
     for action in parser._actions:  # a `bool | None` field (None: the preset's) is a switch too: --flag = --flag true
         # (the parser's string_to_bool: transformers' or the copy in trl.scripts)
         if getattr(action.type, "__name__", "") == "string_to_bool" and action.nargs is None and action.option_strings:

@@ -61,16 +61,18 @@ def eval_command(
     base_model: str | None = typer.Option(
         None,
         "--base-model",
-        help="Reference model p0 for drift suites (e.g. 'smollm2-135m-instruct'); without it drift is skipped.",
+        "--base_model",
+        help="Reference model p0 for drift suites (e.g. 'smollm2-135m-instruct'); without it the stability bundle skips drift, and a drift suite named with -s is an error.",
     ),
-    batch_size: int = typer.Option(8, "--batch-size", min=1, help="Sequences per forward pass."),
+    batch_size: int = typer.Option(8, "--batch-size", "--batch_size", min=1, help="Sequences per forward pass."),
     generation_batch_size: int = typer.Option(
-        32, "--generation-batch-size", min=1, help="Prompts per generate call (generation suites)."
+        32, "--generation-batch-size", "--generation_batch_size", min=1, help="Prompts per generate call (generation suites)."
     ),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
     precision: str = typer.Option(
         "auto",
         "--precision",
+        metavar="[auto|bf16|fp32]",
         help="auto (bf16 autocast where the hardware computes bf16 natively, else float32), bf16 or fp32.",
     ),
     threads: int | None = typer.Option(
