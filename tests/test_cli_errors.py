@@ -598,5 +598,8 @@ def test_root_version_short_help_and_eval_spellings():
     assert _invoke(["-h"]).exit_code == 0 and "frontier" in _invoke(["-h"]).output
     for command in ("run", "train", "frontier"):  # every config command lists --config
         assert "--config FILE" in _invoke([command, "--help"]).output, command
+    train = CliRunner().invoke(app, ["train", "--help"], env={"COLUMNS": "80"}).output
+    assert max(map(len, train.splitlines())) < 140  # was 666: TRL's choice lists go into the wrapped help text
+    assert "--lr_scheduler_type VALUE" in train and "Choices: linear, cosine" in " ".join(train.split())
     out = _invoke(["eval", "-h"]).output
     assert "--base_model" in out and "--batch_size" in out and "[auto|bf16|fp32]" in out

@@ -70,6 +70,17 @@ def _parser(dataclass_types, prog: str, description: str):
     parser.add_argument(
         "--config", metavar="FILE", default=argparse.SUPPRESS, help="YAML or JSON file of field: value pairs; flags override it."
     )
+    for action in parser._actions:  # short value names (INT, FLOAT, ...), so that option lines fit 80 columns
+        if not action.option_strings or action.nargs == 0 or action.metavar is not None:
+            continue
+        if action.choices and len(", ".join(map(str, action.choices))) > 40:  # the list goes into the wrapped help
+            action.help = f"{action.help or ''} Choices: {', '.join(map(str, action.choices))}.".strip()
+        elif action.choices:
+            continue  # a short {a,b,c} stays
+        kind = getattr(action.type, "__name__", "")
+        action.metavar = {"int": "INT", "float": "FLOAT", "string_to_bool": "BOOL"}.get(
+            kind, "VALUE" if action.choices else "STR"
+        )
     for action in parser._actions:  # a `bool | None` field (None: the preset's) is a switch too: --flag = --flag true
         # (the parser's string_to_bool: transformers' or the copy in trl.scripts)
         if getattr(action.type, "__name__", "") == "string_to_bool" and action.nargs is None and action.option_strings:
