@@ -461,7 +461,7 @@ def test_frontier_takes_the_bundled_grid_and_flags_override_it(tmp_path, monkeyp
 
     got, reported = [], []
 
-    def fake_report(folder, seeds=None, n_boot=2000):
+    def fake_report(folder, seeds=None, n_boot=2000, task=None):
         reported.append((folder, seeds, n_boot))
         Path(folder).mkdir(parents=True, exist_ok=True)
         (Path(folder) / "frontier.md").write_text("table")

@@ -232,6 +232,8 @@ def test_write_frontier_report_on_a_run_folder(tmp_path):
         load_frontier_evals(tmp_path, seeds=[7])
     with pytest.raises(ValueError, match="no evaluation of the base model"):
         load_frontier_evals(tmp_path / "seed-0" / "models")
+    with pytest.raises(ValueError, match="holds a 't' study, not 'medcalc': drop --task"):
+        write_frontier_report(tmp_path, seeds=[0, 1], n_boot=50, task="medcalc")
     with pytest.raises(ValueError, match="nope does not exist: give the study's folder with -o"):
         load_frontier_evals(tmp_path / "nope")
     cut = tmp_path / "exported" / "seed-1" / "evals" / "sft.json"

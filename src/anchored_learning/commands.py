@@ -386,7 +386,7 @@ def frontier_command(ctx: typer.Context) -> None:
     if not is_main_process():  # under a launcher the main process writes the report
         return
     try:
-        res = write_frontier_report(cfg.output_dir, seeds=seeds, n_boot=int(args.n_boot))
+        res = write_frontier_report(cfg.output_dir, seeds=seeds, n_boot=int(args.n_boot), task=_peek(ctx.args, "--task"))
     except ValueError as e:
         raise _bad(str(e)) from None
     console.print(frontier_summary(res), markup=False, soft_wrap=True)

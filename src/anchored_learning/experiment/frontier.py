@@ -369,7 +369,7 @@ def _verdict(stats: Mapping[str, Any], target_label: str) -> str:
 
 
 def write_frontier_report(
-    folder: str | Path, seeds: Sequence[int] | None = None, n_boot: int = 2000, boot_seed: int = 0
+    folder: str | Path, seeds: Sequence[int] | None = None, n_boot: int = 2000, boot_seed: int = 0, task: str | None = None
 ) -> dict[str, Any]:
     """Analyse a multi-seed run folder (``anchored frontier`` / ``anchored run --seeds``) and write
     ``frontier.json``, ``frontier.md``, ``frontier.png``, ``training_curves.png`` and
@@ -380,8 +380,12 @@ def write_frontier_report(
     Returns:
         the ``frontier.json`` content.
 
+    Args:
+        task: the target task the caller expects (None: whichever the folder's runs have).
+
     Raises:
-        ValueError: no finished base evaluation, no target task, or no SFT run in every seed.
+        ValueError: no finished base evaluation, no target task, another target task than ``task``,
+            or no SFT run in every seed.
     """
     from anchored_learning.io import write_json_atomic, write_text_atomic
     from anchored_learning.report import plot_anchor_bound, plot_frontier, plot_training_curves  # matplotlib
@@ -396,6 +400,8 @@ def write_frontier_report(
     target = cfg.get("task")
     if not target:
         raise ValueError(f"{folder}: the run has no target task, so no gain to put on a frontier")
+    if task is not None and task != target:
+        raise ValueError(f"{folder} holds a {target!r} study, not {task!r}: drop --task or give that study's folder with -o")
     first = evals[seeds[0]]
     order = list(dict.fromkeys([REFERENCE_FAMILY, HEADLINE, *sorted(family_of(lab) for lab in first)]))
     labels = sorted(  # SFT's runs, then anchored's, then every other family's; by label within each
