@@ -70,21 +70,21 @@ def _parser(dataclass_types, prog: str, description: str):
     parser.add_argument(
         "--config", metavar="FILE", default=argparse.SUPPRESS, help="YAML or JSON file of field: value pairs; flags override it."
     )
-    for action in parser._actions:  # short value names (INT, FLOAT, ...), so that option lines fit 80 columns
+    for action in parser._actions:
         if not action.option_strings or action.nargs == 0 or action.metavar is not None:
             continue
-        if action.choices and len(", ".join(map(str, action.choices))) > 40:  # the list goes into the wrapped help
+        kind = getattr(action.type, "__name__", "")  # string_to_bool: transformers' or the copy in trl.scripts
+        if kind == "string_to_bool" and action.nargs is None:  # a `bool | None` field (None: the preset's)
+            action.nargs, action.const = "?", True  # is a switch too: --flag = --flag true
+        # short value names (INT, FLOAT, ...), so that option lines fit 80 columns; a long list of
+        # choices goes into the wrapped help, a short {a,b,c} stays
+        if action.choices and len(", ".join(map(str, action.choices))) > 40:
             action.help = f"{action.help or ''} Choices: {', '.join(map(str, action.choices))}.".strip()
         elif action.choices:
-            continue  # a short {a,b,c} stays
-        kind = getattr(action.type, "__name__", "")
+            continue
         action.metavar = {"int": "INT", "float": "FLOAT", "string_to_bool": "BOOL"}.get(
             kind, "VALUE" if action.choices else "STR"
         )
-    for action in parser._actions:  # a `bool | None` field (None: the preset's) is a switch too: --flag = --flag true
-        # (the parser's string_to_bool: transformers' or the copy in trl.scripts)
-        if getattr(action.type, "__name__", "") == "string_to_bool" and action.nargs is None and action.option_strings:
-            action.nargs, action.const = "?", True
     return parser
 
 
@@ -577,12 +577,14 @@ def _precision_as_bf16(argv: list[str]) -> list[str]:
     Raises:
         typer.BadParameter: another value.
     """
+    from anchored_learning.models import PRECISIONS
+
     value = _peek(argv, "--precision")
     if value is None:
         return argv
     choices = {"auto": [], "bf16": ["--bf16", "true"], "fp32": ["--bf16", "false"]}
-    if value not in choices:
-        raise typer.BadParameter(f"{value!r} is not one of auto, bf16, fp32", param_hint="--precision")
+    if value not in PRECISIONS:
+        raise typer.BadParameter(f"{value!r} is not one of {', '.join(PRECISIONS)}", param_hint="--precision")
     if value != "auto" and _peek(argv, "--bf16") is not None:
         raise typer.BadParameter("give --precision or --bf16, not both", param_hint="--precision")
     return _drop_flag(argv, "--precision") + choices[value]

@@ -181,6 +181,11 @@ def check_model_source(name_or_path: str | None) -> None:
         ) from None
 
 
+#: the precision settings every command takes (``--precision``): bf16 autocast where the hardware does it
+#: natively, always, or never
+PRECISIONS = ("auto", "bf16", "fp32")
+
+
 def load_tokenizer(name_or_path: str | None = None, cache_dir: str | None = None):
     """The tokenizer of a model (as in :func:`resolve_model_path`) without loading its weights: what
     the up-front checks of the training data need (:func:`anchored_learning.data.check_response_tokens_fit`)."""
@@ -203,10 +208,10 @@ def load_model_and_tokenizer(name_or_path: str | None = None, dtype: torch.dtype
         model's ``pad_token_id`` is set to match.  Padding side is left to the caller
         (generation code sets left padding itself).
     """
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
     path = resolve_model_path(name_or_path, cache_dir)
-    tokenizer = AutoTokenizer.from_pretrained(path)
+    tokenizer = load_tokenizer(path)
     model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
     pad_was_missing = tokenizer.pad_token is None
     if pad_was_missing:

@@ -83,11 +83,11 @@ def eval_command(
     from rich.console import Console
 
     from anchored_learning.evaluation.suites import evaluate, expand_suites
-    from anchored_learning.models import BUNDLED_MODEL, check_model_source, load_model_and_tokenizer
+    from anchored_learning.models import BUNDLED_MODEL, PRECISIONS, check_model_source, load_model_and_tokenizer
 
     console = Console(stderr=True)
-    if precision not in ("auto", "bf16", "fp32"):
-        raise typer.BadParameter(f"{precision!r} is not one of auto, bf16, fp32", param_hint="--precision")
+    if precision not in PRECISIONS:
+        raise typer.BadParameter(f"{precision!r} is not one of {', '.join(PRECISIONS)}", param_hint="--precision")
     if threads is not None:
         import torch
 

@@ -292,9 +292,9 @@ def resolve_precision(precision: str, model) -> bool:
     Raises:
         ValueError: another value.
     """
-    from anchored_learning.models import bf16_autocast_available
+    from anchored_learning.models import PRECISIONS, bf16_autocast_available
 
-    if precision not in ("auto", "bf16", "fp32"):
+    if precision not in PRECISIONS:
         raise ValueError(f"precision must be 'auto', 'bf16' or 'fp32', got {precision!r}")
     if precision == "auto":
         return bf16_autocast_available(next(model.parameters()).device)

@@ -37,7 +37,7 @@ import numpy as np
 
 from anchored_learning.evaluation.metrics import _stat  # mean (weighted: ratio of sums) per row of indices
 from anchored_learning.experiment.plan import training_record
-from anchored_learning.io import read_json
+from anchored_learning.io import read_json, write_json_atomic, write_text_atomic
 from anchored_learning.report import pareto_frontier
 
 #: the family every other one is compared with
@@ -387,7 +387,6 @@ def write_frontier_report(
         ValueError: no finished base evaluation, no target task, another target task than ``task``,
             or no SFT run in every seed.
     """
-    from anchored_learning.io import write_json_atomic, write_text_atomic
     from anchored_learning.report import plot_anchor_bound, plot_frontier, plot_training_curves  # matplotlib
 
     folder = Path(folder)
