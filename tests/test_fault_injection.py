@@ -227,3 +227,20 @@ def test_anchored_train_with_deepspeed_zero2_matches_one_process(tmp_path):
                           capture_output=True, text=True, timeout=600)  # fmt: skip
     assert proc.returncode != 0 and "ZeRO stage 3 is not supported" in " ".join((proc.stdout + proc.stderr).split())
     assert not (tmp_path / "zero3" / "final").exists()
+
+
+def test_the_cli_leaves_the_process_group_before_it_exits(tmp_path, monkeypatch):
+    """Under a launcher every command ends by destroying the default process group (a process that
+    exits with its gloo group alive can SIGABRT in the group's destructor after its work is done,
+    which the launcher reports as a failed run): a one-process gloo group made here is gone after
+    `anchored --version` returns, and after a command that fails with a usage error."""
+    import torch.distributed as dist
+
+    from anchored_learning import cli
+
+    for argv in (["anchored", "--version"], ["anchored", "train", "--no_such_flag", "1"]):
+        dist.init_process_group("gloo", init_method=f"file://{tmp_path / (argv[1] + '.store')}", rank=0, world_size=1)
+        monkeypatch.setattr(sys, "argv", argv)
+        with pytest.raises(SystemExit):
+            cli.main()
+        assert not dist.is_initialized(), argv

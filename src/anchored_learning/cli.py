@@ -8,6 +8,7 @@ Sub-commands live next to the code they drive and are registered here:
 from __future__ import annotations
 
 import logging
+import sys
 
 import typer
 
@@ -69,7 +70,13 @@ def main() -> None:
     """Entry point of the ``anchored`` console script."""
     logging.getLogger("DeepSpeed").addFilter(_DropDeepSpeedCpuNotice())
     _register()
-    app()
+    try:
+        app()
+    finally:  # under torchrun / accelerate launch: leave the process group before the interpreter exits
+        if "torch.distributed" in sys.modules:  # (a command that never loaded torch has no group)
+            from anchored_learning.experiment.stages import end_process_group
+
+            end_process_group()
 
 
 if __name__ == "__main__":

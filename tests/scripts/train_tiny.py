@@ -213,6 +213,7 @@ def main(argv=None) -> int:
             )
         )
     trainer.accelerator.wait_for_everyone()
+    trainer.accelerator.end_training()  # destroys the process group: exiting with it alive can SIGABRT
     return 0
 
 

@@ -52,6 +52,19 @@ def wait_for_everyone() -> None:
         dist.barrier()
 
 
+def end_process_group() -> None:
+    """Destroy the default process group, if one is initialised (nothing in a single process).
+
+    Call it once, at the end of a launched command: a process that exits with its gloo group still
+    alive can abort in the group's C++ destructor ("terminate called without an active exception",
+    SIGABRT) after its work is done, and the launcher then reports the whole run as failed.
+    """
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
 class Experiment:
     """Runs the stages of one experiment with skip-if-done semantics (see module docstring)."""
 
