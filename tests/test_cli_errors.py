@@ -180,9 +180,37 @@ def test_train_reuses_its_reference_only_for_the_same_data_and_saves_atomically(
     data.write_text(json.dumps({"prompt": "2+2?", "response": "4"}) + "\n")
     _assert_usage_error(_invoke(argv), "data_sha256")
     assert len(fake_training["reference_calls"]) == 1
+    # a training that stopped before its first checkpoint left only its settings: nothing would be
+    # reused, so other settings train there; with a checkpoint they are refused
+    for name, checkpoint in (("failed", False), ("killed", True)):
+        (tmp_path / name / "trainer").mkdir(parents=True)
+        shutil.copy(tmp_path / "o" / "train_settings.json", tmp_path / name)
+        if checkpoint:
+            (tmp_path / name / "trainer" / "checkpoint-2").mkdir()
+        res = _invoke(["train", "--data", str(data), "-o", str(tmp_path / name), "--method", "sft"])
+        if checkpoint:
+            _assert_usage_error(res, "other data or settings", "method: 'anchored' -> 'sft'")
+        else:
+            assert res.exit_code == 0 and (tmp_path / name / "final" / "config.json").is_file(), res.output
+            assert json.loads((tmp_path / name / "train_settings.json").read_text())["training_arguments"]["method"] == "sft"
     # a folder from an earlier version (no recorded settings) is refused too
     (tmp_path / "old" / "final").mkdir(parents=True)
     _assert_usage_error(_invoke(["train", "--data", str(data), "-o", str(tmp_path / "old")]), "not recorded")
+
+
+def test_train_refuses_flags_it_would_ignore(tmp_path, no_work, data):
+    """TRL / transformers flags that `anchored train` would ignore or fail on late are refused up
+    front, naming the flag and what to do instead; nothing is written."""
+    argv = ["train", "--data", str(data), "-o", str(tmp_path / "o"), "--method", "sft"]
+    for extra, needles in [
+        (["--loss_type", "dft"], ("Invalid value for --loss_type", "loss_type 'dft' is TRL's switch", "--method dft")),
+        (["--label_smoothing_factor", "0.1"], ("label_smoothing_factor is not applied",)),
+        (["--eval_strategy", "steps"], ("Invalid value for --eval_strategy", "takes no evaluation data")),
+        (["--resume_from_checkpoint", "x"], ("Invalid value for --resume_from_checkpoint", "resumes by itself")),
+        (["--reference_epochs", "0"], ("Invalid value for --reference_epochs", "reference_epochs must be > 0")),
+    ]:
+        _assert_usage_error(_invoke(argv + extra), *needles)
+    assert not (tmp_path / "o").exists()
 
 
 def test_bad_method_is_blamed_on_method(tmp_path, no_work, data):
@@ -430,6 +458,9 @@ def test_your_task_and_compare_errors_before_any_work(tmp_path, no_work, data):
         (["run", "--test_data", str(data)], "the file task trains on your rows: give --data"),
         (["run", "--data", str(bad)], "t.jsonl:2: no prompt found"),
         (["run", "--data", str(data), "--test_fraction", "1.5"], "test_fraction must be in (0, 1)"),
+        # a flag that would be ignored is refused: the test set is the file, and compare trains on nothing
+        (["run", "--data", str(data), "--test_data", str(data), "--test_fraction", "0.3"], "drop --test_fraction"),
+        (["compare", "--model", str(model), "--test_fraction", "0.3"], "anchored compare has none"),
         (["train", "--data", str(bad), "-o", str(tmp_path / "o")], "t.jsonl:2: no prompt found"),
         # the conflict is named before the (missing) file is looked for
         (["run", "--task", "igsm", "--test_data", "nope.jsonl"], "--test_data describes your own test set"),
@@ -490,6 +521,12 @@ def test_frontier_takes_the_bundled_grid_and_flags_override_it(tmp_path, monkeyp
 
 def test_frontier_errors_before_any_work(tmp_path, no_work):
     _assert_usage_error(_invoke(["frontier", "--sweep", "anchored.alpha=0.5", "-o", str(tmp_path)]), "sweep entry")
+    # a bad value in a sweep entry is blamed on --sweep (was: on --learning_rate, a flag not given)
+    res = _invoke(["sweep", "--sweep", "sft.learning_rate=abc", "-o", str(tmp_path / "s")])
+    _assert_usage_error(res, "Invalid value for --sweep", "sft(learning_rate=abc): learning_rate must be a number")
+    # a value without its flag (was: "unknown flag ; see --help")
+    res = _invoke(["run", "data.jsonl", "-o", str(tmp_path / "r")])
+    _assert_usage_error(res, "unexpected argument data.jsonl: every setting is a flag (--name value, e.g. --data FILE)")
     _assert_usage_error(_invoke(["frontier", "--seeds", "1,1", "-o", str(tmp_path)]), "distinct")
     _assert_usage_error(_invoke(["frontier", "--report_only", "-o", str(tmp_path / "none")]), "none does not exist: give")
     (tmp_path / "empty").mkdir()
@@ -513,6 +550,25 @@ def test_deepspeed_cpu_notice_is_dropped_and_its_other_messages_pass():
     assert drop.filter(record("ZeRO stage 2 optimizer")) is True
 
 
+@pytest.mark.parametrize("command", ["run", "sweep", "frontier", "compare"])
+def test_help_names_the_preset_as_the_default_of_recipe_fields(command):
+    """A field that a bundled recipe fills shows '(default: the --preset recipe's)', not the
+    dataclass's placeholder None; a field no recipe sets keeps its own default."""
+    import re
+
+    from anchored_learning.commands import _recipe_fields
+
+    res = _invoke([command, "--help"])
+    assert res.exit_code == 0, res.output
+    text = " ".join(res.output.split("options:", 1)[1].split())  # the option list, not the usage line
+    assert {"n_test", "mc_limit", "heldout"} <= _recipe_fields() and "test_data" not in _recipe_fields()
+    for flag in ("--n_test", "--mc_limit"):
+        entry = text[text.index(f"{flag} INT") :]
+        entry = entry[: entry.index(")") + 1]  # up to its first closing parenthesis: the default
+        assert entry.endswith("(default: the --preset recipe's)") and "None" not in entry, entry
+    assert re.search(r"--test_data STR.*?\(default: None\)", text)
+
+
 @pytest.mark.parametrize("command", ["run", "train", "sweep", "eval", "compare", "frontier"])
 def test_help_renders_percent_signs_once(command):
     """argparse %-formats field help but prints a description verbatim: a '%%' must not reach the user."""
@@ -529,6 +585,12 @@ def test_training_rows_that_cannot_train_are_refused_before_any_work(tmp_path, n
     res = _invoke(["run", "--data", str(rows), "--max_length", "5", "-o", str(out)])
     _assert_usage_error(res, "training examples have no response tokens left after truncation to max_length=5")
     _assert_usage_error(_invoke(["run", "--data", str(rows), "--n_train", "100", "-o", str(out)]), "100 train rows asked for")
+    test = tmp_path / "t.jsonl"
+    test.write_text("".join(json.dumps({"prompt": f"What is {i} + 1?", "response": str(i + 1)}) + "\n" for i in range(3)))
+    res = _invoke(["run", "--data", str(rows), "--test_data", str(test), "--n_test", "4", "-o", str(out)])
+    _assert_usage_error(res, f"n_test 4 asks for more test items than {test} has (3 rows): give --n_test 3 or less")
+    res = _invoke(["run", "--data", str(rows), "--n_test", "3", "-o", str(out)])  # 2 of 10 rows held out
+    _assert_usage_error(res, "has (2 rows): give --n_test 2 or less")
     res = _invoke(["train", "--data", str(rows), "--max_length", "5", "--method", "sft", "-o", str(out)])
     _assert_usage_error(res, "Invalid value for --max_length", "10 of 10 training examples have no response tokens")
     assert not out.exists()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -41,6 +42,15 @@ def test_parse_sweep():
             parse_sweep([bad])
     with pytest.raises(ValueError, match="sweep entry"):
         ExperimentConfig(sweep=("anchored.alpha=0.5",)).resolved()
+    # the messages say what would be right
+    for bad, says in [
+        ("sft.learing_rate=1e-5", "'learing_rate' is not a field of AnchoredSFTConfig (did you mean 'learning_rate'?)"),
+        ("sft.xyz=1", "'xyz' is not a field of AnchoredSFTConfig (the fields of `anchored train --help`)"),
+        ("wise_ft.w=0.5", "wise_ft takes one field, 'weight'"),
+        ("foo.bar=1", "unknown method 'foo'; choose one of anchored, anchored_per_step, "),
+    ]:
+        with pytest.raises(ValueError, match=re.escape(says)):
+            parse_sweep([bad])
 
 
 @pytest.mark.parametrize(

@@ -39,6 +39,8 @@ def _bad(message: str) -> typer.BadParameter:
     """A usage error (exit code 2) for ``message``, blamed on the flag whose field the message
     starts with (``"anchor_alpha must be in [0, 1]"`` -> ``--anchor_alpha``)."""
     words = message.split(" ", 2)
+    if words[0].endswith("):"):  # "sft(learning_rate=abc): ...": a value that a --sweep entry gave
+        return typer.BadParameter(message, param_hint="--sweep")
     if len(words) > 1 and words[0].endswith(":"):  # "<stage>: <field> must ..." (a planned variant)
         words = words[1:]
     head = words[0].strip(":'\"")
@@ -56,6 +58,24 @@ def _field_names() -> frozenset[str]:
     return frozenset(names | {f"--{n}" for n in names})
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """HfArgumentParser's formatter, without "(default: None)" after a field the preset fills."""
+
+    def _get_help_string(self, action):
+        return action.help if getattr(action, "preset_filled", False) else super()._get_help_string(action)
+
+
+@functools.cache
+def _recipe_fields() -> frozenset[str]:
+    """The fields that some bundled recipe (``configs/<task>/<preset>.yaml``) sets."""
+    import yaml
+
+    from anchored_learning.experiment.config import recipe_path
+
+    root = recipe_path("default").parent.parent
+    return frozenset(k for path in root.glob("*/*.yaml") for k in (yaml.safe_load(path.read_text()) or {}))
+
+
 def _parser(dataclass_types, prog: str, description: str):
     """A ``TrlParser`` over ``dataclass_types`` whose errors raise instead of exiting."""
     from trl import TrlParser
@@ -65,12 +85,25 @@ def _parser(dataclass_types, prog: str, description: str):
             raise _ParseError(message)
 
     # allow_abbrev=False: a truncated flag (--anchor_alph) is an error, not silently read as the full one
-    parser = Parser(dataclass_types, prog=prog, description=description, allow_abbrev=False)
+    parser = Parser(dataclass_types, prog=prog, description=description, allow_abbrev=False, formatter_class=_HelpFormatter)
     # --config is read before parsing (parse_config_args); declared here so that --help lists it
     parser.add_argument(
         "--config", metavar="FILE", default=argparse.SUPPRESS, help="YAML or JSON file of field: value pairs; flags override it."
     )
+    # a field of a config with a `preset` that defaults to None and that a bundled recipe sets takes
+    # the recipe's value: the help says so instead of "(default: None)"
+    preset_filled = _recipe_fields() & {
+        f.name
+        for t in dataclass_types
+        if "preset" in {g.name for g in dataclasses.fields(t)}
+        for f in dataclasses.fields(t)
+        if f.default is None
+    }
     for action in parser._actions:
+        if action.dest in preset_filled and action.default is None:
+            if "default" not in (action.help or "").lower():
+                action.help = f"{action.help or ''} (default: the --preset recipe's)".strip()
+            action.preset_filled = True
         if not action.option_strings or action.nargs == 0 or action.metavar is not None:
             continue
         kind = getattr(action.type, "__name__", "")  # string_to_bool: transformers' or the copy in trl.scripts
@@ -202,7 +235,13 @@ def parse_config_args(
         raise typer.BadParameter(str(e)) from None
     except (TypeError, ValueError) as e:  # a dataclass's own validation (__post_init__)
         if str(e).startswith("Some specified arguments are not used"):  # HfArgumentParser's unknown flags
-            raise typer.BadParameter(_unknown_flags([a for a in argv if a.startswith("-")], options)) from None
+            import ast
+
+            try:  # "...: ['--anchr_alpha', '0.5']": what argparse could not place
+                unused = [str(a) for a in ast.literal_eval(str(e).split(": ", 1)[1])]
+            except (ValueError, SyntaxError, IndexError):
+                unused = [a for a in argv if a.startswith("-")]
+            raise typer.BadParameter(_unknown_flags(unused, options)) from None
         raise _bad(str(e)) from None
 
 
@@ -212,12 +251,19 @@ def _unknown_flags(given: list[str], options: set[str]) -> str:
     import difflib
 
     parts = []
-    for flag in dict.fromkeys(a.split("=", 1)[0] for a in given):
+    flags = [a for a in given if a.startswith("-")]
+    for flag in dict.fromkeys(a.split("=", 1)[0] for a in flags):
         if flag in options:
             continue
         close = difflib.get_close_matches(flag, sorted(o for o in options if o.startswith("--")), n=1, cutoff=0.75)
         parts.append(flag + (f" (did you mean {close[0]}?)" if close else ""))
-    return f"unknown flag{'s' if len(parts) > 1 else ''} {', '.join(parts) or ' '.join(given)}; see --help"
+    if parts:
+        return f"unknown flag{'s' if len(parts) > 1 else ''} {', '.join(parts)}; see --help"
+    values = [a for a in given if not a.startswith("-")]  # a value without its flag: `anchored run data.jsonl`
+    return (
+        f"unexpected argument{'s' if len(values) > 1 else ''} {' '.join(values)}: every setting is a flag "
+        "(--name value, e.g. --data FILE); see --help"
+    )
 
 
 # ---------------------------------------------------------------------------------------- run / sweep
@@ -526,6 +572,10 @@ class TrainArguments:
         default_factory=lambda: ["all-linear"], metadata={"help": "Modules that get LoRA adapters (with --use_peft)."}
     )
 
+    def __post_init__(self):
+        if not float(self.reference_epochs) > 0:  # (named here: the reference's own config calls it num_train_epochs)
+            raise ValueError(f"reference_epochs must be > 0, got {self.reference_epochs}")
+
     def peft_config(self):
         """The ``peft.LoraConfig`` of these flags, or None without ``use_peft``."""
         if not self.use_peft:
@@ -646,6 +696,17 @@ def train_command(ctx: typer.Context) -> None:
         defaults=TRAIN_DEFAULTS,
         overrides=overrides,
     )
+    if args.eval_strategy != "no":  # (TrainingArguments stores an IntervalStrategy, a str enum)
+        raise typer.BadParameter(
+            "anchored train takes no evaluation data; score the saved model with `anchored compare` or `anchored eval`",
+            param_hint="--eval_strategy",
+        )
+    if args.resume_from_checkpoint is not None:
+        raise typer.BadParameter(
+            f"anchored train resumes by itself from the last checkpoint in {output_dir / 'trainer'}: "
+            "run the same command again, without --resume_from_checkpoint",
+            param_hint="--resume_from_checkpoint",
+        )
     try:
         rows = [
             c.as_row()
@@ -799,6 +860,9 @@ def _already_trained(output_dir: Path, settings: dict) -> bool:
     }
     a, b = flat(old), flat(settings)
     diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+    reusable = (output_dir / "final").exists() or any((output_dir / "trainer").glob("checkpoint-*"))
+    if diff and not reusable:  # a training that stopped before its first checkpoint: nothing would be reused
+        return False
     if diff:
         shown = "; ".join(f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in diff[:8]) + (" ..." if len(diff) > 8 else "")
         raise typer.BadParameter(

@@ -273,6 +273,14 @@ class AnchoredSFTConfig(SFTConfig):
             )
         if self.packing:
             raise ValueError("packing=True is not supported by AnchoredSFTTrainer: the anchor is per example; set packing=False")
+        # TRL / transformers options that the methods' own losses would ignore without a word
+        if getattr(self, "loss_type", "nll") != "nll":
+            raise ValueError(
+                f"loss_type {self.loss_type!r} is TRL's switch; here the loss is the method's: use method='dft' "
+                "(--method dft) and leave loss_type at 'nll'"
+            )
+        if float(self.label_smoothing_factor) != 0.0:
+            raise ValueError("label_smoothing_factor is not applied by the methods' losses; leave it at 0")
         if self.padding_free:
             raise ValueError("padding_free=True is not supported by AnchoredSFTTrainer; set padding_free=False")
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from anchored_learning.experiment.config import CompareConfig
-from anchored_learning.experiment.data import make_task
+from anchored_learning.experiment.data import check_test_items, make_task
 from anchored_learning.experiment.report import write_report
 from anchored_learning.experiment.stages import check_resume, config_record, evaluate_model
 from anchored_learning.io import check_output_path, write_json_atomic
@@ -153,6 +153,7 @@ def compare_models(cfg: CompareConfig, console_log: Callable[[str], None] = prin
     record = config_record(cfg)
     check_resume(out, record, frozenset({"model", "output_dir"}))
     task = make_task(cfg)
+    check_test_items(cfg, task)
     for note in getattr(task, "notes", ()):
         console_log(note)
     out.mkdir(parents=True, exist_ok=True)

@@ -21,7 +21,7 @@ from importlib import resources
 from typing import Any
 
 from anchored_learning.experiment.plan import VARIANTS, parse_sweep
-from anchored_learning.tasks.files import DEFAULT_MAX_NEW_TOKENS
+from anchored_learning.tasks.files import DEFAULT_MAX_NEW_TOKENS, DEFAULT_TEST_FRACTION
 from anchored_learning.tasks.heldout import STABILITY_SUITE
 from anchored_learning.tasks.registry import TARGETS as TASKS
 from anchored_learning.tasks.rules import RULES
@@ -126,14 +126,19 @@ class EvaluationConfig:
     )
     response_column: str | None = field(default=None, metadata=_help("Column of the response (default: detected)."))
     test_fraction: float = field(
-        default=0.2, metadata=_help("Share of --data held out as the test set when no --test_data is given.")
+        default=DEFAULT_TEST_FRACTION,
+        metadata=_help("Share of --data held out as the test set when no --test_data is given (not in anchored compare)."),
     )
     max_new_tokens: int = field(
         default=DEFAULT_MAX_NEW_TOKENS,
         metadata=_help("Generation budget per test prompt of the file task (tokens); other tasks use their own."),
     )
     output_dir: str | None = field(
-        default=None, metadata=_help("Output folder (default: runs/<task>-<preset>). Re-running resumes.", aliases=["-o"])
+        default=None,
+        metadata=_help(
+            "Output folder (default: runs/<task>-<preset>; for anchored compare: runs/compare). Re-running resumes.",
+            aliases=["-o"],
+        ),
     )
     seed: int = field(default=0, metadata=_help("Seed of the data, the evaluation subsets and training."))
     n_test: int | None = field(default=None, metadata=_help("Target test items."))
@@ -278,6 +283,11 @@ class EvaluationConfig:
                 raise ValueError(f"{name} must be >= 1, got {v}")
         if not 0.0 < float(self.test_fraction) < 1.0:
             raise ValueError(f"test_fraction must be in (0, 1), got {self.test_fraction}")
+        if self.test_data is not None and float(self.test_fraction) != DEFAULT_TEST_FRACTION:
+            raise ValueError(
+                "test_fraction holds out a share of --data when no --test_data is given; the test set is "
+                f"{self.test_data}: drop --test_fraction (or --test_data)"
+            )
         lo, hi = self.igsm_op_min, self.igsm_op_max
         if lo is not None and hi is not None and int(lo) > int(hi):
             raise ValueError(f"igsm_op_min ({lo}) must be <= igsm_op_max ({hi})")
@@ -426,5 +436,7 @@ class CompareConfig(EvaluationConfig):
         super()._check()
         if not self.model:
             raise ValueError("give at least one fine-tuned model with --model")
+        if float(self.test_fraction) != DEFAULT_TEST_FRACTION:
+            raise ValueError("test_fraction holds out a share of training data; anchored compare has none: drop --test_fraction")
         if self.task == "file" and not self.test_data:
             raise ValueError("the file task needs --test_data in anchored compare")

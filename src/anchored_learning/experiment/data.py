@@ -39,6 +39,23 @@ def make_task(cfg):
     return get_task(cfg.task, **options)
 
 
+def check_test_items(cfg, task) -> None:
+    """Refuse an ``n_test`` larger than a file task's test rows (the evaluation would score fewer
+    items than asked without a word).
+
+    Raises:
+        ValueError: names the test set, its row count and the largest ``n_test`` it allows.
+    """
+    if task is None or getattr(task, "name", None) != "file" or cfg.n_test is None:
+        return
+    n = len(task.examples("test"))
+    if int(cfg.n_test) > n:
+        raise ValueError(
+            f"n_test {cfg.n_test} asks for more test items than {task.test_source} has ({n} rows): "
+            f"give --n_test {n} or less, or drop it (every row)"
+        )
+
+
 def _as_turns(prompt) -> list[dict[str, str]]:
     return [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
 

@@ -84,15 +84,23 @@ def parse_sweep(entries: Sequence[str]) -> list[Variant]:
                 "several fields: sft.learning_rate=1e-4,3e-4;num_train_epochs=1,3)"
             ) from None
         if method not in VARIANTS:
-            raise ValueError(f"sweep entry {entry!r}: unknown method {method!r}")
+            raise ValueError(f"sweep entry {entry!r}: unknown method {method!r}; choose one of {', '.join(VARIANTS)}")
         names = [fld for fld, _ in grid]
         if len(set(names)) != len(names):
             raise ValueError(f"sweep entry {entry!r} names a field twice")
         for fld, raws in grid:
             if fld in PLANNED_FIELDS:
                 raise ValueError(f"sweep entry {entry!r}: {fld!r} is set by the experiment itself and cannot be swept")
-            if method == "wise_ft" and fld != "weight" or method != "wise_ft" and fld not in fields:
-                raise ValueError(f"sweep entry {entry!r}: {fld!r} is not a field of AnchoredSFTConfig (wise_ft takes 'weight')")
+            if method == "wise_ft" and fld != "weight":
+                raise ValueError(f"sweep entry {entry!r}: wise_ft takes one field, 'weight' (wise_ft.weight=0.25,0.75)")
+            if method != "wise_ft" and fld not in fields:
+                import difflib
+
+                close = difflib.get_close_matches(fld, sorted(fields), n=1, cutoff=0.75)
+                raise ValueError(
+                    f"sweep entry {entry!r}: {fld!r} is not a field of AnchoredSFTConfig"
+                    + (f" (did you mean {close[0]!r}?)" if close else " (the fields of `anchored train --help`)")
+                )
             for raw in raws:
                 val = _sweep_value(entry, raw)
                 if method == "wise_ft" and not (isinstance(val, (int, float)) and 0.0 <= val <= 1.0):

@@ -26,7 +26,7 @@ import torch
 from anchored_learning.config import under_launcher, zero_stage
 from anchored_learning.experiment import plan as P
 from anchored_learning.experiment.config import RENAMED_FIELDS, ExperimentConfig
-from anchored_learning.experiment.data import data_fingerprints, load_training_rows, make_task
+from anchored_learning.experiment.data import check_test_items, data_fingerprints, load_training_rows, make_task
 from anchored_learning.io import check_output_path, write_json_atomic
 
 DONE = P.DONE
@@ -80,6 +80,7 @@ class Experiment:
         self.plan = P.plan(self.cfg, self.out, log=lambda m: self.log(m))  # validates every stage's settings
         self._check_resume()
         self.task = make_task(self.cfg)  # reads and checks data files (a file task's rows and rule)
+        check_test_items(self.cfg, self.task)
         self.rows = load_training_rows(self.cfg, self.task)  # as many rows as n_train asks for
         self._check_training_lengths()
 

@@ -18,6 +18,8 @@ from anchored_learning.tasks.rules import REQUIRED_COLUMNS, RuleOptions, get_rul
 
 #: the file task's generation budget per test prompt when none is given (tokens)
 DEFAULT_MAX_NEW_TOKENS = 256
+#: share of --data held out as the test set when no test file is given
+DEFAULT_TEST_FRACTION = 0.2
 
 
 class FileTask:
@@ -51,7 +53,7 @@ class FileTask:
         answer_column: str | None = None,
         prompt_column: str | None = None,
         response_column: str | None = None,
-        test_fraction: float = 0.2,
+        test_fraction: float = DEFAULT_TEST_FRACTION,
         max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
         answer_regex: str | None = None,
         score_tolerance: float = 1e-6,
