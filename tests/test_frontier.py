@@ -130,6 +130,25 @@ def test_bootstrap_resamples_seeds():
     assert np.all(deg == 0)
 
 
+def test_bootstrap_in_the_suites_own_units_for_drift():
+    """relative=False: a drift suite (base KL(p0 || p0) = 0, lower is better) gives each run's
+    token-weighted mean KL in nats per token; relative degradation would divide by the base's 0."""
+    w = np.array([3, 1, 2, 4])
+    kl = {"sft": np.array([0.1, 0.5, 0.2, 0.3]), "anchored": np.array([0.0, 0.2, 0.1, 0.1])}
+    t = np.array([0.0, 1.0, 0.0, 1.0])
+    drift = lambda x: _suite(x, weights=w, hib=False)  # noqa: E731
+    ev = {"base": {"results": {"t": _suite(t), "drift": drift(np.zeros(4))}}}
+    for lab, x in kl.items():
+        ev[lab] = {"results": {"t": _suite(np.ones(4)), "drift": drift(x)}}
+    gain, d = bootstrap_points({0: ev}, ["sft", "anchored"], "t", ["drift"], n_boot=50, relative=False)
+    for m, lab in enumerate(["sft", "anchored"]):
+        assert d[m, 0] == pytest.approx(np.dot(kl[lab], w) / w.sum())  # ratio of sums, as the suite's primary
+        assert gain[m, 0] == pytest.approx(50.0)
+    assert np.all(d[1, 1:] <= d[0, 1:])  # paired: anchored's KL is below SFT's on every token
+    with pytest.raises(ValueError, match="scores 0 on 'drift'; relative degradation is undefined"):
+        bootstrap_points({0: ev}, ["sft"], "t", ["drift"], n_boot=10)
+
+
 def test_bootstrap_refuses_misaligned_items():
     rng = np.random.default_rng(0)
     ev = {0: _evals(rng, (0.3, 0.2), (0.2, 0.05), (0.3, 0.1))}
@@ -205,6 +224,8 @@ def test_write_frontier_report_on_a_run_folder(tmp_path):
         (final / ".complete").write_text(json.dumps({"log_history": log, "anchor_history": hist}))
     res = write_frontier_report(tmp_path, n_boot=100)
     assert res["seeds"] == [0, 1, 2] and res["incomplete"] == ["anchored(anchor_alpha=0.25)"]
+    assert res["drift_view"] is None  # no drift suite in these evaluations: no drift section
+    assert "## Drift view" not in (tmp_path / "frontier.md").read_text()
     assert [p["label"] for p in res["points"]] == ["sft", "anchored"]
     for f in ("frontier.json", "frontier.md", "frontier.png", "training_curves.png", "anchor_bound.png"):
         assert (tmp_path / f).stat().st_size > 0
@@ -240,6 +261,39 @@ def test_write_frontier_report_on_a_run_folder(tmp_path):
     cut.write_text(cut.read_text()[:200])  # a file cut short: named, not a bare JSON error
     with pytest.raises(ValueError, match=r"seed-1/evals/sft.json is not valid JSON \(.*\): it was cut short"):
         load_frontier_evals(tmp_path / "exported", seeds=[0, 1])
+
+
+def test_report_drift_view_closed_form(tmp_path):
+    """Runs whose every item scores the same (so every resample is the full sample): the drift view
+    places anchored (gain 60, KL 0.3) against SFT's frontier (0, 0) - (0.1, 40) - (0.4, 100): SFT
+    needs KL 0.1 + 20 / 60 * 0.3 = 0.2 for gain 60, so anchored drifts 0.1 nats per token more."""
+    runs = {"base": (0.0, 0.0), "sft": (1.0, 0.4), "sft(learning_rate=1e-4)": (0.4, 0.1), "anchored": (0.6, 0.3)}
+    for s in (0, 1):
+        (tmp_path / f"seed-{s}" / "evals").mkdir(parents=True)
+        (tmp_path / f"seed-{s}" / "config.json").write_text(json.dumps({"task": "t", "heldout": ["mc"], "seed": s}))
+        for lab, (score, kl) in runs.items():
+            results = {
+                "t": _suite(np.full(10, score)),
+                "mc": _suite(np.full(20, 0.5)),
+                "drift": _suite(np.full(8, kl), weights=np.arange(1, 9), hib=False),
+            }
+            (tmp_path / f"seed-{s}" / "evals" / f"{lab}.json").write_text(json.dumps({"results": results}))
+    res = write_frontier_report(tmp_path, n_boot=50)
+    view = res["drift_view"]
+    a = next(p for p in view["points"] if p["label"] == "anchored")
+    assert a["degradation"]["value"] == pytest.approx(0.3) and a["gain"]["value"] == pytest.approx(60.0)
+    assert a["degradation_at_matched_gain"]["value"] == pytest.approx(0.3 - 0.2)
+    assert view["n_items"] == 8
+    assert view["verdict"] == (
+        "t: anchored's drift KL at SFT-matched gain differs from SFT's frontier by +0.100 [+0.100, +0.100] nats per "
+        "token (negative = a smaller step): worse than tuned SFT."
+    )
+    md = (tmp_path / "frontier.md").read_text()
+    assert (
+        "## Drift view" in md and view["verdict"] in md and "| anchored *+ | +60.0 [+60.0, +60.0] | 0.300 [0.300, 0.300] |" in md
+    )
+    # the suite's own verdict is unchanged by the drift view (degradation 0 everywhere)
+    assert res["points"][0]["degradation"]["value"] == pytest.approx(0.0)
 
 
 def test_terminal_summaries_fit_80_columns():

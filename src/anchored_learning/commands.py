@@ -437,6 +437,8 @@ def frontier_command(ctx: typer.Context) -> None:
         raise _bad(str(e)) from None
     console.print(frontier_summary(res), markup=False, soft_wrap=True)
     console.print("\n" + res["verdict"], markup=False, style="bold")  # its intervals' brackets are not markup
+    if res.get("drift_view"):
+        console.print("Drift view: " + res["drift_view"]["verdict"], markup=False)
     console.print(
         f"Results in [bold]{cfg.output_dir}[/]: frontier.md (every interval), frontier.json, "
         "frontier.png, training_curves.png, anchor_bound.png (per seed: seed-*/)"

@@ -19,6 +19,11 @@ straight lines, as in ``results/*/frontier.png``):
   0 and a reference degradation (the worst run's degradation plus a tenth of the range), larger
   is better.
 
+* **drift view**: the same statistics with the held-out drift KL(p0 || p) (nats per token, the
+  ``drift`` suite) in place of the suite's degradation: how far a run moved in distribution space,
+  the quantity Anchored Learning bounds (arXiv:2605.04468, the per-iteration bound), whether or not
+  the benchmarks of the suite see it.
+
 Intervals are percentile intervals of a paired bootstrap over seeds and items: each replicate
 draws the seeds with replacement and, for each draw, the items of every suite with replacement,
 the same item indices for every run of that seed (runs of one seed were evaluated on the same
@@ -155,6 +160,7 @@ def bootstrap_points(
     heldout: Sequence[str],
     n_boot: int = 2000,
     seed: int = 0,
+    relative: bool = True,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Gain and mean degradation of every run, on the full sample and on paired bootstrap
     replicates over seeds and items (module docstring).
@@ -164,6 +170,9 @@ def bootstrap_points(
         labels: the runs, in output order.
         target: the target suite (gain, points).
         heldout: the held-out suites (degradation, % relative to the base, averaged).
+        relative: False: the degradation is the mean change in the suites' own units, not relative
+            to the base (for ``drift``, whose base value KL(p0 || p0) is 0: the run's drift KL in
+            nats per token).
 
     Returns:
         ``(gain, degradation)``, each ``[len(labels), n_boot + 1]``; column 0 is the full-sample
@@ -193,7 +202,7 @@ def bootstrap_points(
                 idx[rows == 0] = np.arange(n)  # replicate 0 is the full sample
                 mb = _stat(xb, w, idx)
                 hib = bool(base[suite].get("higher_is_better", True))
-                if k > 0 and np.any(mb == 0):
+                if k > 0 and relative and np.any(mb == 0):
                     raise ValueError(f"seed {s}: the base model scores 0 on {suite!r}; relative degradation is undefined")
                 for m, label in enumerate(labels):
                     res = evals[s].get(label, {}).get("results", {}).get(suite)
@@ -206,7 +215,8 @@ def bootstrap_points(
                         gain[m, rows] += 100.0 * (ma - mb) / S
                     else:
                         drop = (mb - ma) if hib else (ma - mb)
-                        deg[m, rows] += 100.0 * drop / np.abs(mb) / (S * len(heldout))
+                        scale = 100.0 / np.abs(mb) if relative else 1.0
+                        deg[m, rows] += scale * drop / (S * len(heldout))
     return gain, deg
 
 
@@ -337,8 +347,18 @@ def _better_or_not(vs: Mapping[str, Any]) -> str:
     return "both intervals hold 0: not distinguishable from that run"
 
 
-def _verdict(stats: Mapping[str, Any], target_label: str) -> str:
-    """One sentence on the headline run (the preset's anchored settings) against SFT's frontier."""
+def _verdict(
+    stats: Mapping[str, Any],
+    target_label: str,
+    quantity: str = "degradation",
+    unit: str = "percentage points",
+    lower: str = "less forgetting",
+    fmt: str = "{:+.1f}",
+    more: str = "forgets {} percentage points more",
+) -> str:
+    """One sentence on the headline run (the preset's anchored settings) against SFT's frontier
+    (``quantity`` in ``unit``; ``lower``: what a negative difference means; ``more``: the paired
+    difference to SFT's highest-gain run)."""
     head = next((p for p in stats["points"] if p["label"] == HEADLINE), None)
     if head is None:
         return f"{target_label}: the preset's anchored run has not finished yet."
@@ -354,18 +374,33 @@ def _verdict(stats: Mapping[str, Any], target_label: str) -> str:
         return "not distinguishable from tuned SFT (the interval holds 0)"
 
     if d["value"] is None:
-        tail = "" if g["value"] is None else f"; its gain at SFT-matched degradation is {_fmt(g)} points: {sign(g, False)}"
+        tail = "" if g["value"] is None else f"; its gain at SFT-matched {quantity} is {_fmt(g)} points: {sign(g, False)}"
         vs = head.get("vs_highest_gain_reference")
         if g["value"] is None and vs is not None:  # beyond SFT's range both ways: the paired difference to SFT's best gain
             tail = (
                 f"; against SFT's highest-gain run {vs['label']} it gains {_fmt(vs['gain_difference'])} points more and "
-                f"forgets {_fmt(vs['degradation_difference'])} percentage points more (paired; {_better_or_not(vs)})"
+                f"{more.format(_fmt(vs['degradation_difference'], fmt))} (paired; {_better_or_not(vs)})"
             )
         return f"{target_label}: anchored gains {head['gain']['value']:+.1f} points, above every SFT run's point estimate{tail}."
     return (
-        f"{target_label}: anchored's degradation at SFT-matched gain differs from SFT's frontier by {_fmt(d)} "
-        f"percentage points (negative = less forgetting): {sign(d, True)}."
+        f"{target_label}: anchored's {quantity} at SFT-matched gain differs from SFT's frontier by {_fmt(d, fmt)} "
+        f"{unit} (negative = {lower}): {sign(d, True)}."
     )
+
+
+def _drift_view(
+    evals: Mapping[int, Mapping[str, Mapping[str, Any]]], labels: Sequence[str], target: str, n_boot: int, boot_seed: int
+) -> dict[str, Any] | None:
+    """The frontier statistics with the held-out drift KL(p0 || p) (nats per token) as the
+    degradation axis, its verdict and the prompts per seed; None when some seed's base evaluation
+    has no ``drift`` suite."""
+    if not all("drift" in ev["base"]["results"] for ev in evals.values()):
+        return None
+    gain, kl = bootstrap_points(evals, labels, target, ["drift"], n_boot=n_boot, seed=boot_seed, relative=False)
+    stats = frontier_statistics(labels, gain, kl)
+    verdict = _verdict(stats, target, "drift KL", "nats per token", "a smaller step", "{:+.3f}", "drifts {} nats per token more")
+    n_items = len(next(iter(evals.values()))["base"]["results"]["drift"]["items"])
+    return {"verdict": verdict, "n_items": n_items, **stats}
 
 
 def write_frontier_report(
@@ -413,6 +448,7 @@ def write_frontier_report(
     stats = frontier_statistics(labels, gain, deg)
     label = target
     verdict = _verdict(stats, label)
+    drift = _drift_view(evals, labels, target, n_boot, boot_seed)
     result = {
         "task": target,
         "seeds": seeds,
@@ -423,6 +459,7 @@ def write_frontier_report(
         "verdict": verdict,
         "incomplete": incomplete,
         **stats,
+        "drift_view": drift,
     }
     lines = [
         f"# Frontier: {label}, seeds {seeds}",
@@ -459,6 +496,26 @@ def write_frontier_report(
             f"| {f} | {len(v['labels'])} | {', '.join(v['frontier']) or '(base only)'} | "
             f"{_fmt(v['hypervolume'], '{:.0f}')} | {_fmt(v['hypervolume_minus_reference'], '{:+.0f}')} |"
         )
+    if drift is not None:
+        lines += [
+            "",
+            "## Drift view",
+            "",
+            drift["verdict"],
+            "",
+            "The same runs and resamples with the degradation replaced by the held-out drift KL(p0 || p) (nats per "
+            f"token, {drift['n_items']} prompt/response pairs per seed, the `drift` suite): how far each model moved "
+            "in distribution space, the quantity Anchored Learning bounds at every outer iteration.",
+            "",
+            "| run | gain (pts) | drift KL (nats/token) | vs SFT at matched gain |",
+            "|---|---|---|---|",
+        ]
+        for p in drift["points"]:
+            mark = ("*" if p["on_frontier"] else "") + ("+" if p["on_family_frontier"] else "")
+            lines.append(
+                f"| {p['label']} {mark} | {_fmt(p['gain'])} | {_fmt(p['degradation'], '{:.3f}')} | "
+                f"{_fmt(p['degradation_at_matched_gain'], '{:+.3f}')} |"
+            )
     if incomplete:
         lines += ["", f"Not in every seed yet (left out): {', '.join(incomplete)}."]
     write_text_atomic(folder / "frontier.md", "\n".join(lines) + "\n")
