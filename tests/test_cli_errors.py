@@ -569,6 +569,20 @@ def test_help_names_the_preset_as_the_default_of_recipe_fields(command):
     assert re.search(r"--test_data STR.*?\(default: None\)", text)
 
 
+def test_list_field_errors_name_their_flag(tmp_path, no_work):
+    res = _invoke(["run", "--baselines", "sft,foo", "-o", str(tmp_path / "r")])
+    _assert_usage_error(res, "Invalid value for --baselines", "baselines has unknown entries ['foo']; choose from")
+    res = _invoke(["run", "--heldout", "nosuch", "-o", str(tmp_path / "r")])
+    _assert_usage_error(res, "Invalid value for --heldout", "heldout has an unknown suite 'nosuch'; known:")
+
+
+@pytest.mark.parametrize("command,shown", [("train", "num_train_epochs"), ("sweep", "The experiment of anchored run")])
+def test_help_has_no_markdown_backticks(command, shown):
+    """transformers' and TRL's field help is markdown (`num_train_epochs`); a terminal shows it bare."""
+    res = _invoke([command, "--help"])
+    assert res.exit_code == 0 and "`" not in res.output and shown in " ".join(res.output.split())
+
+
 @pytest.mark.parametrize("command", ["run", "train", "sweep", "eval", "compare", "frontier"])
 def test_help_renders_percent_signs_once(command):
     """argparse %-formats field help but prints a description verbatim: a '%%' must not reach the user."""

@@ -99,7 +99,10 @@ def _parser(dataclass_types, prog: str, description: str):
         for f in dataclasses.fields(t)
         if f.default is None
     }
+    parser.description = (parser.description or "").replace("`", "")  # transformers'/TRL's markdown, in a terminal
     for action in parser._actions:
+        if action.help:
+            action.help = action.help.replace("`", "")
         if action.dest in preset_filled and action.default is None:
             if "default" not in (action.help or "").lower():
                 action.help = f"{action.help or ''} (default: the --preset recipe's)".strip()

@@ -266,7 +266,7 @@ class EvaluationConfig:
         try:
             expand_suites(list(self.heldout or ()))
         except KeyError as e:
-            raise ValueError(f"heldout: {e.args[0]}") from None
+            raise ValueError(f"heldout has an {e.args[0]}") from None  # "heldout has an unknown suite 'x'; known: ..."
         for name in (
             "n_train",
             "n_test",
@@ -391,7 +391,7 @@ class ExperimentConfig(EvaluationConfig):
             raise ValueError("the file task trains on your rows: give --data (and --test_data for the test set)")
         bad = [b for b in (self.baselines or ()) if b not in VARIANTS]
         if bad:
-            raise ValueError(f"unknown baseline(s) {bad}; choose from {list(VARIANTS)}")
+            raise ValueError(f"baselines has unknown entries {bad}; choose from {list(VARIANTS)}")
         parse_sweep(self.sweep)
         if self.deepspeed:
             from anchored_learning.config import check_deepspeed
