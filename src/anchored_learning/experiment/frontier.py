@@ -337,6 +337,11 @@ def _fmt(est: Mapping[str, Any] | None, fmt: str = "{:+.1f}") -> str:
     return s + (f" (defined in {100 * est['defined']:.0f}% of resamples)" if est["defined"] < 0.995 else "")
 
 
+def _run_cell(point: Mapping[str, Any]) -> str:
+    """A point's label with ``*`` when on the overall frontier and ``+`` when on its family's."""
+    return f"{point['label']} " + ("*" if point["on_frontier"] else "") + ("+" if point["on_family_frontier"] else "")
+
+
 def _better_or_not(vs: Mapping[str, Any]) -> str:
     """Whether the paired differences to SFT's highest-gain run exclude 0 in anchored's favour."""
     (glo, _), (_, dhi) = vs["gain_difference"]["ci"], vs["degradation_difference"]["ci"]
@@ -479,9 +484,8 @@ def write_frontier_report(
         "|---|---|---|---|---|",
     ]
     for p in stats["points"]:
-        mark = ("*" if p["on_frontier"] else "") + ("+" if p["on_family_frontier"] else "")
         lines.append(
-            f"| {p['label']} {mark} | {_fmt(p['gain'])} | {_fmt(p['degradation'])} | "
+            f"| {_run_cell(p)} | {_fmt(p['gain'])} | {_fmt(p['degradation'])} | "
             f"{_fmt(p['degradation_at_matched_gain'])} | {_fmt(p['gain_at_matched_degradation'])} |"
         )
     lines += [
@@ -511,9 +515,8 @@ def write_frontier_report(
             "|---|---|---|---|",
         ]
         for p in drift["points"]:
-            mark = ("*" if p["on_frontier"] else "") + ("+" if p["on_family_frontier"] else "")
             lines.append(
-                f"| {p['label']} {mark} | {_fmt(p['gain'])} | {_fmt(p['degradation'], '{:.3f}')} | "
+                f"| {_run_cell(p)} | {_fmt(p['gain'])} | {_fmt(p['degradation'], '{:.3f}')} | "
                 f"{_fmt(p['degradation_at_matched_gain'], '{:+.3f}')} |"
             )
     if incomplete:
