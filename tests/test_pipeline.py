@@ -364,13 +364,15 @@ def test_every_bundled_recipe_key_takes_effect():
 
     fields = {f.name: f.default for f in dataclasses.fields(ExperimentConfig)}
     recipes = sorted((resources.files("anchored_learning") / "configs").glob("*/*.yaml"))
-    assert len(recipes) == 7
+    assert len(recipes) == 10
     for path in recipes:
         recipe = yaml.safe_load(path.read_text())
         cfg = ExperimentConfig(preset=recipe["preset"], task=recipe["task"]).resolved()
         for k, v in recipe.items():
             assert k in fields and (fields[k] is None or k in ("preset", "task")), (path.name, k)
             assert getattr(cfg, k) == v, (path, k)
+        if path.parent.name == "sequential":  # its task is the default when --task is not given
+            assert ExperimentConfig(preset=recipe["preset"]).resolved().task == recipe["task"]
     assert ExperimentConfig(task="ifeval").resolved().train_sampling_strategy == "group_by_length"
     assert ExperimentConfig(task="igsm").resolved().train_sampling_strategy == "random"  # not in its recipe
 
@@ -378,8 +380,8 @@ def test_every_bundled_recipe_key_takes_effect():
 def test_presets_resolve_to_valid_igsm_tasks():
     from anchored_learning.experiment import make_task, presets
 
-    assert presets() == ["default", "paper", "quick"]
-    for name in presets():
+    assert presets() == ["default", "paper", "quick", "sequential-conflicting", "sequential-distant", "sequential-related"]
+    for name in ("default", "paper", "quick"):
         cfg = ExperimentConfig(preset=name).resolved()
         task = make_task(cfg)
         assert (task.op_min, task.op_max, task.arithmetic) == (cfg.igsm_op_min, cfg.igsm_op_max, cfg.igsm_arithmetic)

@@ -81,6 +81,23 @@ def load_training_rows(cfg, task) -> list[dict[str, Any]]:
     return [{"prompt": _as_turns(e.prompt), "completion": [{"role": "assistant", "content": e.response}]} for e in exs]
 
 
+def prior_training_rows(cfg) -> list[dict[str, Any]]:
+    """The prior skill's training rows (sequential fine-tuning): the first ``prior_n_train`` of
+    ``cfg.prior_task``'s generated training set at the run's seed, as TRL prompt-completion rows; []
+    without a prior skill.  The task is the registry's, with its default options: the same object
+    that scores it as a held-out member.
+
+    Raises:
+        ValueError: the task cannot give that many training examples.
+    """
+    from anchored_learning.tasks.registry import get_task
+
+    if not getattr(cfg, "prior_task", None):
+        return []
+    exs = get_task(cfg.prior_task).examples("train", int(cfg.prior_n_train), seed=cfg.seed)
+    return [{"prompt": _as_turns(e.prompt), "completion": [{"role": "assistant", "content": e.response}]} for e in exs]
+
+
 def data_fingerprints(cfg) -> dict[str, str | None]:
     """SHA-256 of the contents of the config's data files (``data``, ``test_data``; a folder: every
     file in it, by relative path; a Hub id: None), so that a run folder is not resumed after its data

@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 
 from anchored_learning.evaluation.metrics import _stat  # mean (weighted: ratio of sums) per row of indices
-from anchored_learning.experiment.plan import training_record
+from anchored_learning.experiment.plan import NOT_RUNS, training_record
 from anchored_learning.io import read_json, write_json_atomic, write_text_atomic
 from anchored_learning.report import pareto_frontier
 
@@ -408,6 +408,39 @@ def _drift_view(
     return {"verdict": verdict, "n_items": n_items, **stats}
 
 
+def _prior_view(
+    evals: Mapping[int, Mapping[str, Mapping[str, Any]]],
+    labels: Sequence[str],
+    target: str,
+    prior: str | None,
+    n_boot: int,
+    boot_seed: int,
+) -> dict[str, Any] | None:
+    """The frontier statistics with the prior skill's relative drop (%) alone as the degradation
+    axis (sequential fine-tuning: the skill learned before the target), its verdict and items per
+    seed; None without a prior skill in every seed's base evaluation."""
+    if not prior or not all(prior in ev["base"]["results"] for ev in evals.values()):
+        return None
+    gain, drop = bootstrap_points(evals, labels, target, [prior], n_boot=n_boot, seed=boot_seed)
+    stats = frontier_statistics(labels, gain, drop)
+    verdict = _verdict(stats, target, f"loss of the prior skill {prior}", more="loses {} percentage points more of it")
+    n_items = len(next(iter(evals.values()))["base"]["results"][prior]["items"])
+    return {"verdict": verdict, "prior_task": prior, "n_items": n_items, **stats}
+
+
+def _view_lines(title: str, view: Mapping[str, Any], text: str, unit: str, fmt: str) -> list[str]:
+    """A markdown section of one view (drift, prior skill): verdict, explanation, one row per run."""
+    lines = ["", f"## {title}", "", view["verdict"], "", text, "", f"| run | gain (pts) | {unit} | vs SFT at matched gain |"]
+    lines.append("|---|---|---|---|")
+    sign = fmt.replace("{:", "{:+")
+    for p in view["points"]:
+        lines.append(
+            f"| {_run_cell(p)} | {_fmt(p['gain'])} | {_fmt(p['degradation'], fmt)} | "
+            f"{_fmt(p['degradation_at_matched_gain'], sign)} |"
+        )
+    return lines
+
+
 def write_frontier_report(
     folder: str | Path, seeds: Sequence[int] | None = None, n_boot: int = 2000, boot_seed: int = 0, task: str | None = None
 ) -> dict[str, Any]:
@@ -444,16 +477,17 @@ def write_frontier_report(
     first = evals[seeds[0]]
     order = list(dict.fromkeys([REFERENCE_FAMILY, HEADLINE, *sorted(family_of(lab) for lab in first)]))
     labels = sorted(  # SFT's runs, then anchored's, then every other family's; by label within each
-        (lab for lab in first if lab != "base" and all(lab in evals[s] for s in seeds)),
+        (lab for lab in first if lab not in NOT_RUNS and all(lab in evals[s] for s in seeds)),
         key=lambda lab: (order.index(family_of(lab)), lab),
     )
-    incomplete = sorted({lab for s in seeds for lab in evals[s] if lab != "base" and lab not in labels})
+    incomplete = sorted({lab for s in seeds for lab in evals[s] if lab not in NOT_RUNS and lab not in labels})
     heldout = [h for h in cfg["heldout"] if all(h in evals[s]["base"]["results"] for s in seeds)]
     gain, deg = bootstrap_points(evals, labels, target, heldout, n_boot=n_boot, seed=boot_seed)
     stats = frontier_statistics(labels, gain, deg)
     label = target
     verdict = _verdict(stats, label)
     drift = _drift_view(evals, labels, target, n_boot, boot_seed)
+    prior = _prior_view(evals, labels, target, cfg.get("prior_task"), n_boot, boot_seed)
     result = {
         "task": target,
         "seeds": seeds,
@@ -465,6 +499,7 @@ def write_frontier_report(
         "incomplete": incomplete,
         **stats,
         "drift_view": drift,
+        "prior_view": prior,
     }
     lines = [
         f"# Frontier: {label}, seeds {seeds}",
@@ -500,25 +535,26 @@ def write_frontier_report(
             f"| {f} | {len(v['labels'])} | {', '.join(v['frontier']) or '(base only)'} | "
             f"{_fmt(v['hypervolume'], '{:.0f}')} | {_fmt(v['hypervolume_minus_reference'], '{:+.0f}')} |"
         )
+    if prior is not None:
+        lines += _view_lines(
+            "Prior skill view",
+            prior,
+            f"The same runs and resamples with the degradation replaced by the relative drop (%) of the prior skill "
+            f"`{prior['prior_task']}` alone ({prior['n_items']} items per seed), the skill the base model p0 learned "
+            "before the target (sequential fine-tuning).",
+            "prior skill drop (%)",
+            "{:.1f}",
+        )
     if drift is not None:
-        lines += [
-            "",
-            "## Drift view",
-            "",
-            drift["verdict"],
-            "",
+        lines += _view_lines(
+            "Drift view",
+            drift,
             "The same runs and resamples with the degradation replaced by the held-out drift KL(p0 || p) (nats per "
             f"token, {drift['n_items']} prompt/response pairs per seed, the `drift` suite): how far each model moved "
             "in distribution space, the quantity Anchored Learning bounds at every outer iteration.",
-            "",
-            "| run | gain (pts) | drift KL (nats/token) | vs SFT at matched gain |",
-            "|---|---|---|---|",
-        ]
-        for p in drift["points"]:
-            lines.append(
-                f"| {_run_cell(p)} | {_fmt(p['gain'])} | {_fmt(p['degradation'], '{:.3f}')} | "
-                f"{_fmt(p['degradation_at_matched_gain'], '{:+.3f}')} |"
-            )
+            "drift KL (nats/token)",
+            "{:.3f}",
+        )
     if incomplete:
         lines += ["", f"Not in every seed yet (left out): {', '.join(incomplete)}."]
     write_text_atomic(folder / "frontier.md", "\n".join(lines) + "\n")

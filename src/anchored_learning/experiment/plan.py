@@ -23,6 +23,10 @@ if TYPE_CHECKING:  # the config module imports this one
 VARIANTS = (*METHODS, "lora", "wise_ft")
 #: marker file written last into a finished model folder ``models/<name>/final`` (holds its training log)
 DONE = ".complete"
+#: the row of the given model before its prior skill (sequential fine-tuning: "base", p0, is the model after it)
+PRETRAINED = "pretrained"
+#: rows of a run folder that are not runs on the frontier: the base model p0 and, before it, the pretrained model
+NOT_RUNS = ("base", PRETRAINED)
 
 #: AnchoredSFTConfig fields the experiment sets for every stage (a sweep cannot vary them)
 PLANNED_FIELDS = ("method", "output_dir", "reference_model", "logging_dir", "run_name")
@@ -166,6 +170,14 @@ def reference_args(cfg: ExperimentConfig, out: Path) -> Any:
     )
 
 
+def prior_args(cfg: ExperimentConfig, out: Path) -> Any:
+    """Training arguments of the prior skill's stage (sequential fine-tuning): plain SFT of the
+    given model on ``prior_task``, ``prior_epochs`` at ``prior_learning_rate``."""
+    return training_args(
+        cfg, out, "prior", method="sft", num_train_epochs=cfg.prior_epochs, learning_rate=cfg.prior_learning_rate
+    )
+
+
 def variant_args(cfg: ExperimentConfig, out: Path, name: str, method: str, overrides: dict[str, Any]):
     """``(training arguments, PEFT config or None)`` of one trained variant.
 
@@ -225,6 +237,8 @@ def plan(cfg: ExperimentConfig, out: Path, log: Callable[[str], None] = print) -
     c = cfg
     try:
         seen = {settings_key(reference_args(c, out), None): "sft"}
+        if c.prior_task:
+            prior_args(c, out)  # validated with the others
     except (TypeError, ValueError) as e:
         raise ValueError(f"reference: {e}") from None
     wise = [(f"wise_ft(w={w:g})", "wise_ft", {"weight": float(w)}) for w in (c.wise_weights if "wise_ft" in c.baselines else ())]
@@ -234,7 +248,7 @@ def plan(cfg: ExperimentConfig, out: Path, log: Callable[[str], None] = print) -
             wise.append((f"wise_ft(w={float(overrides['weight']):g})", method, {"weight": float(overrides["weight"])}))
         else:
             trained.append((name, method, overrides))
-    planned, names = [], {"base", "sft"}  # "sft" is the reference model's label
+    planned, names = [], {*NOT_RUNS, "sft", "prior"}  # "sft" is the reference model's label
     for name, method, overrides in trained + wise:
         if name == "sft":  # the plain-SFT baseline at the student's learning rate
             name, overrides = f"sft(learning_rate={short_number(c.learning_rate)})", {"learning_rate": c.learning_rate}

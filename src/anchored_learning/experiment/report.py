@@ -12,7 +12,7 @@ import torch
 
 from anchored_learning.evaluation.metrics import compare
 from anchored_learning.experiment.config import ExperimentConfig
-from anchored_learning.experiment.plan import training_record
+from anchored_learning.experiment.plan import NOT_RUNS, training_record
 from anchored_learning.io import write_json_atomic, write_text_atomic
 from anchored_learning.report import aggregate_seeds, markdown_table, markdown_table_seeds, plot_pareto
 
@@ -119,10 +119,11 @@ def write_report(
 
 
 def _write(out: Path, markdown: str, rows: list[dict[str, Any]], title: str, result: dict[str, Any]) -> dict[str, Any]:
-    """Write ``results.md``, ``pareto.png`` (every row but the base model) and ``results.json``."""
+    """Write ``results.md``, ``pareto.png`` (every run: not the base model, nor the pretrained model
+    before a prior skill) and ``results.json``."""
     write_text_atomic(out / "results.md", markdown)
     if all(r["gain"] is not None for r in rows):  # no target, no gain axis
-        plot_pareto([r for r in rows if r["label"] != "base"], out / "pareto.png", title=title)
+        plot_pareto([r for r in rows if r["label"] not in NOT_RUNS], out / "pareto.png", title=title)
     write_json_atomic(out / "results.json", result)
     return result
 

@@ -26,15 +26,30 @@ import torch
 from anchored_learning.config import under_launcher, zero_stage
 from anchored_learning.experiment import plan as P
 from anchored_learning.experiment.config import RENAMED_FIELDS, ExperimentConfig
-from anchored_learning.experiment.data import check_test_items, data_fingerprints, load_training_rows, make_task
+from anchored_learning.experiment.data import (
+    check_test_items,
+    data_fingerprints,
+    load_training_rows,
+    make_task,
+    prior_training_rows,
+)
 from anchored_learning.io import check_output_path, write_json_atomic
 
-DONE = P.DONE
+DONE, PRETRAINED = P.DONE, P.PRETRAINED
 
 #: config.json's entry holding the SHA-256 of the data files' contents (compared on resume)
 DATA_KEY = "data_sha256"
 #: what a run folder written before a field existed did in its place (compared on resume)
-FIELDS_BEFORE_THEY_EXISTED = {"precision": "fp32", "medcalc_calculators": None, "train_sampling_strategy": "random"}
+FIELDS_BEFORE_THEY_EXISTED = {
+    "precision": "fp32",
+    "medcalc_calculators": None,
+    "train_sampling_strategy": "random",
+    "prior_task": None,
+    "prior_n_train": None,
+    "prior_epochs": None,
+    "prior_learning_rate": None,
+    "heldout_task_limit": 100,
+}
 
 
 def is_main_process() -> bool:
@@ -82,6 +97,7 @@ class Experiment:
         self.task = make_task(self.cfg)  # reads and checks data files (a file task's rows and rule)
         check_test_items(self.cfg, self.task)
         self.rows = load_training_rows(self.cfg, self.task)  # as many rows as n_train asks for
+        self.prior_rows = prior_training_rows(self.cfg)  # [] without a prior skill
         self._check_training_lengths()
 
     def _check_training_lengths(self) -> None:
@@ -98,7 +114,7 @@ class Experiment:
         lengths = [self.cfg.max_length, *(o["max_length"] for _, _, o in self.plan if o and "max_length" in o)]
         lengths = [int(n) for n in lengths if n is not None]
         if lengths:
-            check_response_tokens_fit(self.rows, load_tokenizer(self.cfg.model), min(lengths))
+            check_response_tokens_fit(self.rows + self.prior_rows, load_tokenizer(self.cfg.model), min(lengths))
 
     def _check_output_folder(self) -> None:
         """Refuse an output folder that cannot be created (a file, or below a file) and a model
@@ -124,7 +140,7 @@ class Experiment:
 
     # -- stages
 
-    def _train(self, name: str, args, peft_config=None) -> Path:
+    def _train(self, name: str, args, peft_config=None, dataset=None) -> Path:
         from anchored_learning.models import load_model_and_tokenizer, save_pretrained_atomically, weights_sha256
         from anchored_learning.trainer import AnchoredSFTTrainer
 
@@ -140,7 +156,8 @@ class Experiment:
                     self.log(f"[eval] {label}: {stale} is of a model that has no training record here: evaluating again")
                     stale.unlink()
         model, tok = load_model_and_tokenizer(self.model_path)
-        trainer = AnchoredSFTTrainer(model, args=args, train_dataset=self.dataset, processing_class=tok, peft_config=peft_config)
+        data = self.dataset if dataset is None else dataset
+        trainer = AnchoredSFTTrainer(model, args=args, train_dataset=data, processing_class=tok, peft_config=peft_config)
         engine = f", DeepSpeed ZeRO-{zero_stage(args.deepspeed)}" if trainer.is_deepspeed_enabled else ""
         self.log(f"[train] {name} ({args.method}{engine})")
         ckpts = list(Path(args.output_dir).glob("checkpoint-*"))
@@ -174,6 +191,8 @@ class Experiment:
 
     def _evaluated_with(self, name: str) -> list[str]:
         """The evaluations that model ``name`` decides: its own, and for the reference the WiSE-FT ones."""
+        if name == "prior":  # every model of the folder starts from it: every evaluation but the pretrained one's
+            return [p.stem for p in (self.out / "evals").glob("*.json") if p.stem != PRETRAINED]
         if name != "reference":
             return [name]
         return ["sft"] + [label for label, method, _ in self.plan if method == "wise_ft"]
@@ -282,8 +301,13 @@ class Experiment:
         self.dataset = Dataset.from_list(self.rows)
         self.base, self.tok = load_model_and_tokenizer(self.model_path)
         self.base.eval()
+        evals = {}
+        if c.prior_task:  # sequential fine-tuning: p0 is the model after the prior skill's SFT
+            evals[PRETRAINED] = self._evaluate(PRETRAINED, self.base)
+            self.model_path = self._train("prior", P.prior_args(c, self.out), dataset=Dataset.from_list(self.prior_rows))
+            self.base = AutoModelForCausalLM.from_pretrained(self.model_path).eval()
 
-        evals = {"base": self._evaluate("base", self.base)}
+        evals = {"base": self._evaluate("base", self.base), **evals}
         todo = [(n, m, o) for n, m, o in self.plan if not self._finished(n, m)]
         ref_model = None
         if not self._finished("sft", "sft") or any(m == "wise_ft" or P.needs_reference(m) for _, m, _ in todo):
@@ -327,7 +351,7 @@ def evaluate_model(cfg, out: Path, name: str, model, tok, base, task, log: Calla
         the :func:`~anchored_learning.evaluation.suites.evaluate` output (also written to
         ``out/evals/<name>.json`` atomically).
     """
-    from anchored_learning.evaluation.suites import evaluate
+    from anchored_learning.evaluation.suites import SUITES, evaluate
 
     path = out / "evals" / f"{name}.json"
     if (res := recorded_evaluation(cfg, out, name, model_id)) is not None:
@@ -344,7 +368,8 @@ def evaluate_model(cfg, out: Path, name: str, model, tok, base, task, log: Calla
     limits = {"heldout_nll": c.nll_limit, "drift": c.drift_limit}
     for t in targets:
         limits.update({t: c.n_test, f"drift:{t}": c.drift_limit})
-    limits.update({h: c.mc_limit for h in c.heldout if h not in limits})
+    is_task = lambda h: getattr(SUITES.get(h), "kind", None) == "generation"  # noqa: E731
+    limits.update({h: c.heldout_task_limit if is_task(h) else c.mc_limit for h in c.heldout if h not in limits})
     suites = [*targets, *c.heldout, "drift"] + ([f"drift:{t}" for t in targets] if c.target_drift else [])
     res = evaluate(
         model,

@@ -4,6 +4,8 @@ A task is data plus a scoring rule (:class:`~anchored_learning.tasks.base.Target
 target tasks an experiment can train on are :data:`TARGETS`; the others (``igsm_add``, the CPU
 recipes' iGSM as an evaluation suite, ``ifbench``, IFBench's prompts as the out-of-distribution
 check of the IFEval target, and the held-out ``sciq_chat``) are evaluation-only names.
+The generated skills of :mod:`anchored_learning.tasks.skills` (``date_iso``, ``sort_asc``, ...)
+are targets too, and the prior skills of sequential fine-tuning.
 ``file`` is the user's own task (:class:`~anchored_learning.tasks.files.FileTask`): it is built
 from data files, so it is instantiated with options, never bare.
 Held-out multiple-choice benchmarks are declared in
@@ -17,6 +19,8 @@ import importlib
 from collections.abc import Callable
 from typing import Any
 
+from anchored_learning.tasks.skills import SKILLS, skill_factory
+
 #: task name -> "module:factory" (imported on first use) or a callable returning the task
 TASKS: dict[str, str | Callable[..., Any]] = {
     "igsm": "anchored_learning.tasks.igsm:IGSMTask",
@@ -26,10 +30,12 @@ TASKS: dict[str, str | Callable[..., Any]] = {
     "ifbench": "anchored_learning.tasks.ifeval:ifbench_task",  # evaluation-only: IFBench's 294 prompts
     "sciq_chat": "anchored_learning.tasks.heldout:SciQChatTask",
     "file": "anchored_learning.tasks.files:FileTask",  # yours: needs data files (FileTask(data=..., test_data=...))
+    # generated skills with exact scoring (tasks/skills.py): prior skills of sequential fine-tuning
+    **{name: skill_factory(name) for name in SKILLS},
 }
 
-#: the tasks ``anchored run --task`` trains on
-TARGETS = ("igsm", "medcalc", "ifeval", "file")
+#: the tasks ``anchored run --task`` trains on (and ``--prior_task`` learns first)
+TARGETS = ("igsm", "medcalc", "ifeval", *SKILLS, "file")
 
 
 def get_task(name: str, **options: Any):
