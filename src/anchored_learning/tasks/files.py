@@ -131,6 +131,8 @@ class FileTask:
 
     def _example(self, c: Conversation, i: int, split: str) -> Example:
         answer = c.response
+        if split == "train" and self._answer_col is not None and c.columns.get(self._answer_col) not in (None, ""):
+            answer = c.columns[self._answer_col]  # what scores a sample of its prompt (sft_self_generated)
         if split == "test":
             col = self._answer_col
             found = f"columns found: {sorted({*c.columns, *c.conversation_columns})}"
