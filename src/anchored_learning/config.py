@@ -86,8 +86,9 @@ _TRAINING_ARGS_DEFAULT_EPOCHS = 3.0
 class AnchoredSFTConfig(SFTConfig):
     """Configuration of :class:`anchored_learning.trainer.AnchoredSFTTrainer`.
 
-    All ``trl.SFTConfig`` / ``transformers.TrainingArguments`` fields apply.  For the snapshot
-    methods (``anchored``, ``psft``) the number of training epochs is
+    All ``trl.SFTConfig`` / ``transformers.TrainingArguments`` fields apply.  For the methods with a
+    snapshot refreshed every K epochs (``anchored``, ``anchored_on_policy``, ``anchored_budget``,
+    ``distill_on_policy``, ``psft``) the number of training epochs is
     ``outer_iterations * inner_epochs`` and ``num_train_epochs`` is set from them.
 
     Precision: ``bf16`` left unset means bf16 autocast with float32 master weights where the
