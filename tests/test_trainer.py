@@ -776,3 +776,18 @@ def test_self_generated_rows_keep_exactly_the_accepted_samples_and_report_the_sh
     tr = AnchoredSFTTrainer(model, args=args, train_dataset=Dataset.from_list(out), processing_class=tok)
     tr.train()
     assert tr.state.global_step == 1
+
+
+def test_sampling_ignores_the_models_generation_config_warpers():
+    """Samples come from softmax(z / T) itself: a model whose generation config says top_k = 1
+    (greedy in effect) still gives diverse samples, and the same seed gives the same tokens."""
+    from anchored_learning.sampling import sample_responses
+
+    model, tok = tiny_llama(seed=0)
+    model.generation_config.top_k = 1
+    prompt = [tok("<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n")["input_ids"]]
+    kw = dict(stop_ids=[tok.eos_token_id], pad_id=tok.pad_token_id, max_new_tokens=5, num_samples=8, temperature=1.0, seed=7)
+    samples = sample_responses(model, prompt, **kw)[0]
+    assert len(samples) == 8 and len({tuple(s) for s in samples}) > 1
+    assert sample_responses(model, prompt, **kw)[0] == samples
+    assert all(len(s) <= 5 for s in samples)
