@@ -679,3 +679,46 @@ def test_root_version_short_help_and_eval_spellings():
     assert "--lr_scheduler_type VALUE" in train and "Choices: linear, cosine" in " ".join(train.split())
     out = _invoke(["eval", "-h"]).output
     assert "--base_model" in out and "--batch_size" in out and "[auto|bf16|fp32]" in out
+
+
+def test_train_runs_the_issue30_methods(tmp_path, data):
+    """`anchored train --method X` for the self-generated and on-policy methods: sft_self_generated
+    needs --score (refused before any work without it), records its rows and reports the share."""
+    from anchored_learning.sampling import read_record
+    from anchored_learning.testing import tiny_llama
+
+    model, tok = tiny_llama(seed=0)
+    model.save_pretrained(tmp_path / "tiny")
+    tok.save_pretrained(tmp_path / "tiny")
+    data.write_text("".join(json.dumps({"prompt": f"{i}+1?", "response": str(i + 1)}) + "\n" for i in range(8)))
+    common = ["--data", str(data), "-m", str(tmp_path / "tiny"), "--use_cpu", "--per_device_train_batch_size", "4"]
+    _assert_usage_error(_invoke(["train", *common, "-o", str(tmp_path / "s"), "--method", "sft_self_generated"]), "give --score")
+    assert not (tmp_path / "s" / "trainer").exists()
+    res = _invoke(
+        [
+            "train",
+            *common,
+            "-o",
+            str(tmp_path / "s"),
+            "--method",
+            "sft_self_generated",
+            "--score",
+            "last_number",
+            "--num_train_epochs",
+            "1",
+        ]
+    )
+    assert res.exit_code == 0, res.output
+    header, rows = read_record(tmp_path / "s" / "self_generated.jsonl")
+    assert len(rows) == 8 and header["report"]["accepted"] == sum(r["self_generated"] for r in rows)
+    assert f"{header['report']['accepted']} of 8 rows train on an accepted sample" in res.output
+    assert (tmp_path / "s" / "final" / "config.json").exists()
+    res = _invoke(
+        ["train", *common, "-o", str(tmp_path / "o"), "--method", "anchored_on_policy", "--outer_iterations", "2",
+         "--inner_epochs", "1", "--reference_epochs", "1"]
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert sorted(p.name for p in (tmp_path / "o" / "trainer" / "on_policy").iterdir()) == [
+        "iteration-000.jsonl",
+        "iteration-001.jsonl",
+    ]

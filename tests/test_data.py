@@ -372,3 +372,15 @@ def test_file_task_holds_out_a_fixed_split_when_no_test_file(tmp_path):
     one = _write(tmp_path / "one.jsonl", rows[:1], "jsonl")
     with pytest.raises(ValueError, match="too few to hold out a test set; give --test_data"):
         FileTask(data=one)
+
+
+def test_file_task_training_rows_score_against_their_answer_column(tmp_path):
+    """sft_self_generated scores a sample of a training prompt with the task's rule against the row's
+    answer column when it has one (else its gold response)."""
+    train = [{"prompt": "2+2?", "response": "It is 4.", "answer": "4"}, {"prompt": "3+3?", "response": "6"}]
+    (tmp_path / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in train))
+    (tmp_path / "test.jsonl").write_text(json.dumps({"prompt": "1+1?", "response": "2", "answer": "2"}) + "\n")
+    task = FileTask(str(tmp_path / "train.jsonl"), str(tmp_path / "test.jsonl"), score="exact_match")
+    a, b = task.examples("train")
+    assert (a.answer, b.answer) == ("4", "6") and a.response == "It is 4."
+    assert task.score(a, "4") == 1.0 and task.score(a, "It is 4.") == 0.0 and task.score(b, "6") == 1.0

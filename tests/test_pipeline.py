@@ -747,3 +747,64 @@ def test_base_evaluation_key_changes_with_what_the_numbers_depend_on(tmp_path, m
     assert eval_cache.store_base_evaluation(key, failed) is None and not path.exists()
     monkeypatch.setenv(eval_cache.ENV, "off")
     assert eval_cache.stored_base_evaluation(key) is None and eval_cache.store_base_evaluation(key, result) is None
+
+
+def test_issue30_methods_in_a_run_self_generated_rows_recorded_and_reused(tmp_path, monkeypatch):
+    """The on-policy, KL-budget and self-generated methods as variants of `anchored run` (the
+    frontier grid's baselines): T x K epochs for the outer-loop ones; sft_self_generated trains on
+    the base model's samples that the file task's rule accepts, recorded in the run folder, reported,
+    and reused when the run is resumed."""
+    import anchored_learning.sampling as sampling
+
+    # accepts any sample of the rows whose gold answer is even (the rule sees the training row's answer)
+    (tmp_path / "even_rule.py").write_text("def rule(prediction, reference):\n    return int(reference) % 2 == 0\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    rows = [{"prompt": f"{i}+1?", "response": str(i + 1)} for i in range(6)]
+    (tmp_path / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (tmp_path / "test.csv").write_text("prompt,response\n7+1?,8\n8+1?,9\n")
+    methods = ("sft_self_generated", "anchored_on_policy", "distill_on_policy", "anchored_budget")
+    cfg = ExperimentConfig(
+        preset="quick",
+        model=_tiny_folder(tmp_path),
+        data=str(tmp_path / "train.jsonl"),
+        test_data=str(tmp_path / "test.csv"),
+        score="even_rule:rule",
+        output_dir=str(tmp_path / "run"),
+        reference_epochs=1,
+        outer_iterations=2,
+        inner_epochs=1,
+        baseline_epochs=1,
+        baselines=methods,
+        wise_weights=(),
+        max_new_tokens=4,
+        **_small_eval(),
+    )
+    exp = Experiment(cfg, console_log=lambda s: None)
+    for name, method, overrides in exp.plan[1:]:
+        args, _ = P.variant_args(exp.cfg, exp.out, name, method, overrides)
+        assert args.method == method
+        assert args.num_train_epochs == (1 if method == "sft_self_generated" else 2)  # T x K for the outer-loop ones
+        assert (args.reference_model is not None) == (method != "sft_self_generated")
+    logs: list[str] = []
+    out = Experiment(cfg, console_log=logs.append).run()
+    assert [r["label"] for r in out["rows"]] == ["base", "sft", "anchored", *methods]
+    run = tmp_path / "run"
+    record = run / "models" / "sft_self_generated" / "self_generated.jsonl"
+    header, kept = sampling.read_record(record)
+    report = header["report"]
+    assert report["n"] == 6 and report["accepted"] == 3 and report["accepted_share"] == 0.5
+    for row, new in zip(rows, kept):
+        accepted = int(row["response"]) % 2 == 0
+        assert new["self_generated"] is accepted and (new["completion"][0]["content"] == row["response"]) is not accepted
+    assert any("3 of 6 training rows are the base model's accepted samples (50.0%)" in m for m in logs)
+    done = json.loads((run / "models" / "sft_self_generated" / "final" / ".complete").read_text())
+    assert done["self_generated"] == report
+    on_policy = json.loads((run / "models" / "anchored_on_policy" / "final" / ".complete").read_text())
+    assert [r["sampled"] for r in on_policy["anchor_history"]] == [1.0, 1.0]
+    assert all("alpha_t" in r for r in json.loads((run / "models/anchored_budget/final/.complete").read_text())["anchor_history"])
+    # resumed after its model was lost: the recorded rows are read, not sampled again
+    shutil.rmtree(run / "models" / "sft_self_generated" / "final")
+    (run / "evals" / "sft_self_generated.json").unlink()
+    monkeypatch.setattr(sampling, "self_generated_rows", lambda *a, **k: pytest.fail("sampled again"))
+    Experiment(cfg, console_log=lambda s: None).run()
+    assert sampling.read_record(record)[1] == kept

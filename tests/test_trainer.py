@@ -561,3 +561,233 @@ def test_eval_loss_is_the_token_weighted_nll_whatever_the_batch_size(tmp_path):
             total += -logp[mask].gather(-1, labels[mask][:, None]).sum().item()
             count += int(mask.sum())
     assert losses == pytest.approx([total / count] * 3, rel=1e-5)  # was 11.18 / 10.71 / 10.55 on another set
+
+
+# ---------------------------------------------------------------------- issue 30: on-policy, KL budget, self-generated
+
+
+def test_on_policy_cache_matches_live_frozen_models_on_the_sampled_responses(tmp_path, reference_dir):
+    """The anchors cached on responses sampled from p_t equal live frozen models run on those
+    responses; the batch the loss sees is the recorded sample (prompt + sampled tokens)."""
+    import json
+
+    tr = _check_cache_matches_live(tmp_path, reference_dir, method="anchored_on_policy", samples_per_prompt=2)
+    assert len(tr.train_dataset) == 24  # 12 prompts x 2 samples: the dataloader's length is fixed
+    records = {}
+    for source in ("cache", "live"):  # both runs sampled the same tokens from the same p_0 and seed
+        lines = (tmp_path / source / "out" / "on_policy" / "iteration-000.jsonl").read_text().splitlines()
+        records[source] = [json.loads(line) for line in lines]
+    assert records["cache"][1:] == records["live"][1:] and len(records["cache"]) == 25
+    assert {r["source"] for r in records["cache"][1:]} == {"sample"}
+    torch.manual_seed(1)
+    batch = _first_batch(tr)
+    for row, ids, labels in zip(batch["anchor_index"].tolist(), batch["input_ids"], batch["labels"]):
+        response = records["cache"][1 + row]["response_ids"]
+        kept = labels[labels != O.IGNORE_INDEX].tolist()
+        assert kept == response and ids[: len(labels)][labels != O.IGNORE_INDEX].tolist() == response
+        assert records["cache"][1 + row]["prompt"] == row // 2
+
+
+def test_on_policy_rows_keep_the_dataset_share_and_fit_max_length(tmp_path, reference_dir):
+    import json
+
+    model, tok = tiny_llama(seed=0)
+    args = AnchoredSFTConfig(
+        **base_args(
+            tmp_path, method="distill_on_policy", reference_model=reference_dir, dataset_response_share=0.5, max_length=40
+        )
+    )
+    tr = AnchoredSFTTrainer(model, args=args, train_dataset=make_data(), processing_class=tok)
+    original = [dict(e) for e in tr._examples()]
+    tr.refresh_snapshot(0)
+    lines = (tmp_path / "out" / "on_policy" / "iteration-000.jsonl").read_text().splitlines()
+    header, recs = json.loads(lines[0]), [json.loads(x) for x in lines[1:]]
+    assert header["dataset_response_share"] == 0.5 and header["temperature"] == 0.9
+    kept = [r["row"] for r in recs if r["source"] == "dataset"]
+    assert len(kept) == 6 and set(kept) == tr._on_policy.dataset_rows(0)
+    stop = tok.convert_tokens_to_ids("<|im_end|>")
+    for r, row in enumerate(tr._examples()):
+        assert len(row["input_ids"]) <= 40
+        if r in kept:
+            assert row == original[r]
+        else:
+            n_prompt = len(tr._on_policy.prompts[r])
+            assert row["input_ids"][:n_prompt] == original[r]["input_ids"][:n_prompt]
+            assert row["labels"][:n_prompt] == [O.IGNORE_INDEX] * n_prompt
+            response = row["input_ids"][n_prompt:]
+            assert response == recs[r]["response_ids"] == row["labels"][n_prompt:]
+            assert response[-1] == stop or len(response) == tr._on_policy.budgets[r]
+            assert stop not in response[:-1]
+    # the next iteration draws other rows to keep
+    assert tr._on_policy.dataset_rows(1) != tr._on_policy.dataset_rows(0)
+
+
+def test_on_policy_samples_are_recorded_and_a_resumed_run_reuses_them(tmp_path, reference_dir, monkeypatch):
+    """Kill-and-resume inside outer iteration 1: the resumed run reads iteration 1's recorded samples
+    (sampling again would fail here) and ends with the uninterrupted run's weights."""
+    import shutil
+
+    import anchored_learning.on_policy as on_policy
+
+    kw = base_args(
+        tmp_path,
+        method="anchored_on_policy",
+        reference_model=reference_dir,
+        outer_iterations=2,
+        inner_epochs=1,
+        save_strategy="steps",
+        save_steps=4,  # checkpoint-4: epoch 1.33, inside outer iteration 1 (3 steps per epoch)
+        keep_anchor_cache=True,  # a killed run leaves its anchor folder behind
+    )
+    model, tok = tiny_llama(seed=0)
+    full = AnchoredSFTTrainer(model, args=AnchoredSFTConfig(**kw), train_dataset=make_data(), processing_class=tok)
+    full.train()
+    out = tmp_path / "out"
+    record = out / "on_policy" / "iteration-001.jsonl"
+    recorded = record.read_text()
+    assert (out / "on_policy" / "iteration-000.jsonl").exists()
+    final = {k: v.clone() for k, v in full.model.state_dict().items()}
+    shutil.rmtree(out / "checkpoint-6")  # "killed" after step 4's checkpoint
+
+    def no_sampling(*a, **k):
+        raise AssertionError("a resumed run must read the recorded samples, not sample again")
+
+    monkeypatch.setattr(on_policy, "sample_responses", no_sampling)
+    model, tok = tiny_llama(seed=0)
+    resumed = AnchoredSFTTrainer(model, args=AnchoredSFTConfig(**kw), train_dataset=make_data(), processing_class=tok)
+    resumed.train(resume_from_checkpoint=True)
+    assert resumed.state.global_step == 6 and record.read_text() == recorded
+    for k, v in resumed.model.state_dict().items():
+        assert torch.allclose(v, final[k], atol=1e-6), k
+    # without the record, the samples of p_1 cannot be drawn again mid-iteration
+    record.unlink()
+    model, tok = tiny_llama(seed=0)
+    again = AnchoredSFTTrainer(model, args=AnchoredSFTConfig(**kw), train_dataset=make_data(), processing_class=tok)
+    with pytest.raises(RuntimeError, match="on-policy samples of outer iteration 1 are missing"):
+        again.train(resume_from_checkpoint=str(out / "checkpoint-4"))
+
+
+def test_budget_alpha_from_a_known_kl():
+    assert O.budget_alpha(2.0, 0.5) == pytest.approx(0.25)
+    assert O.budget_alpha(0.5, 0.5) == 1.0 and O.budget_alpha(0.1, 0.5) == 1.0 and O.budget_alpha(0.0, 0.5) == 1.0
+    assert O.budget_alpha(4.0, 0.5) * 4.0 == pytest.approx(0.5)  # the bound alpha_t * KL equals the radius
+    for kl, eps in ((1.0, 0.0), (1.0, -1.0), (-0.1, 0.5), (float("nan"), 0.5), (1.0, float("inf"))):
+        with pytest.raises(ValueError):
+            O.budget_alpha(kl, eps)
+    # token_kl_sum against the brute-force sum of KL(p || q) over the response rows, at tau = 2
+    g = torch.Generator().manual_seed(0)
+    p, q = torch.randn(7, 11, generator=g) * 3, torch.randn(7, 11, generator=g) * 3
+    labels = torch.tensor([1, -100, 2, 3, -100, 4, 5])
+    lp, lq = torch.log_softmax(p / 2, -1), torch.log_softmax(q / 2, -1)
+    brute = (lp.exp() * (lp - lq)).sum(-1)[labels != -100].sum().item()
+    total, n = O.token_kl_sum(p, q, labels, temperature=2.0, chunk_size=2)
+    assert n == 5 and total == pytest.approx(brute, rel=1e-5)
+
+
+def test_budget_alpha_t_is_eps_over_the_exact_kl_and_the_loss_uses_it(tmp_path, reference_dir):
+    from transformers import AutoModelForCausalLM
+
+    model, tok = tiny_llama(seed=0)
+    args = AnchoredSFTConfig(**base_args(tmp_path, method="anchored_budget", reference_model=reference_dir, anchor_kl_budget=0.5))
+    tr = AnchoredSFTTrainer(model, args=args, train_dataset=make_data(), processing_class=tok)
+    tr.refresh_snapshot(0)
+    # brute force: KL(p0 || p_sft) over every response token of the training set, from full logits
+    base, _ = tiny_llama(seed=0)
+    ref = AutoModelForCausalLM.from_pretrained(reference_dir).eval()
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for ex in tr._examples():
+            ids = torch.tensor([ex["input_ids"]])
+            mask = O.shift_labels(torch.tensor([ex["labels"]])) != O.IGNORE_INDEX
+            lp = torch.log_softmax(base(input_ids=ids).logits[mask].float(), -1)
+            lq = torch.log_softmax(ref(input_ids=ids).logits[mask].float(), -1)
+            total += (lp.exp() * (lp - lq)).sum().item()
+            count += int(mask.sum())
+    kl = total / count
+    assert kl > 0.5
+    assert tr._alpha_t == pytest.approx(0.5 / kl, rel=1e-4)
+    record = tr.anchor_history[-1]
+    assert record["kl_snapshot_reference"] == pytest.approx(kl, rel=1e-4)
+    assert record["alpha_t_kl_bound"] == pytest.approx(0.5, rel=1e-6) and record["budget_reached"] == 0.0
+    # the loss reads alpha_t: at step 0 (student = snapshot = p0) it is the anchored KL at alpha_t
+    tr.model.train()
+    batch = _first_batch(tr)
+    n = O.count_response_tokens(O.shift_labels(batch["labels"]))
+    loss = tr.compute_loss(tr.model, dict(batch), num_items_in_batch=n).item()
+    fwd = dict(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+    with torch.no_grad():
+        student, reference = base(**fwd).logits, ref(**fwd).logits
+    expected = O.anchored_kl_loss(student, student, reference, O.shift_labels(batch["labels"]), alpha=tr._alpha_t)
+    assert loss == pytest.approx(expected.item(), rel=1e-4, abs=1e-6)
+
+
+@pytest.mark.parametrize("eps,steps,reached", [(1e3, 3, [0.0, 1.0]), (1e-3, 6, [0.0, 0.0])])
+def test_budget_stops_the_outer_loop_once_kl_is_below_eps(tmp_path, reference_dir, eps, steps, reached):
+    """eps above every KL: iteration 0 distils p_sft (alpha_0 = 1), the refresh of iteration 1 finds
+    KL(p_1 || p_sft) < eps and no step of it is taken; eps below every KL: all T x K epochs run."""
+    model, tok = tiny_llama(seed=0)
+    args = AnchoredSFTConfig(
+        **base_args(
+            tmp_path,
+            method="anchored_budget",
+            reference_model=reference_dir,
+            anchor_kl_budget=eps,
+            outer_iterations=2,
+            inner_epochs=1,
+        )
+    )
+    tr = AnchoredSFTTrainer(model, args=args, train_dataset=make_data(), processing_class=tok)
+    tr.train()
+    assert tr.state.global_step == steps
+    assert [r["budget_reached"] for r in tr.anchor_history] == reached
+    assert tr.anchor_history[0]["alpha_t"] == (
+        1.0 if eps > 1 else pytest.approx(eps / tr.anchor_history[0]["kl_snapshot_reference"])
+    )
+    for r in tr.anchor_history:  # logged at every refresh: alpha_t and the bound alpha_t * KL(p_t || p_sft)
+        assert r["alpha_t_kl_bound"] == pytest.approx(min(eps, r["kl_snapshot_reference"]), rel=1e-6)
+
+
+def test_self_generated_rows_keep_exactly_the_accepted_samples_and_report_the_share(tmp_path):
+    from anchored_learning.sampling import self_generated_rows
+
+    model, tok = tiny_llama(seed=0)
+    rows = [dict(r) for r in make_data()]
+    calls: dict[int, list[str]] = {}
+
+    def score(i, text):  # accepts row i's second try when i % 3 == 0, the first when i % 3 == 1, never else
+        calls.setdefault(i, []).append(text)
+        return float((i % 3 == 0 and len(calls[i]) == 2) or (i % 3 == 1 and len(calls[i]) == 1))
+
+    out, report = self_generated_rows(model, tok, rows, score, samples_per_prompt=2, max_new_tokens=6, seed=3)
+    assert report["n"] == 12 and report["accepted"] == 8 and report["accepted_share"] == pytest.approx(8 / 12)
+    for i, (row, new) in enumerate(zip(rows, out)):
+        assert new["prompt"] == row["prompt"]
+        if i % 3 == 2:
+            assert new["completion"] == row["completion"] and new["self_generated"] is False
+            assert len(calls[i]) == 2
+        else:
+            accepted = calls[i][-1]
+            assert new["completion"] == [{"role": "assistant", "content": accepted}] and new["self_generated"] is True
+            assert len(calls[i]) == (2 if i % 3 == 0 else 1)  # sampling stops at the first accepted response
+    # the trainer trains sft_self_generated on such rows only
+    args = AnchoredSFTConfig(**base_args(tmp_path, method="sft_self_generated", max_steps=1))
+    with pytest.raises(ValueError, match="self_generated_rows"):
+        AnchoredSFTTrainer(model, args=args, train_dataset=make_data(), processing_class=tok)
+    tr = AnchoredSFTTrainer(model, args=args, train_dataset=Dataset.from_list(out), processing_class=tok)
+    tr.train()
+    assert tr.state.global_step == 1
+
+
+def test_sampling_ignores_the_models_generation_config_warpers():
+    """Samples come from softmax(z / T) itself: a model whose generation config says top_k = 1
+    (greedy in effect) still gives diverse samples, and the same seed gives the same tokens."""
+    from anchored_learning.sampling import sample_responses
+
+    model, tok = tiny_llama(seed=0)
+    model.generation_config.top_k = 1
+    prompt = [tok("<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n")["input_ids"]]
+    kw = dict(stop_ids=[tok.eos_token_id], pad_id=tok.pad_token_id, max_new_tokens=5, num_samples=8, temperature=1.0, seed=7)
+    samples = sample_responses(model, prompt, **kw)[0]
+    assert len(samples) == 8 and len({tuple(s) for s in samples}) > 1
+    assert sample_responses(model, prompt, **kw)[0] == samples
+    assert all(len(s) <= 5 for s in samples)

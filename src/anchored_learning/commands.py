@@ -569,6 +569,20 @@ class TrainArguments:
             "help": "Epochs of the reference SFT trained first when a method needs p_sft and --reference_model is not given."
         },
     )
+    score: str | None = field(
+        default=None,
+        metadata={
+            "help": "Scoring rule that accepts the base model's samples for --method sft_self_generated: a rule name "
+            "(exact_match, normalized_match, last_number, regex, choice_letter, ifeval) or module:function."
+        },
+    )
+    answer_column: str | None = field(
+        default=None,
+        metadata={
+            "help": "Column the --score rule compares a sample with (default: 'answer' when a row has it, else the response)."
+        },
+    )
+    answer_regex: str | None = field(default=None, metadata={"help": "The answer pattern of --score regex."})
     use_peft: bool = field(default=False, metadata={"help": "Train LoRA adapters (any method) instead of all weights."})
     lora_r: int = field(default=16, metadata={"help": "LoRA rank (with --use_peft)."})
     lora_alpha: int = field(default=32, metadata={"help": "LoRA alpha (with --use_peft)."})
@@ -655,7 +669,7 @@ def train_command(ctx: typer.Context) -> None:
 
     import anchored_learning.models as models
     import anchored_learning.trainer as trainer_mod
-    from anchored_learning.config import AnchoredSFTConfig
+    from anchored_learning.config import AnchoredSFTConfig, under_launcher
     from anchored_learning.data import check_response_tokens_fit, load_conversations
     from anchored_learning.io import check_output_path, write_json_atomic
     from anchored_learning.methods import METHODS, get_method
@@ -713,14 +727,14 @@ def train_command(ctx: typer.Context) -> None:
             param_hint="--resume_from_checkpoint",
         )
     try:
-        rows = [
-            c.as_row()
-            for c in load_conversations(
-                targs.data, split="train", prompt_column=targs.prompt_column, response_column=targs.response_column
-            )
-        ]
+        convs = load_conversations(
+            targs.data, split="train", prompt_column=targs.prompt_column, response_column=targs.response_column
+        )
+        rows = [c.as_row() for c in convs]
     except ValueError as e:
         raise typer.BadParameter(str(e), param_hint="--data") from None
+    self_generated = get_method(args.method).responses == "self_generated"
+    score = _sample_score(convs, targs) if self_generated else None
     for name, value in (("--model", targs.model), ("--reference_model", reference)):
         try:
             models.check_model_source(value)
@@ -739,6 +753,8 @@ def train_command(ctx: typer.Context) -> None:
     data_sha = hashlib.sha256(content).hexdigest()
     # a folder made with other data or settings is refused, a finished one reported (like `anchored run`)
     settings = _train_settings(targs, args, base_model, data_sha, reference)
+    if self_generated:  # the rule decides the rows trained on
+        settings["score"] = [targs.score, targs.answer_column, targs.answer_regex]
     if _already_trained(output_dir, settings):
         typer.echo(f"already trained with the same data and settings: {output_dir / 'final'} (delete it to train again)")
         return
@@ -784,6 +800,24 @@ def train_command(ctx: typer.Context) -> None:
             trainer_mod.train_reference(m, dataset, ref_dir, processing_class=tok, args=ref_args, peft_config=targs.peft_config())
             write_json_atomic(marker, stamp)  # written last: a killed save is never reused
         m, tok = models.load_model_and_tokenizer(path)
+        if self_generated:  # rejection sampling from the base model, recorded (a rerun reads the record)
+            from anchored_learning.experiment.data import self_generated_training_rows
+
+            record = output_dir / "self_generated.jsonl"
+            if int(os.environ.get("RANK", "0")) == 0:
+                _, report = self_generated_training_rows(record, rows, score, m, tok, args, log=typer.echo)
+                typer.echo(
+                    f"{report['accepted']} of {report['n']} rows train on an accepted sample of the base model "
+                    f"({report['accepted_share']:.1%}); the others on the dataset response ({record})"
+                )
+            if under_launcher():
+                import torch.distributed as dist
+
+                _ = args.device  # the process group, set up as the trainer sets it up
+                dist.barrier()
+            from anchored_learning.sampling import read_record
+
+            dataset = Dataset.from_list(read_record(record)[1])
         try:
             trainer = trainer_mod.AnchoredSFTTrainer(
                 m, args=args, train_dataset=dataset, processing_class=tok, peft_config=targs.peft_config()
@@ -800,6 +834,36 @@ def train_command(ctx: typer.Context) -> None:
         )
         typer.echo(f"saved {output_dir / 'final'}")
     trainer.accelerator.wait_for_everyone()
+
+
+def _sample_score(convs, targs):
+    """``score(i, text)`` of ``anchored train --method sft_self_generated``: the ``--score`` rule
+    against row i's ``--answer_column`` (``answer`` when the row has it, else its response), as the
+    file task scores (:mod:`anchored_learning.tasks.rules`).
+
+    Raises:
+        typer.BadParameter: no ``--score``, an unknown rule, or a row without the answer column.
+    """
+    from anchored_learning.tasks.rules import RuleOptions, get_rule
+
+    if targs.score is None:
+        raise typer.BadParameter(
+            "--method sft_self_generated keeps the base model's samples that a scoring rule accepts: give --score "
+            "(e.g. last_number, exact_match, or module:function)",
+            param_hint="--score",
+        )
+    try:
+        rule = get_rule(targs.score, RuleOptions(answer_regex=targs.answer_regex))
+    except ValueError as e:
+        raise typer.BadParameter(str(e), param_hint="--score") from None
+    refs = []
+    for c in convs:
+        col = targs.answer_column or ("answer" if "answer" in c.columns else None)
+        if col is not None and col not in c.columns:
+            raise typer.BadParameter(f"{c.where}: no answer column {col!r}", param_hint="--answer_column")
+        refs.append(c.response if col is None else c.columns[col])
+    user = [next((t["content"] for t in reversed(c.prompt) if t["role"] == "user"), "") for c in convs]
+    return lambda i, text: float(rule(text, refs[i], {**convs[i].columns, "prompt": user[i]}))
 
 
 #: the settings of an `anchored train` folder, written before training starts

@@ -86,8 +86,9 @@ _TRAINING_ARGS_DEFAULT_EPOCHS = 3.0
 class AnchoredSFTConfig(SFTConfig):
     """Configuration of :class:`anchored_learning.trainer.AnchoredSFTTrainer`.
 
-    All ``trl.SFTConfig`` / ``transformers.TrainingArguments`` fields apply.  For the snapshot
-    methods (``anchored``, ``psft``) the number of training epochs is
+    All ``trl.SFTConfig`` / ``transformers.TrainingArguments`` fields apply.  For the methods with a
+    snapshot refreshed every K epochs (``anchored``, ``anchored_on_policy``, ``anchored_budget``,
+    ``distill_on_policy``, ``psft``) the number of training epochs is
     ``outer_iterations * inner_epochs`` and ``num_train_epochs`` is set from them.
 
     Precision: ``bf16`` left unset means bf16 autocast with float32 master weights where the
@@ -167,6 +168,41 @@ class AnchoredSFTConfig(SFTConfig):
         default=False, metadata={"help": "Keep the anchor caches and snapshots after training finishes."}
     )
     probe_size: int = field(default=8, metadata={"help": "Training examples in the fixed probe batch for refresh diagnostics."})
+    anchor_kl_budget: float = field(
+        default=0.1,
+        metadata={
+            "help": "eps > 0 (nats per response token) of anchored_budget: alpha_t = min(1, eps / KL(p_t || p_sft)) at "
+            "each refresh, and the outer loop stops once KL(p_t || p_sft) < eps."
+        },
+    )
+    sampling_temperature: float = field(
+        default=0.9,
+        metadata={
+            "help": "Temperature > 0 of the sampled responses (on-policy methods, sft_self_generated); no top-k / top-p "
+            "(0.9: the authors' on-policy v1)."
+        },
+    )
+    samples_per_prompt: int = field(
+        default=1,
+        metadata={
+            "help": "Responses sampled per training prompt: on-policy methods train on each one (prompts x samples "
+            "rows); sft_self_generated keeps the first one its scoring rule accepts."
+        },
+    )
+    dataset_response_share: float = field(
+        default=0.0,
+        metadata={
+            "help": "Share in [0, 1) of the on-policy rows that keep the dataset response instead of a sample, drawn "
+            "anew at each refresh (1 - GKD's lmbda; 0 = fully on-policy, as the authors' v1)."
+        },
+    )
+    sampling_max_new_tokens: int | None = field(
+        default=None,
+        metadata={
+            "help": "Most new tokens per sampled response (default: the longest training response, in tokens; "
+            "never past max_length)."
+        },
+    )
 
     def __post_init__(self):
         self._check_numeric_fields()
@@ -266,6 +302,7 @@ class AnchoredSFTConfig(SFTConfig):
             raise ValueError(f"psft_epsilon must be > 0, got {self.psft_epsilon}")
         if int(self.anchor_chunk_size) < 1 or int(self.cache_batch_size) < 1:
             raise ValueError("anchor_chunk_size and cache_batch_size must be >= 1")
+        self._validate_sampling_fields()
         if self.needs_reference and not self.reference_model:
             raise ValueError(
                 f"method {self.method!r} needs reference_model (the SFT model p_sft): train one with "
@@ -284,6 +321,34 @@ class AnchoredSFTConfig(SFTConfig):
         if self.padding_free:
             raise ValueError("padding_free=True is not supported by AnchoredSFTTrainer; set padding_free=False")
 
+    def _validate_sampling_fields(self) -> None:
+        if not float(self.anchor_kl_budget) > 0:
+            raise ValueError(f"anchor_kl_budget (eps, nats per token) must be > 0, got {self.anchor_kl_budget}")
+        if not float(self.sampling_temperature) > 0:
+            raise ValueError(f"sampling_temperature must be > 0, got {self.sampling_temperature}")
+        if int(self.samples_per_prompt) < 1:
+            raise ValueError(f"samples_per_prompt must be >= 1, got {self.samples_per_prompt}")
+        if not 0.0 <= float(self.dataset_response_share) < 1.0:
+            raise ValueError(f"dataset_response_share must be in [0, 1), got {self.dataset_response_share}")
+        n = self.sampling_max_new_tokens
+        if n is not None and (isinstance(n, bool) or not float(n).is_integer() or int(n) < 1):
+            raise ValueError(f"sampling_max_new_tokens must be a whole number >= 1 (or None), got {n!r}")
+        if get_method(self.method).alpha_rule == "kl_budget" and self.snapshot_mode != "snapshot":
+            raise ValueError(f"method {self.method!r} chooses alpha from the snapshot p_t: leave snapshot_mode='snapshot'")
+        if get_method(self.method).responses == "on_policy":
+            if self.assistant_only_loss:
+                raise ValueError(
+                    f"method {self.method!r} samples the final assistant turn; assistant_only_loss (every assistant "
+                    "turn) is not supported with it"
+                )
+            if self.dataloader_persistent_workers:
+                raise ValueError(
+                    f"method {self.method!r} replaces the responses at every refresh; persistent dataloader workers "
+                    "would keep the old ones: set dataloader_persistent_workers=False"
+                )
+            if self.snapshot_mode != "snapshot":
+                raise ValueError(f"method {self.method!r} samples from the snapshot p_t: leave snapshot_mode='snapshot'")
+
     @property
     def needs_reference(self) -> bool:
         """True when the loss reads the reference model p_sft."""
@@ -295,8 +360,8 @@ class AnchoredSFTConfig(SFTConfig):
         m = get_method(self.method)
         if m.snapshot is None:
             return False
-        if m.needs_reference:  # the anchored family: the snapshot's weight in the anchor is 1 - alpha
-            return self.snapshot_mode == "snapshot" and float(self.anchor_alpha) < 1.0
+        if m.needs_reference:  # the anchored family: the snapshot's weight in the anchor is 1 - alpha (or 1 - alpha_t)
+            return self.snapshot_mode == "snapshot" and (m.alpha_rule == "kl_budget" or float(self.anchor_alpha) < 1.0)
         return True
 
     @property

@@ -26,6 +26,20 @@ from anchored_learning import objectives as O
 #: - None: the method reads no frozen copy of the student
 SnapshotKind = Literal["outer", "base"] | None
 
+#: where a method's training responses come from
+#: - "dataset": the gold responses of the training data
+#: - "on_policy": sampled from the snapshot p_t at every refresh (every K epochs), for the dataset's
+#:   prompts; the trainer samples, records and caches them (``AnchoredSFTTrainer.refresh_snapshot``)
+#: - "self_generated": sampled from the base model once, before training, and kept where the task's
+#:   scoring rule accepts them; built by the caller, who knows the task
+#:   (:func:`anchored_learning.sampling.self_generated_rows`), and then trained on as given
+ResponseSource = Literal["dataset", "on_policy", "self_generated"]
+
+#: how the anchored family's alpha is chosen at each refresh
+#: - "fixed": ``anchor_alpha``
+#: - "kl_budget": ``alpha_t = min(1, anchor_kl_budget / KL(p_t || p_sft))`` (:func:`anchored_learning.objectives.budget_alpha`)
+AlphaRule = Literal["fixed", "kl_budget"]
+
 
 @dataclass(frozen=True)
 class Method:
@@ -41,7 +55,9 @@ class Method:
         needs_reference: the loss reads the reference model p_sft.
         snapshot: how the frozen copy of the student is kept (:data:`SnapshotKind`).
         fixed: config fields the method sets, whatever the user gave (e.g. distill: alpha = 1).
-        reads: the config fields its loss reads besides the chunking (its hyper-parameters).
+        reads: the config fields the method reads besides the chunking (its hyper-parameters).
+        responses: where its training responses come from (:data:`ResponseSource`).
+        alpha_rule: how alpha is chosen at each refresh (:data:`AlphaRule`; anchored family only).
         description: one line for ``--help`` and the README.
     """
 
@@ -51,6 +67,8 @@ class Method:
     snapshot: SnapshotKind = None
     fixed: dict[str, Any] = field(default_factory=dict)
     reads: tuple[str, ...] = ()
+    responses: ResponseSource = "dataset"
+    alpha_rule: AlphaRule = "fixed"
     description: str = ""
 
 
@@ -66,10 +84,13 @@ class Anchors:
         snapshot: the frozen copy of the student: the snapshot p_t (anchored), the base model p0
             (sft_kl, asft) or the old policy (psft); for the per-step anchor, the student's own
             detached logits.
+        alpha: the anchor's alpha for this outer iteration when the method chooses it at each
+            refresh (``anchored_budget``); None: ``args.anchor_alpha``.
     """
 
     reference: Any = None
     snapshot: Any = None
+    alpha: float | None = None
 
 
 def _sft(student, y, anchors, args, **common):
@@ -101,7 +122,7 @@ def _anchored(student, y, anchors, args, **common):
         snapshot,
         anchors.reference,
         y,
-        alpha=args.anchor_alpha,
+        alpha=args.anchor_alpha if anchors.alpha is None else anchors.alpha,
         interpolation=args.anchor_interpolation,
         temperature=args.anchor_temperature,
         ce_weight=args.ce_weight,
@@ -112,6 +133,9 @@ def _anchored(student, y, anchors, args, **common):
 #: what the anchored objective reads
 _ANCHOR_FIELDS = ("anchor_alpha", "anchor_interpolation", "anchor_temperature", "ce_weight")
 _KL_FIELDS = ("kl_coef", "kl_direction")
+#: what sampling reads (the on-policy methods and self-generated SFT)
+_SAMPLING_FIELDS = ("sampling_temperature", "samples_per_prompt", "sampling_max_new_tokens")
+_ON_POLICY_FIELDS = (*_ANCHOR_FIELDS, *_SAMPLING_FIELDS, "dataset_response_share")
 
 #: the registry: every training objective, by name
 METHODS: dict[str, Method] = {
@@ -125,7 +149,23 @@ METHODS: dict[str, Method] = {
                description="anchored KL with the student's own detached logits as z_t (TAID-like, no snapshot)"),
         Method("distill", _anchored, needs_reference=True, fixed={"anchor_alpha": 1.0}, reads=_ANCHOR_FIELDS,
                description="distillation KL(p_sft || p_theta) (alpha = 1)"),
+        Method("anchored_on_policy", _anchored, needs_reference=True, snapshot="outer", reads=_ON_POLICY_FIELDS,
+               responses="on_policy",
+               description="anchored KL on responses sampled from the snapshot p_t at every refresh (on-policy; "
+                           "the authors' v1, GKD lmbda 1)"),
+        Method("distill_on_policy", _anchored, needs_reference=True, snapshot="outer", fixed={"anchor_alpha": 1.0},
+               reads=_ON_POLICY_FIELDS, responses="on_policy",
+               description="on-policy distillation KL(p_sft || p_theta) on the student's samples, drawn every K epochs "
+                           "(GKD arXiv:2306.13649, lmbda 1)"),
+        Method("anchored_budget", _anchored, needs_reference=True, snapshot="outer",
+               fixed={"anchor_interpolation": "logit"},
+               reads=("anchor_kl_budget", "anchor_temperature", "ce_weight"), alpha_rule="kl_budget",
+               description="anchored KL with alpha_t = min(1, eps / KL(p_t || p_sft)) at each refresh, stopping once "
+                           "KL(p_t || p_sft) < eps (KL budget eps = anchor_kl_budget; ours, beyond the paper)"),
         Method("sft", _sft, description="plain SFT: -log p_theta(y_k)"),
+        Method("sft_self_generated", _sft, reads=_SAMPLING_FIELDS, responses="self_generated",
+               description="SFT on the base model's own samples that the task's scoring rule accepts, the dataset "
+                           "response where none is (rejection sampling; arXiv:2510.18874)"),
         Method("sft_kl", _sft_kl, snapshot="base", reads=_KL_FIELDS,
                description="SFT + kl_coef * KL(p0 || p_theta) to the fixed base model"),
         Method("dft", _dft, description="DFT (arXiv:2508.05629): -sg(p_theta(y_k)) log p_theta(y_k)"),

@@ -21,7 +21,16 @@ Anchor sources (``AnchoredSFTConfig.anchor_source``):
   student itself), memory-mapped on disk, and projected through frozen copies of the output heads
   chunk by chunk.  Exact (float32), one full model in memory.
 
-Resume: snapshots live in ``<anchor_cache_dir>/snapshot-<t>`` (written atomically); the callback
+On-policy methods (``anchored_on_policy``, ``distill_on_policy``): the training set is fixed at
+prompts x ``samples_per_prompt`` rows whose responses are replaced at every refresh by responses
+sampled from the snapshot p_t (:mod:`anchored_learning.on_policy`; the collator reads the current
+rows by index, so the dataloader's length never changes); the reference and snapshot caches are
+then built on those responses.  The KL-budget anchor (``anchored_budget``) sets
+``alpha_t = min(1, eps / KL(p_t || p_sft))`` at each refresh from the caches, over every training
+response, and stops the outer loop once ``KL(p_t || p_sft) < eps``.
+
+Resume: snapshots live in ``<anchor_cache_dir>/snapshot-<t>`` (written atomically), on-policy
+samples in ``<output_dir>/on_policy/iteration-<t>.jsonl``; the callback
 runs at the start of every epoch, including the partial epoch a resumed run starts in, so
 ``trainer.train(resume_from_checkpoint=...)`` continues with the right snapshot.
 """
@@ -33,6 +42,7 @@ import json
 import logging
 import os
 import shutil
+import time
 import types
 from pathlib import Path
 from typing import Any
@@ -58,6 +68,7 @@ from anchored_learning.data import as_prompt_completion, looks_like_hub_id
 from anchored_learning.io import atomic_folder, write_json_atomic
 from anchored_learning.methods import Anchors, get_method
 from anchored_learning.models import check_finite_parameters
+from anchored_learning.sampling import SELF_GENERATED_COLUMN
 
 logger = logging.getLogger(__name__)
 
@@ -81,6 +92,8 @@ class OuterLoopCallback(TrainerCallback):
         # state.epoch is e + (step + 1) / steps_in_epoch after each step: exactly e at the start of
         # epoch e, and e + a fraction when a resumed run starts inside epoch e
         self.trainer.refresh_snapshot(epoch=int(state.epoch or 0))
+        if self.trainer.budget_reached:  # anchored_budget: KL(p_t || p_sft) < eps, the outer loop ends here
+            control.should_training_stop = True
 
 
 class RunLossTotal(TrainerCallback, ExportableState):
@@ -100,9 +113,13 @@ class _IndexCollator:
 
     def __init__(self, inner):
         self.inner = inner
+        #: on-policy methods: the current outer iteration's rows ({"input_ids", "labels"}), read by index
+        self.rows: list[dict[str, Any]] | None = None
 
     def __call__(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
         index = [ex.pop(INDEX_COLUMN) for ex in examples] if examples and INDEX_COLUMN in examples[0] else None
+        if index is not None and self.rows is not None:
+            examples = [{**ex, **self.rows[i]} for ex, i in zip(examples, index)]
         batch = self.inner(examples)
         if index is not None:
             batch[INDEX_COLUMN] = torch.tensor(index, dtype=torch.long)
@@ -192,6 +209,14 @@ class AnchoredSFTTrainer(SFTTrainer):
             # 'response' -> 'completion'; messages -> prompt + final assistant turn, unless the user asked
             # TRL for the loss on every assistant turn (assistant_only_loss, a template with generation tags)
             train_dataset = as_prompt_completion(train_dataset, keep_messages=bool(args.assistant_only_loss))
+        if self.method.responses == "self_generated" and not (
+            isinstance(train_dataset, Dataset) and SELF_GENERATED_COLUMN in train_dataset.column_names
+        ):
+            raise ValueError(
+                f"method {args.method!r} trains on rows built by anchored_learning.sampling.self_generated_rows(model, "
+                "tokenizer, rows, score) (samples of the base model that the task's rule accepts); pass those rows "
+                f"(they carry a {SELF_GENERATED_COLUMN!r} column), or use method='sft' for the dataset's own responses"
+            )
         n_given = len(train_dataset) if isinstance(train_dataset, Dataset) else None
         if args.deepspeed:
             from accelerate.state import AcceleratorState
@@ -216,6 +241,9 @@ class AnchoredSFTTrainer(SFTTrainer):
         if self.train_dataset is not None:
             if not isinstance(self.train_dataset, Dataset):
                 raise ValueError("AnchoredSFTTrainer needs a map-style datasets.Dataset (not an IterableDataset)")
+            if self.method.responses == "on_policy":  # prompts x samples_per_prompt rows, row r holds prompt r // S
+                s_ = int(args.samples_per_prompt)
+                self.train_dataset = self.train_dataset.select([i for i in range(len(self.train_dataset)) for _ in range(s_)])
             self.train_dataset = self.train_dataset.map(lambda _ex, i: {INDEX_COLUMN: i}, with_indices=True)
             self._check_response_tokens()
         self._reference_arg = reference_model
@@ -224,6 +252,13 @@ class AnchoredSFTTrainer(SFTTrainer):
         self._snapshot_iteration: int | None = None
         self._fingerprint: str | None = None
         self.anchor_history: list[dict[str, float]] = []
+        self._rows: list[dict[str, Any]] | None = None  # on-policy: the current iteration's rows
+        self._rows_iteration: int | None = None
+        on_policy = self.method.responses == "on_policy" and self.train_dataset is not None
+        self._on_policy = self._make_on_policy() if on_policy else None
+        self._refresh_info: dict[str, float] = {}  # sampling / budget numbers for the next refresh record
+        self._alpha_t: float | None = None  # anchored_budget: alpha of the current outer iteration
+        self.budget_reached = False  # anchored_budget: KL(p_t || p_sft) < eps at the last refresh
         self._step_outer_iteration: int | None = None  # outer iteration t of the last training step
         self._eval_nll: list[float] | None = None  # [sum of response-token NLL, response tokens] while evaluating
         if args.needs_reference:
@@ -242,22 +277,31 @@ class AnchoredSFTTrainer(SFTTrainer):
         """Put the anchors of integer epoch ``epoch`` in place (called by :class:`OuterLoopCallback`
         at the start of every epoch; call it yourself before :meth:`compute_loss` outside ``train``).
 
-        Loads (or caches) the reference model once; freezes the student as the snapshot of outer
+        On-policy methods first replace the training responses by samples of the student, which at
+        the boundary is p_t (:meth:`_use_on_policy_rows`).  Loads (or caches) the reference model
+        (once, or per iteration on the new responses); freezes the student as the snapshot of outer
         iteration :meth:`outer_iteration` when that iteration has no snapshot yet (the base model
-        p0 for ``sft_kl``/``asft``, taken once), and logs the refresh diagnostics.
+        p0 for ``sft_kl``/``asft``, taken once); for ``anchored_budget`` chooses alpha_t
+        (:meth:`_choose_budget_alpha`); and logs the refresh diagnostics.
 
         Raises:
-            RuntimeError: a resumed run whose snapshot folder is missing mid-iteration.
+            RuntimeError: a resumed run whose snapshot folder or on-policy samples are missing mid-iteration.
         """
+        t, start = self.outer_iteration(epoch), time.perf_counter()
+        new_rows = self._on_policy is not None and self._rows_iteration != t
+        if new_rows:
+            self._use_on_policy_rows(t)
         self._ensure_reference()
-        if not self.args.needs_snapshot:
-            return
-        t = self.outer_iteration(epoch)
-        if self._snapshot_iteration == t and self._snapshot is not None:
+        new_snapshot = self.args.needs_snapshot and not (self._snapshot_iteration == t and self._snapshot is not None)
+        if not (new_snapshot or new_rows):
             return
         previous = self._snapshot
-        self._snapshot = self._take_snapshot(t, self.model)
-        self._snapshot_iteration = t
+        if new_snapshot:
+            self._snapshot = self._take_snapshot(t, self.model)
+            self._snapshot_iteration = t
+        if self.method.alpha_rule == "kl_budget":
+            self._choose_budget_alpha(t)
+        self._refresh_info["refresh_s"] = time.perf_counter() - start  # sampling + caches (+ the budget's KL)
         self._log_refresh(t, previous)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
@@ -320,7 +364,7 @@ class AnchoredSFTTrainer(SFTTrainer):
                 "the anchors are not in place: trainer.train() does this at every epoch start; "
                 "outside train() call trainer.refresh_snapshot() first"
             )
-        anchors = Anchors()
+        anchors = Anchors(alpha=self._alpha_t)
         if a.needs_reference:
             anchors.reference = self._anchor_logits(self._reference, inputs, index)
         if a.needs_snapshot:
@@ -343,6 +387,13 @@ class AnchoredSFTTrainer(SFTTrainer):
         if n > 0 and out.metrics is not None:
             out.metrics[f"{metric_key_prefix}_loss"] = nll / n
         return out
+
+    def _run_epoch(self, *args, **kwargs):
+        # transformers >= 5 runs an epoch here after on_epoch_begin whatever the callbacks said: an outer
+        # loop stopped at the refresh (anchored_budget) takes no step of the next iteration
+        if self.budget_reached:
+            return None
+        return super()._run_epoch(*args, **kwargs)
 
     def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
         """``Trainer.save_model`` (also used for every checkpoint), refusing NaN or infinite weights.
@@ -467,6 +518,8 @@ class AnchoredSFTTrainer(SFTTrainer):
         return Path(self.args.anchor_cache_dir or os.path.join(self.args.output_dir, "anchor"))
 
     def _examples(self) -> list[dict[str, Any]]:
+        if self._rows is not None:  # on-policy: this outer iteration's sampled responses
+            return self._rows
         ds = self.train_dataset
         return [{"input_ids": ids, "labels": lab} for ids, lab in zip(ds["input_ids"], ds["labels"])]
 
@@ -523,7 +576,9 @@ class AnchoredSFTTrainer(SFTTrainer):
         if self.args.anchor_source == "live":
             self._reference = model
             return
-        self._reference = self._build_cache(self.anchor_dir / "reference", model, "reference")
+        t = self._rows_iteration  # on-policy: the reference's hidden states on this iteration's responses
+        path = self.anchor_dir / ("reference" if t is None else f"reference-{t:03d}")
+        self._reference = self._build_cache(path, model, "reference")
         if model is not self._reference_arg:
             del model  # only the student stays in memory
 
@@ -568,6 +623,80 @@ class AnchoredSFTTrainer(SFTTrainer):
             self._barrier()
         return snap
 
+    # ------------------------------------------------------------------ on-policy responses, KL budget
+
+    def _make_on_policy(self):
+        from anchored_learning.evaluation._util import pad_id
+        from anchored_learning.evaluation.generation import stop_token_ids
+        from anchored_learning.on_policy import OnPolicyResponses
+
+        a = self.args
+        tok = getattr(self.processing_class, "tokenizer", self.processing_class)
+        return OnPolicyResponses(
+            self._examples(),
+            Path(a.output_dir) / "on_policy",
+            samples_per_prompt=a.samples_per_prompt,
+            temperature=a.sampling_temperature,
+            dataset_response_share=a.dataset_response_share,
+            max_new_tokens=a.sampling_max_new_tokens,
+            max_length=a.max_length,
+            stop_ids=stop_token_ids(unwrap(self.model), tok),
+            pad_id=pad_id(tok),
+            decode=lambda ids: tok.decode(ids),
+            seed=a.seed,
+            batch_size=a.cache_batch_size,
+            autocast_bf16=bool(a.bf16),
+        )
+
+    def _use_on_policy_rows(self, t: int) -> None:
+        """Make outer iteration ``t``'s on-policy rows the training rows: sampled from the student
+        (p_t at the boundary) or read from the run's record; the anchor caches are rebuilt on them."""
+        rows, info = self._on_policy.rows(
+            t, unwrap(self.model), at_boundary=self._at_boundary(t), main=self.accelerator.is_main_process, barrier=self._barrier
+        )
+        self._rows, self._rows_iteration = rows, t
+        self.data_collator.rows = rows  # the dataloader reads them by anchor_index from now on
+        self._fingerprint = None
+        if self.args.anchor_source == "cache":
+            self._reference = None  # its cache holds the previous responses
+        self._refresh_info.update(info)
+
+    def _choose_budget_alpha(self, t: int) -> None:
+        """``anchored_budget``: alpha_t = min(1, eps / KL(p_t || p_sft)) over every training response
+        (:func:`anchored_learning.objectives.budget_alpha`); the outer loop stops (``budget_reached``)
+        once KL(p_t || p_sft) < eps after the first iteration."""
+        eps = float(self.args.anchor_kl_budget)
+        kl = self._kl_snapshot_reference()
+        self._alpha_t = O.budget_alpha(kl, eps)
+        self.budget_reached = t > 0 and kl < eps
+        self._refresh_info.update(
+            kl_snapshot_reference=kl,
+            alpha_t=self._alpha_t,
+            alpha_t_kl_bound=self._alpha_t * kl,
+            budget_reached=float(self.budget_reached),
+        )
+
+    @torch.no_grad()
+    def _kl_snapshot_reference(self) -> float:
+        """KL(p_t || p_sft) at temperature tau, mean over every response token of the training rows
+        (nats per token), from the anchors the loss reads (the caches, or the live models)."""
+        examples, bs = self._examples(), int(self.args.cache_batch_size)
+        dev = self.accelerator.device
+        total, count = 0.0, 0
+        for start in range(0, len(examples), bs):
+            batch = self._collate_plain(examples[start : start + bs])
+            inputs = {k: v.to(dev) for k, v in batch.items() if isinstance(v, torch.Tensor)}
+            index = torch.arange(start, start + len(batch["input_ids"]))
+            labels = O.shift_labels(inputs["labels"])
+            y = labels[labels != O.IGNORE_INDEX]
+            snap = self._anchor_logits(self._snapshot, inputs, index)
+            ref = self._anchor_logits(self._reference, inputs, index)
+            s_, n_ = O.token_kl_sum(
+                snap, ref, y, temperature=self.args.anchor_temperature, chunk_size=self.args.anchor_chunk_size
+            )
+            total, count = total + s_, count + n_
+        return total / max(count, 1)
+
     def _anchor_logits(self, source: Any, inputs: dict[str, torch.Tensor], index: torch.Tensor | None) -> ProjectedLogits:
         if isinstance(source, HiddenStateCache):
             if index is None:
@@ -595,16 +724,23 @@ class AnchoredSFTTrainer(SFTTrainer):
             "epoch": float(self.state.epoch or 0.0),
             "step": float(self.state.global_step),
         }
-        if previous is None and t > 0:
+        if previous is None and t > 0 and self.args.needs_snapshot:
             record["resumed"] = 1.0  # first refresh after resume_from_checkpoint: same snapshot, reloaded
-        snap = self._anchor_logits(self._snapshot, inputs, index)
-        if previous is not None:
+        record.update(self._refresh_info)
+        self._refresh_info = {}
+        snap = self._anchor_logits(self._snapshot, inputs, index) if self._snapshot is not None else None
+        if (
+            previous is not None
+            and snap is not None
+            and not (self._on_policy is not None and isinstance(previous, HiddenStateCache))
+        ):
+            # (an on-policy run's previous cache holds other responses than this iteration's)
             prev = self._anchor_logits(previous, inputs, index)
             # KL(student || previous snapshot): the move made by the last outer iteration
             record["kl_student_prev_snapshot"] = O.kl_to_reference_loss(
                 snap[torch.arange(len(y))], prev, y, direction="reverse"
             ).item()
-        if self.args.method == "anchored" and self._reference is not None:
+        if self.method.needs_reference and snap is not None and self._reference is not None:  # the anchored family
             ref = self._anchor_logits(self._reference, inputs, index)
             rows = torch.arange(len(y))
             record.update(
@@ -612,11 +748,15 @@ class AnchoredSFTTrainer(SFTTrainer):
                     snap[rows],
                     ref[rows],
                     y,
-                    alpha=self.args.anchor_alpha,
+                    alpha=self.args.anchor_alpha if self._alpha_t is None else self._alpha_t,
                     interpolation=self.args.anchor_interpolation,
                     temperature=self.args.anchor_temperature,
                 )
             )
+        self._record_refresh(record)
+
+    def _record_refresh(self, record: dict[str, float]) -> None:
+        """Append a refresh record to ``anchor_history``, the training logs and ``anchor_diagnostics.jsonl``."""
         self.anchor_history.append(record)
         for k, v in record.items():
             if k not in ("epoch", "step", "outer_iteration"):  # outer_iteration is logged every step

@@ -60,6 +60,18 @@ def _as_turns(prompt) -> list[dict[str, str]]:
     return [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
 
 
+def training_examples(cfg, task) -> list | None:
+    """The target task's :class:`~anchored_learning.tasks.base.Example` objects the training rows
+    are made of (the file task's training rows, else the task's generated training set; the first
+    ``cfg.n_train``), or None when the rows come from ``cfg.data`` with another target task (no
+    task example, so no scoring rule, stands behind them)."""
+    if getattr(task, "name", None) == "file":
+        return task.examples("train", cfg.n_train)
+    if cfg.data or task is None:
+        return None
+    return task.examples("train", cfg.n_train, seed=cfg.seed)
+
+
 def load_training_rows(cfg, task) -> list[dict[str, Any]]:
     """Training examples as TRL conversational prompt-completion rows: the file task's training
     rows, else the rows of ``cfg.data`` (with another target task), else the task's generated
@@ -71,13 +83,10 @@ def load_training_rows(cfg, task) -> list[dict[str, Any]]:
     """
     from anchored_learning.data import load_conversations
 
-    if getattr(task, "name", None) == "file":
-        exs = task.examples("train", cfg.n_train)
-    elif cfg.data:
+    exs = training_examples(cfg, task)
+    if exs is None:
         convs = load_conversations(cfg.data, split="train", prompt_column=cfg.prompt_column, response_column=cfg.response_column)
         return [c.as_row() for c in convs[: cfg.n_train or None]]
-    else:
-        exs = task.examples("train", cfg.n_train, seed=cfg.seed)
     return [{"prompt": _as_turns(e.prompt), "completion": [{"role": "assistant", "content": e.response}]} for e in exs]
 
 
@@ -96,6 +105,59 @@ def prior_training_rows(cfg) -> list[dict[str, Any]]:
         return []
     exs = get_task(cfg.prior_task).examples("train", int(cfg.prior_n_train), seed=cfg.seed)
     return [{"prompt": _as_turns(e.prompt), "completion": [{"role": "assistant", "content": e.response}]} for e in exs]
+
+
+def self_generated_training_rows(
+    path, rows: list[dict[str, Any]], score, model, tokenizer, args, log=print
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The training rows of ``sft_self_generated``, recorded at ``path`` (resumable).
+
+    Rejection sampling (:func:`anchored_learning.sampling.self_generated_rows`) from ``model`` (the
+    base model) with the sampling settings of ``args`` (an ``AnchoredSFTConfig``); a record at
+    ``path`` made with the same rows and settings is read instead of sampling again.
+
+    Args:
+        path: the record (JSONL: a header with the settings and the report, then one row a line).
+        rows: the dataset's training rows (TRL conversational prompt-completion).
+        score: ``score(i, response_text) -> float`` in [0, 1], the task's rule for row i.
+
+    Returns:
+        ``(rows, report)``: the rows to train on (each with its ``self_generated`` flag) and the
+        report (``n``, ``accepted``, ``accepted_share`` and the settings).
+    """
+    import hashlib
+    import json
+    from pathlib import Path
+
+    from anchored_learning.sampling import read_record, self_generated_rows, write_record
+
+    path = Path(path)
+    settings = {
+        "rows_sha256": hashlib.sha256(json.dumps(rows, sort_keys=True).encode()).hexdigest(),
+        "samples_per_prompt": int(args.samples_per_prompt),
+        "temperature": float(args.sampling_temperature),
+        "max_new_tokens": args.sampling_max_new_tokens,
+        "seed": int(args.seed),
+    }
+    if path.is_file():
+        header, recorded = read_record(path)
+        if header.get("settings") == settings and len(recorded) == len(rows):
+            log(f"[data] reusing the self-generated rows in {path}")
+            return recorded, header["report"]
+        log(f"[data] {path} was made with other rows or settings: sampling again")
+    new, report = self_generated_rows(
+        model,
+        tokenizer,
+        rows,
+        score,
+        samples_per_prompt=settings["samples_per_prompt"],
+        temperature=settings["temperature"],
+        max_new_tokens=settings["max_new_tokens"],
+        seed=settings["seed"],
+        batch_size=int(args.cache_batch_size),
+    )
+    write_record(path, {"settings": settings, "report": report}, new)
+    return new, report
 
 
 def data_fingerprints(cfg) -> dict[str, str | None]:

@@ -187,14 +187,17 @@ def variant_args(cfg: ExperimentConfig, out: Path, name: str, method: str, overr
     ref_dir = out / "models" / "reference" / "final"
     extra: dict[str, Any] = {"method": method, "num_train_epochs": c.baseline_epochs}
     peft_config = None
-    if method in ("anchored", "anchored_per_step"):
+    m = METHODS.get(method)
+    # Anchored Learning and the variants that share its outer loop (on-policy, KL budget, on-policy distillation)
+    outer_loop = m is not None and m.needs_reference and m.snapshot == "outer"
+    if outer_loop or method == "anchored_per_step":
         extra.update(
             anchor_alpha=c.anchor_alpha,
             anchor_interpolation=c.anchor_interpolation,
             anchor_source=c.anchor_source,
             lr_scheduler_type="constant_with_warmup",
         )
-        if method == "anchored":
+        if outer_loop:
             extra.update(outer_iterations=c.outer_iterations, inner_epochs=c.inner_epochs)
         extra["num_train_epochs"] = c.outer_iterations * c.inner_epochs  # T * K (the config's own rule)
     if needs_reference(method):
@@ -208,12 +211,7 @@ def variant_args(cfg: ExperimentConfig, out: Path, name: str, method: str, overr
         peft_config = LoraConfig(r=16, lora_alpha=32, target_modules="all-linear", task_type="CAUSAL_LM")
     extra.update(overrides)
     T, K = extra.get("outer_iterations"), extra.get("inner_epochs")
-    if (
-        method == "anchored"
-        and {"outer_iterations", "inner_epochs"} & set(overrides)
-        and isinstance(T, int)
-        and isinstance(K, int)
-    ):
+    if outer_loop and {"outer_iterations", "inner_epochs"} & set(overrides) and isinstance(T, int) and isinstance(K, int):
         extra["num_train_epochs"] = T * K  # a sweep may change T or K: the epochs follow (the config's own rule)
     return training_args(cfg, out, name, **extra), peft_config
 

@@ -32,6 +32,8 @@ from anchored_learning.experiment.data import (
     load_training_rows,
     make_task,
     prior_training_rows,
+    self_generated_training_rows,
+    training_examples,
 )
 from anchored_learning.io import check_output_path, write_json_atomic
 
@@ -98,7 +100,9 @@ class Experiment:
         check_test_items(self.cfg, self.task)
         self.rows = load_training_rows(self.cfg, self.task)  # as many rows as n_train asks for
         self.prior_rows = prior_training_rows(self.cfg)  # [] without a prior skill
+        self.examples = training_examples(self.cfg, self.task)  # (their task examples: what scores a sample)
         self._check_training_lengths()
+        self._check_self_generated()
 
     def _check_training_lengths(self) -> None:
         """Refuse, before any model load, training rows that keep no response token at the shortest
@@ -115,6 +119,44 @@ class Experiment:
         lengths = [int(n) for n in lengths if n is not None]
         if lengths:
             check_response_tokens_fit(self.rows + self.prior_rows, load_tokenizer(self.cfg.model), min(lengths))
+
+    def _check_self_generated(self) -> None:
+        """Refuse, before any work, a self-generated SFT run without a task that scores its samples.
+
+        Raises:
+            ValueError: naming the run.
+        """
+        from anchored_learning.methods import METHODS
+
+        runs = [n for n, m, _ in self.plan if m in METHODS and METHODS[m].responses == "self_generated"]
+        if runs and self.examples is None:
+            raise ValueError(
+                f"{runs[0]} keeps the base model's samples that the task's scoring rule accepts, but the training rows "
+                f"come from --data with the task {self.cfg.task!r}, whose rule needs its own examples: use the file task "
+                "(--data with --test_data and --score) or drop the run"
+            )
+
+    def _self_generated_dataset(self, name: str, args):
+        """``(dataset, report)`` of run ``name`` of ``sft_self_generated``: the base model's samples of
+        the training prompts that the task accepts (the dataset response where none is), recorded in
+        ``models/<name>/self_generated.jsonl`` by the main process and reused on a resumed run."""
+        from datasets import Dataset
+
+        from anchored_learning.sampling import read_record
+
+        path = self.out / "models" / name / "self_generated.jsonl"
+        if is_main_process():
+            exs = self.examples
+            _, report = self_generated_training_rows(
+                path, self.rows, lambda i, text: self.task.score(exs[i], text), self.base, self.tok, args, log=self.log
+            )
+            self.log(
+                f"[data] {name}: {report['accepted']} of {report['n']} training rows are the base model's accepted samples "
+                f"({report['accepted_share']:.1%}); the others keep the dataset response"
+            )
+        wait_for_everyone()
+        header, rows = read_record(path)
+        return Dataset.from_list(rows), header["report"]
 
     def _check_output_folder(self) -> None:
         """Refuse an output folder that cannot be created (a file, or below a file) and a model
@@ -140,7 +182,7 @@ class Experiment:
 
     # -- stages
 
-    def _train(self, name: str, args, peft_config=None, dataset=None) -> Path:
+    def _train(self, name: str, args, peft_config=None, dataset=None, record: dict[str, Any] | None = None) -> Path:
         from anchored_learning.models import load_model_and_tokenizer, save_pretrained_atomically, weights_sha256
         from anchored_learning.trainer import AnchoredSFTTrainer
 
@@ -177,6 +219,7 @@ class Experiment:
                             "log_history": trainer.state.log_history,
                             "anchor_history": trainer.anchor_history,
                             "weights_sha256": weights_sha256(folder),
+                            **(record or {}),
                         },
                         default=str,
                     )
@@ -278,6 +321,7 @@ class Experiment:
         from transformers import AutoModelForCausalLM
 
         from anchored_learning.experiment.report import write_report
+        from anchored_learning.methods import METHODS
         from anchored_learning.models import load_model_and_tokenizer, resolve_model_path
         from anchored_learning.trainer import wise_ft
 
@@ -327,7 +371,15 @@ class Experiment:
                 evals[name] = self._evaluate(name, wise_ft(self.base, ref_model, overrides["weight"]).eval() if main else None)
                 continue
             args, peft_config = P.variant_args(c, self.out, name, method, overrides)
-            final = self._train(name, args, peft_config=peft_config)
+            dataset, record = None, None
+            if (
+                method in METHODS
+                and METHODS[method].responses == "self_generated"
+                and not (self.out / "models" / name / "final" / DONE).exists()
+            ):
+                dataset, report = self._self_generated_dataset(name, args)
+                record = {"self_generated": report}
+            final = self._train(name, args, peft_config=peft_config, dataset=dataset, record=record)
             m = AutoModelForCausalLM.from_pretrained(final).eval() if main else None
             evals[name] = self._evaluate(name, m)
             del m

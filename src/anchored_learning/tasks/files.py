@@ -32,7 +32,8 @@ class FileTask:
             ``data`` is held out (seeded by ``split_seed``, not by the run's seed).
         score: a rule name of :data:`anchored_learning.tasks.rules.RULES` or ``module:function``.
         answer_column: the column holding the reference answer (default: ``answer`` when the test
-            rows have it, else the gold response).
+            rows have it, else the gold response); a training row that has it scores samples of its
+            prompt against it (``sft_self_generated``), else against its gold response.
         prompt_column, response_column: as in :func:`anchored_learning.data.to_conversation`.
         max_new_tokens: generation budget per test prompt (tokens).
 
@@ -131,6 +132,8 @@ class FileTask:
 
     def _example(self, c: Conversation, i: int, split: str) -> Example:
         answer = c.response
+        if split == "train" and self._answer_col is not None and c.columns.get(self._answer_col) not in (None, ""):
+            answer = c.columns[self._answer_col]  # what scores a sample of its prompt (sft_self_generated)
         if split == "test":
             col = self._answer_col
             found = f"columns found: {sorted({*c.columns, *c.conversation_columns})}"
