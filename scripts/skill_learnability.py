@@ -6,7 +6,7 @@ schedule, as ``anchored run --prior_task``) and the SFT model's score on the sam
 ``results/sequential-skills/skills.json`` (per skill: scores, per-item results, sample predictions,
 train and eval wall times, machine) after each skill, and skips skills already in it.
 
-    OMP_NUM_THREADS=2 .venv/bin/python scripts/skill_learnability.py [--skills date_iso,date_us]
+    OMP_NUM_THREADS=2 .venv/bin/python scripts/skill_learnability.py [--skills date_iso,date_us] [--epochs 1]
 """
 
 from __future__ import annotations

@@ -54,7 +54,7 @@ def test_skill_scoring_takes_the_last_answer_shaped_span():
 
 def test_sequential_config_fills_the_prior_stage_and_puts_the_skill_in_the_suite():
     cfg = ExperimentConfig(preset="quick", prior_task="date_iso").resolved()
-    assert cfg.heldout[0] == "date_iso" and (cfg.prior_n_train, cfg.prior_epochs) == (384, 3)
+    assert cfg.heldout[0] == "date_iso" and (cfg.prior_n_train, cfg.prior_epochs) == (384, 1)
     with pytest.raises(
         ValueError, match=re.escape("--prior_epochs set the prior skill's stage: give the skill with --prior_task")
     ):
