@@ -137,3 +137,40 @@ def test_sequential_run_tiny_model_prior_stage_recorded_reused_and_retention_rep
     # another prior skill in the same folder is refused (its stages would be reused)
     with pytest.raises(ValueError, match="prior_task: 'date_iso' -> 'sort_asc'"):
         Experiment(dataclasses.replace(cfg, prior_task="sort_asc"), console_log=lambda m: None)
+
+
+def test_regime_map_picks_sfts_best_gain_and_the_gentlest_run_near_it(tmp_path):
+    import runpy
+    from pathlib import Path
+
+    script = runpy.run_path(str(Path(__file__).resolve().parents[1] / "scripts" / "regime_map.py"))
+    cfg = {"task": "date_us", "prior_task": "date_iso", "n_train": 96, "seed": 0, "learning_rate": 1e-4}
+    cfg.update(reference_learning_rate=3e-4, reference_epochs=3, baseline_epochs=3)
+
+    def row(label, gain, prior_drop, drift):
+        return {
+            "label": label,
+            "gain": gain,
+            "degradation": prior_drop / 2,
+            "degradation_per_benchmark": {"date_iso": prior_drop, "heldout_nll": 0.0},
+            "drift_kl": drift,
+        }
+
+    rows = [
+        row("base", 0.0, 0.0, 0.0),
+        row("sft", 80.0, 60.0, 0.5),  # the reference: lr 3e-4 x 3, the best gain, forgets most
+        row("sft(learning_rate=3e-5,num_train_epochs=10)", 75.0, 10.0, 0.2),  # >= 90 % of 80, gentler
+        row("sft(learning_rate=3e-5,num_train_epochs=1)", 20.0, 0.0, 0.05),  # gentlest, far from the best gain
+        row("anchored", 70.0, 5.0, 0.3),
+        row("wise_ft(w=0.5)", 40.0, 2.0, 0.1),  # not SFT: not in the map
+    ]
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / "config.json").write_text(json.dumps(cfg))
+    (tmp_path / "r" / "results.json").write_text(json.dumps({"config": cfg, "rows": rows, "wall_time_s": 5.0}))
+    g = script["regime"](tmp_path / "r")
+    assert g["best_gain"]["label"] == "sft" and g["best_gain"]["prior_drop"] == 60.0
+    assert g["gentlest_near_best"]["label"] == "sft(learning_rate=3e-5,num_train_epochs=10)"
+    assert [r["label"] for r in g["runs"]][-1] == "anchored" and "wise_ft(w=0.5)" not in [r["label"] for r in g["runs"]]
+    assert script["main"]([str(tmp_path / "r"), "-o", str(tmp_path / "map")]) == 0
+    assert (tmp_path / "map" / "regime_map.png").read_bytes()[:4] == b"\x89PNG"
+    assert "| date_iso -> date_us | 96 | 1 | +80.0 (sft) | +60.0 | 0.500 |" in (tmp_path / "map" / "regime_map.md").read_text()
