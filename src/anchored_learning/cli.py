@@ -1,7 +1,7 @@
 """The ``anchored`` command line (typer).
 
 Sub-commands live next to the code they drive and are registered here:
-``eval`` (anchored_learning.evaluation.commands), ``train``, ``run``, ``sweep``, ``compare`` and ``frontier``
+``eval`` (anchored_learning.evaluation.commands), ``train``, ``run``, ``sweep``, ``compare``, ``frontier`` and ``tune``
 (anchored_learning.commands).
 """
 
@@ -46,6 +46,7 @@ def _register() -> None:
         run_command,
         sweep_command,
         train_command,
+        tune_command,
     )
     from anchored_learning.evaluation.commands import eval_command
 
@@ -55,6 +56,7 @@ def _register() -> None:
     app.command("eval")(eval_command)
     app.command("compare", **PASSTHROUGH)(compare_command)
     app.command("frontier", **PASSTHROUGH)(frontier_command)
+    app.command("tune", **PASSTHROUGH)(tune_command)
 
 
 class _DropDeepSpeedCpuNotice(logging.Filter):

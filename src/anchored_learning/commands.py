@@ -53,8 +53,9 @@ def _field_names() -> frozenset[str]:
     """Every field (flag) name of the commands' config dataclasses."""
     from anchored_learning.config import AnchoredSFTConfig
     from anchored_learning.experiment.config import CompareConfig, ExperimentConfig
+    from anchored_learning.experiment.tune import TuneConfig
 
-    names = {f.name for cls in (AnchoredSFTConfig, ExperimentConfig, CompareConfig) for f in dataclasses.fields(cls)}
+    names = {f.name for cls in (AnchoredSFTConfig, ExperimentConfig, CompareConfig, TuneConfig) for f in dataclasses.fields(cls)}
     return frozenset(names | {f"--{n}" for n in names})
 
 
@@ -470,6 +471,44 @@ def frontier_summary(res: dict) -> str:
     if res.get("incomplete"):
         table += f"\nNot in every seed yet (left out): {', '.join(res['incomplete'])}."
     return table
+
+
+def tune_command(ctx: typer.Context) -> None:
+    """Search recipes (methods and their hyper-parameters) for the best gain at the least forgetting,
+    within a budget; report the Pareto set and a recommended model on the test split."""
+    from rich.console import Console
+
+    from anchored_learning.experiment.tune import TuneConfig, tune, tune_recipe
+
+    (cfg,) = parse_config_args(
+        ctx.args,
+        (TuneConfig,),
+        prog="anchored tune",
+        renamed=RUN_RENAMED,
+        defaults={k: v for k, v in tune_recipe().items() if k != "search_space"},  # (filled in resolved())
+        description="A budgeted multi-objective recipe search (Optuna) on the task's recipe (--preset): each trial "
+        "trains one variant (a --methods entry with values from --search_space, configs/tune.yaml by default) in "
+        "OUTPUT/run, where the base model's evaluation and the reference are made once, and scores it on a "
+        "validation split disjoint from the test items (first on a --cheap_fraction of them; promising trials go "
+        "on). Objectives: target gain (max) and mean degradation over the held-out suite (min), or the retention "
+        "of --objective_member (max). The Pareto set and the recommended model (--max_degradation or "
+        "--min_retention) are then reported on the test split with paired bootstrap intervals and the "
+        "degradation at SFT-matched gain (tune.md, tune.json, frontier.png). The study is OUTPUT/study.db: "
+        "re-running continues it (raise --n_trials for more). Output: runs/<task>-tune unless -o.",
+    )
+    _check_data_file(cfg)
+    console = Console()
+    try:
+        res = tune(cfg, console_log=lambda s: console.print(s, markup=False))
+    except ValueError as e:
+        raise _bad(str(e)) from None
+    folder = Path(res["storage"].removeprefix("sqlite:///")).parent
+    console.print((folder / "tune.md").read_text(), markup=False, soft_wrap=True)
+    console.print(
+        f"Results in [bold]{folder}[/]: tune.md, tune.json, frontier.png; models and test evaluations in run/. "
+        f"Browse the study with: {res['dashboard']}",
+        soft_wrap=True,
+    )
 
 
 def compare_command(ctx: typer.Context) -> None:
