@@ -411,6 +411,13 @@ class TrialRunner:
             ref = AutoModelForCausalLM.from_pretrained(self.exp.out / "models" / "reference" / "final").eval()
         out = {r: {"base": self._evaluate(r, "base", self.exp.base), "sft": self._evaluate(r, "sft", ref)} for r in self.rungs}
         split = {}
+        for rung, h in ((r, h) for r in self.rungs for h in self.heldout):
+            if out[rung]["base"]["results"][h]["primary"] == 0:
+                raise ValueError(
+                    f"the base model scores 0 on {h!r}'s {rung} validation items "
+                    f"({self.limits[rung][h]}), so its relative degradation is undefined: give more items "
+                    "(--n_val, --cheap_fraction) or drop that member"
+                )
         for s in [self.target, *self.heldout]:
             val = out[FULL]["base"]["results"][s]["uids"]
             if not val:
