@@ -603,6 +603,8 @@ def test_compare_evaluates_a_changed_model_folder_again(tmp_path):
     import os
 
     os.utime(folder / "model.safetensors", ns=(1, 10**18))
+    assert model_identity(str(folder)) == first  # touched, same content
+    (folder / "model.safetensors").write_bytes(b"2")
     assert model_identity(str(folder)) != first and model_identity("org/model") == "org/model"
 
 
@@ -616,7 +618,7 @@ def test_resume_refuses_changed_data_contents_and_another_precision(tmp_path):
     from anchored_learning.io import write_json_atomic
 
     write_json_atomic(exp.out / "config.json", {**dataclasses.asdict(exp.cfg), DATA_KEY: {"data": "0" * 64}})
-    with pytest.raises(ValueError, match=r"the contents of data changed"):
+    with pytest.raises(ValueError, match=r"the contents of data \(.*d\.jsonl\) changed"):
         Experiment(cfg, console_log=lambda s: None)
     # a folder written before precision existed was float32: resumed as fp32, refused as bf16
     saved = {k: v for k, v in dataclasses.asdict(exp.cfg).items() if k != "precision"}

@@ -763,6 +763,7 @@ def train_command(ctx: typer.Context) -> None:
     stamp = {
         "data_sha256": data_sha,
         "base_model": base_model,
+        "base_model_sha256": settings["base_model_sha256"],
         "peft": repr(targs.peft_config()),
         "training_arguments": _settings_of(ref_args) if ref_args is not None else None,
     }
@@ -830,16 +831,25 @@ def _settings_of(args) -> dict:
 
 
 def _train_settings(targs, args, base_model: str, data_sha: str, reference: str | None) -> dict:
-    """Everything that decides the model `anchored train` writes (JSON-normalised)."""
+    """Everything that decides the model `anchored train` writes (JSON-normalised): the models by
+    path and by content (:func:`~anchored_learning.models.model_fingerprint`)."""
+    from anchored_learning.models import model_fingerprint
+
     fields = _settings_of(args)
     settings = {
         "data_sha256": data_sha,
         "base_model": base_model,
+        "base_model_sha256": model_fingerprint(base_model),
         "reference_model": reference if reference is not None else f"trained here ({targs.reference_epochs:g} epochs)",
+        "reference_model_sha256": model_fingerprint(reference) if reference is not None else None,
         "peft": repr(targs.peft_config()),
         "training_arguments": fields,
     }
     return json.loads(json.dumps(settings, default=str))
+
+
+#: settings entries added after train_settings.json existed (a folder without them is not refused for that)
+_FINGERPRINTS = ("base_model_sha256", "reference_model_sha256")
 
 
 def _already_trained(output_dir: Path, settings: dict) -> bool:
@@ -864,12 +874,18 @@ def _already_trained(output_dir: Path, settings: dict) -> bool:
         **{k: v for k, v in d.get("training_arguments", {}).items() if k not in _NOT_SETTINGS},
     }
     a, b = flat(old), flat(settings)
-    diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+    # a folder written before the models' fingerprints were recorded is compared without them
+    diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k) and (k in a or k not in _FINGERPRINTS))
     reusable = (output_dir / "final").exists() or any((output_dir / "trainer").glob("checkpoint-*"))
     if diff and not reusable:  # a training that stopped before its first checkpoint: nothing would be reused
         return False
     if diff:
-        shown = "; ".join(f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in diff[:8]) + (" ..." if len(diff) > 8 else "")
+        shown = "; ".join(
+            f"the contents of {k.removesuffix('_sha256')} changed"
+            if k.endswith("_sha256")
+            else f"{k}: {a.get(k)!r} -> {b.get(k)!r}"
+            for k in diff[:8]
+        ) + (" ..." if len(diff) > 8 else "")
         raise typer.BadParameter(
             f"{output_dir} holds a training made with other data or settings ({shown}); its checkpoints or model would "
             f"be reused under the new ones. Choose a new --output_dir, or delete {output_dir} to start over",

@@ -9,7 +9,9 @@ folder under the cache directory and returns that folder on every later call.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
+import json
 import os
 import shutil
 from pathlib import Path
@@ -252,15 +254,108 @@ def check_finite_parameters(model: torch.nn.Module, what: str) -> None:
         )
 
 
-def weights_sha256(folder: str | os.PathLike) -> str:
-    """SHA-256 over the ``*.safetensors`` files of a model folder (names and bytes, in name order):
-    equal for two saves of bit-identical weights."""
+def _files_sha256(folder: Path, names: list[str]) -> str:
+    """SHA-256 over the files ``names`` of ``folder`` (each: its name, a NUL byte, its bytes; read in blocks)."""
     import hashlib
 
     h = hashlib.sha256()
-    for f in sorted(Path(folder).glob("*.safetensors")):
-        h.update(f.name.encode() + b"\0" + f.read_bytes())
+    for name in names:
+        h.update(name.encode() + b"\0")
+        with (folder / name).open("rb") as stream:
+            for block in iter(lambda: stream.read(1 << 24), b""):
+                h.update(block)
     return h.hexdigest()
+
+
+def weights_sha256(folder: str | os.PathLike) -> str:
+    """SHA-256 over the ``*.safetensors`` files of a model folder (names and bytes, in name order):
+    equal for two saves of bit-identical weights."""
+    return _files_sha256(Path(folder), sorted(f.name for f in Path(folder).glob("*.safetensors")))
+
+
+#: suffixes of weight files: a folder holding none of them is not fingerprinted
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".gguf", ".pt", ".pth")
+#: files of a model folder that do not decide what the model computes (training logs, checkpoints'
+#: trainer state, cards); dot files (markers such as ``.complete``) are left out too
+_NOT_MODEL_FILES = frozenset(
+    {"trainer_state.json", "train_log.json", "training_args.bin", "optimizer.pt", "scheduler.pt", "README.md"}
+)
+
+
+def _model_files(folder: Path) -> list[Path]:
+    """The files of ``folder`` (not its subfolders) that decide the model: weights, configs,
+    tokenizer files, chat template; not logs, markers or cards (:data:`_NOT_MODEL_FILES`)."""
+    return sorted(
+        p
+        for p in folder.iterdir()
+        if p.is_file() and not p.name.startswith(".") and p.name not in _NOT_MODEL_FILES and not p.name.startswith("rng_state")
+    )
+
+
+def _hub_snapshot(model_id: str) -> Path | None:
+    """The local snapshot folder of a Hugging Face id in the Hub cache, or None (not cached, not an id)."""
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(model_id, local_files_only=True))
+    except Exception:  # noqa: BLE001  (not cached / not a valid id / offline: nothing to fingerprint)
+        return None
+
+
+@functools.lru_cache(maxsize=32)
+def _memoised_sha256(folder: str, stamp: tuple) -> str:
+    """The content hash of ``folder``'s files named in ``stamp`` ((name, size, mtime) triples),
+    computed once per stamp: in this process (memoised) and across processes (stored under
+    ``<cache>/fingerprints``, keyed by the folder and its stamp)."""
+    import hashlib
+
+    from anchored_learning.io import write_text_atomic
+
+    key = hashlib.sha256(json.dumps([folder, stamp]).encode()).hexdigest()
+    stored = default_cache_dir() / "fingerprints" / key
+    try:
+        value = stored.read_text().strip()
+        if len(value) == 64:
+            return value
+    except OSError:
+        pass
+    value = _files_sha256(Path(folder), [name for name, *_ in stamp])
+    try:
+        write_text_atomic(stored, value + "\n")
+    except OSError:  # a cache that cannot be written only costs hashing again next time
+        pass
+    return value
+
+
+def model_fingerprint(name_or_path: str | os.PathLike | None) -> str | None:
+    """What a model is, by content: the SHA-256 over the files of its folder that decide it (weights,
+    config, generation config, tokenizer files, chat template; :func:`_model_files`), in name order.
+
+    Cheap after the first time: the hash is memoised per folder and per (name, size, modification
+    time) of its files, in this process and on disk, so an unchanged folder is not read again,
+    and any rewrite of a file (new size or mtime) hashes it again.
+
+    Args:
+        name_or_path: a local folder, a Hugging Face id (its snapshot in the local Hub cache), or
+            ``None`` / :data:`BUNDLED_MODEL` (identified by its pinned package and conversion:
+            ``bundled:<conversion>@<package pin>``, without converting it).
+
+    Returns:
+        64 hex digits (or the bundled model's identity), or None when there is nothing local to
+        read: a Hub id not in the cache, a folder without a weight file.
+    """
+    if name_or_path is None or str(name_or_path) == BUNDLED_MODEL:
+        return f"bundled:{_CONVERTED_NAME}@{BUNDLED_PACKAGE_PIN}"
+    folder = Path(name_or_path).expanduser()
+    if not folder.is_dir():
+        folder = _hub_snapshot(str(name_or_path))
+        if folder is None:
+            return None
+    files = _model_files(folder)
+    if not any(p.name.endswith(WEIGHT_SUFFIXES) for p in files):
+        return None
+    stamp = tuple((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in files)
+    return _memoised_sha256(str(folder.resolve()), stamp)
 
 
 def save_pretrained_atomically(model, tokenizer, folder: str | os.PathLike, files: dict[str, Any] | None = None) -> Path:

@@ -108,13 +108,13 @@ def load_finetuned(path: str, base_path: str, vocab: int):
 
 
 def model_identity(path: str) -> str:
-    """``path``, plus the newest modification time of the files in it for a folder: an evaluation
-    stored under this identity is reused only while the folder is unchanged."""
-    p = Path(path).expanduser()
-    if not p.is_dir():
-        return str(path)
-    newest = max((f.stat().st_mtime_ns for f in p.iterdir() if f.is_file()), default=0)
-    return f"{path}@{newest}"
+    """``path@<content fingerprint>`` (:func:`~anchored_learning.models.model_fingerprint`; ``path``
+    alone when it has none, e.g. a Hub id not in the local cache): an evaluation stored under this
+    identity is reused only while the model's content is unchanged."""
+    from anchored_learning.models import model_fingerprint
+
+    fingerprint = model_fingerprint(path)
+    return str(path) if fingerprint is None else f"{path}@{fingerprint}"
 
 
 def compare_models(cfg: CompareConfig, console_log: Callable[[str], None] = print) -> dict[str, Any]:
@@ -150,7 +150,7 @@ def compare_models(cfg: CompareConfig, console_log: Callable[[str], None] = prin
     base_vocab = getattr(AutoConfig.from_pretrained(base_path), "vocab_size", None)
     for m in cfg.model:
         check_model(m, base_vocab)
-    record = config_record(cfg)
+    record = config_record(cfg, {"base": cfg.base})
     check_resume(out, record, frozenset({"model", "output_dir"}))
     task = make_task(cfg)
     check_test_items(cfg, task)

@@ -33,6 +33,8 @@ DONE = P.DONE
 
 #: config.json's entry holding the SHA-256 of the data files' contents (compared on resume)
 DATA_KEY = "data_sha256"
+#: config.json's entry holding the fingerprint of each model the run starts from (compared on resume)
+MODEL_KEY = "model_sha256"
 #: what a run folder written before a field existed did in its place (compared on resume)
 FIELDS_BEFORE_THEY_EXISTED = {"precision": "fp32", "medcalc_calculators": None, "train_sampling_strategy": "random"}
 
@@ -119,7 +121,7 @@ class Experiment:
         Raises:
             ValueError: naming the differing fields and what to do.
         """
-        self._record = config_record(self.cfg)
+        self._record = config_record(self.cfg, {"model": self.cfg.model})
         check_resume(self.out, self._record, self.RESUMABLE_CHANGES)
 
     # -- stages
@@ -378,20 +380,42 @@ def recorded_evaluation(cfg, out: Path, name: str, model_id: str | None = None) 
     return res if ok else None
 
 
-def config_record(cfg) -> dict[str, Any]:
-    """What a run folder's ``config.json`` holds: the config's fields and, under :data:`DATA_KEY`,
-    the SHA-256 of its data files' contents (hashed once per run)."""
-    return {**dataclasses.asdict(cfg), DATA_KEY: data_fingerprints(cfg)}
+def config_record(cfg, models: dict[str, str | None]) -> dict[str, Any]:
+    """What a run folder's ``config.json`` holds: the config's fields, under :data:`DATA_KEY` the
+    SHA-256 of its data files' contents, and under :data:`MODEL_KEY` the fingerprint of each model
+    in ``models`` (field name -> model id or folder; :func:`~anchored_learning.models.model_fingerprint`),
+    hashed once per run."""
+    from anchored_learning.models import model_fingerprint
+
+    fingerprints = {name: model_fingerprint(value) for name, value in models.items()}
+    return {**dataclasses.asdict(cfg), DATA_KEY: data_fingerprints(cfg), MODEL_KEY: fingerprints}
+
+
+def changed_contents(old: dict[str, Any], new: dict[str, Any], paths: dict[str, Any] | None = None) -> str:
+    """``"the contents of data ('d.jsonl') changed"`` for the entries of two fingerprint maps (data
+    files, models) that differ, naming entries given on one side only; ``paths``: entry -> what it
+    points at (shown when a string)."""
+    parts = []
+    for key in sorted(set(old) | set(new)):
+        where = (paths or {}).get(key)
+        name = f"{key} ({where})" if isinstance(where, str) else key
+        if key not in new:
+            parts.append(f"{name} was given before and is not now")
+        elif key not in old:
+            parts.append(f"{name} is given now and was not before")
+        elif old[key] != new[key]:
+            parts.append(f"the contents of {name} changed")
+    return "; ".join(parts)
 
 
 def check_resume(out: Path, record: dict[str, Any], resumable: frozenset[str]) -> None:
     """Refuse to reuse a folder whose ``config.json`` differs from ``record`` (a
-    :func:`config_record`) outside ``resumable``, or whose data files had other contents (fields
-    missing from the saved config are compared with :data:`FIELDS_BEFORE_THEY_EXISTED` or not at
-    all).
+    :func:`config_record`) outside ``resumable``, or whose data files or models had other contents
+    (fields missing from the saved config are compared with :data:`FIELDS_BEFORE_THEY_EXISTED` or
+    not at all).
 
     Raises:
-        ValueError: naming the differing fields and what to do.
+        ValueError: naming the differing fields (a data file or model by its field) and what to do.
     """
     saved = out / "config.json"
     if not saved.exists():
@@ -403,9 +427,7 @@ def check_resume(out: Path, record: dict[str, Any], resumable: frozenset[str]) -
     diff = {k: (old[k], v) for k, v in new.items() if k in old and k not in resumable and old[k] != v}
     if diff:
         shown = "; ".join(
-            f"{k}: {a!r} -> {b!r}"
-            if k != DATA_KEY
-            else f"the contents of {', '.join(sorted(f for f in b if a.get(f) != b[f]))} changed"
+            changed_contents(a, b, new) if k in (DATA_KEY, MODEL_KEY) else f"{k}: {a!r} -> {b!r}"
             for k, (a, b) in sorted(diff.items())
         )
         raise ValueError(

@@ -1,0 +1,149 @@
+"""Issue 31, "never a silent wrong result": models identified by content, tokenizers and adapter
+bases checked, aggregates over the same members, context length checked up front, and the last
+crashes turned into clean errors.  Every test here uses the tiny random model."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from test_pipeline import _file_run_cfg, _tiny_folder  # the run and model folders of the pipeline tests
+from typer.testing import CliRunner
+
+from anchored_learning.cli import _register, app
+from anchored_learning.testing import tiny_llama
+
+_register()
+
+
+def _invoke(argv):
+    return CliRunner().invoke(app, argv, env={"COLUMNS": "300"})
+
+
+def _text(res) -> str:
+    return " ".join(re.sub(r"[│╭╮╰╯─]", " ", res.output).split())  # rich boxes and wraps long messages
+
+
+def _overwrite_weights(folder: str, seed: int) -> None:
+    """Save another model's weights into ``folder`` in place (same path, same file names)."""
+    model, _ = tiny_llama(seed=seed)
+    model.save_pretrained(folder)
+
+
+@pytest.fixture
+def isolated_cache(tmp_path, monkeypatch):
+    """The fingerprints' on-disk memo (and every other cache) in a folder of the test's own."""
+    monkeypatch.setenv("ANCHORED_CACHE", str(tmp_path / "cache"))
+    from anchored_learning.models import _memoised_sha256
+
+    _memoised_sha256.cache_clear()
+    return tmp_path / "cache"
+
+
+# ---------------------------------------------------------------------------- 1. models by content
+
+
+def test_model_fingerprint_follows_the_content_not_the_path_or_mtime(tmp_path, isolated_cache):
+    import os
+    import shutil
+
+    from anchored_learning.models import BUNDLED_MODEL, model_fingerprint
+
+    folder = _tiny_folder(tmp_path)
+    first = model_fingerprint(folder)
+    assert first is not None and len(first) == 64
+    shutil.copytree(folder, tmp_path / "copy")
+    assert model_fingerprint(tmp_path / "copy") == first  # another path, same content
+    for f in Path(folder).iterdir():
+        os.utime(f, ns=(1, 10**18))
+    assert model_fingerprint(folder) == first  # touched, not changed
+    (Path(folder) / "train_log.json").write_text("[]")  # a log is not the model
+    assert model_fingerprint(folder) == first
+    _overwrite_weights(folder, seed=1)
+    assert model_fingerprint(folder) not in (first, None)
+    tok_config = tmp_path / "copy" / "tokenizer_config.json"  # same weights, another chat template
+    tok_config.write_text(tok_config.read_text().replace("{", '{"chat_template": "{{ messages }}", ', 1))
+    assert model_fingerprint(tmp_path / "copy") not in (first, None)
+    assert list((isolated_cache / "fingerprints").iterdir())  # recorded once, on disk
+    assert model_fingerprint(None) == model_fingerprint(BUNDLED_MODEL) and model_fingerprint(None).startswith("bundled:")
+    assert model_fingerprint(tmp_path / "nope") is None and model_fingerprint("org/not-cached-model") is None
+
+
+def test_run_refuses_a_folder_whose_base_model_changed_under_the_same_path(tmp_path, isolated_cache):
+    """Was: the old models and results returned as "already trained", for another model."""
+    from anchored_learning.experiment import Experiment
+    from anchored_learning.io import write_json_atomic
+
+    model = _tiny_folder(tmp_path)
+    cfg = _file_run_cfg(tmp_path, "run", model=model)
+    exp = Experiment(cfg, console_log=lambda s: None)
+    write_json_atomic(exp.out / "config.json", exp._record)  # what run() writes first
+    Experiment(cfg, console_log=lambda s: None)  # unchanged: resumes
+    _overwrite_weights(model, seed=1)
+    with pytest.raises(ValueError, match=re.escape(f"the contents of model ({model}) changed")):
+        Experiment(cfg, console_log=lambda s: None)
+
+
+def test_compare_refuses_a_changed_base_and_reevaluates_a_changed_model(tmp_path, isolated_cache):
+    """Was: the fine-tuned models' evaluations reused after --base changed under the same path."""
+    from anchored_learning.experiment.compare import model_identity
+    from anchored_learning.experiment.config import CompareConfig
+    from anchored_learning.experiment.stages import check_resume, config_record
+
+    base, ft = _tiny_folder(tmp_path, "base"), _tiny_folder(tmp_path, "ft", seed=2)
+    cfg = CompareConfig(base=base, model=[ft], output_dir=str(tmp_path / "cmp"), preset="quick").resolved()
+    (tmp_path / "cmp").mkdir()
+    (tmp_path / "cmp" / "config.json").write_text(json.dumps(config_record(cfg, {"base": base}), default=str))
+    identity = model_identity(ft)
+    _overwrite_weights(base, seed=1)
+    with pytest.raises(ValueError, match=re.escape(f"the contents of base ({base}) changed")):
+        check_resume(tmp_path / "cmp", config_record(cfg, {"base": base}), frozenset({"model", "output_dir"}))
+    _overwrite_weights(ft, seed=3)
+    assert model_identity(ft) != identity and model_identity(ft).startswith(f"{ft}@")
+
+
+def test_compare_into_a_run_folder_names_what_differs(tmp_path):
+    """Was: "the contents of  changed" with an empty name."""
+    from anchored_learning.experiment.stages import DATA_KEY, check_resume
+
+    (tmp_path / "config.json").write_text(json.dumps({DATA_KEY: {"data": "a" * 64, "test_data": "b" * 64}}))
+    with pytest.raises(ValueError) as e:
+        check_resume(tmp_path, {DATA_KEY: {}}, frozenset())
+    assert "data was given before and is not now" in str(e.value) and "contents of  " not in str(e.value)
+
+
+def test_train_refuses_when_the_base_or_reference_model_changed_in_place(tmp_path, monkeypatch, isolated_cache):
+    """Was: "already trained with the same data and settings" and the old model returned."""
+    import types
+
+    import anchored_learning.models as models
+    import anchored_learning.trainer as tr
+
+    class FakeTrainer:
+        accelerator = types.SimpleNamespace(is_main_process=True, wait_for_everyone=lambda: None)
+
+        def __init__(self, model, args, peft_config=None, **kw):
+            self.model, self.state = model, types.SimpleNamespace(log_history=[{"loss": 1.0}])
+
+        def train(self, **kw):
+            pass
+
+    monkeypatch.setattr(models, "load_model_and_tokenizer", lambda *a, **k: tiny_llama(seed=0))
+    monkeypatch.setattr(tr, "AnchoredSFTTrainer", FakeTrainer)
+    data = tmp_path / "d.jsonl"
+    data.write_text(json.dumps({"prompt": "1+1?", "response": "2"}) + "\n")
+    base, ref = _tiny_folder(tmp_path, "base"), _tiny_folder(tmp_path, "ref", seed=1)
+    argv = ["train", "--data", str(data), "-o", str(tmp_path / "o"), "-m", base, "--reference_model", ref]
+    assert _invoke(argv).exit_code == 0
+    res = _invoke(argv)
+    assert res.exit_code == 0 and "already trained" in res.output, res.output
+    _overwrite_weights(ref, seed=5)
+    res = _invoke(argv)
+    assert res.exit_code == 2 and "the contents of reference_model changed" in _text(res), res.output
+    _overwrite_weights(ref, seed=1)
+    assert "already trained" in _invoke(argv).output  # the same content again
+    _overwrite_weights(base, seed=4)
+    res = _invoke(argv)
+    assert res.exit_code == 2 and "the contents of base_model changed" in _text(res), res.output
