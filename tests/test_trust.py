@@ -147,3 +147,90 @@ def test_train_refuses_when_the_base_or_reference_model_changed_in_place(tmp_pat
     _overwrite_weights(base, seed=4)
     res = _invoke(argv)
     assert res.exit_code == 2 and "the contents of base_model changed" in _text(res), res.output
+
+
+# ---------------------------------------------------------------------------- 2. tokenizers and adapter bases
+
+
+def _swapped_tokenizer_folder(tmp_path: Path, base: str) -> str:
+    """A copy of ``base`` whose tokenizer maps two ids to each other's tokens: same size, other text."""
+    import shutil
+
+    folder = tmp_path / "swapped"
+    shutil.copytree(base, folder)
+    spec = json.loads((folder / "tokenizer.json").read_text())
+    vocab = spec["model"]["vocab"]
+    a, b = next(k for k, v in vocab.items() if v == 65), next(k for k, v in vocab.items() if v == 66)
+    vocab[a], vocab[b] = 66, 65
+    (folder / "tokenizer.json").write_text(json.dumps(spec))
+    return str(folder)
+
+
+def _adapter(tmp_path: Path, base: str) -> str:
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    lora = get_peft_model(AutoModelForCausalLM.from_pretrained(base), LoraConfig(r=2, target_modules=["q_proj", "v_proj"]))
+    lora.save_pretrained(tmp_path / "adapter")
+    return str(tmp_path / "adapter")
+
+
+@pytest.fixture
+def no_model_load(monkeypatch):
+    """Any model load or experiment run fails the test: the checks must come first."""
+    import anchored_learning.models as models
+
+    monkeypatch.setattr(models, "load_model_and_tokenizer", lambda *a, **k: pytest.fail("a model was loaded before the checks"))
+
+
+def test_compare_refuses_a_model_whose_tokenizer_maps_ids_to_other_tokens(tmp_path, no_model_load):
+    """Was: scored with the base's tokenizer (size checked only): identical NLL and drift 0."""
+    from anchored_learning.experiment.compare import check_model
+
+    base = _tiny_folder(tmp_path, "base")
+    check_model(base, base)
+    with pytest.raises(ValueError, match=r"another tokenizer than the base model \(260 vs 260 tokens; first difference"):
+        check_model(_swapped_tokenizer_folder(tmp_path, base), base)
+    res = _invoke(["compare", "--base", base, "--model", str(tmp_path / "swapped"), "-o", str(tmp_path / "c")])
+    assert res.exit_code == 2 and "another tokenizer" in _text(res) and "Traceback" not in res.output, res.output
+
+
+def test_eval_checks_the_base_models_vocabulary_before_scoring(tmp_path, no_model_load):
+    """Was: a traceback after the scores were computed (and lost)."""
+    base = _tiny_folder(tmp_path, "base")
+    model, tok = tiny_llama(vocab_size=300, seed=0)
+    model.save_pretrained(tmp_path / "big")
+    tok.save_pretrained(tmp_path / "big")
+    for other, needle in ((str(tmp_path / "big"), "has a vocabulary of 300 tokens, the base model 260"), (None, None)):
+        if other is None:
+            other, needle = _swapped_tokenizer_folder(tmp_path, base), "another tokenizer than the base model"
+        res = _invoke(["eval", "-m", other, "--base-model", base, "-s", "drift"])
+        assert res.exit_code == 2 and needle in _text(res) and "--base-model" in res.output, res.output
+
+
+def test_compare_refuses_a_lora_adapter_of_another_base_before_any_work(tmp_path, no_model_load):
+    """Was: applied to any --base without a word, or a ~200-line size mismatch traceback."""
+    import shutil
+
+    from anchored_learning.experiment.compare import check_model
+
+    base = _tiny_folder(tmp_path, "base")
+    adapter = _adapter(tmp_path, base)
+    shutil.copytree(base, tmp_path / "copy")
+    check_model(adapter, base)
+    check_model(adapter, str(tmp_path / "copy"))  # a copy of the same model is the same base
+    other = _tiny_folder(tmp_path, "other", seed=1)
+    res = _invoke(["compare", "--base", other, "--model", adapter, "-o", str(tmp_path / "c")])
+    assert res.exit_code == 2 and f"is a LoRA adapter of '{base}'" in _text(res) and f"pass --base {base}" in _text(res)
+    assert "Traceback" not in res.output, res.output
+
+
+def test_an_adapter_that_does_not_fit_the_base_is_a_clean_error(tmp_path):
+    from anchored_learning.experiment.compare import load_finetuned
+
+    adapter = _adapter(tmp_path, _tiny_folder(tmp_path, "base"))
+    model, tok = tiny_llama(hidden=32, seed=0)
+    model.save_pretrained(tmp_path / "narrow")
+    with pytest.raises(ValueError, match="does not fit the base .*size mismatch") as e:
+        load_finetuned(adapter, str(tmp_path / "narrow"), 260)
+    assert len(str(e.value).splitlines()) == 1

@@ -196,6 +196,66 @@ def load_tokenizer(name_or_path: str | None = None, cache_dir: str | None = None
     return AutoTokenizer.from_pretrained(resolve_model_path(name_or_path, cache_dir))
 
 
+#: files whose presence says a model folder carries its own tokenizer
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
+
+
+def check_same_tokenizer(tokenizer, base_tokenizer, what: str) -> None:
+    """Refuse a tokenizer that is not the base model's: another vocabulary (token -> id, added
+    tokens included) or other BOS / EOS / UNK tokens.  Sizes alone are not enough: two
+    vocabularies of one size can map the same ids to other tokens, and a model scored with the
+    wrong one gets plausible, wrong numbers.
+
+    Args:
+        what: names the model whose tokenizer ``tokenizer`` is, in the message.
+
+    Raises:
+        ValueError: naming ``what`` and the first difference (sizes, a token, a special token).
+    """
+    mine, base = tokenizer.get_vocab(), base_tokenizer.get_vocab()
+    if mine != base:
+        token = next((t for t in sorted(set(mine) | set(base)) if mine.get(t) != base.get(t)), None)
+        raise ValueError(
+            f"{what} has another tokenizer than the base model ({len(mine)} vs {len(base)} tokens; first difference: "
+            f"{token!r} is id {mine.get(token)} there, {base.get(token)} in the base's): it must be fine-tuned from the "
+            "same base model with the same tokenizer"
+        )
+    for name in ("bos_token", "eos_token", "unk_token"):
+        if getattr(tokenizer, name, None) != getattr(base_tokenizer, name, None):
+            raise ValueError(
+                f"{what} has another {name} than the base model ({getattr(tokenizer, name, None)!r} vs "
+                f"{getattr(base_tokenizer, name, None)!r}): it must be fine-tuned from the same base model with the same tokenizer"
+            )
+
+
+def check_same_vocabulary(name_or_path: str, base_name_or_path: str | None, what: str | None = None) -> None:
+    """Refuse, before any model is loaded, a model that does not share the base model's vocabulary:
+    another ``vocab_size`` in its config, or (when it carries tokenizer files) another tokenizer
+    (:func:`check_same_tokenizer`).  A folder without tokenizer files is scored with the base's.
+
+    Args:
+        name_or_path, base_name_or_path: as in :func:`resolve_model_path`.
+        what: names the model in the message (default ``name_or_path``).
+
+    Raises:
+        ValueError: naming the model, both sizes or the first difference, and what to pass.
+    """
+    from transformers import AutoConfig
+
+    what = what or str(name_or_path)
+    path, base_path = resolve_model_path(name_or_path), resolve_model_path(base_name_or_path)
+    vocab = getattr(AutoConfig.from_pretrained(path).get_text_config(), "vocab_size", None)
+    base_vocab = getattr(AutoConfig.from_pretrained(base_path).get_text_config(), "vocab_size", None)
+    if vocab is not None and base_vocab is not None and vocab != base_vocab:
+        raise ValueError(
+            f"{what} has a vocabulary of {vocab} tokens, the base model {base_vocab}: they must share the base's "
+            "tokenizer; pass the base it was fine-tuned from"
+        )
+    if Path(path).is_dir() and not any((Path(path) / f).is_file() for f in _TOKENIZER_FILES):
+        return
+    check_same_tokenizer(load_tokenizer(path), load_tokenizer(base_path), what)
+
+
 def load_model_and_tokenizer(name_or_path: str | None = None, dtype: torch.dtype = torch.float32, cache_dir: str | None = None):
     """Load a causal LM and its tokenizer (offline for the bundled model).
 

@@ -57,7 +57,7 @@ from anchored_learning.config import AnchoredSFTConfig
 from anchored_learning.data import as_prompt_completion, looks_like_hub_id
 from anchored_learning.io import atomic_folder, write_json_atomic
 from anchored_learning.methods import Anchors, get_method
-from anchored_learning.models import check_finite_parameters
+from anchored_learning.models import check_finite_parameters, check_same_tokenizer
 
 logger = logging.getLogger(__name__)
 
@@ -438,13 +438,8 @@ class AnchoredSFTTrainer(SFTTrainer):
         if isinstance(ref, (str, os.PathLike)) and (Path(ref) / "tokenizer.json").exists():
             from transformers import AutoTokenizer
 
-            ref_tok = AutoTokenizer.from_pretrained(ref)
             tok = getattr(self.processing_class, "tokenizer", self.processing_class)
-            if ref_tok.get_vocab() != tok.get_vocab():
-                raise ValueError(
-                    f"the reference model's tokenizer at {ref} differs from the student's: train the reference "
-                    "from the same base model and tokenizer"
-                )
+            check_same_tokenizer(AutoTokenizer.from_pretrained(ref), tok, f"the reference model {ref}")
 
     def _check_response_tokens(self) -> None:
         total = sum(sum(1 for y in ex[1:] if y != O.IGNORE_INDEX) for ex in self.train_dataset["labels"])
