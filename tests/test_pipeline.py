@@ -242,6 +242,8 @@ def test_run_seeds_one_folder_per_seed_and_aggregate(tmp_path, monkeypatch):
         s = self.cfg.seed
         return {
             "rows": [_row("base", 0.1, 0.0, 0.0, 0.4), _row("anchored", 0.3 + s / 10, 20.0 + 10 * s, 1.0, 0.39)],
+            "degradation_members": ["hellaswag"],
+            "left_out": {},
             "wall_time_s": 5.0,
             "machine": {"cpus": 2},
         }

@@ -234,3 +234,88 @@ def test_an_adapter_that_does_not_fit_the_base_is_a_clean_error(tmp_path):
     with pytest.raises(ValueError, match="does not fit the base .*size mismatch") as e:
         load_finetuned(adapter, str(tmp_path / "narrow"), 260)
     assert len(str(e.value).splitlines()) == 1
+
+
+# ---------------------------------------------------------------------------- 3. aggregates over the same members
+
+
+def _suite(items) -> dict:
+    items = [float(x) for x in items]
+    return {"primary": sum(items) / len(items), "items": items, "uids": list(range(len(items))), "n": len(items)}
+
+
+def _seed_evals(arc_base: float) -> dict:
+    """A base and one run on igsm (target), arc_easy and sciq_chat; the base's arc_easy score is ``arc_base``."""
+    arc = [1.0] * int(10 * arc_base) + [0.0] * (10 - int(10 * arc_base))
+    return {
+        "base": {"results": {"igsm": _suite([0] * 10), "arc_easy": _suite(arc), "sciq_chat": _suite([1] * 8 + [0] * 2)}},
+        "sft": {
+            "results": {
+                "igsm": _suite([1] * 5 + [0] * 5),
+                "arc_easy": _suite([1] * 2 + [0] * 8),
+                "sciq_chat": _suite([1] * 4 + [0] * 6),
+            }
+        },
+    }
+
+
+def test_mean_degradation_averages_the_same_suites_in_every_seed(tmp_path, monkeypatch):
+    """Was: seed 0 (base scores 0 on arc_easy) averaged sciq_chat alone, seed 1 both: the mean over
+    seeds mixed member sets and could not be rebuilt from the table's own columns."""
+    import anchored_learning.experiment.stages as stages
+    from anchored_learning.experiment import ExperimentConfig
+    from anchored_learning.experiment.report import write_report
+
+    evals = {0: _seed_evals(0.0), 1: _seed_evals(0.5)}
+
+    class FakeExperiment:
+        def __init__(self, cfg, console_log=print):
+            self.cfg, self.out, self.log, self.evals = cfg, Path(cfg.output_dir), console_log, evals[cfg.seed]
+
+        def run(self):
+            return write_report(self.cfg, self.out, self.evals, 1.0)
+
+        def report(self, members=None):
+            return write_report(self.cfg, self.out, self.evals, 1.0, members=members, log=self.log)
+
+    monkeypatch.setattr(stages, "Experiment", FakeExperiment)
+    logs = []
+    monkeypatch.setattr("builtins.print", logs.append)
+    cfg = ExperimentConfig(preset="quick", task="igsm", heldout=("arc_easy", "sciq_chat"), output_dir=str(tmp_path / "r"))
+    out = stages.run_seeds(cfg, [0, 1], console_log=logs.append)
+    sft = next(r for r in out["rows"] if r["label"] == "sft")
+    assert sft["degradation"] == pytest.approx(50.0)  # sciq_chat's 50% in both seeds (was 52.5: arc_easy in seed 1 only)
+    assert out["degradation_members"] == ["sciq_chat"] and "arc_easy" in out["left_out"]
+    per_seed = [next(r for r in out["per_seed"][str(s)] if r["label"] == "sft") for s in (0, 1)]
+    assert all(list(r["degradation_per_benchmark"]) == ["sciq_chat"] for r in per_seed)
+    # the mean is rebuilt from the per-benchmark columns of the same members
+    assert sft["degradation"] == pytest.approx(sum(r["degradation_per_benchmark"]["sciq_chat"] for r in per_seed) / 2)
+    assert any("Left out of every mean degradation: arc_easy" in line for line in logs), logs
+    assert "Left out of every mean degradation: arc_easy" in (tmp_path / "r" / "results.md").read_text()
+    for s in (0, 1):  # every seed's own report too
+        seed_report = json.loads((tmp_path / "r" / f"seed-{s}" / "results.json").read_text())
+        assert seed_report["degradation_members"] == ["sciq_chat"], s
+
+
+def test_frontier_leaves_a_suite_the_base_scores_0_on_out_with_a_warning(tmp_path):
+    """Was: the frontier refused while run and compare silently left the suite out: one rule for all three."""
+    from anchored_learning.experiment.frontier import write_frontier_report
+
+    evals = {0: _seed_evals(0.0), 1: _seed_evals(0.5)}
+    for s, ev in evals.items():
+        ev["anchored"] = ev["sft"]
+        (tmp_path / f"seed-{s}" / "evals").mkdir(parents=True)
+        config = {"task": "igsm", "heldout": ["arc_easy", "sciq_chat"], "seed": s}
+        (tmp_path / f"seed-{s}" / "config.json").write_text(json.dumps(config))
+        for lab, e in ev.items():
+            (tmp_path / f"seed-{s}" / "evals" / f"{lab}.json").write_text(json.dumps(e))
+    res = write_frontier_report(tmp_path, seeds=[0, 1], n_boot=20)
+    assert res["heldout"] == ["sciq_chat"] and "scores 0" in res["left_out"]["arc_easy"]
+    assert "Left out of every mean degradation: arc_easy" in (tmp_path / "frontier.md").read_text()
+    assert next(p for p in res["points"] if p["label"] == "sft")["degradation"]["value"] == pytest.approx(50.0)
+    # a suite one evaluation lacks is left out too, with its reason
+    from anchored_learning.evaluation.metrics import degradation_members
+
+    del evals[1]["sft"]["results"]["sciq_chat"]
+    members, left_out = degradation_members([e["base"] for e in evals.values()], [e["sft"] for e in evals.values()], ["igsm"])
+    assert members == [] and "not scored for every model and seed" in left_out["sciq_chat"]

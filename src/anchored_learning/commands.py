@@ -438,6 +438,10 @@ def frontier_command(ctx: typer.Context) -> None:
         res = write_frontier_report(cfg.output_dir, seeds=seeds, n_boot=int(args.n_boot), task=_peek(ctx.args, "--task"))
     except ValueError as e:
         raise _bad(str(e)) from None
+    if res.get("left_out"):
+        from anchored_learning.evaluation.metrics import left_out_note
+
+        console.print(f"[warning] {left_out_note(res['left_out'])}", markup=False, style="yellow")
     console.print(frontier_summary(res), markup=False, soft_wrap=True)
     console.print("\n" + res["verdict"], markup=False, style="bold")  # its intervals' brackets are not markup
     if res.get("drift_view"):

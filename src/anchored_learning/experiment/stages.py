@@ -260,7 +260,6 @@ class Experiment:
         from datasets import Dataset
         from transformers import AutoModelForCausalLM
 
-        from anchored_learning.experiment.report import write_report
         from anchored_learning.models import load_model_and_tokenizer, resolve_model_path
         from anchored_learning.trainer import wise_ft
 
@@ -309,9 +308,19 @@ class Experiment:
             m = AutoModelForCausalLM.from_pretrained(final).eval() if main else None
             evals[name] = self._evaluate(name, m)
             del m
+        self.evals = evals
         if not main:
             return {}
-        return write_report(c, self.out, evals, self._save_wall_time(), task=self.task)
+        return self.report()
+
+    def report(self, members: list[str] | None = None) -> dict[str, Any]:
+        """Write the report of the evaluations of :meth:`run` (``results.json``, ``results.md``,
+        ``pareto.png``) with mean degradations over ``members`` (default: every held-out suite this
+        run can average over; :func:`~anchored_learning.evaluation.metrics.degradation_members`)."""
+        from anchored_learning.experiment.report import write_report
+
+        wall = self._save_wall_time()
+        return write_report(self.cfg, self.out, self.evals, wall, task=self.task, members=members, log=self.log)
 
 
 def evaluate_model(cfg, out: Path, name: str, model, tok, base, task, log: Callable[[str], None], model_id: str | None = None):
@@ -478,4 +487,11 @@ def run_seeds(cfg: ExperimentConfig, seeds: Sequence[int], console_log: Callable
         per_seed[s] = exp.run()
     if not is_main_process():
         return {}
+    # every seed's mean degradation over the same suites: a suite left out in one seed is left out in all
+    members = [
+        k for k in per_seed[seeds[0]]["degradation_members"] if all(k in r["degradation_members"] for r in per_seed.values())
+    ]
+    for s, exp in exps.items():
+        if per_seed[s]["degradation_members"] != members:
+            per_seed[s] = exp.report(members)
     return write_seeds_report(cfg, out, seeds, per_seed)
