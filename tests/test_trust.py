@@ -4,6 +4,7 @@ crashes turned into clean errors.  Every test here uses the tiny random model.""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from pathlib import Path
@@ -319,3 +320,28 @@ def test_frontier_leaves_a_suite_the_base_scores_0_on_out_with_a_warning(tmp_pat
     del evals[1]["sft"]["results"]["sciq_chat"]
     members, left_out = degradation_members([e["base"] for e in evals.values()], [e["sft"] for e in evals.values()], ["igsm"])
     assert members == [] and "not scored for every model and seed" in left_out["sciq_chat"]
+
+
+# ---------------------------------------------------------------------------- 4. context length up front
+
+
+def test_test_prompts_and_generation_budget_past_the_context_are_refused_up_front(tmp_path, no_model_load):
+    """Was: the run exited 0 after generating past the model's context (training prompts were checked)."""
+    from anchored_learning.experiment import Experiment
+    from anchored_learning.experiment.compare import compare_models
+    from anchored_learning.experiment.config import CompareConfig
+
+    model = _tiny_folder(tmp_path)  # context 2048 tokens, one token per byte
+    cfg = _file_run_cfg(tmp_path, "run", model=model, max_new_tokens=2040)
+    with pytest.raises(
+        ValueError, match=r"2 of 2 test prompts of .* do not fit the model's context of 2048 tokens with max_new_tokens=2040"
+    ):
+        Experiment(cfg, console_log=lambda s: None)
+    Experiment(dataclasses.replace(cfg, max_new_tokens=16), console_log=lambda s: None)
+    long = "x" * 2100
+    (tmp_path / "long.jsonl").write_text(json.dumps({"prompt": long, "response": "1"}) + "\n")
+    cmp = CompareConfig(
+        base=model, model=[model], test_data=str(tmp_path / "long.jsonl"), score="last_number", output_dir=str(tmp_path / "c")
+    )
+    with pytest.raises(ValueError, match=r"1 of 1 test prompts .* \(the longest: item 0, 2\d\d\d prompt tokens\)"):
+        compare_models(cmp, console_log=lambda s: None)

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from anchored_learning.experiment.config import CompareConfig
-from anchored_learning.experiment.data import check_test_items, make_task
+from anchored_learning.experiment.data import check_test_items, check_test_prompts_fit, make_task
 from anchored_learning.experiment.report import write_report
 from anchored_learning.experiment.stages import check_resume, config_record, evaluate_model
 from anchored_learning.io import check_output_path, write_json_atomic
@@ -183,6 +183,7 @@ def compare_models(cfg: CompareConfig, console_log: Callable[[str], None] = prin
     check_resume(out, record, frozenset({"model", "output_dir"}))
     task = make_task(cfg)
     check_test_items(cfg, task)
+    check_test_prompts_fit(cfg, task, cfg.base)
     for note in getattr(task, "notes", ()):
         console_log(note)
     out.mkdir(parents=True, exist_ok=True)
@@ -198,4 +199,4 @@ def compare_models(cfg: CompareConfig, console_log: Callable[[str], None] = prin
         evals[label] = evaluate_model(cfg, out, label, model, tok, base, task, console_log, model_id=model_identity(path))
         del model
     models = {"base": str(base_path), **dict(zip(labels, cfg.model))}
-    return write_report(cfg, out, evals, time.perf_counter() - t0, task=task, extra={"models": models})
+    return write_report(cfg, out, evals, time.perf_counter() - t0, task=task, extra={"models": models}, log=console_log)

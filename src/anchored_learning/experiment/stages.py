@@ -26,7 +26,13 @@ import torch
 from anchored_learning.config import under_launcher, zero_stage
 from anchored_learning.experiment import plan as P
 from anchored_learning.experiment.config import RENAMED_FIELDS, ExperimentConfig
-from anchored_learning.experiment.data import check_test_items, data_fingerprints, load_training_rows, make_task
+from anchored_learning.experiment.data import (
+    check_test_items,
+    check_test_prompts_fit,
+    data_fingerprints,
+    load_training_rows,
+    make_task,
+)
 from anchored_learning.io import check_output_path, write_json_atomic
 
 DONE = P.DONE
@@ -83,6 +89,7 @@ class Experiment:
         self._check_resume()
         self.task = make_task(self.cfg)  # reads and checks data files (a file task's rows and rule)
         check_test_items(self.cfg, self.task)
+        check_test_prompts_fit(self.cfg, self.task, self.cfg.model)
         self.rows = load_training_rows(self.cfg, self.task)  # as many rows as n_train asks for
         self._check_training_lengths()
 
