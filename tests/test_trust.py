@@ -345,3 +345,121 @@ def test_test_prompts_and_generation_budget_past_the_context_are_refused_up_fron
     )
     with pytest.raises(ValueError, match=r"1 of 1 test prompts .* \(the longest: item 0, 2\d\d\d prompt tokens\)"):
         compare_models(cmp, console_log=lambda s: None)
+
+
+# ---------------------------------------------------------------------------- 5. crashes -> clean errors
+
+
+@pytest.fixture
+def fake_train(monkeypatch):
+    """`anchored train` with model loading and training replaced (the tiny model stands in)."""
+    import types
+
+    import anchored_learning.models as models
+    import anchored_learning.trainer as tr
+    from anchored_learning.testing import tiny_tokenizer
+
+    calls = []
+
+    class FakeTrainer:
+        accelerator = types.SimpleNamespace(is_main_process=True, wait_for_everyone=lambda: None)
+
+        def __init__(self, model, args, peft_config=None, **kw):
+            self.model, self.args, self.state = model, args, types.SimpleNamespace(log_history=[{"loss": 1.0}])
+
+        def train(self, **kw):
+            (Path(self.args.output_dir) / "checkpoint-1").mkdir(parents=True)  # what a real training leaves
+
+    def fake_reference(model, dataset, out, **kw):
+        calls.append(kw)
+        (Path(out) / "checkpoint-3").mkdir(parents=True)
+        return out
+
+    monkeypatch.setattr(models, "load_model_and_tokenizer", lambda *a, **k: tiny_llama(seed=0))
+    monkeypatch.setattr(models, "resolve_model_path", lambda *a, **k: "tiny-base")
+    monkeypatch.setattr(models, "load_tokenizer", lambda *a, **k: tiny_tokenizer())
+    monkeypatch.setattr(tr, "train_reference", fake_reference)
+    monkeypatch.setattr(tr, "AnchoredSFTTrainer", FakeTrainer)
+    return calls
+
+
+def _data(tmp_path: Path) -> str:
+    (tmp_path / "d.jsonl").write_text(json.dumps({"prompt": "1+1?", "response": "2"}) + "\n")
+    return str(tmp_path / "d.jsonl")
+
+
+def test_two_trains_into_one_folder_the_second_fails_at_once(tmp_path, fake_train):
+    """Was: both trained into the same files (FileNotFoundError .../reference.building/offsets.npy)."""
+    from anchored_learning.io import lock_output_folder
+
+    argv = ["train", "--data", _data(tmp_path), "-o", str(tmp_path / "o"), "--method", "sft"]
+    held = lock_output_folder(tmp_path / "o")  # the first command, still training
+    res = _invoke(argv)
+    assert res.exit_code == 2 and "another anchored command is writing into" in _text(res), res.output
+    assert not (tmp_path / "o" / "train_settings.json").exists()
+    held.release()
+    assert _invoke(argv).exit_code == 0
+
+
+def test_train_resumes_its_reference_and_removes_checkpoints_once_final(tmp_path, fake_train):
+    """Was: the reference restarted at step 0, and 3.2 GB of checkpoints stayed behind."""
+    argv = ["train", "--data", _data(tmp_path), "-o", str(tmp_path / "o"), "--method", "anchored"]
+    res = _invoke(argv)
+    assert res.exit_code == 0, res.output
+    assert fake_train[0]["resume"] is True
+    assert not list((tmp_path / "o").glob("*/checkpoint-*"))  # trainer/ and reference/
+    res = _invoke(["train", "--data", _data(tmp_path), "-o", str(tmp_path / "k"), "--keep_checkpoints"])
+    assert res.exit_code == 0 and len(list((tmp_path / "k").glob("*/checkpoint-*"))) == 2, res.output
+
+
+def test_reference_training_resumes_from_its_checkpoint(tmp_path):
+    from test_trainer import make_data
+    from transformers import TrainerCallback
+
+    from anchored_learning.trainer import train_reference
+
+    class Killed(Exception):
+        pass
+
+    class KillAtFirstSave(TrainerCallback):
+        def on_save(self, args, state, control, **kw):
+            raise Killed
+
+    class CountSteps(TrainerCallback):
+        steps = 0
+
+        def on_step_end(self, args, state, control, **kw):
+            CountSteps.steps += 1
+
+    model, tok = tiny_llama(seed=0)
+    common = dict(per_device_train_batch_size=4, report_to="none", save_strategy="epoch", use_cpu=True, num_train_epochs=2)
+    with pytest.raises(Killed):
+        train_reference(model, make_data(), str(tmp_path / "ref"), processing_class=tok, callbacks=[KillAtFirstSave()], **common)
+    assert (tmp_path / "ref" / "checkpoint-3" / "trainer_state.json").is_file()  # 12 rows / 4 = 3 steps per epoch
+    train_reference(
+        model, make_data(), str(tmp_path / "ref"), processing_class=tok, callbacks=[CountSteps()], resume=True, **common
+    )
+    assert CountSteps.steps == 3  # the second epoch only
+
+
+def test_a_full_disk_during_a_save_is_a_clean_error_and_leaves_nothing_half_written(tmp_path, fake_train, monkeypatch, capsys):
+    import errno
+    import sys
+
+    from transformers import PreTrainedModel
+
+    from anchored_learning import cli
+
+    def disk_full(self, folder, *a, **k):
+        (Path(folder) / "model.safetensors").write_bytes(b"half")
+        raise OSError(errno.ENOSPC, "No space left on device", str(Path(folder) / "model.safetensors"))
+
+    monkeypatch.setattr(PreTrainedModel, "save_pretrained", disk_full)
+    monkeypatch.setattr(
+        sys, "argv", ["anchored", "train", "--data", _data(tmp_path), "-o", str(tmp_path / "o"), "--method", "sft"]
+    )
+    with pytest.raises(SystemExit) as e:
+        cli.main()
+    err = capsys.readouterr().err
+    assert e.value.code == 1 and "the disk is full (No space left on device)" in err and "Traceback" not in err, err
+    assert not (tmp_path / "o" / "final").exists() and not list((tmp_path / "o").glob(".final*"))

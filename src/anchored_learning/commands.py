@@ -580,6 +580,13 @@ class TrainArguments:
     lora_target_modules: list[str] = field(
         default_factory=lambda: ["all-linear"], metadata={"help": "Modules that get LoRA adapters (with --use_peft)."}
     )
+    keep_checkpoints: bool = field(
+        default=False,
+        metadata={
+            "help": "Keep the checkpoints (weights and optimizer state) of OUTPUT_DIR/trainer and OUTPUT_DIR/reference "
+            "once the model is final (default: removed then; a killed run still resumes from them)."
+        },
+    )
 
     def __post_init__(self):
         if not float(self.reference_epochs) > 0:  # (named here: the reference's own config calls it num_train_epochs)
@@ -661,7 +668,7 @@ def train_command(ctx: typer.Context) -> None:
     import anchored_learning.trainer as trainer_mod
     from anchored_learning.config import AnchoredSFTConfig
     from anchored_learning.data import check_response_tokens_fit, load_conversations
-    from anchored_learning.io import check_output_path, write_json_atomic
+    from anchored_learning.io import check_output_path, lock_output_folder, write_json_atomic
     from anchored_learning.methods import METHODS, get_method
 
     argv = _precision_as_bf16(_rename_old_flags(list(ctx.args), TRAIN_RENAMED))
@@ -743,6 +750,10 @@ def train_command(ctx: typer.Context) -> None:
     data_sha = hashlib.sha256(content).hexdigest()
     # a folder made with other data or settings is refused, a finished one reported (like `anchored run`)
     settings = _train_settings(targs, args, base_model, data_sha, reference)
+    try:  # one command at a time in a folder (held until this one returns; the main process of a launch takes it)
+        lock = lock_output_folder(output_dir) if int(os.environ.get("RANK", "0")) == 0 else None  # noqa: F841
+    except ValueError as e:
+        raise typer.BadParameter(str(e), param_hint="--output_dir") from None
     if _already_trained(output_dir, settings):
         typer.echo(f"already trained with the same data and settings: {output_dir / 'final'} (delete it to train again)")
         return
@@ -786,8 +797,11 @@ def train_command(ctx: typer.Context) -> None:
     try:
         if train_ref:
             m, tok = models.load_model_and_tokenizer(path)
-            trainer_mod.train_reference(m, dataset, ref_dir, processing_class=tok, args=ref_args, peft_config=targs.peft_config())
+            trainer_mod.train_reference(
+                m, dataset, ref_dir, processing_class=tok, args=ref_args, peft_config=targs.peft_config(), resume=True
+            )
             write_json_atomic(marker, stamp)  # written last: a killed save is never reused
+            _remove_checkpoints(ref_dir, keep=targs.keep_checkpoints)
         m, tok = models.load_model_and_tokenizer(path)
         try:
             trainer = trainer_mod.AnchoredSFTTrainer(
@@ -804,7 +818,20 @@ def train_command(ctx: typer.Context) -> None:
             trainer.model, tok, output_dir / "final", {"train_log.json": json.dumps(trainer.state.log_history, default=str)}
         )
         typer.echo(f"saved {output_dir / 'final'}")
-    trainer.accelerator.wait_for_everyone()
+    trainer.accelerator.wait_for_everyone()  # every rank is past its last checkpoint before they are removed
+    if trainer.accelerator.is_main_process:
+        _remove_checkpoints(args.output_dir, keep=targs.keep_checkpoints)
+
+
+def _remove_checkpoints(folder: str | Path, keep: bool) -> None:
+    """Remove the ``checkpoint-*`` folders (weights, optimizer state) of a stage whose model is final,
+    unless ``keep`` (``--keep_checkpoints``)."""
+    import shutil
+
+    if keep or int(os.environ.get("RANK", "0")) != 0:
+        return
+    for checkpoint in Path(folder).glob("checkpoint-*"):
+        shutil.rmtree(checkpoint, ignore_errors=True)
 
 
 #: the settings of an `anchored train` folder, written before training starts
@@ -880,7 +907,9 @@ def _already_trained(output_dir: Path, settings: dict) -> bool:
     a, b = flat(old), flat(settings)
     # a folder written before the models' fingerprints were recorded is compared without them
     diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k) and (k in a or k not in _FINGERPRINTS))
-    reusable = (output_dir / "final").exists() or any((output_dir / "trainer").glob("checkpoint-*"))
+    reusable = (output_dir / "final").exists() or any(
+        any((output_dir / stage).glob("checkpoint-*")) for stage in ("trainer", "reference")
+    )
     if diff and not reusable:  # a training that stopped before its first checkpoint: nothing would be reused
         return False
     if diff:

@@ -625,7 +625,7 @@ class AnchoredSFTTrainer(SFTTrainer):
 # ---------------------------------------------------------------------- convenience entry points
 
 
-def train_reference(model, train_dataset, output_dir: str, **config_kwargs) -> str:
+def train_reference(model, train_dataset, output_dir: str, *, resume: bool = False, **config_kwargs) -> str:
     """Stage 1 of Anchored Learning: plain SFT of the base model, saved as the reference p_sft.
 
     Args:
@@ -636,6 +636,9 @@ def train_reference(model, train_dataset, output_dir: str, **config_kwargs) -> s
         **config_kwargs: :class:`AnchoredSFTConfig` fields (defaults: 3 epochs, as in arXiv:2605.04468),
             or ``args=`` a ready ``AnchoredSFTConfig`` with ``method="sft"``; ``processing_class``,
             ``peft_config`` (LoRA adapters, merged before the save) and ``callbacks`` go to the trainer.
+        resume: continue from the newest complete checkpoint in the config's ``output_dir`` when there
+            is one (:meth:`AnchoredSFTTrainer.train` with ``resume_from_checkpoint=True``); the caller
+            makes sure its checkpoints were written with the same data and settings.
 
     Returns:
         ``output_dir`` (a folder ``from_pretrained`` can load, with ``trainer_state.json`` holding
@@ -652,7 +655,7 @@ def train_reference(model, train_dataset, output_dir: str, **config_kwargs) -> s
     elif config_kwargs or args.method != "sft":
         raise ValueError("train_reference(args=...) takes an AnchoredSFTConfig with method='sft' and no other config fields")
     trainer = AnchoredSFTTrainer(model, args=args, train_dataset=train_dataset, **trainer_kwargs)
-    trainer.train()
+    trainer.train(resume_from_checkpoint=True if resume else None)
     if trainer.accelerator.is_main_process:  # one writer when several processes trained together
         final = trainer.model
         if hasattr(final, "merge_and_unload"):
