@@ -14,6 +14,7 @@ from test_pipeline import _file_run_cfg, _tiny_folder  # the run and model folde
 from typer.testing import CliRunner
 
 from anchored_learning.cli import _register, app
+from anchored_learning.models import load_tokenizer, resolve_model_path
 from anchored_learning.testing import tiny_llama
 
 _register()
@@ -115,24 +116,12 @@ def test_compare_into_a_run_folder_names_what_differs(tmp_path):
     assert "data was given before and is not now" in str(e.value) and "contents of  " not in str(e.value)
 
 
-def test_train_refuses_when_the_base_or_reference_model_changed_in_place(tmp_path, monkeypatch, isolated_cache):
+def test_train_refuses_when_the_base_or_reference_model_changed_in_place(tmp_path, monkeypatch, isolated_cache, fake_train):
     """Was: "already trained with the same data and settings" and the old model returned."""
-    import types
-
     import anchored_learning.models as models
-    import anchored_learning.trainer as tr
 
-    class FakeTrainer:
-        accelerator = types.SimpleNamespace(is_main_process=True, wait_for_everyone=lambda: None)
-
-        def __init__(self, model, args, peft_config=None, **kw):
-            self.model, self.state = model, types.SimpleNamespace(log_history=[{"loss": 1.0}])
-
-        def train(self, **kw):
-            pass
-
-    monkeypatch.setattr(models, "load_model_and_tokenizer", lambda *a, **k: tiny_llama(seed=0))
-    monkeypatch.setattr(tr, "AnchoredSFTTrainer", FakeTrainer)
+    monkeypatch.setattr(models, "resolve_model_path", resolve_model_path)  # the real folders, to fingerprint
+    monkeypatch.setattr(models, "load_tokenizer", load_tokenizer)
     data = tmp_path / "d.jsonl"
     data.write_text(json.dumps({"prompt": "1+1?", "response": "2"}) + "\n")
     base, ref = _tiny_folder(tmp_path, "base"), _tiny_folder(tmp_path, "ref", seed=1)

@@ -750,10 +750,11 @@ def train_command(ctx: typer.Context) -> None:
     data_sha = hashlib.sha256(content).hexdigest()
     # a folder made with other data or settings is refused, a finished one reported (like `anchored run`)
     settings = _train_settings(targs, args, base_model, data_sha, reference)
-    try:  # one command at a time in a folder (held until this one returns; the main process of a launch takes it)
-        lock = lock_output_folder(output_dir) if int(os.environ.get("RANK", "0")) == 0 else None  # noqa: F841
-    except ValueError as e:
-        raise typer.BadParameter(str(e), param_hint="--output_dir") from None
+    if int(os.environ.get("RANK", "0")) == 0:  # one command at a time in a folder (a launch's main process takes it)
+        try:
+            ctx.call_on_close(lock_output_folder(output_dir).release)  # held until this command ends, however it ends
+        except ValueError as e:
+            raise typer.BadParameter(str(e), param_hint="--output_dir") from None
     if _already_trained(output_dir, settings):
         typer.echo(f"already trained with the same data and settings: {output_dir / 'final'} (delete it to train again)")
         return
