@@ -452,3 +452,54 @@ def test_a_full_disk_during_a_save_is_a_clean_error_and_leaves_nothing_half_writ
     err = capsys.readouterr().err
     assert e.value.code == 1 and "the disk is full (No space left on device)" in err and "Traceback" not in err, err
     assert not (tmp_path / "o" / "final").exists() and not list((tmp_path / "o").glob(".final*"))
+
+
+# ---------------------------------------------------------------------------- 6. messages
+
+
+def test_a_negative_learning_rate_reaches_the_fields_own_check_and_names_its_flag(tmp_path):
+    """Was: argparse's "expected one argument"; and an error in --reference_learning_rate named --learning_rate."""
+    res = _invoke(["train", "--data", _data(tmp_path), "-o", str(tmp_path / "o"), "--learning_rate", "-1e-5"])
+    assert res.exit_code == 2 and "--learning_rate: learning_rate must be >= 0, got -1e-05" in _text(res), res.output
+    res = _invoke(["run", "--reference_learning_rate", "-1e-5", "-o", str(tmp_path / "r")])
+    assert res.exit_code == 2, res.output
+    assert "--reference_learning_rate: reference_learning_rate must be >= 0, got -1e-05" in _text(res), res.output
+
+
+def test_a_mistyped_local_path_fails_at_once(tmp_path, monkeypatch):
+    """Was: ~29 s of network retries before the error, for `models/tiny` with a `models/` folder here."""
+    import time
+
+    from anchored_learning.models import check_model_source
+
+    (tmp_path / "models").mkdir()
+    monkeypatch.chdir(tmp_path)
+    for name in ("models/tinyy", "bad name/x", "./tiny"):
+        t0 = time.perf_counter()
+        with pytest.raises(ValueError, match=f"model folder '{re.escape(name)}' does not exist"):
+            check_model_source(name)
+        assert time.perf_counter() - t0 < 5
+
+
+def test_max_steps_that_cut_the_outer_loop_are_said(tmp_path):
+    """Was: `--max_steps 2` with anchored silently ran fewer than T x K epochs."""
+    from test_trainer import base_args, make_data
+
+    from anchored_learning.config import AnchoredSFTConfig
+    from anchored_learning.trainer import AnchoredSFTTrainer
+
+    ref = _tiny_folder(tmp_path, "ref", seed=1)
+    model, tok = tiny_llama(seed=0)
+    args = AnchoredSFTConfig(**base_args(tmp_path, reference_model=ref, max_steps=2, outer_iterations=2, inner_epochs=1))
+    trainer = AnchoredSFTTrainer(model, args=args, train_dataset=make_data(), processing_class=tok)
+    with pytest.warns(UserWarning, match=r"max_steps=2 trains 'anchored' for 1 epoch\(s\), not its T x K = 2 x 1 epochs: 1 of 2"):
+        trainer.train()
+
+
+def test_export_of_a_folder_that_does_not_exist_exits_non_zero(tmp_path, capsys):
+    import runpy
+
+    main = runpy.run_path(str(Path(__file__).resolve().parents[1] / "scripts" / "export_run.py"))["main"]
+    with pytest.raises(SystemExit) as e:
+        main([str(tmp_path / "nope"), str(tmp_path / "out")])
+    assert e.value.code == 2 and "does not exist" in capsys.readouterr().err and not (tmp_path / "out").exists()

@@ -42,7 +42,10 @@ def _bad(message: str) -> typer.BadParameter:
     if words[0].endswith("):"):  # "sft(learning_rate=abc): ...": a value that a --sweep entry gave
         return typer.BadParameter(message, param_hint="--sweep")
     if len(words) > 1 and words[0].endswith(":"):  # "<stage>: <field> must ..." (a planned variant)
-        words = words[1:]
+        stage, words = words[0][:-1], words[1:]
+        own = f"{stage}_{words[0]}"  # the reference stage's learning_rate is --reference_learning_rate
+        if stage == "reference" and own in _field_names():
+            return typer.BadParameter(f"{own} {' '.join(words[1:])}", param_hint=f"--{own}")
     head = words[0].strip(":'\"")
     is_field = head in _field_names() or head in _PLAIN_FIELDS
     return typer.BadParameter(message, param_hint=f"--{head.lstrip('-')}" if is_field else None)
@@ -205,7 +208,7 @@ def parse_config_args(
         else:
             rest.append(argv[i])
             i += 1
-    argv = rest + [x for dest, values in lists.items() for x in (f"--{dest}", *values)]
+    argv = _negative_values(rest + [x for dest, values in lists.items() for x in (f"--{dest}", *values)], options)
     if defaults:
         parser.set_defaults_with_config(**defaults)
     if "--help" in argv or "-h" in argv:
@@ -246,6 +249,20 @@ def parse_config_args(
                 unused = [a for a in argv if a.startswith("-")]
             raise typer.BadParameter(_unknown_flags(unused, options)) from None
         raise _bad(str(e)) from None
+
+
+def _negative_values(argv: list[str], options: set[str]) -> list[str]:
+    """``--flag -1e-5`` -> ``--flag=-1e-5``: argparse reads a negative number in exponent notation
+    as an unknown option ("expected one argument"), so the value reaches the field's own check."""
+    import re
+
+    out: list[str] = []
+    for a in argv:
+        if out and out[-1] in options and re.fullmatch(r"-(\d+\.?\d*|\.\d+)(e[-+]?\d+)?|-inf|-nan", a, re.IGNORECASE):
+            out[-1] = f"{out[-1]}={a}"
+        else:
+            out.append(a)
+    return out
 
 
 def _unknown_flags(given: list[str], options: set[str]) -> str:

@@ -147,14 +147,30 @@ def resolve_model_path(name_or_path: str | None = None, cache_dir: str | None = 
     return str(convert_gguf_to_hf(bundled_gguf_path(), out))
 
 
+def _not_a_hub_id(name: str) -> bool:
+    """Whether ``name`` (not an existing path) can only be a mistyped local path, never a Hugging
+    Face id: it starts with ``/``, ``.`` or ``~``, has more than one ``/``, is not a valid repo id,
+    or its first part is a folder here (``models/tiny`` with a ``models/`` folder)."""
+    if name.startswith(("/", ".", "~")) or name.count("/") > 1 or os.sep in name.replace("/", ""):
+        return True
+    try:
+        from huggingface_hub.utils import validate_repo_id
+
+        validate_repo_id(name)
+    except ValueError:  # (HFValidationError)
+        return True
+    return "/" in name and Path(name.split("/")[0]).is_dir()
+
+
 def check_model_source(name_or_path: str | None) -> None:
     """Fail fast, before any work, when ``name_or_path`` cannot be loaded.
 
     ``None`` or :data:`BUNDLED_MODEL` always pass (the bundled model is resolved later).  A path
     that exists must be a folder with a ``config.json`` (as written by ``save_pretrained``); a
-    string that looks like a path (``/``, ``.``, ``~``, or more than one ``/``) must exist;
-    anything else is read as a Hugging Face id and its config is fetched (from the local cache
-    when offline; on a machine without network this takes ~30 s of retries before failing).
+    string that can only be a path (:func:`_not_a_hub_id`: ``/``, ``.``, ``~``, more than one
+    ``/``, not a valid repo id, or ``dir/name`` where ``dir`` is a folder here) fails at once;
+    anything else is read as a Hugging Face id, looked up in the local Hub cache first and then
+    fetched (on a machine without network an id not in the cache takes ~30 s of retries before failing).
 
     Raises:
         ValueError: the message names the model and says what to pass instead.
@@ -170,12 +186,15 @@ def check_model_source(name_or_path: str | None) -> None:
         if not p.is_dir() or not (p / "config.json").is_file():
             raise ValueError(f"model {name_or_path!r} is not a model folder (no config.json in it); {hint}")
         return
-    if name_or_path.startswith(("/", ".", "~")) or name_or_path.count("/") > 1:
+    if _not_a_hub_id(name_or_path):
         raise ValueError(f"model folder {name_or_path!r} does not exist; {hint}")
     from transformers import AutoConfig
 
     try:
-        AutoConfig.from_pretrained(name_or_path)
+        try:  # the local Hub cache first: no network retries for an id that is there
+            AutoConfig.from_pretrained(name_or_path, local_files_only=True)
+        except (OSError, ValueError):
+            AutoConfig.from_pretrained(name_or_path)
     except (OSError, ValueError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ValueError(

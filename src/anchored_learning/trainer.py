@@ -34,6 +34,7 @@ import logging
 import os
 import shutil
 import types
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +77,22 @@ class OuterLoopCallback(TrainerCallback):
 
     def __init__(self, trainer: AnchoredSFTTrainer):
         self.trainer = trainer
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        """Warn when ``max_steps`` makes the run other than its ``T x K`` epochs (fewer outer
+        iterations, or a longer last one): the step limit wins over the outer loop."""
+        k, t = args.refresh_epochs, int(args.outer_iterations)
+        if k is None or args.max_steps is None or args.max_steps <= 0 or float(state.num_train_epochs) == t * k:
+            return
+        reached = min(-(-int(state.num_train_epochs) // k), t)
+        warnings.warn(
+            f"max_steps={args.max_steps} trains {args.method!r} for {state.num_train_epochs} epoch(s), not its "
+            f"T x K = {t} x {k} epochs: {reached} of {t} outer iterations run"
+            + (", the last one longer" if state.num_train_epochs > t * k else "")
+            + ". Drop max_steps to run the outer loop as configured (set outer_iterations and inner_epochs instead)",
+            UserWarning,
+            stacklevel=2,
+        )
 
     def on_epoch_begin(self, args, state, control, **kwargs):
         # state.epoch is e + (step + 1) / steps_in_epoch after each step: exactly e at the start of
