@@ -631,6 +631,7 @@ TRAIN_DEFAULTS = {"report_to": "none", "save_strategy": "epoch", "save_total_lim
 
 #: flag spellings of earlier versions of ``anchored train``
 TRAIN_RENAMED = {
+    "--alpha": "--anchor_alpha",  # as in run, sweep and frontier
     "--reference": "--reference_model",
     "-o": "--output_dir",
     "--output-dir": "--output_dir",
