@@ -121,7 +121,7 @@ def test_experiment_end_to_end_tiny_model_and_resume(tmp_path):
     # a rerun skips every finished stage and reproduces the same report
     logs = []
     again = Experiment(cfg, console_log=logs.append).run()
-    assert all(line.startswith("[skip]") for line in logs), logs
+    assert all(line.startswith(("[skip]", "[warning] Left out")) for line in logs), logs  # the tiny model scores 0 on MC
     assert [r["target"] for r in again["rows"]] == [r["target"] for r in out["rows"]]
     # the reported wall time is the total over both invocations, not the (instant) re-run alone
     assert again["wall_time_s"] >= out["wall_time_s"] > 1.0

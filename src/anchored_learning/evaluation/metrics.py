@@ -91,7 +91,7 @@ def degradation_members(
         if not all(k in r and "items" in r[k] for r in results):
             left_out[k] = "not scored for every model and seed"
         elif any(not b.get("results", b)[k]["primary"] for b in bases):
-            left_out[k] = "the base model scores 0 on it (a relative drop from 0 is undefined)"
+            left_out[k] = "the base model scores 0 on it: a relative drop from 0 is undefined"
         else:
             members.append(k)
     return members, left_out
