@@ -155,7 +155,9 @@ def expand_suites(names: Sequence[str]) -> list[str]:
     return out
 
 
-def _task_examples(task, limit: int | None, seed: int):
+def task_examples(task, limit: int | None, seed: int):
+    """The test items of a target ``task`` that an evaluation with ``limit`` and ``seed`` scores (all
+    of them when there are fewer than ``limit``)."""
     try:
         return list(task.examples("test", n=limit, seed=seed))
     except ValueError:
@@ -193,7 +195,7 @@ def _run_generation(name, model, tokenizer, limit, seed, batch_size, progress, t
     from anchored_learning.evaluation.generation import generate
 
     task = tasks[name] if name in tasks else get_task(name)
-    exs = _task_examples(task, limit, seed)
+    exs = task_examples(task, limit, seed)
     preds = generate(
         model,
         tokenizer,
@@ -250,7 +252,7 @@ def _run_drift(name, base_model, model, tokenizer, limit, seed, batch_size, prog
     else:
         task_name = name.split(":", 1)[1]
         task = tasks[task_name] if task_name in tasks else get_task(task_name)
-        exs = _task_examples(task, limit, seed)
+        exs = task_examples(task, limit, seed)
         pairs = [(e.prompt, e.response) for e in exs]
         uids = [e.uid for e in exs]
         source = f"{_task_label(task)} test prompts + gold responses"
