@@ -48,6 +48,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("run_dir", type=Path, help="the finished run folder (e.g. runs/igsm-default-v2)")
     ap.add_argument("dest_dir", type=Path, help="the results folder to write (e.g. results/igsm-default)")
     args = ap.parse_args(argv)
+    if not args.run_dir.is_dir():  # exits with code 2
+        ap.error(f"{args.run_dir} does not exist or is not a folder: give a run folder (e.g. runs/igsm-default-v2)")
+    if not any(args.run_dir.glob("config.json")) and not any(args.run_dir.glob("seed-*/config.json")):
+        ap.error(f"{args.run_dir} is not a run folder (no config.json in it or in a seed-*/ folder)")
     export(args.run_dir, args.dest_dir)
     print(f"exported {args.run_dir} -> {args.dest_dir}")
 

@@ -178,7 +178,7 @@ def test_train_reuses_its_reference_only_for_the_same_data_and_saves_atomically(
     _assert_usage_error(_invoke(argv + ["--anchor_alpha", "0.9"]), "other data or settings", "anchor_alpha: 0.5 -> 0.9")
     _assert_usage_error(_invoke([*argv[:-1], "sft"]), "method: 'anchored' -> 'sft'")
     data.write_text(json.dumps({"prompt": "2+2?", "response": "4"}) + "\n")
-    _assert_usage_error(_invoke(argv), "data_sha256")
+    _assert_usage_error(_invoke(argv), "the contents of data changed")
     assert len(fake_training["reference_calls"]) == 1
     # a training that stopped before its first checkpoint left only its settings: nothing would be
     # reused, so other settings train there; with a checkpoint they are refused

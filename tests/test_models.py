@@ -100,11 +100,14 @@ def test_bundled_conversion_round_trip(tmp_path):
     assert models.resolve_model_path(models.BUNDLED_MODEL, cache_dir=str(tmp_path)) == path
 
 
-def test_compare_takes_the_bundled_model_by_name():
+def test_compare_takes_the_bundled_model_by_name(tmp_path):
     """`anchored compare --model smollm2-135m-instruct` (the name every missing-model error suggests):
     resolved offline, not looked up on the Hub."""
     from anchored_learning.experiment.compare import check_model
 
-    check_model(models.BUNDLED_MODEL, 49152)
-    with pytest.raises(ValueError, match="has a vocabulary of 49152 tokens, the base model 7"):
-        check_model(models.BUNDLED_MODEL, 7)
+    check_model(models.BUNDLED_MODEL, models.BUNDLED_MODEL)
+    model, tok = tiny_llama(seed=0)
+    model.save_pretrained(tmp_path)
+    tok.save_pretrained(tmp_path)
+    with pytest.raises(ValueError, match="has a vocabulary of 49152 tokens, the base model 260"):
+        check_model(models.BUNDLED_MODEL, str(tmp_path))

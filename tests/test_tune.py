@@ -9,7 +9,7 @@ import time
 import numpy as np
 import pytest
 
-from anchored_learning.evaluation.suites import _pick, _task_examples, subset_indices
+from anchored_learning.evaluation.suites import _pick, subset_indices, task_examples
 from anchored_learning.experiment import tune as T
 from anchored_learning.experiment.tune import TuneConfig, tune
 from anchored_learning.report import pareto_frontier
@@ -35,11 +35,11 @@ def test_generated_task_validation_examples_are_not_test_examples():
     from anchored_learning.tasks.registry import get_task
 
     task = get_task("date_iso")
-    test = _task_examples(task, 8, 0)
-    val = _task_examples(task, 8, 0, frozenset(e.uid for e in test))
+    test = task_examples(task, 8, 0)
+    val = task_examples(task, 8, 0, frozenset(e.uid for e in test))
     assert len(val) == 8 and not {e.uid for e in val} & {e.uid for e in test}
     assert not {e.prompt for e in val} & {e.prompt for e in test}
-    assert [e.uid for e in val] == [e.uid for e in _task_examples(task, 16, 0)][8:]
+    assert [e.uid for e in val] == [e.uid for e in task_examples(task, 16, 0)][8:]
 
 
 # ------------------------------------------------------------------------------ a closed-form search

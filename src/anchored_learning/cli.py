@@ -68,12 +68,33 @@ class _DropDeepSpeedCpuNotice(logging.Filter):
         return not str(record.msg).startswith("Setting accelerator to CPU")
 
 
+def _exit_if_disk_full(e: OSError) -> None:
+    """Report a full disk (:data:`~anchored_learning.io.DISK_FULL`) without a traceback and exit with
+    code 1; any other error returns (to be raised)."""
+    from anchored_learning.io import DISK_FULL
+
+    if e.errno not in DISK_FULL:
+        return
+    where = f" while writing {e.filename}" if e.filename else ""
+    typer.echo(
+        f"Error: the disk is full ({e.strerror}){where}. Nothing was half-written: every result and model is "
+        "written under a temporary name, renamed into place when complete (the interrupted one was removed), and a "
+        "training checkpoint whose save did not finish is skipped on resume. Free some space and run the same "
+        "command again: the finished stages and complete checkpoints are kept.",
+        err=True,
+    )
+    raise SystemExit(1)
+
+
 def main() -> None:
     """Entry point of the ``anchored`` console script."""
     logging.getLogger("DeepSpeed").addFilter(_DropDeepSpeedCpuNotice())
     _register()
     try:
         app()
+    except OSError as e:
+        _exit_if_disk_full(e)
+        raise
     finally:  # under torchrun / accelerate launch: leave the process group before the interpreter exits
         if "torch.distributed" in sys.modules:  # (a command that never loaded torch has no group)
             from anchored_learning.experiment.stages import end_process_group

@@ -42,7 +42,10 @@ def _bad(message: str) -> typer.BadParameter:
     if words[0].endswith("):"):  # "sft(learning_rate=abc): ...": a value that a --sweep entry gave
         return typer.BadParameter(message, param_hint="--sweep")
     if len(words) > 1 and words[0].endswith(":"):  # "<stage>: <field> must ..." (a planned variant)
-        words = words[1:]
+        stage, words = words[0][:-1], words[1:]
+        own = f"{stage}_{words[0]}"  # the reference stage's learning_rate is --reference_learning_rate
+        if stage == "reference" and own in _field_names():
+            return typer.BadParameter(f"{own} {' '.join(words[1:])}", param_hint=f"--{own}")
     head = words[0].strip(":'\"")
     is_field = head in _field_names() or head in _PLAIN_FIELDS
     return typer.BadParameter(message, param_hint=f"--{head.lstrip('-')}" if is_field else None)
@@ -206,7 +209,7 @@ def parse_config_args(
         else:
             rest.append(argv[i])
             i += 1
-    argv = rest + [x for dest, values in lists.items() for x in (f"--{dest}", *values)]
+    argv = _negative_values(rest + [x for dest, values in lists.items() for x in (f"--{dest}", *values)], options)
     if defaults:
         parser.set_defaults_with_config(**defaults)
     if "--help" in argv or "-h" in argv:
@@ -247,6 +250,20 @@ def parse_config_args(
                 unused = [a for a in argv if a.startswith("-")]
             raise typer.BadParameter(_unknown_flags(unused, options)) from None
         raise _bad(str(e)) from None
+
+
+def _negative_values(argv: list[str], options: set[str]) -> list[str]:
+    """``--flag -1e-5`` -> ``--flag=-1e-5``: argparse reads a negative number in exponent notation
+    as an unknown option ("expected one argument"), so the value reaches the field's own check."""
+    import re
+
+    out: list[str] = []
+    for a in argv:
+        if out and out[-1] in options and re.fullmatch(r"-(\d+\.?\d*|\.\d+)(e[-+]?\d+)?|-inf|-nan", a, re.IGNORECASE):
+            out[-1] = f"{out[-1]}={a}"
+        else:
+            out.append(a)
+    return out
 
 
 def _unknown_flags(given: list[str], options: set[str]) -> str:
@@ -439,6 +456,10 @@ def frontier_command(ctx: typer.Context) -> None:
         res = write_frontier_report(cfg.output_dir, seeds=seeds, n_boot=int(args.n_boot), task=_peek(ctx.args, "--task"))
     except ValueError as e:
         raise _bad(str(e)) from None
+    if res.get("left_out"):
+        from anchored_learning.evaluation.metrics import left_out_note
+
+        console.print(f"[warning] {left_out_note(res['left_out'])}", markup=False, style="yellow")
     console.print(frontier_summary(res), markup=False, soft_wrap=True)
     console.print("\n" + res["verdict"], markup=False, style="bold")  # its intervals' brackets are not markup
     if res.get("drift_view"):
@@ -629,6 +650,13 @@ class TrainArguments:
     lora_target_modules: list[str] = field(
         default_factory=lambda: ["all-linear"], metadata={"help": "Modules that get LoRA adapters (with --use_peft)."}
     )
+    keep_checkpoints: bool = field(
+        default=False,
+        metadata={
+            "help": "Keep the checkpoints (weights and optimizer state) of OUTPUT_DIR/trainer and OUTPUT_DIR/reference "
+            "once the model is final (default: removed then; a killed run still resumes from them)."
+        },
+    )
 
     def __post_init__(self):
         if not float(self.reference_epochs) > 0:  # (named here: the reference's own config calls it num_train_epochs)
@@ -656,6 +684,7 @@ TRAIN_DEFAULTS = {"report_to": "none", "save_strategy": "epoch", "save_total_lim
 
 #: flag spellings of earlier versions of ``anchored train``
 TRAIN_RENAMED = {
+    "--alpha": "--anchor_alpha",  # as in run, sweep and frontier
     "--reference": "--reference_model",
     "-o": "--output_dir",
     "--output-dir": "--output_dir",
@@ -710,7 +739,7 @@ def train_command(ctx: typer.Context) -> None:
     import anchored_learning.trainer as trainer_mod
     from anchored_learning.config import AnchoredSFTConfig, under_launcher
     from anchored_learning.data import check_response_tokens_fit, load_conversations
-    from anchored_learning.io import check_output_path, write_json_atomic
+    from anchored_learning.io import check_output_path, lock_output_folder, write_json_atomic
     from anchored_learning.methods import METHODS, get_method
 
     argv = _precision_as_bf16(_rename_old_flags(list(ctx.args), TRAIN_RENAMED))
@@ -794,6 +823,11 @@ def train_command(ctx: typer.Context) -> None:
     settings = _train_settings(targs, args, base_model, data_sha, reference)
     if self_generated:  # the rule decides the rows trained on
         settings["score"] = [targs.score, targs.answer_column, targs.answer_regex]
+    if int(os.environ.get("RANK", "0")) == 0:  # one command at a time in a folder (a launch's main process takes it)
+        try:
+            ctx.call_on_close(lock_output_folder(output_dir).release)  # held until this command ends, however it ends
+        except ValueError as e:
+            raise typer.BadParameter(str(e), param_hint="--output_dir") from None
     if _already_trained(output_dir, settings):
         typer.echo(f"already trained with the same data and settings: {output_dir / 'final'} (delete it to train again)")
         return
@@ -818,6 +852,7 @@ def train_command(ctx: typer.Context) -> None:
     stamp = {
         "data_sha256": data_sha,
         "base_model": base_model,
+        "base_model_sha256": settings["base_model_sha256"],
         "peft": repr(targs.peft_config()),
         "training_arguments": _settings_of(ref_args) if ref_args is not None else None,
     }
@@ -836,8 +871,11 @@ def train_command(ctx: typer.Context) -> None:
     try:
         if train_ref:
             m, tok = models.load_model_and_tokenizer(path)
-            trainer_mod.train_reference(m, dataset, ref_dir, processing_class=tok, args=ref_args, peft_config=targs.peft_config())
+            trainer_mod.train_reference(
+                m, dataset, ref_dir, processing_class=tok, args=ref_args, peft_config=targs.peft_config(), resume=True
+            )
             write_json_atomic(marker, stamp)  # written last: a killed save is never reused
+            _remove_checkpoints(ref_dir, keep=targs.keep_checkpoints)
         m, tok = models.load_model_and_tokenizer(path)
         if self_generated:  # rejection sampling from the base model, recorded (a rerun reads the record)
             from anchored_learning.experiment.data import self_generated_training_rows
@@ -872,7 +910,20 @@ def train_command(ctx: typer.Context) -> None:
             trainer.model, tok, output_dir / "final", {"train_log.json": json.dumps(trainer.state.log_history, default=str)}
         )
         typer.echo(f"saved {output_dir / 'final'}")
-    trainer.accelerator.wait_for_everyone()
+    trainer.accelerator.wait_for_everyone()  # every rank is past its last checkpoint before they are removed
+    if trainer.accelerator.is_main_process:
+        _remove_checkpoints(args.output_dir, keep=targs.keep_checkpoints)
+
+
+def _remove_checkpoints(folder: str | Path, keep: bool) -> None:
+    """Remove the ``checkpoint-*`` folders (weights, optimizer state) of a stage whose model is final,
+    unless ``keep`` (``--keep_checkpoints``)."""
+    import shutil
+
+    if keep or int(os.environ.get("RANK", "0")) != 0:
+        return
+    for checkpoint in Path(folder).glob("checkpoint-*"):
+        shutil.rmtree(checkpoint, ignore_errors=True)
 
 
 def _sample_score(convs, targs):
@@ -933,16 +984,25 @@ def _settings_of(args) -> dict:
 
 
 def _train_settings(targs, args, base_model: str, data_sha: str, reference: str | None) -> dict:
-    """Everything that decides the model `anchored train` writes (JSON-normalised)."""
+    """Everything that decides the model `anchored train` writes (JSON-normalised): the models by
+    path and by content (:func:`~anchored_learning.models.model_fingerprint`)."""
+    from anchored_learning.models import model_fingerprint
+
     fields = _settings_of(args)
     settings = {
         "data_sha256": data_sha,
         "base_model": base_model,
+        "base_model_sha256": model_fingerprint(base_model),
         "reference_model": reference if reference is not None else f"trained here ({targs.reference_epochs:g} epochs)",
+        "reference_model_sha256": model_fingerprint(reference) if reference is not None else None,
         "peft": repr(targs.peft_config()),
         "training_arguments": fields,
     }
     return json.loads(json.dumps(settings, default=str))
+
+
+#: settings entries added after train_settings.json existed (a folder without them is not refused for that)
+_FINGERPRINTS = ("base_model_sha256", "reference_model_sha256")
 
 
 def _already_trained(output_dir: Path, settings: dict) -> bool:
@@ -967,12 +1027,20 @@ def _already_trained(output_dir: Path, settings: dict) -> bool:
         **{k: v for k, v in d.get("training_arguments", {}).items() if k not in _NOT_SETTINGS},
     }
     a, b = flat(old), flat(settings)
-    diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
-    reusable = (output_dir / "final").exists() or any((output_dir / "trainer").glob("checkpoint-*"))
+    # a folder written before the models' fingerprints were recorded is compared without them
+    diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k) and (k in a or k not in _FINGERPRINTS))
+    reusable = (output_dir / "final").exists() or any(
+        any((output_dir / stage).glob("checkpoint-*")) for stage in ("trainer", "reference")
+    )
     if diff and not reusable:  # a training that stopped before its first checkpoint: nothing would be reused
         return False
     if diff:
-        shown = "; ".join(f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in diff[:8]) + (" ..." if len(diff) > 8 else "")
+        shown = "; ".join(
+            f"the contents of {k.removesuffix('_sha256')} changed"
+            if k.endswith("_sha256")
+            else f"{k}: {a.get(k)!r} -> {b.get(k)!r}"
+            for k in diff[:8]
+        ) + (" ..." if len(diff) > 8 else "")
         raise typer.BadParameter(
             f"{output_dir} holds a training made with other data or settings ({shown}); its checkpoints or model would "
             f"be reused under the new ones. Choose a new --output_dir, or delete {output_dir} to start over",

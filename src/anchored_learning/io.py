@@ -9,10 +9,13 @@ killed process leaves behind is easy to recognise; it is not removed automatical
 * :func:`atomic_file`, :func:`write_json_atomic`, :func:`write_text_atomic`: a file.
 * :func:`atomic_folder`: a folder (a model save, an anchor cache, a snapshot).
 * :func:`check_output_path`: fail before any work when an output cannot be written.
+* :func:`lock_output_folder`: one command at a time writes into an output folder.
+* :data:`DISK_FULL`: the errors of a full disk, which the command line reports without a traceback.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
@@ -27,11 +30,18 @@ __all__ = [
     "atomic_file",
     "atomic_folder",
     "check_output_path",
+    "lock_output_folder",
     "read_json",
     "replace_folder",
     "write_json_atomic",
     "write_text_atomic",
 ]
+
+
+#: ``OSError.errno`` values of a full disk or an exhausted quota
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+#: the lock file inside an output folder (see :func:`lock_output_folder`)
+LOCK_FILE = ".anchored.lock"
 
 
 def _file_mode() -> int:
@@ -183,3 +193,31 @@ def check_output_path(path: str | os.PathLike, kind: str = "file") -> None:
         raise ValueError(f"cannot create {path}: {parent} is a file, not a folder")
     if not os.access(parent, os.W_OK):
         raise ValueError(f"cannot create {path}: {parent} is not writable")
+
+
+def lock_output_folder(folder: str | os.PathLike):
+    """Take the lock of an output folder (``<folder>/.anchored.lock``, created with the folder):
+    a second command writing into the same folder fails at once instead of both writing the same
+    files.  The lock is an OS file lock (``filelock``): it is released when the returned object is
+    released or garbage-collected, or when the process ends, however it ends (a killed run leaves
+    no stale lock).
+
+    Returns:
+        the held ``filelock.FileLock``; keep a reference to it for as long as the folder is written.
+
+    Raises:
+        ValueError: another process holds the lock (naming the folder and what to do).
+    """
+    from filelock import FileLock, Timeout
+
+    folder = Path(folder).expanduser()
+    folder.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(folder / LOCK_FILE))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        raise ValueError(
+            f"another anchored command is writing into {folder} (it holds {folder / LOCK_FILE}): wait for it to finish, "
+            "or choose another output folder"
+        ) from None
+    return lock

@@ -9,7 +9,9 @@ folder under the cache directory and returns that folder on every later call.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
+import json
 import os
 import shutil
 from pathlib import Path
@@ -145,14 +147,30 @@ def resolve_model_path(name_or_path: str | None = None, cache_dir: str | None = 
     return str(convert_gguf_to_hf(bundled_gguf_path(), out))
 
 
+def _not_a_hub_id(name: str) -> bool:
+    """Whether ``name`` (not an existing path) can only be a mistyped local path, never a Hugging
+    Face id: it starts with ``/``, ``.`` or ``~``, has more than one ``/``, is not a valid repo id,
+    or its first part is a folder here (``models/tiny`` with a ``models/`` folder)."""
+    if name.startswith(("/", ".", "~")) or name.count("/") > 1 or os.sep in name.replace("/", ""):
+        return True
+    try:
+        from huggingface_hub.utils import validate_repo_id
+
+        validate_repo_id(name)
+    except ValueError:  # (HFValidationError)
+        return True
+    return "/" in name and Path(name.split("/")[0]).is_dir()
+
+
 def check_model_source(name_or_path: str | None) -> None:
     """Fail fast, before any work, when ``name_or_path`` cannot be loaded.
 
     ``None`` or :data:`BUNDLED_MODEL` always pass (the bundled model is resolved later).  A path
     that exists must be a folder with a ``config.json`` (as written by ``save_pretrained``); a
-    string that looks like a path (``/``, ``.``, ``~``, or more than one ``/``) must exist;
-    anything else is read as a Hugging Face id and its config is fetched (from the local cache
-    when offline; on a machine without network this takes ~30 s of retries before failing).
+    string that can only be a path (:func:`_not_a_hub_id`: ``/``, ``.``, ``~``, more than one
+    ``/``, not a valid repo id, or ``dir/name`` where ``dir`` is a folder here) fails at once;
+    anything else is read as a Hugging Face id, looked up in the local Hub cache first and then
+    fetched (on a machine without network an id not in the cache takes ~30 s of retries before failing).
 
     Raises:
         ValueError: the message names the model and says what to pass instead.
@@ -168,12 +186,15 @@ def check_model_source(name_or_path: str | None) -> None:
         if not p.is_dir() or not (p / "config.json").is_file():
             raise ValueError(f"model {name_or_path!r} is not a model folder (no config.json in it); {hint}")
         return
-    if name_or_path.startswith(("/", ".", "~")) or name_or_path.count("/") > 1:
+    if _not_a_hub_id(name_or_path):
         raise ValueError(f"model folder {name_or_path!r} does not exist; {hint}")
     from transformers import AutoConfig
 
     try:
-        AutoConfig.from_pretrained(name_or_path)
+        try:  # the local Hub cache first: no network retries for an id that is there
+            AutoConfig.from_pretrained(name_or_path, local_files_only=True)
+        except (OSError, ValueError):
+            AutoConfig.from_pretrained(name_or_path)
     except (OSError, ValueError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ValueError(
@@ -192,6 +213,66 @@ def load_tokenizer(name_or_path: str | None = None, cache_dir: str | None = None
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(resolve_model_path(name_or_path, cache_dir))
+
+
+#: files whose presence says a model folder carries its own tokenizer
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
+
+
+def check_same_tokenizer(tokenizer, base_tokenizer, what: str) -> None:
+    """Refuse a tokenizer that is not the base model's: another vocabulary (token -> id, added
+    tokens included) or other BOS / EOS / UNK tokens.  Sizes alone are not enough: two
+    vocabularies of one size can map the same ids to other tokens, and a model scored with the
+    wrong one gets plausible, wrong numbers.
+
+    Args:
+        what: names the model whose tokenizer ``tokenizer`` is, in the message.
+
+    Raises:
+        ValueError: naming ``what`` and the first difference (sizes, a token, a special token).
+    """
+    mine, base = tokenizer.get_vocab(), base_tokenizer.get_vocab()
+    if mine != base:
+        token = next((t for t in sorted(set(mine) | set(base)) if mine.get(t) != base.get(t)), None)
+        raise ValueError(
+            f"{what} has another tokenizer than the base model ({len(mine)} vs {len(base)} tokens; first difference: "
+            f"{token!r} is id {mine.get(token)} there, {base.get(token)} in the base's): it must be fine-tuned from the "
+            "same base model with the same tokenizer"
+        )
+    for name in ("bos_token", "eos_token", "unk_token"):
+        if getattr(tokenizer, name, None) != getattr(base_tokenizer, name, None):
+            raise ValueError(
+                f"{what} has another {name} than the base model ({getattr(tokenizer, name, None)!r} vs "
+                f"{getattr(base_tokenizer, name, None)!r}): it must be fine-tuned from the same base model with the same tokenizer"
+            )
+
+
+def check_same_vocabulary(name_or_path: str, base_name_or_path: str | None, what: str | None = None) -> None:
+    """Refuse, before any model is loaded, a model that does not share the base model's vocabulary:
+    another ``vocab_size`` in its config, or (when it carries tokenizer files) another tokenizer
+    (:func:`check_same_tokenizer`).  A folder without tokenizer files is scored with the base's.
+
+    Args:
+        name_or_path, base_name_or_path: as in :func:`resolve_model_path`.
+        what: names the model in the message (default ``name_or_path``).
+
+    Raises:
+        ValueError: naming the model, both sizes or the first difference, and what to pass.
+    """
+    from transformers import AutoConfig
+
+    what = what or str(name_or_path)
+    path, base_path = resolve_model_path(name_or_path), resolve_model_path(base_name_or_path)
+    vocab = getattr(AutoConfig.from_pretrained(path).get_text_config(), "vocab_size", None)
+    base_vocab = getattr(AutoConfig.from_pretrained(base_path).get_text_config(), "vocab_size", None)
+    if vocab is not None and base_vocab is not None and vocab != base_vocab:
+        raise ValueError(
+            f"{what} has a vocabulary of {vocab} tokens, the base model {base_vocab}: they must share the base's "
+            "tokenizer; pass the base it was fine-tuned from"
+        )
+    if Path(path).is_dir() and not any((Path(path) / f).is_file() for f in _TOKENIZER_FILES):
+        return
+    check_same_tokenizer(load_tokenizer(path), load_tokenizer(base_path), what)
 
 
 def load_model_and_tokenizer(name_or_path: str | None = None, dtype: torch.dtype = torch.float32, cache_dir: str | None = None):
@@ -252,15 +333,108 @@ def check_finite_parameters(model: torch.nn.Module, what: str) -> None:
         )
 
 
-def weights_sha256(folder: str | os.PathLike) -> str:
-    """SHA-256 over the ``*.safetensors`` files of a model folder (names and bytes, in name order):
-    equal for two saves of bit-identical weights."""
+def _files_sha256(folder: Path, names: list[str]) -> str:
+    """SHA-256 over the files ``names`` of ``folder`` (each: its name, a NUL byte, its bytes; read in blocks)."""
     import hashlib
 
     h = hashlib.sha256()
-    for f in sorted(Path(folder).glob("*.safetensors")):
-        h.update(f.name.encode() + b"\0" + f.read_bytes())
+    for name in names:
+        h.update(name.encode() + b"\0")
+        with (folder / name).open("rb") as stream:
+            for block in iter(lambda: stream.read(1 << 24), b""):
+                h.update(block)
     return h.hexdigest()
+
+
+def weights_sha256(folder: str | os.PathLike) -> str:
+    """SHA-256 over the ``*.safetensors`` files of a model folder (names and bytes, in name order):
+    equal for two saves of bit-identical weights."""
+    return _files_sha256(Path(folder), sorted(f.name for f in Path(folder).glob("*.safetensors")))
+
+
+#: suffixes of weight files: a folder holding none of them is not fingerprinted
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".gguf", ".pt", ".pth")
+#: files of a model folder that do not decide what the model computes (training logs, checkpoints'
+#: trainer state, cards); dot files (markers such as ``.complete``) are left out too
+_NOT_MODEL_FILES = frozenset(
+    {"trainer_state.json", "train_log.json", "training_args.bin", "optimizer.pt", "scheduler.pt", "README.md"}
+)
+
+
+def _model_files(folder: Path) -> list[Path]:
+    """The files of ``folder`` (not its subfolders) that decide the model: weights, configs,
+    tokenizer files, chat template; not logs, markers or cards (:data:`_NOT_MODEL_FILES`)."""
+    return sorted(
+        p
+        for p in folder.iterdir()
+        if p.is_file() and not p.name.startswith(".") and p.name not in _NOT_MODEL_FILES and not p.name.startswith("rng_state")
+    )
+
+
+def _hub_snapshot(model_id: str) -> Path | None:
+    """The local snapshot folder of a Hugging Face id in the Hub cache, or None (not cached, not an id)."""
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(model_id, local_files_only=True))
+    except Exception:  # noqa: BLE001  (not cached / not a valid id / offline: nothing to fingerprint)
+        return None
+
+
+@functools.lru_cache(maxsize=32)
+def _memoised_sha256(folder: str, stamp: tuple) -> str:
+    """The content hash of ``folder``'s files named in ``stamp`` ((name, size, mtime) triples),
+    computed once per stamp: in this process (memoised) and across processes (stored under
+    ``<cache>/fingerprints``, keyed by the folder and its stamp)."""
+    import hashlib
+
+    from anchored_learning.io import write_text_atomic
+
+    key = hashlib.sha256(json.dumps([folder, stamp]).encode()).hexdigest()
+    stored = default_cache_dir() / "fingerprints" / key
+    try:
+        value = stored.read_text().strip()
+        if len(value) == 64:
+            return value
+    except OSError:
+        pass
+    value = _files_sha256(Path(folder), [name for name, *_ in stamp])
+    try:
+        write_text_atomic(stored, value + "\n")
+    except OSError:  # a cache that cannot be written only costs hashing again next time
+        pass
+    return value
+
+
+def model_fingerprint(name_or_path: str | os.PathLike | None) -> str | None:
+    """What a model is, by content: the SHA-256 over the files of its folder that decide it (weights,
+    config, generation config, tokenizer files, chat template; :func:`_model_files`), in name order.
+
+    Cheap after the first time: the hash is memoised per folder and per (name, size, modification
+    time) of its files, in this process and on disk, so an unchanged folder is not read again,
+    and any rewrite of a file (new size or mtime) hashes it again.
+
+    Args:
+        name_or_path: a local folder, a Hugging Face id (its snapshot in the local Hub cache), or
+            ``None`` / :data:`BUNDLED_MODEL` (identified by its pinned package and conversion:
+            ``bundled:<conversion>@<package pin>``, without converting it).
+
+    Returns:
+        64 hex digits (or the bundled model's identity), or None when there is nothing local to
+        read: a Hub id not in the cache, a folder without a weight file.
+    """
+    if name_or_path is None or str(name_or_path) == BUNDLED_MODEL:
+        return f"bundled:{_CONVERTED_NAME}@{BUNDLED_PACKAGE_PIN}"
+    folder = Path(name_or_path).expanduser()
+    if not folder.is_dir():
+        folder = _hub_snapshot(str(name_or_path))
+        if folder is None:
+            return None
+    files = _model_files(folder)
+    if not any(p.name.endswith(WEIGHT_SUFFIXES) for p in files):
+        return None
+    stamp = tuple((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in files)
+    return _memoised_sha256(str(folder.resolve()), stamp)
 
 
 def save_pretrained_atomically(model, tokenizer, folder: str | os.PathLike, files: dict[str, Any] | None = None) -> Path:

@@ -44,6 +44,7 @@ import os
 import shutil
 import time
 import types
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -67,7 +68,7 @@ from anchored_learning.config import AnchoredSFTConfig
 from anchored_learning.data import as_prompt_completion, looks_like_hub_id
 from anchored_learning.io import atomic_folder, write_json_atomic
 from anchored_learning.methods import Anchors, get_method
-from anchored_learning.models import check_finite_parameters
+from anchored_learning.models import check_finite_parameters, check_same_tokenizer
 from anchored_learning.sampling import SELF_GENERATED_COLUMN
 
 logger = logging.getLogger(__name__)
@@ -87,6 +88,22 @@ class OuterLoopCallback(TrainerCallback):
 
     def __init__(self, trainer: AnchoredSFTTrainer):
         self.trainer = trainer
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        """Warn when ``max_steps`` makes the run other than its ``T x K`` epochs (fewer outer
+        iterations, or a longer last one): the step limit wins over the outer loop."""
+        k, t = args.refresh_epochs, int(args.outer_iterations)
+        if k is None or args.max_steps is None or args.max_steps <= 0 or float(state.num_train_epochs) == t * k:
+            return
+        reached = min(-(-int(state.num_train_epochs) // k), t)
+        warnings.warn(
+            f"max_steps={args.max_steps} trains {args.method!r} for {state.num_train_epochs} epoch(s), not its "
+            f"T x K = {t} x {k} epochs: {reached} of {t} outer iterations run"
+            + (", the last one longer" if state.num_train_epochs > t * k else "")
+            + ". Drop max_steps to run the outer loop as configured (set outer_iterations and inner_epochs instead)",
+            UserWarning,
+            stacklevel=2,
+        )
 
     def on_epoch_begin(self, args, state, control, **kwargs):
         # state.epoch is e + (step + 1) / steps_in_epoch after each step: exactly e at the start of
@@ -489,13 +506,8 @@ class AnchoredSFTTrainer(SFTTrainer):
         if isinstance(ref, (str, os.PathLike)) and (Path(ref) / "tokenizer.json").exists():
             from transformers import AutoTokenizer
 
-            ref_tok = AutoTokenizer.from_pretrained(ref)
             tok = getattr(self.processing_class, "tokenizer", self.processing_class)
-            if ref_tok.get_vocab() != tok.get_vocab():
-                raise ValueError(
-                    f"the reference model's tokenizer at {ref} differs from the student's: train the reference "
-                    "from the same base model and tokenizer"
-                )
+            check_same_tokenizer(AutoTokenizer.from_pretrained(ref), tok, f"the reference model {ref}")
 
     def _check_response_tokens(self) -> None:
         total = sum(sum(1 for y in ex[1:] if y != O.IGNORE_INDEX) for ex in self.train_dataset["labels"])
@@ -770,7 +782,7 @@ class AnchoredSFTTrainer(SFTTrainer):
 # ---------------------------------------------------------------------- convenience entry points
 
 
-def train_reference(model, train_dataset, output_dir: str, **config_kwargs) -> str:
+def train_reference(model, train_dataset, output_dir: str, *, resume: bool = False, **config_kwargs) -> str:
     """Stage 1 of Anchored Learning: plain SFT of the base model, saved as the reference p_sft.
 
     Args:
@@ -781,6 +793,9 @@ def train_reference(model, train_dataset, output_dir: str, **config_kwargs) -> s
         **config_kwargs: :class:`AnchoredSFTConfig` fields (defaults: 3 epochs, as in arXiv:2605.04468),
             or ``args=`` a ready ``AnchoredSFTConfig`` with ``method="sft"``; ``processing_class``,
             ``peft_config`` (LoRA adapters, merged before the save) and ``callbacks`` go to the trainer.
+        resume: continue from the newest complete checkpoint in the config's ``output_dir`` when there
+            is one (:meth:`AnchoredSFTTrainer.train` with ``resume_from_checkpoint=True``); the caller
+            makes sure its checkpoints were written with the same data and settings.
 
     Returns:
         ``output_dir`` (a folder ``from_pretrained`` can load, with ``trainer_state.json`` holding
@@ -797,7 +812,7 @@ def train_reference(model, train_dataset, output_dir: str, **config_kwargs) -> s
     elif config_kwargs or args.method != "sft":
         raise ValueError("train_reference(args=...) takes an AnchoredSFTConfig with method='sft' and no other config fields")
     trainer = AnchoredSFTTrainer(model, args=args, train_dataset=train_dataset, **trainer_kwargs)
-    trainer.train()
+    trainer.train(resume_from_checkpoint=True if resume else None)
     if trainer.accelerator.is_main_process:  # one writer when several processes trained together
         final = trainer.model
         if hasattr(final, "merge_and_unload"):

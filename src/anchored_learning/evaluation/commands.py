@@ -83,7 +83,13 @@ def eval_command(
     from rich.console import Console
 
     from anchored_learning.evaluation.suites import evaluate, expand_suites
-    from anchored_learning.models import BUNDLED_MODEL, PRECISIONS, check_model_source, load_model_and_tokenizer
+    from anchored_learning.models import (
+        BUNDLED_MODEL,
+        PRECISIONS,
+        check_model_source,
+        check_same_vocabulary,
+        load_model_and_tokenizer,
+    )
 
     console = Console(stderr=True)
     if precision not in PRECISIONS:
@@ -112,6 +118,11 @@ def eval_command(
             check_model_source(value)
         except ValueError as e:
             raise typer.BadParameter(str(e), param_hint=hint) from None
+    if base_model is not None:  # drift compares the two models' next-token distributions, token by token
+        try:
+            check_same_vocabulary(model, base_model, what=f"the model {model or BUNDLED_MODEL!r}")
+        except ValueError as e:
+            raise typer.BadParameter(str(e), param_hint="--base-model") from None
     if output is not None:
         try:
             check_output_path(output, "file")

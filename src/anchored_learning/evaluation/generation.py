@@ -130,6 +130,36 @@ class BatchProgress(StoppingCriteria):
         self.finished[:] = True
 
 
+def check_prompts_fit(
+    tokenizer, prompts: Sequence[str | list[dict[str, str]]], max_new_tokens: int, context: int | None, what: str
+) -> None:
+    """Refuse, before any model is loaded, prompts that do not leave room for the generation budget
+    in the model's context: the prompt as :func:`generate` feeds it (chat template applied) plus
+    ``max_new_tokens`` must fit in ``context`` tokens (past it a model generates from positions it
+    was never trained on, without an error).
+
+    Args:
+        prompts: as in :func:`generate`.
+        context: the model's context length in tokens (``max_position_embeddings``); None: not checked.
+        what: names the prompts in the message (e.g. ``"the test prompts of file"``).
+
+    Raises:
+        ValueError: how many prompts do not fit, the longest one's index and length, the budget, the
+            context, and what to do.
+    """
+    if context is None:
+        return
+    lengths = [len(encode(tokenizer, chat_prompt(tokenizer, p))) for p in prompts]
+    over = [i for i, n in enumerate(lengths) if n + int(max_new_tokens) > context]
+    if over:
+        i = max(over, key=lambda k: lengths[k])
+        raise ValueError(
+            f"{len(over)} of {len(prompts)} {what} do not fit the model's context of {context} tokens with "
+            f"max_new_tokens={max_new_tokens} (the longest: item {i}, {lengths[i]} prompt tokens): lower max_new_tokens "
+            f"to {max(context - max(lengths), 0)} or less, or shorten those prompts"
+        )
+
+
 def generate(
     model,
     tokenizer,

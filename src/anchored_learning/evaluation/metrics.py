@@ -59,6 +59,51 @@ def mean_degradation(
     return {"per_benchmark": per, "mean": float(np.mean(list(per.values())))}
 
 
+def _heldout_suites(results: Mapping[str, Any], targets: Sequence[str]) -> list[str]:
+    """The suites of one evaluation's results that degradation is measured on: scored per item,
+    neither a target nor a drift suite (drift has no "before")."""
+    return [k for k, r in results.items() if "items" in r and k not in targets and not k.startswith("drift")]
+
+
+def degradation_members(
+    bases: Sequence[Mapping[str, Any]], evals: Sequence[Mapping[str, Any]], targets: Sequence[str] = ()
+) -> tuple[list[str], dict[str, str]]:
+    """The held-out suites that every mean degradation of a report averages over, the same for
+    every row and every seed: one rule for ``run``, ``compare`` and ``frontier``.
+
+    A suite is a member when every base evaluation and every other evaluation scored it, and no
+    base evaluation scores 0 on it (a relative drop from 0 is undefined); any other suite that some
+    evaluation scored is left out of every mean, with the reason.
+
+    Args:
+        bases: the base model's evaluations (one per seed), ``evaluate()`` outputs or their ``results``.
+        evals: every other evaluation the report compares with a base (any seed).
+        targets: target suites (scored as gain, never members).
+
+    Returns:
+        ``(members, left_out)``: member suite names in the first base's order, and
+        ``{suite: reason}`` for the others.
+    """
+    results = [e.get("results", e) for e in [*bases, *evals]]
+    seen = list(dict.fromkeys(k for r in results for k in _heldout_suites(r, targets)))
+    members, left_out = [], {}
+    for k in seen:
+        if not all(k in r and "items" in r[k] for r in results):
+            left_out[k] = "not scored for every model and seed"
+        elif any(not b.get("results", b)[k]["primary"] for b in bases):
+            left_out[k] = "the base model scores 0 on it: a relative drop from 0 is undefined"
+        else:
+            members.append(k)
+    return members, left_out
+
+
+def left_out_note(left_out: Mapping[str, str]) -> str:
+    """The warning printed and written with a report whose mean degradation leaves suites out ('' for none)."""
+    if not left_out:
+        return ""
+    return "Left out of every mean degradation: " + "; ".join(f"{k} ({why})" for k, why in left_out.items()) + "."
+
+
 def _stat(x: np.ndarray, w: np.ndarray | None, idx: np.ndarray) -> np.ndarray:
     """Statistic for each row of bootstrap indices ``idx`` [B, n] -> [B]."""
     if w is None:
@@ -148,6 +193,7 @@ def compare(
     after: Mapping[str, Any],
     *,
     targets: Sequence[str] = (),
+    members: Sequence[str] | None = None,
     n_boot: int = 2000,
     seed: int = 0,
     level: float = 0.95,
@@ -160,10 +206,13 @@ def compare(
             same limit and seed so items align.
         targets: suite names scored as gain; all other suites present in both (except ``drift``,
             which has no "before") are held-out and scored as degradation.
+        members: the held-out suites the degradation and its mean are measured on (a report's
+            :func:`degradation_members`, the same for every row); default: every common held-out
+            suite whose base score is not 0.  The others are listed under ``"left_out"``.
 
     Returns:
         ``{"gain": {suite: {"points", "ci"}}, "degradation": {suite: {"percent", "ci"}},
-        "mean_degradation": {"percent", "ci"}, "n_boot", "seed"}``.  The mean's CI resamples each
+        "mean_degradation": {"percent", "ci"}, "left_out": [suite, ...], "n_boot", "seed"}``.  The mean's CI resamples each
         benchmark's items independently (same seed stream) and averages.
 
     Raises:
@@ -171,8 +220,10 @@ def compare(
     """
     B = before.get("results", before)
     A = after.get("results", after)
-    out: dict[str, Any] = {"gain": {}, "degradation": {}, "n_boot": n_boot, "seed": seed}
+    out: dict[str, Any] = {"gain": {}, "degradation": {}, "left_out": [], "n_boot": n_boot, "seed": seed}
     common = [k for k in B if k in A and "items" in B[k] and "items" in A[k] and k != "drift" and not k.startswith("drift")]
+    if members is None:
+        members = [k for k in common if k not in targets and B[k]["primary"]]
     rng_seed = seed
     boot_deg: list[np.ndarray] = []
     for k in common:
@@ -182,9 +233,8 @@ def compare(
         xb, w = _primary_items(rb)
         xa, _ = _primary_items(ra)
         hib = bool(rb.get("higher_is_better", True))
-        if k not in targets and not rb["primary"]:
-            # a relative drop from a base score of 0 is undefined: report it, leave it out of the mean
-            out.setdefault("undefined_degradation", []).append(k)
+        if k not in targets and k not in members:  # e.g. a base score of 0: a relative drop is undefined
+            out["left_out"].append(k)
             rng_seed += 1
             continue
         if k in targets:

@@ -155,9 +155,10 @@ def expand_suites(names: Sequence[str]) -> list[str]:
     return out
 
 
-def _task_examples(task, limit: int | None, seed: int, exclude: frozenset[str] = frozenset()):
-    """The task's first ``limit`` test examples for ``seed`` whose uid is not in ``exclude`` (all the
-    task has when fewer): ``limit + len(exclude)`` are drawn, so at least ``limit`` remain."""
+def task_examples(task, limit: int | None, seed: int, exclude: frozenset[str] = frozenset()):
+    """The test items of a target ``task`` that an evaluation with ``limit`` and ``seed`` scores (all
+    of them when there are fewer than ``limit``): its first ``limit`` test examples whose uid is not
+    in ``exclude`` (``limit + len(exclude)`` are drawn, so at least ``limit`` remain)."""
     n = None if limit is None else limit + len(exclude)
     try:
         exs = list(task.examples("test", n=n, seed=seed))
@@ -207,7 +208,7 @@ def _run_generation(name, model, tokenizer, limit, seed, batch_size, progress, t
     from anchored_learning.evaluation.generation import generate
 
     task = tasks[name] if name in tasks else get_task(name)
-    exs = _task_examples(task, limit, seed, exclude)
+    exs = task_examples(task, limit, seed, exclude)
     preds = generate(
         model,
         tokenizer,
@@ -264,7 +265,7 @@ def _run_drift(name, base_model, model, tokenizer, limit, seed, batch_size, prog
     else:
         task_name = name.split(":", 1)[1]
         task = tasks[task_name] if task_name in tasks else get_task(task_name)
-        exs = _task_examples(task, limit, seed, exclude)
+        exs = task_examples(task, limit, seed, exclude)
         pairs = [(e.prompt, e.response) for e in exs]
         uids = [e.uid for e in exs]
         source = f"{_task_label(task)} test prompts + gold responses"

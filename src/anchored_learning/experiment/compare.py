@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from anchored_learning.experiment.config import CompareConfig
-from anchored_learning.experiment.data import check_test_items, make_task
+from anchored_learning.experiment.data import check_test_items, check_test_prompts_fit, make_task
 from anchored_learning.experiment.report import write_report
 from anchored_learning.experiment.stages import check_resume, config_record, evaluate_model
 from anchored_learning.io import check_output_path, write_json_atomic
@@ -53,26 +53,52 @@ def model_labels(paths: list[str]) -> list[str]:
     return labels
 
 
-def check_model(path: str, base_vocab: int | None) -> None:
-    """Fail before any work when ``path`` cannot be loaded as a fine-tuned model of a base model
-    with ``base_vocab`` tokens (None: not checked).
+def check_model(path: str, base: str | None) -> None:
+    """Fail before any work when ``path`` cannot be loaded as a fine-tuned model of ``base``: a
+    model folder or id that does not share the base's vocabulary and tokenizer
+    (:func:`~anchored_learning.models.check_same_vocabulary`), or a LoRA adapter trained on another
+    base (:func:`check_adapter_base`).
 
     Raises:
-        ValueError: naming the model and what to pass.
+        ValueError: naming the model, the difference and what to pass.
     """
-    from transformers import AutoConfig
-
-    from anchored_learning.models import check_model_source, resolve_model_path
+    from anchored_learning.models import check_model_source, check_same_vocabulary
 
     if is_adapter_folder(path):
+        check_adapter_base(path, base)
         return
     check_model_source(path)
-    vocab = getattr(AutoConfig.from_pretrained(resolve_model_path(path)), "vocab_size", None)
-    if base_vocab is not None and vocab is not None and vocab != base_vocab:
-        raise ValueError(
-            f"{path} has a vocabulary of {vocab} tokens, the base model {base_vocab}: compare needs models that share "
-            "the base's tokenizer; pass the base it was fine-tuned from with --base"
-        )
+    check_same_vocabulary(path, base)
+
+
+def check_adapter_base(path: str, base: str | None) -> None:
+    """Refuse a LoRA adapter whose ``adapter_config.json`` names another base model than ``base``
+    (the same name, the same folder, or a folder with the same content pass; an adapter that names
+    no base is not checked).
+
+    Raises:
+        ValueError: naming the adapter's base, ``base``, and what to do.
+    """
+    import json
+
+    from anchored_learning.models import BUNDLED_MODEL, model_fingerprint, resolve_model_path
+
+    config = json.loads((Path(path).expanduser() / "adapter_config.json").read_text())
+    recorded = config.get("base_model_name_or_path")
+    if not recorded:
+        return
+    given = resolve_model_path(base)
+    same_path = Path(recorded).expanduser().exists() and Path(recorded).expanduser().resolve() == Path(given).resolve()
+    if recorded in (base, given) or same_path:
+        return
+    fingerprint = model_fingerprint(recorded)
+    if fingerprint is not None and fingerprint == model_fingerprint(given):
+        return
+    raise ValueError(
+        f"{path} is a LoRA adapter of {recorded!r} (its adapter_config.json's base_model_name_or_path), not of the base "
+        f"{base or BUNDLED_MODEL!r}: pass --base {recorded} (if {base or BUNDLED_MODEL!r} is a copy of that model, set "
+        "base_model_name_or_path to it in adapter_config.json)"
+    )
 
 
 def load_finetuned(path: str, base_path: str, vocab: int):
@@ -84,7 +110,7 @@ def load_finetuned(path: str, base_path: str, vocab: int):
 
     Raises:
         ValueError: the model's vocabulary differs from the base's (the items would be tokenized
-            differently and drift KL would be undefined).
+            differently and drift KL would be undefined), or an adapter's weights do not fit the base.
     """
     import torch
     from transformers import AutoModelForCausalLM
@@ -93,7 +119,13 @@ def load_finetuned(path: str, base_path: str, vocab: int):
         from peft import PeftModel
 
         base = AutoModelForCausalLM.from_pretrained(base_path, dtype=torch.float32)
-        model = PeftModel.from_pretrained(base, str(Path(path).expanduser())).merge_and_unload()
+        try:
+            model = PeftModel.from_pretrained(base, str(Path(path).expanduser())).merge_and_unload()
+        except RuntimeError as e:  # torch's ~200-line "size mismatch for ..." list
+            first = next((line.strip() for line in str(e).splitlines() if "size mismatch" in line), str(e).splitlines()[0])
+            raise ValueError(
+                f"the LoRA adapter {path} does not fit the base {base_path} ({first}): pass the base it was trained on with --base"
+            ) from None
     else:
         from anchored_learning.models import resolve_model_path
 
@@ -108,13 +140,13 @@ def load_finetuned(path: str, base_path: str, vocab: int):
 
 
 def model_identity(path: str) -> str:
-    """``path``, plus the newest modification time of the files in it for a folder: an evaluation
-    stored under this identity is reused only while the folder is unchanged."""
-    p = Path(path).expanduser()
-    if not p.is_dir():
-        return str(path)
-    newest = max((f.stat().st_mtime_ns for f in p.iterdir() if f.is_file()), default=0)
-    return f"{path}@{newest}"
+    """``path@<content fingerprint>`` (:func:`~anchored_learning.models.model_fingerprint`; ``path``
+    alone when it has none, e.g. a Hub id not in the local cache): an evaluation stored under this
+    identity is reused only while the model's content is unchanged."""
+    from anchored_learning.models import model_fingerprint
+
+    fingerprint = model_fingerprint(path)
+    return str(path) if fingerprint is None else f"{path}@{fingerprint}"
 
 
 def compare_models(cfg: CompareConfig, console_log: Callable[[str], None] = print) -> dict[str, Any]:
@@ -145,15 +177,13 @@ def compare_models(cfg: CompareConfig, console_log: Callable[[str], None] = prin
         raise ValueError(f"base {e}") from None  # "base model 'x' is not a model folder ..."
     labels = model_labels(list(cfg.model))
     base_path = resolve_model_path(cfg.base)
-    from transformers import AutoConfig
-
-    base_vocab = getattr(AutoConfig.from_pretrained(base_path), "vocab_size", None)
     for m in cfg.model:
-        check_model(m, base_vocab)
-    record = config_record(cfg)
+        check_model(m, cfg.base)
+    record = config_record(cfg, {"base": cfg.base})
     check_resume(out, record, frozenset({"model", "output_dir"}))
     task = make_task(cfg)
     check_test_items(cfg, task)
+    check_test_prompts_fit(cfg, task, cfg.base)
     for note in getattr(task, "notes", ()):
         console_log(note)
     out.mkdir(parents=True, exist_ok=True)
@@ -169,4 +199,4 @@ def compare_models(cfg: CompareConfig, console_log: Callable[[str], None] = prin
         evals[label] = evaluate_model(cfg, out, label, model, tok, base, task, console_log, model_id=model_identity(path))
         del model
     models = {"base": str(base_path), **dict(zip(labels, cfg.model))}
-    return write_report(cfg, out, evals, time.perf_counter() - t0, task=task, extra={"models": models})
+    return write_report(cfg, out, evals, time.perf_counter() - t0, task=task, extra={"models": models}, log=console_log)

@@ -56,6 +56,31 @@ def check_test_items(cfg, task) -> None:
         )
 
 
+def check_test_prompts_fit(cfg, task, model: str | None) -> None:
+    """Refuse, before any model is loaded, target test prompts (the ``n_test`` items the evaluation
+    draws) that leave no room for the task's ``max_new_tokens`` in ``model``'s context
+    (:func:`~anchored_learning.evaluation.generation.check_prompts_fit`); the training rows are
+    checked by :func:`~anchored_learning.data.check_response_tokens_fit`.
+
+    Raises:
+        ValueError: from ``check_prompts_fit``, naming the task.
+    """
+    from transformers import AutoConfig
+
+    from anchored_learning.evaluation.generation import check_prompts_fit
+    from anchored_learning.evaluation.suites import task_examples
+    from anchored_learning.models import load_tokenizer, resolve_model_path
+
+    if task is None:
+        return
+    config = AutoConfig.from_pretrained(resolve_model_path(model)).get_text_config()
+    prompts = [e.prompt for e in task_examples(task, cfg.n_test, cfg.seed)]
+    what = f"test prompts of {getattr(task, 'label', None) or cfg.task}"
+    check_prompts_fit(
+        load_tokenizer(model), prompts, int(task.max_new_tokens), getattr(config, "max_position_embeddings", None), what
+    )
+
+
 def _as_turns(prompt) -> list[dict[str, str]]:
     return [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
 

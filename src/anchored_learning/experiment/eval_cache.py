@@ -10,14 +10,15 @@ The key is a SHA-256 over everything the evaluation's numbers depend on: every e
 setting (the :class:`~anchored_learning.experiment.config.EvaluationConfig` fields but
 ``output_dir`` and ``preset``: task, sizes, seed, held-out suite, precision, batch sizes...), the
 contents of the data files, the target's test items, the source of a ``module:function`` scoring
-rule, every file of the model's folder (weights, configs, tokenizer, chat template), the source of
-this package (any code change invalidates every entry), the versions of torch, transformers, the
-data packages and the checkers' packages, the processor or GPU, and torch's thread count.  Not in
-it: NLTK data of your own (``nltk_data`` folders), which the IFEval/IFBench checkers read before
-the bundled copy.  Where an input cannot be read as content (a Hub dataset id or a Hub model id, a
-model folder without weight files) nothing is reused or stored, and an evaluation in which a suite
-could not run is not stored.  A reused ``evals/base.json`` says so in ``meta.reused_from`` (its
-``wall_time_s`` and ``started_at`` are the original's).
+rule, the model's content (:func:`anchored_learning.models.model_fingerprint`: weights, configs,
+tokenizer, chat template), the source of this package (any code change invalidates every entry),
+the versions of torch, transformers, the data packages and the checkers' packages, the processor
+or GPU, and torch's thread count.  Not in it: NLTK data of your own (``nltk_data`` folders), which
+the IFEval/IFBench checkers read before the bundled copy.  Where an input cannot be read as
+content (a Hub dataset id, a Hub model id not in the local Hub cache, a model folder without
+weight files) nothing is reused or stored, and an evaluation in which a suite could not run is
+not stored.  A reused ``evals/base.json`` says so in ``meta.reused_from`` (its ``wall_time_s``
+and ``started_at`` are the original's).
 
 ``$ANCHORED_EVAL_CACHE`` sets the folder (default ``<cache>/evals``, ``<cache>`` as in
 :func:`anchored_learning.models.default_cache_dir`); ``off`` (or ``0``/``false``/empty) disables it.
@@ -51,7 +52,6 @@ VERSIONED = (
     "textblob",
     "langdetect",
 )
-_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".gguf", ".pt", ".pth")
 
 
 def eval_cache_dir() -> Path | None:
@@ -64,31 +64,6 @@ def eval_cache_dir() -> Path | None:
     if value.strip().lower() in ("", "0", "off", "false", "no"):
         return None
     return Path(value).expanduser()
-
-
-@functools.lru_cache(maxsize=8)
-def _folder_sha256(folder: str, stamp: tuple) -> str:
-    h = hashlib.sha256()
-    for name, *_ in stamp:
-        h.update(name.encode() + b"\0")
-        with (Path(folder) / name).open("rb") as stream:
-            for block in iter(lambda: stream.read(1 << 24), b""):
-                h.update(block)
-    return h.hexdigest()
-
-
-def model_fingerprint(model_path: str | os.PathLike) -> str | None:
-    """SHA-256 over every file of a model folder (names and bytes: weights, config, generation
-    config, tokenizer, chat template), or None when it is not a folder or holds no weight file.
-    Memoised per folder, file names, sizes and modification times."""
-    folder = Path(model_path)
-    if not folder.is_dir():
-        return None
-    files = [p for p in folder.iterdir() if p.is_file()]
-    if not any(p.name.endswith(_WEIGHT_SUFFIXES) for p in files):
-        return None
-    stamp = tuple(sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in files))
-    return _folder_sha256(str(folder.resolve()), stamp)
 
 
 @functools.lru_cache(maxsize=1)
@@ -164,6 +139,7 @@ def base_evaluation_key(cfg, data_sha256: dict[str, str | None], model_path: str
     import torch
 
     from anchored_learning.experiment.config import EvaluationConfig
+    from anchored_learning.models import model_fingerprint
 
     model = model_fingerprint(model_path)
     rule = _rule_source(getattr(cfg, "score", None))

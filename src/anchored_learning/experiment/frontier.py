@@ -40,7 +40,11 @@ from typing import Any
 
 import numpy as np
 
-from anchored_learning.evaluation.metrics import _stat  # mean (weighted: ratio of sums) per row of indices
+from anchored_learning.evaluation.metrics import (
+    _stat,  # mean (weighted: ratio of sums) per row of indices
+    degradation_members,
+    left_out_note,
+)
 from anchored_learning.experiment.plan import NOT_RUNS, training_record
 from anchored_learning.io import read_json, write_json_atomic, write_text_atomic
 from anchored_learning.report import pareto_frontier
@@ -481,7 +485,11 @@ def write_frontier_report(
         key=lambda lab: (order.index(family_of(lab)), lab),
     )
     incomplete = sorted({lab for s in seeds for lab in evals[s] if lab not in NOT_RUNS and lab not in labels})
-    heldout = [h for h in cfg["heldout"] if all(h in evals[s]["base"]["results"] for s in seeds)]
+    heldout, left_out = degradation_members(
+        [evals[s]["base"] for s in seeds], [evals[s][lab] for s in seeds for lab in labels], targets=[target]
+    )
+    heldout = [h for h in cfg["heldout"] if h in heldout]
+    left_out = {h: why for h, why in left_out.items() if h in cfg["heldout"]}
     gain, deg = bootstrap_points(evals, labels, target, heldout, n_boot=n_boot, seed=boot_seed)
     stats = frontier_statistics(labels, gain, deg)
     label = target
@@ -497,6 +505,7 @@ def write_frontier_report(
         "bootstrap_seed": boot_seed,
         "verdict": verdict,
         "incomplete": incomplete,
+        "left_out": left_out,
         **stats,
         "drift_view": drift,
         "prior_view": prior,
@@ -513,7 +522,7 @@ def write_frontier_report(
         "degradation (positive = gains more); 'beyond SFT's range': the run's gain (degradation) lies outside "
         "SFT's, so there is no SFT point to match; '(defined in N% of resamples)': the share of bootstrap "
         "resamples in which the match existed, the interval is over those. `*` on the overall frontier, `+` on "
-        "its family's.",
+        "its family's." + (f" {left_out_note(left_out)}" if left_out else ""),
         "",
         "| run | gain (pts) | degradation (%) | vs SFT at matched gain | vs SFT at matched degradation |",
         "|---|---|---|---|---|",

@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from anchored_learning.evaluation.metrics import compare
+from anchored_learning.evaluation.metrics import compare, degradation_members, left_out_note
 from anchored_learning.experiment.config import ExperimentConfig
 from anchored_learning.experiment.plan import NOT_RUNS, training_record
 from anchored_learning.io import write_json_atomic, write_text_atomic
@@ -33,7 +33,14 @@ def _secondary(result: dict[str, Any]) -> dict[str, float]:
 
 
 def write_report(
-    cfg, out: Path, evals: dict[str, dict[str, Any]], wall_time: float, task=None, extra: dict[str, Any] | None = None
+    cfg,
+    out: Path,
+    evals: dict[str, dict[str, Any]],
+    wall_time: float,
+    task=None,
+    extra: dict[str, Any] | None = None,
+    members: list[str] | None = None,
+    log=print,
 ) -> dict[str, Any]:
     """Compare every model with the base model and write ``results.md``, ``pareto.png`` and
     ``results.json`` into ``out``.
@@ -45,17 +52,28 @@ def write_report(
         wall_time: seconds spent over all invocations of the run.
         task: the target task object (names the target in the report).
         extra: more top-level entries for ``results.json`` (``anchored compare``: the models loaded).
+        members: the held-out suites every row's mean degradation averages over (default: this
+            report's :func:`~anchored_learning.evaluation.metrics.degradation_members`; over several
+            seeds, those of every seed); a suite left out is named in ``results.md``,
+            ``results.json`` (``left_out``) and a warning through ``log``.
 
     Returns:
         the ``results.json`` content: config, one row per model (target score, gain in points with
         its paired-bootstrap 95% CI, held-out scores, mean degradation in % with its CI, drift KL,
-        train time), wall time and machine.
+        train time), the suites averaged (``degradation_members``) and left out, wall time and machine.
     """
     c = cfg
     base = evals["base"]
+    targets = [c.task] if c.task else []
+    all_members, left_out = degradation_members([base], list(evals.values()), targets)
+    if members is not None:
+        left_out.update({k: "left out in another seed" for k in all_members if k not in members})
+    members = all_members if members is None else [k for k in all_members if k in members]
+    if left_out:
+        log(f"[warning] {left_out_note(left_out)}")
     rows = []
     for name, ev in evals.items():
-        cmp = compare(base, ev, targets=[c.task] if c.task else [], seed=c.seed)
+        cmp = compare(base, ev, targets=targets, members=members, seed=c.seed)
         method = name.split("(")[0]
         g = cmp["gain"].get(c.task, {"points": 0.0, "ci": [0.0, 0.0]}) if c.task else {"points": None, "ci": None}
         md = cmp.get("mean_degradation", {"percent": 0.0, "ci": [0.0, 0.0]})
@@ -100,11 +118,13 @@ def write_report(
         + "; gain in points with a paired-bootstrap 95% CI.\n\n"
         if c.task
         else "No target task (give --task or --test_data to measure a gain); degradation only.\n\n"
-    )
+    ) + (f"{left_out_note(left_out)}\n\n" if left_out else "")
     result = {
         "config": dataclasses.asdict(c),
         "target": {"task": c.task, "label": label, "n": n_target, "source": getattr(task, "test_source", None)},
         "rows": rows,
+        "degradation_members": members,
+        "left_out": left_out,
         "wall_time_s": wall_time,
         "machine": {
             "platform": platform.platform(),
@@ -135,20 +155,33 @@ def write_seeds_report(cfg: ExperimentConfig, out: Path, seeds: list[int], per_s
 
     Returns:
         the ``results.json`` content.
+
+    Raises:
+        ValueError: the seeds' reports average their mean degradations over other suites
+            (:func:`~anchored_learning.experiment.stages.run_seeds` makes them agree first).
     """
     rows = aggregate_seeds([r["rows"] for r in per_seed.values()])
     heldout = [h for h in cfg.heldout if all(h in r["heldout"] for r in rows)]
+    first = next(iter(per_seed.values()))
+    members = first["degradation_members"]
+    if any(r["degradation_members"] != members for r in per_seed.values()):
+        raise ValueError(
+            f"the seeds' mean degradations average other suites: {[r['degradation_members'] for r in per_seed.values()]}"
+        )
+    left_out = {k: why for r in per_seed.values() for k, why in r["left_out"].items()}
     res = {
         "config": dataclasses.asdict(cfg),
-        "target": next(iter(per_seed.values())).get("target"),
+        "target": first.get("target"),
         "seeds": seeds,
         "rows": rows,
+        "degradation_members": members,
+        "left_out": left_out,
         "per_seed": {str(s): r["rows"] for s, r in per_seed.items()},
         "per_seed_wall_time_s": {str(s): r["wall_time_s"] for s, r in per_seed.items()},
         "wall_time_s": sum(r["wall_time_s"] for r in per_seed.values()),  # each seed's total over invocations
         "machine": next(iter(per_seed.values()))["machine"],
     }
     markdown = markdown_table_seeds(rows, heldout) + f"\nmean ± sd over seeds {seeds}; per-seed tables in seed-*/results.md\n"
-    first = next(iter(per_seed.values()))
+    markdown += f"\n{left_out_note(left_out)}\n" if left_out else ""
     title = f"{first.get('target', {}).get('label') or cfg.task}: gain vs. degradation ({cfg.preset} preset, mean ± sd over {len(seeds)} seeds)"
     return _write(out, markdown, rows, title, res)

@@ -28,6 +28,7 @@ from anchored_learning.experiment import plan as P
 from anchored_learning.experiment.config import RENAMED_FIELDS, ExperimentConfig
 from anchored_learning.experiment.data import (
     check_test_items,
+    check_test_prompts_fit,
     data_fingerprints,
     load_training_rows,
     make_task,
@@ -41,6 +42,8 @@ DONE, PRETRAINED = P.DONE, P.PRETRAINED
 
 #: config.json's entry holding the SHA-256 of the data files' contents (compared on resume)
 DATA_KEY = "data_sha256"
+#: config.json's entry holding the fingerprint of each model the run starts from (compared on resume)
+MODEL_KEY = "model_sha256"
 #: what a run folder written before a field existed did in its place (compared on resume)
 FIELDS_BEFORE_THEY_EXISTED = {
     "precision": "fp32",
@@ -98,6 +101,7 @@ class Experiment:
         self._check_resume()
         self.task = make_task(self.cfg)  # reads and checks data files (a file task's rows and rule)
         check_test_items(self.cfg, self.task)
+        check_test_prompts_fit(self.cfg, self.task, self.cfg.model)
         self.rows = load_training_rows(self.cfg, self.task)  # as many rows as n_train asks for
         self.prior_rows = prior_training_rows(self.cfg)  # [] without a prior skill
         self.examples = training_examples(self.cfg, self.task)  # (their task examples: what scores a sample)
@@ -177,7 +181,7 @@ class Experiment:
         Raises:
             ValueError: naming the differing fields and what to do.
         """
-        self._record = config_record(self.cfg)
+        self._record = config_record(self.cfg, {"model": self.cfg.model})
         check_resume(self.out, self._record, self.RESUMABLE_CHANGES)
 
     # -- stages
@@ -394,8 +398,6 @@ class Experiment:
         Returns:
             the report (``results.json``'s content); ``{}`` on the non-main processes of a launch.
         """
-        from anchored_learning.experiment.report import write_report
-
         evals = self.prepare()
         todo = [(n, m, o) for n, m, o in self.plan if not self._finished(n, m)]
         if todo:
@@ -409,9 +411,19 @@ class Experiment:
             m = self.variant_model(name, method, overrides)
             evals[name] = self._evaluate(name, m)
             del m
+        self.evals = evals
         if not is_main_process():
             return {}
-        return write_report(self.cfg, self.out, evals, self._save_wall_time(), task=self.task)
+        return self.report()
+
+    def report(self, members: list[str] | None = None) -> dict[str, Any]:
+        """Write the report of the evaluations of :meth:`run` (``results.json``, ``results.md``,
+        ``pareto.png``) with mean degradations over ``members`` (default: every held-out suite this
+        run can average over; :func:`~anchored_learning.evaluation.metrics.degradation_members`)."""
+        from anchored_learning.experiment.report import write_report
+
+        wall = self._save_wall_time()
+        return write_report(self.cfg, self.out, self.evals, wall, task=self.task, members=members, log=self.log)
 
 
 def evaluate_model(cfg, out: Path, name: str, model, tok, base, task, log: Callable[[str], None], model_id: str | None = None):
@@ -481,20 +493,42 @@ def recorded_evaluation(cfg, out: Path, name: str, model_id: str | None = None) 
     return res if ok else None
 
 
-def config_record(cfg) -> dict[str, Any]:
-    """What a run folder's ``config.json`` holds: the config's fields and, under :data:`DATA_KEY`,
-    the SHA-256 of its data files' contents (hashed once per run)."""
-    return {**dataclasses.asdict(cfg), DATA_KEY: data_fingerprints(cfg)}
+def config_record(cfg, models: dict[str, str | None]) -> dict[str, Any]:
+    """What a run folder's ``config.json`` holds: the config's fields, under :data:`DATA_KEY` the
+    SHA-256 of its data files' contents, and under :data:`MODEL_KEY` the fingerprint of each model
+    in ``models`` (field name -> model id or folder; :func:`~anchored_learning.models.model_fingerprint`),
+    hashed once per run."""
+    from anchored_learning.models import model_fingerprint
+
+    fingerprints = {name: model_fingerprint(value) for name, value in models.items()}
+    return {**dataclasses.asdict(cfg), DATA_KEY: data_fingerprints(cfg), MODEL_KEY: fingerprints}
+
+
+def changed_contents(old: dict[str, Any], new: dict[str, Any], paths: dict[str, Any] | None = None) -> str:
+    """``"the contents of data ('d.jsonl') changed"`` for the entries of two fingerprint maps (data
+    files, models) that differ, naming entries given on one side only; ``paths``: entry -> what it
+    points at (shown when a string)."""
+    parts = []
+    for key in sorted(set(old) | set(new)):
+        where = (paths or {}).get(key)
+        name = f"{key} ({where})" if isinstance(where, str) else key
+        if key not in new:
+            parts.append(f"{name} was given before and is not now")
+        elif key not in old:
+            parts.append(f"{name} is given now and was not before")
+        elif old[key] != new[key]:
+            parts.append(f"the contents of {name} changed")
+    return "; ".join(parts)
 
 
 def check_resume(out: Path, record: dict[str, Any], resumable: frozenset[str]) -> None:
     """Refuse to reuse a folder whose ``config.json`` differs from ``record`` (a
-    :func:`config_record`) outside ``resumable``, or whose data files had other contents (fields
-    missing from the saved config are compared with :data:`FIELDS_BEFORE_THEY_EXISTED` or not at
-    all).
+    :func:`config_record`) outside ``resumable``, or whose data files or models had other contents
+    (fields missing from the saved config are compared with :data:`FIELDS_BEFORE_THEY_EXISTED` or
+    not at all).
 
     Raises:
-        ValueError: naming the differing fields and what to do.
+        ValueError: naming the differing fields (a data file or model by its field) and what to do.
     """
     saved = out / "config.json"
     if not saved.exists():
@@ -506,9 +540,7 @@ def check_resume(out: Path, record: dict[str, Any], resumable: frozenset[str]) -
     diff = {k: (old[k], v) for k, v in new.items() if k in old and k not in resumable and old[k] != v}
     if diff:
         shown = "; ".join(
-            f"{k}: {a!r} -> {b!r}"
-            if k != DATA_KEY
-            else f"the contents of {', '.join(sorted(f for f in b if a.get(f) != b[f]))} changed"
+            changed_contents(a, b, new) if k in (DATA_KEY, MODEL_KEY) else f"{k}: {a!r} -> {b!r}"
             for k, (a, b) in sorted(diff.items())
         )
         raise ValueError(
@@ -559,4 +591,11 @@ def run_seeds(cfg: ExperimentConfig, seeds: Sequence[int], console_log: Callable
         per_seed[s] = exp.run()
     if not is_main_process():
         return {}
+    # every seed's mean degradation over the same suites: a suite left out in one seed is left out in all
+    members = [
+        k for k in per_seed[seeds[0]]["degradation_members"] if all(k in r["degradation_members"] for r in per_seed.values())
+    ]
+    for s, exp in exps.items():
+        if per_seed[s]["degradation_members"] != members:
+            per_seed[s] = exp.report(members)
     return write_seeds_report(cfg, out, seeds, per_seed)

@@ -837,7 +837,7 @@ def tune(cfg: TuneConfig, console_log: Callable[[str], None] = print, runner_cls
     cfg = cfg.resolved()
     out = Path(cfg.output_dir)
     check_output_path(out, "folder")
-    record = config_record(cfg)
+    record = config_record(cfg, {"model": cfg.model})
     check_resume(out, record, cfg.RESUMABLE)
     runner = runner_cls(cfg, console_log)
     out.mkdir(parents=True, exist_ok=True)

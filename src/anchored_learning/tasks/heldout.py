@@ -193,7 +193,8 @@ class MCBenchmark:
         doc_to_text: row -> context (no trailing space).
         doc_to_choice: row -> candidate continuations (without the leading space).
         doc_to_target: ``(row, choices)`` -> gold index.
-        metric: the primary metric: ``acc`` or ``acc_norm`` (byte-length normalised), as lm-eval defines them.
+        metric: the primary metric: ``acc`` or ``acc_norm`` (the log-likelihood divided by the choice's
+            length in characters, not bytes), as lm-eval defines them.
         uid: row -> stable item id.
         expand: folder -> the Arrow folders to read, in order (default: the folder itself).
         meta: row -> extra fields kept on the item (e.g. the MMLU subject).
