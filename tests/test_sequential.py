@@ -126,6 +126,8 @@ def test_sequential_run_tiny_model_prior_stage_recorded_reused_and_retention_rep
     assert loaded == [str(tmp_path / "tiny")] * 2 + [str(prior)] * 2, loaded
     pretrained = json.loads((run / "evals/pretrained.json").read_text())
     assert pretrained["results"]["date_iso"]["uids"] == skill["uids"]  # the same items, before and after A
+    assert pretrained["results"]["drift"]["primary"] > 0  # the model before A, measured from p0 (after A)
+    assert base_eval["results"]["drift"]["primary"] == 0
     from safetensors.torch import load_file
 
     w0, wa = load_file(tmp_path / "tiny" / "model.safetensors"), load_file(prior / "model.safetensors")

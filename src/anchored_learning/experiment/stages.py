@@ -238,8 +238,8 @@ class Experiment:
 
     def _evaluated_with(self, name: str) -> list[str]:
         """The evaluations that model ``name`` decides: its own, and for the reference the WiSE-FT ones."""
-        if name == "prior":  # every model of the folder starts from it: every evaluation but the pretrained one's
-            return [p.stem for p in (self.out / "evals").glob("*.json") if p.stem != PRETRAINED]
+        if name == "prior":  # p0: every model of the folder starts from it, and drift is measured from it
+            return [p.stem for p in (self.out / "evals").glob("*.json")]
         if name != "reference":
             return [name]
         return ["sft"] + [label for label, method, _ in self.plan if method == "wise_ft"]
@@ -350,13 +350,15 @@ class Experiment:
         self.dataset = Dataset.from_list(self.rows)
         self.base, self.tok = load_model_and_tokenizer(self.model_path)
         self.base.eval()
-        evals = {}
+        pretrained = None
         if c.prior_task:  # sequential fine-tuning: p0 is the model after the prior skill's SFT
-            evals[PRETRAINED] = self._evaluate(PRETRAINED, self.base)
+            pretrained = self.base
             self.model_path = self._train("prior", P.prior_args(c, self.out), dataset=Dataset.from_list(self.prior_rows))
             self.base = AutoModelForCausalLM.from_pretrained(self.model_path).eval()
-
-        evals = {"base": self._evaluate("base", self.base), **evals}
+        evals = {"base": self._evaluate("base", self.base)}
+        if pretrained is not None:  # the model before the prior skill, its drift measured from p0
+            evals[PRETRAINED] = self._evaluate(PRETRAINED, pretrained)
+            del pretrained
         todo = [(n, m, o) for n, m, o in self.plan if not self._finished(n, m)]
         self.ref_model = None
         if not self._finished("sft", "sft") or any(m == "wise_ft" or P.needs_reference(m) for _, m, _ in todo):
