@@ -314,6 +314,36 @@ def test_drift_equals_bruteforce_float64(tiny, tiny_other):
     assert r["kl"] > 0
 
 
+def test_drift_base_side_is_computed_once_and_reused_exactly(tiny, tiny_other, monkeypatch):
+    """The base model's side of drift is computed on the first call and reused by the next model:
+    the same numbers as running the base live (float tolerance), the same numbers on every reuse
+    (bit for bit), and the base's backbone is not run again; a base changed in place is run again."""
+    import copy
+
+    from anchored_learning.evaluation import drift
+
+    base, tok = tiny
+    base = copy.deepcopy(base)
+    other, _ = tiny_other
+    live = drift_kl(base, other, tok, PAIRS, batch_size=2, reuse_base=False)
+    first = drift_kl(base, other, tok, PAIRS, batch_size=2)
+    calls = []
+    monkeypatch.setattr(drift.BaseSide, "__init__", lambda *a: calls.append(a) or None)  # no new side may be made
+    again = drift_kl(base, other, tok, PAIRS, batch_size=2)
+    assert calls == []
+    assert again == first
+    assert first["items"] == pytest.approx(live["items"], rel=1e-5, abs=1e-7)
+    assert first["kl"] == pytest.approx(live["kl"], rel=1e-5)
+    same = drift_kl(base, base, tok, PAIRS, batch_size=2)  # the base against itself, from the stored side
+    assert same["kl"] == pytest.approx(0.0, abs=1e-6)
+    monkeypatch.undo()
+    with torch.no_grad():
+        next(base.parameters()).mul_(1.5)  # changed in place: its side is computed again
+    changed = drift_kl(base, other, tok, PAIRS, batch_size=2)
+    assert changed["items"] == pytest.approx(drift_kl(base, other, tok, PAIRS, batch_size=2, reuse_base=False)["items"], rel=1e-5)
+    assert changed["kl"] != pytest.approx(first["kl"], rel=1e-3)
+
+
 def test_kl_rows_chunking_invariant():
     g = torch.Generator().manual_seed(0)
     a, b = torch.randn(7, 11, generator=g), torch.randn(7, 11, generator=g)
