@@ -135,6 +135,17 @@ def test_shared_context_scoring_equals_full_inputs(tiny, max_length, batch_size)
         assert a[key] == b[key]
 
 
+def test_shared_context_scoring_falls_back_past_a_sliding_window(tiny, monkeypatch):
+    """A model whose attention window is shorter than an input is scored by full inputs (its cache
+    would keep the padding and drop context tokens)."""
+    import anchored_learning.evaluation.loglik as ll
+
+    model, tok = tiny
+    monkeypatch.setattr(model.config, "sliding_window", 4, raising=False)
+    monkeypatch.setattr(ll, "_score_shared", lambda *a, **k: pytest.fail("the shared path ran"))
+    assert len(loglikelihood(model, tok, [("The cat sat on the", " mat.")])) == 1
+
+
 def test_shared_context_scoring_reads_the_full_paths_split(tiny):
     """The prefix/targets split is lm-eval's: the input is prefix + targets[:-1], the targets the
     continuation's tokens (its last ones when the window cuts it)."""

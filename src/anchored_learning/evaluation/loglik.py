@@ -15,6 +15,10 @@ defines them (``ConfigurableTask.process_results``)::
 ``_encode_pair``: trailing whitespace of the context moves into the continuation, the pair is
 encoded as one string and the context's tokens are cut off the front, so the continuation tokens
 are exactly those the model sees after the context.
+
+Each distinct context is run once and every choice is scored from its key/value cache (the same
+tokens at the same positions as running each ``context + continuation`` in full, as lm-eval does:
+equal to float tolerance; SciQ's support paragraph is no longer sent four times).
 """
 
 from __future__ import annotations
@@ -130,7 +134,8 @@ def loglikelihood(
         batch_size: sequences per forward pass (contexts, then continuation rows).
         max_length: truncate each input from the left to this many tokens (default: the model's
             ``max_position_embeddings``, else 2048).
-        share_context: run each context once (see above).
+        share_context: run each context once (see above); not where an input is longer than
+            the model's sliding attention window.
 
     Returns:
         ``[(loglik, is_greedy), ...]`` in request order; ``is_greedy`` says every continuation
@@ -145,6 +150,9 @@ def loglikelihood(
     if max_length is None:
         max_length = int(getattr(model.config, "max_position_embeddings", 2048) or 2048)
     split = [scored_split(*encode_pair(tokenizer, ctx, cont), max_length) for ctx, cont in requests]
+    window = getattr(model.config.get_text_config(), "sliding_window", None) if share_context else None
+    if window and max(len(p) + len(t) for p, t in split) > int(window):
+        share_context = False  # a sliding-window cache would drop context tokens behind the padding
     score = _score_shared if share_context else _score_full
     return score(model, tokenizer, split, batch_size=batch_size, progress=progress, desc=desc)
 
