@@ -69,6 +69,8 @@ def main(argv: list[str] | None = None) -> None:
     sys.path.insert(0, str(Path(__file__).parent))
     from step_cost import machine_info
 
+    machine = machine_info()  # the load average at the start
+
     model, tok = load_model_and_tokenizer(None)
     rows = []
     for n, name in enumerate(a.suites):
@@ -95,7 +97,7 @@ def main(argv: list[str] | None = None) -> None:
     tot = {k: sum(r[k] for r in rows) for k in ("full_wall_s", "shared_wall_s", "full_cpu_s", "shared_cpu_s")}
     out = {
         "command": " ".join(["OMP_NUM_THREADS=" + os.environ.get("OMP_NUM_THREADS", "?"), "python", *sys.argv]),
-        "machine": {**machine_info(), "loadavg_at_end": os.getloadavg(), "dtype": str(next(model.parameters()).dtype)},
+        "machine": {**machine, "loadavg_at_end": os.getloadavg(), "dtype": str(next(model.parameters()).dtype)},
         "torch_threads": torch.get_num_threads(),
         "rows": rows,
         "total": {
