@@ -309,6 +309,7 @@ class Experiment:
             del m
         if not main:
             return {}
+        shutil.rmtree(self.out / P.SHARED_ANCHOR_CACHE, ignore_errors=True)  # every run that reads it is done
         return write_report(c, self.out, evals, self._save_wall_time(), task=self.task)
 
 
