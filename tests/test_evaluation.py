@@ -104,6 +104,60 @@ def test_shared_inputs_are_deduplicated_consistently(tiny):
     assert out[0][0] == pytest.approx(_manual_loglik(model, tok, "Answer:", " A"), abs=1e-4)
 
 
+SHARED_ITEMS = [
+    MCItem("The cat sat on the", ("mat.", "dog", "quantum chromodynamics", "mat. "), 0, uid="a"),
+    MCItem("Question: 2+2?\nAnswer:", ("4", "five", "22", "4"), 2, uid="b"),  # a repeated choice
+    MCItem("Hi ", ("there", "x"), 1, uid="c"),  # trailing space moves into the continuation
+    MCItem("", ("hello", "hello world"), 0, uid="d"),  # empty context: the prefix token
+    MCItem("a much longer context " * 6, ("x y z", "x y w", "a"), 1, uid="e"),
+    MCItem("Answer:", ("A", "B", "C", "D"), 3, uid="f"),  # single-token choices: no continuation pass
+]
+
+
+@pytest.mark.parametrize("max_length,batch_size", [(None, 3), (None, 1), (12, 2)])
+def test_shared_context_scoring_equals_full_inputs(tiny, max_length, batch_size):
+    """Each context run once, its choices from the context's key/value cache, gives item for item
+    the per-choice log-likelihoods (float tolerance), greedy flags and acc/acc_norm of running every
+    choice's input in full (the reference path), also where the window cuts the context."""
+    model, tok = tiny
+    kw = {"batch_size": batch_size, "max_length": max_length}
+    reqs = [(it.context, " " + c) for it in SHARED_ITEMS for c in it.choices]
+    shared = loglikelihood(model, tok, reqs, **kw)
+    full = loglikelihood(model, tok, reqs, share_context=False, **kw)
+    np.testing.assert_allclose([x[0] for x in shared], [x[0] for x in full], rtol=1e-5, atol=1e-4)
+    assert [x[1] for x in shared] == [x[1] for x in full]
+    if max_length is None:
+        manual = [_manual_loglik(model, tok, c, k) for c, k in reqs]
+        np.testing.assert_allclose([x[0] for x in shared], manual, rtol=1e-5, atol=1e-4)
+    a = score_multiple_choice(model, tok, SHARED_ITEMS, **kw)
+    b = score_multiple_choice(model, tok, SHARED_ITEMS, share_context=False, **kw)
+    for key in ("items_acc", "items_acc_norm", "items_acc_bytes"):
+        assert a[key] == b[key]
+
+
+def test_shared_context_scoring_falls_back_past_a_sliding_window(tiny, monkeypatch):
+    """A model whose attention window is shorter than an input is scored by full inputs (its cache
+    would keep the padding and drop context tokens)."""
+    import anchored_learning.evaluation.loglik as ll
+
+    model, tok = tiny
+    monkeypatch.setattr(model.config, "sliding_window", 4, raising=False)
+    monkeypatch.setattr(ll, "_score_shared", lambda *a, **k: pytest.fail("the shared path ran"))
+    assert len(loglikelihood(model, tok, [("The cat sat on the", " mat.")])) == 1
+
+
+def test_shared_context_scoring_reads_the_full_paths_split(tiny):
+    """The prefix/targets split is lm-eval's: the input is prefix + targets[:-1], the targets the
+    continuation's tokens (its last ones when the window cuts it)."""
+    from anchored_learning.evaluation.loglik import scored_split
+
+    _, tok = tiny
+    c, k = encode_pair(tok, "Question: 2+2?\nAnswer:", " five")
+    assert scored_split(c, k, 2048) == (tuple(c), tuple(k))
+    p, t = scored_split(c, k, 4)
+    assert len(p) + len(t) == 5 and t == tuple(k[-len(t) :]) and p == tuple((c + k)[-5 : -len(t)])
+
+
 def test_acc_and_acc_norm_differ_on_constructed_case():
     # short choice has the higher total log-likelihood, the long one the higher per-character one
     lls, choices = [-5.0, -6.0], ["ab", "abcdefgh"]
@@ -269,6 +323,36 @@ def test_drift_equals_bruteforce_float64(tiny, tiny_other):
     assert r["kl"] == pytest.approx(np.mean(all_kl), rel=1e-4)
     assert r["n_tokens"] == len(all_kl)
     assert r["kl"] > 0
+
+
+def test_drift_base_side_is_computed_once_and_reused_exactly(tiny, tiny_other, monkeypatch):
+    """The base model's side of drift is computed on the first call and reused by the next model:
+    the same numbers as running the base live (float tolerance), the same numbers on every reuse
+    (bit for bit), and the base's backbone is not run again; a base changed in place is run again."""
+    import copy
+
+    from anchored_learning.evaluation import drift
+
+    base, tok = tiny
+    base = copy.deepcopy(base)
+    other, _ = tiny_other
+    live = drift_kl(base, other, tok, PAIRS, batch_size=2, reuse_base=False)
+    first = drift_kl(base, other, tok, PAIRS, batch_size=2)
+    calls = []
+    monkeypatch.setattr(drift.BaseSide, "__init__", lambda *a: calls.append(a) or None)  # no new side may be made
+    again = drift_kl(base, other, tok, PAIRS, batch_size=2)
+    assert calls == []
+    assert again == first
+    assert first["items"] == pytest.approx(live["items"], rel=1e-5, abs=1e-7)
+    assert first["kl"] == pytest.approx(live["kl"], rel=1e-5)
+    same = drift_kl(base, base, tok, PAIRS, batch_size=2)  # the base against itself, from the stored side
+    assert same["kl"] == pytest.approx(0.0, abs=1e-6)
+    monkeypatch.undo()
+    with torch.no_grad():
+        next(base.parameters()).mul_(1.5)  # changed in place: its side is computed again
+    changed = drift_kl(base, other, tok, PAIRS, batch_size=2)
+    assert changed["items"] == pytest.approx(drift_kl(base, other, tok, PAIRS, batch_size=2, reuse_base=False)["items"], rel=1e-5)
+    assert changed["kl"] != pytest.approx(first["kl"], rel=1e-3)
 
 
 def test_kl_rows_chunking_invariant():

@@ -317,6 +317,25 @@ def test_extreme_logits_finite(dtype, kind):
         assert torch.isfinite(O.anchored_kl_loss(s, t, r, labels, alpha=a))
 
 
+@pytest.mark.parametrize("alpha", [0.25, 0.5, 0.75])
+def test_logit_anchor_with_infinite_logits_is_the_weighted_sum(alpha):
+    """Where a logit is infinite in one model or both, the logit anchor is (1 - alpha) z_t + alpha z_sft
+    (-inf stays -inf, never NaN), elsewhere torch.lerp's value."""
+    g = torch.Generator().manual_seed(0)
+    zt, zs = torch.randn(4, 9, generator=g), torch.randn(4, 9, generator=g)
+    zt[0, 1] = zs[0, 1] = float("-inf")  # masked in both
+    zt[1, 2] = float("-inf")  # in the snapshot only
+    zs[2, 3] = float("-inf")  # in the reference only
+    got = O.anchor_log_probs(zt, zs, alpha)
+    want = torch.log_softmax((1.0 - alpha) * zt + alpha * zs, dim=-1)
+    assert not torch.isnan(got).any()
+    assert torch.allclose(got, want, atol=1e-6) and torch.equal(torch.isinf(got), torch.isinf(want))
+    finite = torch.randn(4, 9, generator=g)
+    assert torch.equal(
+        O.anchor_log_probs(finite, zs.clamp_min(-5), alpha), torch.log_softmax(torch.lerp(finite, zs.clamp_min(-5), alpha), -1)
+    )
+
+
 def test_grad_dtype_follows_input():
     s, t, r, labels, _ = make_batch(8)
     s = s.to(torch.bfloat16).requires_grad_(True)

@@ -138,6 +138,41 @@ def test_cache_matches_live_with_length_grouped_batches(tmp_path, reference_dir)
     assert isinstance(tr._get_train_sampler(), LengthGroupedSampler)
 
 
+def test_shared_anchor_caches_are_reused_and_change_nothing(tmp_path, reference_dir, monkeypatch):
+    """With a shared folder, a second run builds neither the reference's cache nor the starting
+    model's snapshot (it links the first run's), only its own later snapshot, and trains the same
+    weights, bit for bit, as a run that builds all of its own caches."""
+    builds = []
+    real_build = HiddenStateCache.build.__func__
+    monkeypatch.setattr(
+        HiddenStateCache,
+        "build",
+        classmethod(lambda cls, path, *a, **k: builds.append(path.name) or real_build(cls, path, *a, **k)),
+    )
+
+    def run(name, shared, alpha):
+        model, tok = tiny_llama(seed=0)
+        args = AnchoredSFTConfig(
+            **base_args(tmp_path / name, reference_model=reference_dir, outer_iterations=2, inner_epochs=1, anchor_alpha=alpha,
+                        shared_anchor_cache_dir=shared)
+        )  # fmt: skip
+        tr = AnchoredSFTTrainer(model, args=args, train_dataset=make_data(), processing_class=tok)
+        tr.train()
+        return tr.model.state_dict()
+
+    shared = str(tmp_path / "shared")
+    run("a", shared, 0.25)
+    assert (
+        sorted(n.split("-")[0] for n in builds) == ["reference", "snapshot", "snapshot"]
+        and len(list((tmp_path / "shared").iterdir())) == 2
+    )
+    builds.clear()
+    reused = run("b", shared, 0.75)
+    assert builds == ["snapshot-001"]
+    own = run("c", None, 0.75)
+    assert all(torch.equal(reused[k], own[k]) for k in own)
+
+
 def _check_cache_matches_live(tmp_path, reference_dir, need_padding=True, **kw):
     """Train 2 steps with the cache and with live frozen models, then compare the reference and
     snapshot logits and the loss on one training batch; returns the cache run's trainer."""

@@ -164,6 +164,14 @@ class AnchoredSFTConfig(SFTConfig):
         default=None, metadata={"help": "Where anchor caches and snapshots are stored (default: <output_dir>/anchor)."}
     )
     cache_batch_size: int = field(default=8, metadata={"help": "Batch size used to build hidden-state caches."})
+    shared_anchor_cache_dir: str | None = field(
+        default=None,
+        metadata={
+            "help": "A folder where the caches of models that do not depend on the run (the reference, and the "
+            "first snapshot: the starting model) are kept by content (the model's weights, the training examples, "
+            "precision, cache batch size) and reused by other runs; default: none, every run builds its own."
+        },
+    )
     keep_anchor_cache: bool = field(
         default=False, metadata={"help": "Keep the anchor caches and snapshots after training finishes."}
     )

@@ -142,6 +142,19 @@ def replace_folder(tmp: str | os.PathLike, path: str | os.PathLike) -> Path:
     return path
 
 
+def link_folder(src: str | os.PathLike, path: str | os.PathLike) -> Path:
+    """Make ``path`` a folder of hard links to the files of folder ``src`` (copies where the file
+    system has no hard links), atomically (:func:`atomic_folder`); the files are read-only
+    content, shared, never written in place."""
+    with atomic_folder(path) as tmp:
+        for f in Path(src).iterdir():
+            try:
+                os.link(f, tmp / f.name)
+            except OSError:
+                shutil.copy2(f, tmp / f.name)
+    return Path(path)
+
+
 @contextmanager
 def atomic_folder(path: str | os.PathLike, *, replace: bool = True) -> Iterator[Path]:
     """Write a folder atomically: yields a new empty temporary sibling of ``path``; when the block

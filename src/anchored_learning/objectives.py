@@ -150,10 +150,11 @@ def _rows(x: Any, index: torch.Tensor) -> torch.Tensor:
     return x[index].float()
 
 
-def _kl_rows(log_q: torch.Tensor, log_p: torch.Tensor) -> torch.Tensor:
-    """KL(q || p) per row, ``[n, V] x [n, V] -> [n]``, with 0 * log 0 = 0 (masked vocabulary)."""
-    q = log_q.exp()
-    diff = torch.where(q > 0, log_q - log_p, torch.zeros_like(log_q))
+def _kl_rows(log_q: torch.Tensor, log_p: torch.Tensor, q: torch.Tensor | None = None) -> torch.Tensor:
+    """KL(q || p) per row, ``[n, V] x [n, V] -> [n]``, with 0 * log 0 = 0 (masked vocabulary);
+    ``q = log_q.exp()`` when the caller has it already."""
+    q = log_q.exp() if q is None else q
+    diff = torch.where(q > 0, log_q - log_p, 0.0)
     return (q * diff).sum(-1)
 
 
@@ -269,10 +270,10 @@ def anchor_log_probs(
             z = zt
         elif alpha == 1.0:
             z = zs
-        elif torch.isinf(zt).any() or torch.isinf(zs).any():  # keep 0 * (-inf) out of masked entries
-            z = (1.0 - alpha) * zt + alpha * zs
         else:
             z = torch.lerp(zt, zs, alpha)
+            if torch.isnan(z).any():  # an infinite logit (masked vocabulary): keep inf - inf out of it
+                z = (1.0 - alpha) * zt + alpha * zs
         return torch.log_softmax(z, dim=-1)
     if interpolation == "probability":
         lt = torch.log_softmax(zt, dim=-1)
@@ -346,11 +347,12 @@ def anchored_kl_loss(
         #              d/dz -log softmax(z)_y = softmax(z) - onehot(y)
         log_q = anchor_log_probs(_rows(zt, ci), _rows(zs, ci), alpha, interpolation, tau)
         log_p = torch.log_softmax(rows / tau if tau != 1.0 else rows, dim=-1)
-        values = _kl_rows(log_q, log_p) * ((1.0 - w) * tau * tau)
+        q = log_q.exp()
+        values = _kl_rows(log_q, log_p, q) * ((1.0 - w) * tau * tau)
         grad = None
         if with_grad:
-            grad = log_p.exp_().sub_(log_q.exp_()).mul_((1.0 - w) * tau)  # reuses both buffers
-        del log_q, log_p
+            grad = log_p.exp_().sub_(q).mul_((1.0 - w) * tau)  # reuses log_p's buffer
+        del log_q, log_p, q
         if w > 0.0:
             log_p1 = torch.log_softmax(rows, dim=-1)
             yy = y[ci].unsqueeze(-1)

@@ -38,6 +38,7 @@ runs at the start of every epoch, including the partial epoch a resumed run star
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import logging
 import os
@@ -66,7 +67,7 @@ from anchored_learning.anchor import (
 )
 from anchored_learning.config import AnchoredSFTConfig
 from anchored_learning.data import as_prompt_completion, looks_like_hub_id
-from anchored_learning.io import atomic_folder, write_json_atomic
+from anchored_learning.io import atomic_folder, link_folder, write_json_atomic
 from anchored_learning.methods import Anchors, get_method
 from anchored_learning.models import check_finite_parameters, check_same_tokenizer
 from anchored_learning.sampling import SELF_GENERATED_COLUMN
@@ -541,13 +542,27 @@ class AnchoredSFTTrainer(SFTTrainer):
     def _barrier(self) -> None:
         self.accelerator.wait_for_everyone()
 
-    def _build_cache(self, path: Path, model: torch.nn.Module, kind: str) -> HiddenStateCache:
+    def _build_cache(self, path: Path, model: torch.nn.Module, kind: str, shareable: bool = False) -> HiddenStateCache:
+        """The anchor cache of ``model`` at ``path``: opened when complete, else built there, or,
+        when ``shareable`` and ``args.shared_anchor_cache_dir`` is set, hard-linked there from the
+        shared folder's copy under the same content key (built there first when missing)."""
         examples = self._examples()
         if self._fingerprint is None:
             self._fingerprint = dataset_fingerprint(examples)
         cache = HiddenStateCache.open(path, self._fingerprint) if path.exists() else None
         if cache is not None:
             return cache
+        key = self._shared_cache_key(model) if shareable else None
+        if key is not None:
+            shared = Path(self.args.shared_anchor_cache_dir) / f"{kind.split('-')[0]}-{key}"
+            if HiddenStateCache.open(shared, self._fingerprint) is None:
+                self._build_cache(shared, model, kind)
+            elif self.accelerator.is_main_process:
+                logger.info("reusing the %s anchor cache %s", kind, shared)
+            if self.accelerator.is_main_process:
+                link_folder(shared, path)
+            self._barrier()
+            return HiddenStateCache.open(path, self._fingerprint, device=next(unwrap(model).parameters()).device)
         if self.accelerator.is_main_process:
             logger.info("building %s anchor cache at %s", kind, path)
         first = self._collate_plain(examples[: min(2, len(examples))])
@@ -570,6 +585,19 @@ class AnchoredSFTTrainer(SFTTrainer):
                 extra_manifest={"kind": kind, "bf16_autocast": bool(self.args.bf16)},
             )
 
+    def _shared_cache_key(self, model: torch.nn.Module) -> str | None:
+        """SHA-256 over what a cache's numbers depend on: every weight of ``model``, the training
+        examples, the precision, the cache batch size and the world size; None without a shared
+        folder, or under DeepSpeed (sharded weights)."""
+        if not self.args.shared_anchor_cache_dir or self.is_deepspeed_enabled:
+            return None
+        h = hashlib.sha256(json.dumps([self._fingerprint, bool(self.args.bf16), self.args.cache_batch_size,
+                                       self.accelerator.num_processes]).encode())  # fmt: skip
+        for name, t in unwrap(model).state_dict().items():
+            h.update(f"{name}{tuple(t.shape)}{t.dtype}".encode())
+            h.update(t.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+        return h.hexdigest()
+
     def _load_reference_model(self) -> PreTrainedModel:
         ref = self._reference_arg if self._reference_arg is not None else self.args.reference_model
         if isinstance(ref, torch.nn.Module):
@@ -590,7 +618,7 @@ class AnchoredSFTTrainer(SFTTrainer):
             return
         t = self._rows_iteration  # on-policy: the reference's hidden states on this iteration's responses
         path = self.anchor_dir / ("reference" if t is None else f"reference-{t:03d}")
-        self._reference = self._build_cache(path, model, "reference")
+        self._reference = self._build_cache(path, model, "reference", shareable=t is None)
         if model is not self._reference_arg:
             del model  # only the student stays in memory
 
@@ -613,8 +641,8 @@ class AnchoredSFTTrainer(SFTTrainer):
                 f"the snapshot of outer iteration {t} is missing from {path} and training is not at an iteration "
                 "boundary, so it cannot be rebuilt: resume from a checkpoint whose snapshot folder exists"
             )
-        if self.args.anchor_source == "cache":
-            return self._build_cache(path, model, f"snapshot-{t}")
+        if self.args.anchor_source == "cache":  # the starting model's snapshot is shareable across runs
+            return self._build_cache(path, model, f"snapshot-{t}", shareable=self.state.global_step == 0)
         snap = copy.deepcopy(unwrap(model))
         # drop instance-level forward patches (trl's fused head, ours): deepcopy keeps them bound to the student
         for attr in _PATCH_ATTRS:  # a deep copy leaves them out already; kept for models patched elsewhere

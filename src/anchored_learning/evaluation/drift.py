@@ -9,10 +9,17 @@
 
   the quantity Shenfeld et al. ("RL's Razor", 2025) found to track forgetting and that Anchored
   Learning bounds.  Log-softmax and the KL sum are computed in float32, in chunks of positions.
+
+  The base model's side is the same for every model measured against it: its final hidden states
+  at the response positions are computed once per process (per base model object, sequences,
+  batch size and autocast state) and its logits re-projected from them through its own head
+  (:class:`BaseSide`, the hidden-state cache of :mod:`anchored_learning.anchor`), so every model
+  after the first runs only its own forward pass, and all of them read the same base numbers.
 """
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -140,6 +147,70 @@ def kl_rows(logits_p0: torch.Tensor, logits_p: torch.Tensor, chunk: int = 1024) 
     return torch.cat(out) if out else torch.zeros(0)
 
 
+class BaseSide:
+    """The base model's final hidden states at the response positions of fixed sequences, and its
+    logits re-projected from them (exact for a plain ``logits = head(h)`` model, as the anchor
+    cache: :class:`~anchored_learning.anchor.ProjectedLogits`).
+
+    Sequences are identified by their index in the list the side was made for; each is computed
+    on first use, with the batch it arrives in, and kept (``[n_i, H]`` in the backbone's dtype:
+    40 SciQ pairs of SmolLM2 are ~5 MB).
+    """
+
+    def __init__(self, base_model):
+        from anchored_learning.anchor import backbone_and_head
+
+        self.backbone, head = backbone_and_head(base_model)
+        self.weight = head.weight.detach()
+        self.bias = head.bias.detach() if getattr(head, "bias", None) is not None else None
+        self.hidden: dict[int, torch.Tensor] = {}
+
+    def logits(self, idx: Sequence[int], ids: torch.Tensor, mask: torch.Tensor, spans: Sequence[tuple[int, int]]) -> torch.Tensor:
+        """Base logits ``[sum(hi - lo), V]`` (float32) at positions ``lo:hi`` of each sequence
+        ``idx[r]`` (row ``r`` of ``ids``/``mask`` ``[B, T]``), rows in batch order; the backbone
+        runs only when a sequence of the batch was not computed before."""
+        from anchored_learning.anchor import ProjectedLogits
+
+        if any(i not in self.hidden for i in idx):
+            dev = self.weight.device
+            h = self.backbone(input_ids=ids.to(dev), attention_mask=mask.to(dev), use_cache=False).last_hidden_state
+            for r, (i, (lo, hi)) in enumerate(zip(idx, spans)):
+                self.hidden[i] = h[r, lo:hi].clone()
+        rows = torch.cat([self.hidden[i] for i in idx])
+        return ProjectedLogits(rows, self.weight, self.bias)[slice(None)]
+
+
+#: base model -> {(sequences, prompt lengths, batch size, autocast, parameter versions): BaseSide or None}
+_BASE_SIDES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def base_side(base_model, seqs: Sequence[Sequence[int]], n_prompt: Sequence[int], batch_size: int) -> BaseSide | None:
+    """The process's :class:`BaseSide` of ``base_model`` for these sequences and settings (made on
+    first call), or None when the model's logits are not a plain head projection (soft-capping,
+    scaling: :func:`~anchored_learning.anchor.check_plain_head`), so drift runs it live.
+
+    The key holds the parameters' in-place version counters: a base model changed in place (an
+    optimizer step, ``load_state_dict``) gets a new side.
+    """
+    from anchored_learning.anchor import check_plain_head
+
+    dev = model_device(base_model)
+    autocast = (torch.is_autocast_enabled(dev.type), torch.get_autocast_dtype(dev.type))
+    try:
+        versions = sum(p._version for p in base_model.parameters())
+    except RuntimeError:  # inference tensors keep no version counter (nor can they change outside inference mode)
+        versions = None
+    key = (tuple(map(tuple, seqs)), tuple(n_prompt), int(batch_size), autocast, versions)
+    sides = _BASE_SIDES.setdefault(base_model, {})
+    if key not in sides:
+        try:
+            check_plain_head(base_model, torch.tensor([seqs[0]], device=dev), None)
+            sides[key] = BaseSide(base_model)
+        except ValueError:
+            sides[key] = None
+    return sides[key]
+
+
 def drift_kl(
     base_model,
     model,
@@ -152,6 +223,7 @@ def drift_kl(
     chat: bool = True,
     system: str | None = None,
     progress: bool = False,
+    reuse_base: bool = True,
 ) -> dict[str, Any]:
     """Drift ``KL(p0 || p)`` of ``model`` from ``base_model`` on prompt/response pairs.
 
@@ -161,6 +233,9 @@ def drift_kl(
         pairs: ``[(prompt, response), ...]``; the prompt gets the chat template, the response is
             teacher-forced and followed by EOS.
         chunk_tokens: response positions per KL chunk.
+        reuse_base: take the base model's side from :func:`base_side` (computed once per process
+            and reused by every model measured against the same base on the same pairs; equal to
+            the live base forward pass within float tolerance); False runs the base model live.
 
     Returns:
         ``{"kl": token-weighted mean KL (nats/token) over all response positions, "kl_macro":
@@ -181,22 +256,24 @@ def drift_kl(
     dev0, dev1 = model_device(base_model), model_device(model)
     bar = progress_bar(len(seqs), "drift", progress, unit="text")
     with eval_mode(base_model, model):
+        side = base_side(base_model, seqs, n_prompt, batch_size) if reuse_base and seqs else None
         for idx, ids, mask in _batches(seqs, batch_size, pad_id(tokenizer)):
-            start = min(n_prompt[i] - 1 for i in idx)
+            spans = [(n_prompt[i] - 1, len(seqs[i]) - 1) for i in idx]  # positions predicting the response
+            start = min(lo for lo, _ in spans)
             keep = ids.shape[1] - start
-            z0 = forward_logits(base_model, ids.to(dev0), mask.to(dev0), keep=keep)
             z1 = forward_logits(model, ids.to(dev1), mask.to(dev1), keep=keep)
+            if side is not None:
+                z0 = side.logits(idx, ids, mask, spans)
+            else:
+                z0 = forward_logits(base_model, ids.to(dev0), mask.to(dev0), keep=keep)
+                z0 = torch.cat([z0[r, lo - start : hi - start] for r, (lo, hi) in enumerate(spans)])
             if z0.shape[-1] != z1.shape[-1]:
                 raise ValueError(f"vocabulary sizes differ: {z0.shape[-1]} vs {z1.shape[-1]}")
-            rows0, rows1, owner = [], [], []
-            for r, i in enumerate(idx):
-                lo, hi = n_prompt[i] - 1 - start, len(seqs[i]) - 1 - start  # positions predicting the response
-                rows0.append(z0[r, lo:hi])
-                rows1.append(z1[r, lo:hi].to(z0.device))
-                owner.extend([i] * (hi - lo))
-            kl = kl_rows(torch.cat(rows0), torch.cat(rows1), chunk=chunk_tokens).double().cpu().numpy()
-            np.add.at(sums, np.asarray(owner), kl)
-            np.add.at(counts, np.asarray(owner), 1)
+            rows1 = torch.cat([z1[r, lo - start : hi - start].to(z0.device) for r, (lo, hi) in enumerate(spans)])
+            owner = np.repeat(idx, [hi - lo for lo, hi in spans])
+            kl = kl_rows(z0, rows1, chunk=chunk_tokens).double().cpu().numpy()
+            np.add.at(sums, owner, kl)
+            np.add.at(counts, owner, 1)
             if kl.size:
                 kl_max = max(kl_max, float(kl.max()))
             bar.update(len(idx))

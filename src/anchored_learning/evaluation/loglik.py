@@ -15,6 +15,10 @@ defines them (``ConfigurableTask.process_results``)::
 ``_encode_pair``: trailing whitespace of the context moves into the continuation, the pair is
 encoded as one string and the context's tokens are cut off the front, so the continuation tokens
 are exactly those the model sees after the context.
+
+Each distinct context is run once and every choice is scored from its key/value cache (the same
+tokens at the same positions as running each ``context + continuation`` in full, as lm-eval does:
+equal to float tolerance; SciQ's support paragraph is no longer sent four times).
 """
 
 from __future__ import annotations
@@ -28,8 +32,10 @@ import torch
 from anchored_learning.evaluation._util import (
     encode,
     eval_mode,
+    forward,
     forward_logits,
     model_device,
+    output_cache,
     pad_id,
     progress_bar,
 )
@@ -84,6 +90,23 @@ def encode_pair(tokenizer, context: str, continuation: str) -> tuple[list[int], 
     return ctx, cont
 
 
+def scored_split(c_ids: Sequence[int], k_ids: Sequence[int], max_length: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Split an encoded (context, continuation) pair into what the model reads and what it scores.
+
+    lm-eval's model input is ``(context + continuation)[-(max_length + 1):][:-1]``; its last
+    ``n`` positions predict the scored tokens, ``n = len(continuation)`` unless the window cuts
+    the continuation too.  The input is returned as a ``prefix`` (up to and including the position
+    that predicts the first scored token: the context, when nothing is cut) and the scored tokens
+    ``targets``; the input is ``prefix + targets[:-1]``.
+
+    Returns:
+        ``(prefix, targets)``: non-empty token-id tuples.
+    """
+    whole = (list(c_ids) + list(k_ids))[-(max_length + 1) :]
+    n = min(len(k_ids), len(whole) - 1)
+    return tuple(whole[: len(whole) - n]), tuple(whole[len(whole) - n :])
+
+
 def loglikelihood(
     model,
     tokenizer,
@@ -93,53 +116,84 @@ def loglikelihood(
     max_length: int | None = None,
     progress: bool = False,
     desc: str = "loglik",
+    share_context: bool = True,
 ) -> list[tuple[float, bool]]:
     """Summed log-probability (natural log) of each continuation given its context.
 
-    Requests that share the same model input (e.g. MMLU's single-token letter choices after one
-    prompt) are run once.  Inputs are sorted by length, right-padded and batched; log-softmax is
-    taken in float32 over the needed positions only.
+    With ``share_context`` (the default) each distinct context is run once (batches of
+    ``batch_size`` contexts sorted by length, right-padded); the log-probabilities of the first
+    continuation token come from its last position, and the rest of every continuation is run
+    from the context's key/value cache, repeated across its choices (:func:`_score_shared`).
+    Without it every ``context + continuation`` input is run in full as lm-eval runs it
+    (:func:`_score_full`: the reference path, kept for tests and benchmarks).  Both read the same
+    tokens at the same positions (:func:`scored_split`); log-softmax is taken in float32 over the
+    needed positions only, and the two agree to float tolerance.
 
     Args:
         requests: ``[(context, continuation), ...]``; the continuation includes its delimiter.
-        batch_size: sequences per forward pass.
+        batch_size: sequences per forward pass (contexts, then continuation rows).
         max_length: truncate each input from the left to this many tokens (default: the model's
             ``max_position_embeddings``, else 2048).
+        share_context: run each context once (see above); not where an input is longer than
+            the model's sliding attention window.
 
     Returns:
         ``[(loglik, is_greedy), ...]`` in request order; ``is_greedy`` says every continuation
         token was the argmax.
+
+    Raises:
+        ValueError: from :func:`encode_pair`; with ``share_context``, a model that returns no
+            key/value cache.
     """
     if not requests:
         return []
     if max_length is None:
         max_length = int(getattr(model.config, "max_position_embeddings", 2048) or 2048)
-    encoded = []
-    for ctx, cont in requests:
-        c_ids, k_ids = encode_pair(tokenizer, ctx, cont)
-        whole = (c_ids + k_ids)[-(max_length + 1) :]
-        n_scored = min(len(k_ids), len(whole) - 1)  # a continuation longer than the window is cut
-        encoded.append((tuple(whole[:-1]), k_ids[len(k_ids) - n_scored :]))
-    # unique model inputs -> the longest continuation read from them
-    unique: dict[tuple[int, ...], int] = {}
+    split = [scored_split(*encode_pair(tokenizer, ctx, cont), max_length) for ctx, cont in requests]
+    window = getattr(model.config.get_text_config(), "sliding_window", None) if share_context else None
+    if window and max(len(p) + len(t) for p, t in split) > int(window):
+        share_context = False  # a sliding-window cache would drop context tokens behind the padding
+    score = _score_shared if share_context else _score_full
+    return score(model, tokenizer, split, batch_size=batch_size, progress=progress, desc=desc)
+
+
+def _token_scores(lp: torch.Tensor, targets: Sequence[int]) -> tuple[float, bool]:
+    """``(sum of lp[i, targets[i]], every target the row's argmax)`` for float32 log-probs
+    ``lp [n, V]`` (the sum in float64)."""
+    tgt = torch.tensor(targets, dtype=torch.long, device=lp.device)
+    tok_lp = lp.gather(-1, tgt[:, None])[:, 0]
+    return float(tok_lp.double().sum()), bool((lp.argmax(dim=-1) == tgt).all())
+
+
+def _right_padded(seqs: Sequence[Sequence[int]], pid: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(ids, mask)``, both ``[B, T]`` long, ``T`` the longest sequence; pads on the right."""
+    T = max(len(x) for x in seqs)
+    ids = torch.full((len(seqs), T), pid, dtype=torch.long)
+    mask = torch.zeros((len(seqs), T), dtype=torch.long)
+    for r, x in enumerate(seqs):
+        ids[r, : len(x)] = torch.tensor(x, dtype=torch.long)
+        mask[r, : len(x)] = 1
+    return ids, mask
+
+
+def _score_full(model, tokenizer, split, *, batch_size, progress, desc) -> list[tuple[float, bool]]:
+    """Score ``split`` (``[(prefix, targets)]`` from :func:`scored_split`) by running every input
+    ``prefix + targets[:-1]`` in full, once per distinct input (e.g. MMLU's single-token letter
+    choices after one prompt).  Inputs are sorted by length, right-padded and batched."""
+    encoded = [(p + t[:-1], t) for p, t in split]
+    unique: dict[tuple[int, ...], int] = {}  # unique model inputs -> the longest continuation read from them
     for inp, cont in encoded:
         unique[inp] = max(unique.get(inp, 0), len(cont))
     order = sorted(unique, key=lambda t: -len(t))
     logprobs: dict[tuple[int, ...], torch.Tensor] = {}  # input -> [L, V] float32 log-probs
     device = model_device(model)
-    pid = pad_id(tokenizer)
     bar = progress_bar(len(order), desc, progress, unit="input")  # unique model inputs, not items
     with eval_mode(model):
         for b in range(0, len(order), batch_size):
             batch = order[b : b + batch_size]
-            T = max(len(x) for x in batch)
-            ids = torch.full((len(batch), T), pid, dtype=torch.long)
-            mask = torch.zeros((len(batch), T), dtype=torch.long)
-            for r, x in enumerate(batch):
-                ids[r, : len(x)] = torch.tensor(x, dtype=torch.long)
-                mask[r, : len(x)] = 1
+            ids, mask = _right_padded(batch, pad_id(tokenizer))
             start = min(len(x) - unique[x] for x in batch)
-            keep = T - start
+            keep = ids.shape[1] - start
             logits = forward_logits(model, ids.to(device), mask.to(device), keep=keep)
             for r, x in enumerate(batch):
                 L = unique[x]
@@ -147,13 +201,74 @@ def loglikelihood(
                 logprobs[x] = torch.log_softmax(logits[r, lo : lo + L].float(), dim=-1).cpu()
             bar.update(len(batch))
     bar.close()
-    out = []
-    for inp, cont in encoded:
-        lp = logprobs[inp][-len(cont) :]
-        tgt = torch.tensor(cont, dtype=torch.long)
-        tok_lp = lp.gather(-1, tgt[:, None])[:, 0]
-        greedy = bool((lp.argmax(dim=-1) == tgt).all())
-        out.append((float(tok_lp.double().sum()), greedy))
+    return [_token_scores(logprobs[inp][-len(cont) :], cont) for inp, cont in encoded]
+
+
+def _score_shared(model, tokenizer, split, *, batch_size, progress, desc) -> list[tuple[float, bool]]:
+    """Score ``split`` (``[(prefix, targets)]`` from :func:`scored_split`) running each distinct
+    prefix once: a batch of ``batch_size`` prefixes (longest first, right-padded) gives the first
+    target's log-probs at each prefix's last position and a key/value cache; every distinct
+    ``targets[:-1]`` of those prefixes then runs from its prefix's cache rows
+    (:func:`_continuation_logprobs`, ``batch_size`` rows per pass)."""
+    by_prefix: dict[tuple[int, ...], dict[tuple[int, ...], list[int]]] = {}  # prefix -> suffix -> request indices
+    for i, (p, t) in enumerate(split):
+        by_prefix.setdefault(p, {}).setdefault(t[:-1], []).append(i)
+    order = sorted(by_prefix, key=lambda p: -len(p))
+    out: list[tuple[float, bool]] = [(0.0, False)] * len(split)
+    device, pid = model_device(model), pad_id(tokenizer)
+    bar = progress_bar(len(order), desc, progress, unit="context")  # distinct contexts, not items
+    with eval_mode(model):
+        for b in range(0, len(order), batch_size):
+            batch = order[b : b + batch_size]
+            ids, mask = _right_padded(batch, pid)
+            keep = ids.shape[1] - len(batch[-1]) + 1  # from the shortest prefix's last position on
+            o = forward(model, ids.to(device), mask.to(device), keep=keep, use_cache=True)
+            if output_cache(o) is None:
+                raise ValueError(f"{type(model).__name__} returns no key/value cache: score with share_context=False")
+            first = {
+                p: torch.log_softmax(o.logits[r, len(p) - 1 - (ids.shape[1] - keep)].float(), dim=-1) for r, p in enumerate(batch)
+            }
+            rows = [(r, s) for r, p in enumerate(batch) for s in by_prefix[p] if s]
+            rest = _continuation_logprobs(model, output_cache(o), mask, rows, [len(p) for p in batch], batch_size, pid)
+            for r, p in enumerate(batch):
+                for s, idx in by_prefix[p].items():
+                    for i in idx:
+                        lp = first[p][None] if not s else torch.cat([first[p][None], rest[(r, s)]])
+                        out[i] = _token_scores(lp, split[i][1])
+            bar.update(len(batch))
+    bar.close()
+    return out
+
+
+def _continuation_logprobs(model, cache, ctx_mask, rows, ctx_lens, batch_size, pid) -> dict[tuple, torch.Tensor]:
+    """Run continuations from cached contexts.
+
+    Args:
+        cache: the contexts' key/value cache (a transformers ``Cache`` of batch ``B``, length ``T``).
+        ctx_mask: ``[B, T]`` the contexts' attention mask (right-padded).
+        rows: ``[(context row, suffix tokens), ...]`` to run, ``batch_size`` rows per pass.
+        ctx_lens: real length of each context row (the suffix's first position id).
+
+    Returns:
+        ``{(row, suffix): [len(suffix), V] float32 log-probs}``: position ``j`` predicts the
+        continuation's token ``j + 1``.
+    """
+    from transformers import DynamicCache
+
+    device = model_device(model)
+    layers = [(layer.keys, layer.values) for layer in cache.layers]
+    out = {}
+    for c in range(0, len(rows), batch_size):
+        chunk = rows[c : c + batch_size]
+        sel = torch.tensor([r for r, _ in chunk], device=layers[0][0].device)
+        kv = DynamicCache(ddp_cache_data=[(k[sel], v[sel]) for k, v in layers], config=model.config)
+        ids, mask = _right_padded([s for _, s in chunk], pid)
+        start = torch.tensor([ctx_lens[r] for r, _ in chunk])[:, None]
+        pos = start + torch.arange(ids.shape[1])[None]
+        full_mask = torch.cat([ctx_mask[sel.cpu()], mask], dim=1)
+        o = forward(model, ids.to(device), full_mask.to(device), position_ids=pos.to(device), cache=kv, use_cache=True)
+        for j, (r, s) in enumerate(chunk):
+            out[(r, s)] = torch.log_softmax(o.logits[j, : len(s)].float(), dim=-1)
     return out
 
 
@@ -193,9 +308,12 @@ def score_multiple_choice(
     max_length: int | None = None,
     progress: bool = False,
     desc: str = "mc",
+    share_context: bool = True,
 ) -> dict[str, Any]:
     """Score multiple-choice items (objects with ``context``, ``choices``, ``gold`` and optional
-    ``delimiter``, e.g. :class:`anchored_learning.tasks.heldout.MCItem`).
+    ``delimiter``, e.g. :class:`anchored_learning.tasks.heldout.MCItem`), each item's context run
+    once for all its choices (``share_context=False``: every choice's input in full, the
+    reference path; see :func:`loglikelihood`).
 
     Returns:
         ``{"acc", "acc_norm", "acc_bytes"}`` as fractions in [0, 1], plus per-item lists in item
@@ -220,6 +338,7 @@ def score_multiple_choice(
         max_length=max_length,
         progress=progress,
         desc=f"{desc} ({len(items)} items)",
+        share_context=share_context,
     )
     res: dict[str, Any] = {"items_acc": [], "items_acc_norm": [], "items_acc_bytes": [], "logliks": []}
     for it, (s, n) in zip(items, spans):

@@ -120,6 +120,10 @@ def parse_sweep(entries: Sequence[str]) -> list[Variant]:
 DDP_TIMEOUT_S = 12 * 3600
 
 
+#: the run folder's subfolder of anchor caches shared by its runs (removed when the run ends)
+SHARED_ANCHOR_CACHE = "anchor-shared"
+
+
 def training_args(cfg: ExperimentConfig, out: Path, name: str, **kw) -> Any:
     """The :class:`~anchored_learning.config.AnchoredSFTConfig` of stage ``name`` (checkpoints in
     ``out/models/<name>/trainer``): the experiment's shared settings, then ``kw``.
@@ -148,6 +152,7 @@ def training_args(cfg: ExperimentConfig, out: Path, name: str, **kw) -> Any:
         disable_tqdm=False,
         bf16={"auto": None, "bf16": True, "fp32": False}[c.precision],  # None: detected (AnchoredSFTConfig)
         deepspeed=c.deepspeed,
+        shared_anchor_cache_dir=str(out / SHARED_ANCHOR_CACHE),  # the reference's and the base's caches, built once per folder
     )
     # transformers 5 renamed gradient_checkpointing (now a deprecated alias) to activation_checkpointing
     names = {f.name for f in dataclasses.fields(AnchoredSFTConfig)}

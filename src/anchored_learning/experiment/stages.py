@@ -416,6 +416,7 @@ class Experiment:
         self.evals = evals
         if not is_main_process():
             return {}
+        shutil.rmtree(self.out / P.SHARED_ANCHOR_CACHE, ignore_errors=True)  # every run that reads it is done
         return self.report()
 
     def report(self, members: list[str] | None = None) -> dict[str, Any]:
