@@ -13,7 +13,7 @@ import pytest
 from anchored_learning.experiment import Experiment, ExperimentConfig, load_training_rows, make_task, parse_sweep
 from anchored_learning.experiment import plan as P
 from anchored_learning.report import pareto_frontier
-from anchored_learning.testing import tiny_llama
+from anchored_learning.testing import save_tiny_llama, tiny_llama
 
 
 def test_pareto_frontier_brute_force():
@@ -66,9 +66,7 @@ def test_config_fields_with_choices_reject_other_values_in_the_python_api(field,
 
 @pytest.mark.slow
 def test_experiment_end_to_end_tiny_model_and_resume(tmp_path):
-    model, tok = tiny_llama(seed=0)
-    model.save_pretrained(tmp_path / "tiny")
-    tok.save_pretrained(tmp_path / "tiny")
+    save_tiny_llama(tmp_path / "tiny", seed=0)
     cfg = ExperimentConfig(
         preset="quick",
         model=str(tmp_path / "tiny"),

@@ -11,7 +11,7 @@ import pytest
 from anchored_learning.experiment import Experiment, ExperimentConfig
 from anchored_learning.tasks.registry import get_task
 from anchored_learning.tasks.skills import SKILLS, SkillTask
-from anchored_learning.testing import tiny_llama
+from anchored_learning.testing import save_tiny_llama
 
 
 @pytest.mark.parametrize("name", sorted(SKILLS))
@@ -80,9 +80,7 @@ def test_sequential_run_tiny_model_prior_stage_recorded_reused_and_retention_rep
 
     loaded, load = [], M.load_model_and_tokenizer
     monkeypatch.setattr(M, "load_model_and_tokenizer", lambda path, *a, **k: (loaded.append(str(path)), load(path, *a, **k))[1])
-    model, tok = tiny_llama(seed=0)
-    model.save_pretrained(tmp_path / "tiny")
-    tok.save_pretrained(tmp_path / "tiny")
+    save_tiny_llama(tmp_path / "tiny", seed=0)
     cfg = ExperimentConfig(
         preset="quick",
         model=str(tmp_path / "tiny"),

@@ -13,7 +13,7 @@ from anchored_learning.evaluation.suites import _pick, subset_indices, task_exam
 from anchored_learning.experiment import tune as T
 from anchored_learning.experiment.tune import TuneConfig, tune
 from anchored_learning.report import pareto_frontier
-from anchored_learning.testing import tiny_llama
+from anchored_learning.testing import save_tiny_llama
 
 HELDOUT = ("arc_easy", "heldout_nll")
 
@@ -295,9 +295,7 @@ def test_tune_help_and_a_config_file_with_a_search_space_section(tmp_path, capsy
 
 
 def test_tune_end_to_end_tiny_model_resume_reuses_trials(tmp_path):
-    model, tok = tiny_llama(seed=0)
-    model.save_pretrained(tmp_path / "tiny")
-    tok.save_pretrained(tmp_path / "tiny")
+    save_tiny_llama(tmp_path / "tiny", seed=0)
     cfg = TuneConfig(
         preset="quick",
         model=str(tmp_path / "tiny"),

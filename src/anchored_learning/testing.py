@@ -106,3 +106,14 @@ def tiny_llama(vocab_size: int | None = None, hidden: int = 64, layers: int = 2,
     model.generation_config.bos_token_id = tok.bos_token_id
     model.eval()
     return model, tok
+
+
+def save_tiny_llama(folder, **kwargs):
+    """Save :func:`tiny_llama` (``kwargs`` passed on) and its tokenizer into ``folder``, a model
+    folder that ``--model`` / ``from_pretrained`` load; returns ``folder`` as a ``Path``."""
+    from pathlib import Path
+
+    model, tok = tiny_llama(**kwargs)
+    model.save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return Path(folder)
