@@ -73,6 +73,7 @@ def main(argv: list[str] | None = None) -> None:
     from anchored_learning.experiment import plan as P
     from anchored_learning.experiment.config import ExperimentConfig
     from anchored_learning.experiment.data import load_training_rows, make_task
+    from anchored_learning.experiment.variants import Variant
     from anchored_learning.io import write_json_atomic
     from anchored_learning.models import load_model_and_tokenizer
     from anchored_learning.trainer import AnchoredSFTTrainer
@@ -98,7 +99,7 @@ def main(argv: list[str] | None = None) -> None:
         if name == "reference":
             args = P.reference_args(cfg, work)
         else:
-            args, _ = P.variant_args(cfg, work, "anchored", "anchored", {})
+            args, _ = P.variant_args(cfg, work, Variant("anchored", "anchored", {}))
             args.num_train_epochs = cfg.outer_iterations * cfg.inner_epochs
         model, tok = load_model_and_tokenizer(None)
         trainer = AnchoredSFTTrainer(model, args=args, train_dataset=Dataset.from_list(rows), processing_class=tok)

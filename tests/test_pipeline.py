@@ -330,23 +330,6 @@ def test_resume_refuses_a_folder_made_with_other_settings(tmp_path):
     Experiment(dataclasses.replace(cfg, sweep=("anchored.anchor_alpha=0.25",), baselines=("sft_kl",)), console_log=lambda s: None)
 
 
-def test_resume_reads_a_folder_written_with_the_old_field_names(tmp_path):
-    import dataclasses
-
-    from anchored_learning.experiment.config import RENAMED_FIELDS
-
-    cfg = ExperimentConfig(output_dir=str(tmp_path / "r"))
-    new_to_old = {v: k for k, v in RENAMED_FIELDS.items()}
-    (tmp_path / "r").mkdir()
-    saved = {new_to_old.get(k, k): v for k, v in dataclasses.asdict(cfg.resolved()).items()}
-    (tmp_path / "r" / "config.json").write_text(json.dumps(saved, default=str))
-    Experiment(cfg, console_log=lambda s: None)  # the same settings under the old names: resumed
-    saved["epochs_per_iteration"] = 5
-    (tmp_path / "r" / "config.json").write_text(json.dumps(saved, default=str))
-    with pytest.raises(ValueError, match=r"inner_epochs: 5 -> 1"):
-        Experiment(cfg, console_log=lambda s: None)
-
-
 def test_default_preset_is_the_measured_configuration():
     cfg = ExperimentConfig().resolved()
     assert (cfg.reference_learning_rate, cfg.learning_rate) == (3e-4, 1e-4)
@@ -622,9 +605,8 @@ def test_resume_refuses_changed_data_contents_and_another_precision(tmp_path):
     write_json_atomic(exp.out / "config.json", {**dataclasses.asdict(exp.cfg), DATA_KEY: {"data": "0" * 64}})
     with pytest.raises(ValueError, match=r"the contents of data \(.*d\.jsonl\) changed"):
         Experiment(cfg, console_log=lambda s: None)
-    # a folder written before precision existed was float32: resumed as fp32, refused as bf16
-    saved = {k: v for k, v in dataclasses.asdict(exp.cfg).items() if k != "precision"}
-    write_json_atomic(exp.out / "config.json", saved)
+    # a folder made in float32: resumed as fp32, refused as bf16
+    write_json_atomic(exp.out / "config.json", dataclasses.asdict(exp.cfg))
     Experiment(cfg, console_log=lambda s: None)
     with pytest.raises(ValueError, match=r"precision: 'fp32' -> 'bf16'"):
         Experiment(dataclasses.replace(cfg, precision="bf16"), console_log=lambda s: None)
@@ -782,8 +764,9 @@ def test_issue30_methods_in_a_run_self_generated_rows_recorded_and_reused(tmp_pa
         **_small_eval(),
     )
     exp = Experiment(cfg, console_log=lambda s: None)
-    for name, method, overrides in exp.plan[1:]:
-        args, _ = P.variant_args(exp.cfg, exp.out, name, method, overrides)
+    for variant in exp.plan[1:]:
+        args, _ = P.variant_args(exp.cfg, exp.out, variant)
+        method = variant.method
         assert args.method == method
         assert args.num_train_epochs == (1 if method == "sft_self_generated" else 2)  # T x K for the outer-loop ones
         assert (args.reference_model is not None) == (method != "sft_self_generated")

@@ -97,7 +97,7 @@ def main() -> None:
         raise
     finally:  # under torchrun / accelerate launch: leave the process group before the interpreter exits
         if "torch.distributed" in sys.modules:  # (a command that never loaded torch has no group)
-            from anchored_learning.experiment.stages import end_process_group
+            from anchored_learning.distributed import end_process_group
 
             end_process_group()
 

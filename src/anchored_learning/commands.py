@@ -410,9 +410,9 @@ def frontier_command(ctx: typer.Context) -> None:
     SFT-matched gain and the hypervolumes, with paired bootstrap intervals."""
     from rich.console import Console
 
+    from anchored_learning.distributed import is_main_process
     from anchored_learning.experiment import Experiment, ExperimentConfig, check_seeds, run_seeds
     from anchored_learning.experiment.frontier import write_frontier_report
-    from anchored_learning.experiment.stages import is_main_process
 
     cfg, seed_args, args = parse_config_args(
         ctx.args,
@@ -737,8 +737,9 @@ def train_command(ctx: typer.Context) -> None:
 
     import anchored_learning.models as models
     import anchored_learning.trainer as trainer_mod
-    from anchored_learning.config import AnchoredSFTConfig, under_launcher
+    from anchored_learning.config import AnchoredSFTConfig
     from anchored_learning.data import check_response_tokens_fit, load_conversations
+    from anchored_learning.distributed import under_launcher
     from anchored_learning.io import check_output_path, lock_output_folder, write_json_atomic
     from anchored_learning.methods import METHODS, get_method
 

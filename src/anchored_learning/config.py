@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 import warnings
 from dataclasses import dataclass, field
 from typing import Literal
@@ -17,66 +16,8 @@ from typing import Literal
 import torch
 from trl import SFTConfig
 
+from anchored_learning.distributed import accelerator_available, check_deepspeed, under_launcher
 from anchored_learning.methods import METHODS, get_method
-
-
-def under_launcher() -> bool:
-    """True in a process started by a launcher (torchrun / accelerate launch) with others."""
-    return int(os.environ.get("WORLD_SIZE", "1")) > 1
-
-
-def zero_stage(deepspeed: str | dict | None) -> int | None:
-    """The ZeRO stage of a ``TrainingArguments.deepspeed`` value (a dict, a JSON file or a JSON string)."""
-    if not deepspeed:
-        return None
-    if isinstance(deepspeed, str):
-        import json
-        from pathlib import Path
-
-        text = Path(deepspeed).read_text() if Path(deepspeed).is_file() else deepspeed
-        try:
-            deepspeed = json.loads(text)
-        except json.JSONDecodeError:
-            return None  # transformers reports an unreadable config itself
-    stage = (deepspeed.get("zero_optimization") or {}).get("stage") if isinstance(deepspeed, dict) else None
-    return int(stage) if str(stage).isdigit() else None
-
-
-def check_deepspeed(deepspeed: str | dict | None) -> None:
-    """Refuse a DeepSpeed config that cannot work, before any work is done.
-
-    Raises:
-        ValueError: DeepSpeed is not installed, the config file does not exist, it asks for ZeRO stage 3,
-            or no launcher started this process (no ``RANK`` / ``LOCAL_RANK`` in the environment).
-    """
-    if not deepspeed:
-        return
-    import importlib.util
-    from pathlib import Path
-
-    if isinstance(deepspeed, str) and deepspeed.strip().endswith(".json") and not Path(deepspeed).is_file():
-        raise ValueError(f"the DeepSpeed config {deepspeed!r} does not exist: give the path of a JSON file")
-    if importlib.util.find_spec("deepspeed") is None:
-        raise ValueError("--deepspeed needs the deepspeed package: pip install 'anchored-learning[deepspeed]'")
-    if zero_stage(deepspeed) == 3:
-        raise ValueError(
-            "DeepSpeed ZeRO stage 3 is not supported by AnchoredSFTTrainer: it partitions every parameter across "
-            "processes, and the reference, snapshot and cached output heads are read whole. Use ZeRO stage 2 "
-            "(tested with 2 processes) or plain DDP; a model too large for one device needs a GPU setup we have not tested"
-        )
-    if not ("RANK" in os.environ or "LOCAL_RANK" in os.environ):
-        raise ValueError(
-            "DeepSpeed needs a launcher that sets up the processes (without one it looks for MPI): start the command "
-            "under torchrun (e.g. torchrun --nproc_per_node 2 -m anchored_learning.cli run ..., or --nproc_per_node 1), "
-            "accelerate launch or deepspeed"
-        )
-
-
-def _accelerator_available() -> bool:
-    """True when torch sees an accelerator device (CUDA, MPS, XPU, ...)."""
-    acc = getattr(torch, "accelerator", None)
-    return torch.cuda.is_available() or torch.backends.mps.is_available() or bool(acc and acc.is_available())
-
 
 #: TrainingArguments' own default of num_train_epochs (a value the user did not choose)
 _TRAINING_ARGS_DEFAULT_EPOCHS = 3.0
@@ -222,7 +163,7 @@ class AnchoredSFTConfig(SFTConfig):
             self.bf16 = bf16_autocast_available()
         if self.bf16 and not torch.cuda.is_available() and not torch.backends.mps.is_available():
             self.use_cpu = True  # transformers accepts bf16 without a GPU only with use_cpu (CPU autocast)
-        if under_launcher() and not _accelerator_available():
+        if under_launcher() and not accelerator_available():
             # accelerate sets up DDP over gloo for CPU processes only with use_cpu: without it, each
             # process that torchrun / accelerate launch started trains alone on all the data
             self.use_cpu = True

@@ -58,7 +58,16 @@ class Method:
         reads: the config fields the method reads besides the chunking (its hyper-parameters).
         responses: where its training responses come from (:data:`ResponseSource`).
         alpha_rule: how alpha is chosen at each refresh (:data:`AlphaRule`; anchored family only).
+        epochs: how many epochs an experiment trains it: ``"outer"``: ``outer_iterations x
+            inner_epochs`` (T x K, the anchored student's budget; every method with an outer loop),
+            ``"baseline"``: the experiment's ``baseline_epochs``.
+        schedule: its learning-rate schedule in an experiment (``lr_scheduler_type``); None: the
+            experiment's (cosine).
         description: one line for ``--help`` and the README.
+
+    Raises:
+        ValueError: from ``__post_init__``: a method with an outer loop (``snapshot="outer"``)
+            whose ``epochs`` is not ``"outer"``.
     """
 
     name: str
@@ -69,7 +78,13 @@ class Method:
     reads: tuple[str, ...] = ()
     responses: ResponseSource = "dataset"
     alpha_rule: AlphaRule = "fixed"
+    epochs: Literal["outer", "baseline"] = "baseline"
+    schedule: str | None = None
     description: str = ""
+
+    def __post_init__(self):
+        if self.snapshot == "outer" and self.epochs != "outer":
+            raise ValueError(f"method {self.name!r} refreshes its snapshot every K epochs: its epochs are T x K (epochs='outer')")
 
 
 @dataclass
@@ -137,29 +152,32 @@ _KL_FIELDS = ("kl_coef", "kl_direction")
 _SAMPLING_FIELDS = ("sampling_temperature", "samples_per_prompt", "sampling_max_new_tokens")
 _ON_POLICY_FIELDS = (*_ANCHOR_FIELDS, *_SAMPLING_FIELDS, "dataset_response_share")
 
+#: how an experiment trains the anchored family: T x K epochs at a constant learning rate after warm-up
+_ANCHORED = {"epochs": "outer", "schedule": "constant_with_warmup"}
+
 #: the registry: every training objective, by name
 METHODS: dict[str, Method] = {
     m.name: m
     for m in (
-        Method("anchored", _anchored, needs_reference=True, snapshot="outer", reads=_ANCHOR_FIELDS,
+        Method("anchored", _anchored, needs_reference=True, snapshot="outer", reads=_ANCHOR_FIELDS, **_ANCHORED,
                description="Anchored Learning (arXiv:2605.04468): KL(q_t || p_theta), anchor q_t between the "
                            "snapshot p_t and p_sft, snapshot refreshed every K epochs"),
         Method("anchored_per_step", _anchored, needs_reference=True, fixed={"snapshot_mode": "per_step"},
-               reads=_ANCHOR_FIELDS,
+               reads=_ANCHOR_FIELDS, **_ANCHORED,
                description="anchored KL with the student's own detached logits as z_t (TAID-like, no snapshot)"),
         Method("distill", _anchored, needs_reference=True, fixed={"anchor_alpha": 1.0}, reads=_ANCHOR_FIELDS,
                description="distillation KL(p_sft || p_theta) (alpha = 1)"),
         Method("anchored_on_policy", _anchored, needs_reference=True, snapshot="outer", reads=_ON_POLICY_FIELDS,
-               responses="on_policy",
+               responses="on_policy", **_ANCHORED,
                description="anchored KL on responses sampled from the snapshot p_t at every refresh (on-policy; "
                            "the authors' v1, GKD lmbda 1)"),
         Method("distill_on_policy", _anchored, needs_reference=True, snapshot="outer", fixed={"anchor_alpha": 1.0},
-               reads=_ON_POLICY_FIELDS, responses="on_policy",
+               reads=_ON_POLICY_FIELDS, responses="on_policy", **_ANCHORED,
                description="on-policy distillation KL(p_sft || p_theta) on the student's samples, drawn every K epochs "
                            "(GKD arXiv:2306.13649, lmbda 1)"),
         Method("anchored_budget", _anchored, needs_reference=True, snapshot="outer",
                fixed={"anchor_interpolation": "logit"},
-               reads=("anchor_kl_budget", "anchor_temperature", "ce_weight"), alpha_rule="kl_budget",
+               reads=("anchor_kl_budget", "anchor_temperature", "ce_weight"), alpha_rule="kl_budget", **_ANCHORED,
                description="anchored KL with alpha_t = min(1, eps / KL(p_t || p_sft)) at each refresh, stopping once "
                            "KL(p_t || p_sft) < eps (KL budget eps = anchor_kl_budget; ours, beyond the paper)"),
         Method("sft", _sft, description="plain SFT: -log p_theta(y_k)"),
@@ -171,7 +189,7 @@ METHODS: dict[str, Method] = {
         Method("dft", _dft, description="DFT (arXiv:2508.05629): -sg(p_theta(y_k)) log p_theta(y_k)"),
         Method("asft", _asft, snapshot="base", reads=_KL_FIELDS,
                description="ASFT (arXiv:2509.23753): DFT + kl_coef * KL(p0 || p_theta)"),
-        Method("psft", _psft, snapshot="outer", reads=("psft_epsilon",),
+        Method("psft", _psft, snapshot="outer", reads=("psft_epsilon",), epochs="outer",
                description="PSFT (arXiv:2508.17784): clipped ratio to the old policy, refreshed every K epochs"),
     )
 }  # fmt: skip

@@ -12,8 +12,8 @@
 
 from anchored_learning.experiment.config import CompareConfig, EvaluationConfig, ExperimentConfig, load_recipe, presets
 from anchored_learning.experiment.data import load_training_rows, make_task
-from anchored_learning.experiment.plan import parse_sweep
 from anchored_learning.experiment.stages import Experiment, check_seeds, run_seeds
+from anchored_learning.experiment.variants import Variant, parse_sweep
 
 __all__ = [
     "CompareConfig",
@@ -27,4 +27,5 @@ __all__ = [
     "parse_sweep",
     "presets",
     "run_seeds",
+    "Variant",
 ]

@@ -20,7 +20,7 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-from anchored_learning.experiment.plan import VARIANTS, parse_sweep
+from anchored_learning.experiment.variants import VARIANTS, parse_sweep
 from anchored_learning.tasks.files import DEFAULT_MAX_NEW_TOKENS, DEFAULT_TEST_FRACTION
 from anchored_learning.tasks.heldout import STABILITY_SUITE
 from anchored_learning.tasks.registry import TARGETS as TASKS
@@ -32,15 +32,6 @@ HELDOUT = STABILITY_SUITE
 #: (SmolLM2-135M-Instruct's loss on date_iso is near 0.02 after 15 steps of 8; the skills' scores after
 #: this stage: results/sequential-skills)
 PRIOR_DEFAULTS = {"prior_n_train": 384, "prior_epochs": 1, "prior_learning_rate": 1e-4}
-
-
-#: ExperimentConfig fields renamed to AnchoredSFTConfig's names (old name -> new name)
-RENAMED_FIELDS = {
-    "epochs_per_iteration": "inner_epochs",
-    "batch_size": "per_device_train_batch_size",
-    "grad_accum": "gradient_accumulation_steps",
-    "ref_epochs": "reference_epochs",
-}
 
 
 #: the folder of the sequential fine-tuning recipes (``configs/sequential/<preset>.yaml``): each names
@@ -454,7 +445,7 @@ class ExperimentConfig(EvaluationConfig):
             raise ValueError(f"baselines has unknown entries {bad}; choose from {list(VARIANTS)}")
         parse_sweep(self.sweep)
         if self.deepspeed:
-            from anchored_learning.config import check_deepspeed
+            from anchored_learning.distributed import check_deepspeed
 
             check_deepspeed(self.deepspeed)
         if any(not 0.0 <= float(w) <= 1.0 for w in (self.wise_weights or ())):

@@ -8,7 +8,7 @@ also resume from their last epoch checkpoint.
 Under a launcher (``torchrun`` / ``accelerate launch``: ``WORLD_SIZE`` > 1) every process trains
 together (DDP through the trainer, the anchor cache sharded across ranks), the main process alone
 evaluates and writes (models, evaluations, reports), and the other processes wait for it at a
-barrier (the process group's timeout is :data:`~anchored_learning.experiment.plan.DDP_TIMEOUT_S`).
+barrier (the process group's timeout is :data:`~anchored_learning.distributed.DDP_TIMEOUT_S`).
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ from typing import Any
 
 import torch
 
-from anchored_learning.config import under_launcher, zero_stage
+from anchored_learning.distributed import is_main_process, under_launcher, wait_for_everyone, zero_stage
 from anchored_learning.experiment import plan as P
-from anchored_learning.experiment.config import RENAMED_FIELDS, ExperimentConfig
+from anchored_learning.experiment.config import ExperimentConfig
 from anchored_learning.experiment.data import (
     check_test_items,
     check_test_prompts_fit,
@@ -36,6 +36,7 @@ from anchored_learning.experiment.data import (
     self_generated_training_rows,
     training_examples,
 )
+from anchored_learning.experiment.variants import Variant
 from anchored_learning.io import check_output_path, write_json_atomic
 
 DONE, PRETRAINED = P.DONE, P.PRETRAINED
@@ -44,45 +45,6 @@ DONE, PRETRAINED = P.DONE, P.PRETRAINED
 DATA_KEY = "data_sha256"
 #: config.json's entry holding the fingerprint of each model the run starts from (compared on resume)
 MODEL_KEY = "model_sha256"
-#: what a run folder written before a field existed did in its place (compared on resume)
-FIELDS_BEFORE_THEY_EXISTED = {
-    "precision": "fp32",
-    "medcalc_calculators": None,
-    "train_sampling_strategy": "random",
-    "prior_task": None,
-    "prior_n_train": None,
-    "prior_epochs": None,
-    "prior_learning_rate": None,
-    "heldout_task_limit": 100,
-}
-
-
-def is_main_process() -> bool:
-    """False only on the non-zero ranks of an initialised process group."""
-    import torch.distributed as dist
-
-    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
-
-
-def wait_for_everyone() -> None:
-    """A barrier over every process of the group (nothing in a single process)."""
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        dist.barrier()
-
-
-def end_process_group() -> None:
-    """Destroy the default process group, if one is initialised (nothing in a single process).
-
-    Call it once, at the end of a launched command: a process that exits with its gloo group still
-    alive can abort in the group's C++ destructor ("terminate called without an active exception",
-    SIGABRT) after its work is done, and the launcher then reports the whole run as failed.
-    """
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()
 
 
 class Experiment:
@@ -119,7 +81,7 @@ class Experiment:
         from anchored_learning.data import check_response_tokens_fit
         from anchored_learning.models import load_tokenizer
 
-        lengths = [self.cfg.max_length, *(o["max_length"] for _, _, o in self.plan if o and "max_length" in o)]
+        lengths = [self.cfg.max_length, *(v.overrides["max_length"] for v in self.plan if "max_length" in v.overrides)]
         lengths = [int(n) for n in lengths if n is not None]
         if lengths:
             check_response_tokens_fit(self.rows + self.prior_rows, load_tokenizer(self.cfg.model), min(lengths))
@@ -132,7 +94,7 @@ class Experiment:
         """
         from anchored_learning.methods import METHODS
 
-        runs = [n for n, m, _ in self.plan if m in METHODS and METHODS[m].responses == "self_generated"]
+        runs = [v.label for v in self.plan if v.method in METHODS and METHODS[v.method].responses == "self_generated"]
         if runs and self.examples is None:
             raise ValueError(
                 f"{runs[0]} keeps the base model's samples that the task's scoring rule accepts, but the training rows "
@@ -242,7 +204,7 @@ class Experiment:
             return [p.stem for p in (self.out / "evals").glob("*.json")]
         if name != "reference":
             return [name]
-        return ["sft"] + [label for label, method, _ in self.plan if method == "wise_ft"]
+        return ["sft"] + [v.label for v in self.plan if v.method == "wise_ft"]
 
     def _check_same_as_recorded(self, name: str, recorded: dict[str, Any], final: Path) -> None:
         """Stop unless the model ``name`` just trained again equals the recorded one: the same
@@ -359,16 +321,16 @@ class Experiment:
         if pretrained is not None:  # the model before the prior skill, its drift measured from p0
             evals[PRETRAINED] = self._evaluate(PRETRAINED, pretrained)
             del pretrained
-        todo = [(n, m, o) for n, m, o in self.plan if not self._finished(n, m)]
+        todo = [v for v in self.plan if not self._finished(v.label, v.method)]
         self.ref_model = None
-        if not self._finished("sft", "sft") or any(m == "wise_ft" or P.needs_reference(m) for _, m, _ in todo):
+        if not self._finished("sft", "sft") or any(v.needs_reference for v in todo):
             ref_dir = self._train("reference", P.reference_args(c, self.out))
             self.ref_model = AutoModelForCausalLM.from_pretrained(ref_dir).eval() if main else None
         evals["sft"] = self._evaluate("sft", self.ref_model)
         return evals
 
-    def variant_model(self, name: str, method: str, overrides: dict[str, Any]):
-        """The model of planned run ``name`` (after :meth:`prepare`): trained (or its finished
+    def variant_model(self, variant: Variant):
+        """The model of a planned run (after :meth:`prepare`): trained (or its finished
         training reused), or for WiSE-FT the base and reference weights interpolated; None on the
         non-main processes of a launch."""
         from transformers import AutoModelForCausalLM
@@ -377,12 +339,13 @@ class Experiment:
         from anchored_learning.trainer import wise_ft
 
         main = is_main_process()
+        name, method, overrides = variant
         if method == "wise_ft":
             ref = self.ref_model
             if ref is None and main:  # the reference was finished and no run of the plan needed it loaded
                 ref = self.ref_model = AutoModelForCausalLM.from_pretrained(self.out / "models" / "reference" / "final").eval()
             return wise_ft(self.base, ref, overrides["weight"]).eval() if main else None
-        args, peft_config = P.variant_args(self.cfg, self.out, name, method, overrides)
+        args, peft_config = P.variant_args(self.cfg, self.out, variant)
         dataset, record = None, None
         if (
             method in METHODS
@@ -401,17 +364,17 @@ class Experiment:
             the report (``results.json``'s content); ``{}`` on the non-main processes of a launch.
         """
         evals = self.prepare()
-        todo = [(n, m, o) for n, m, o in self.plan if not self._finished(n, m)]
+        todo = [v for v in self.plan if not self._finished(v.label, v.method)]
         if todo:
-            self.log(f"[plan] {len(todo)} of {len(self.plan)} runs to make: {', '.join(n for n, _, _ in todo)}")
-        for name, method, overrides in self.plan:
-            if (name, method, overrides) not in todo:
-                self.log(f"[skip] {name}: trained and evaluated ({self.out / 'evals' / name}.json)")
-                evals[name] = self._evaluate(name, None)
+            self.log(f"[plan] {len(todo)} of {len(self.plan)} runs to make: {', '.join(v.label for v in todo)}")
+        for v in self.plan:
+            if v not in todo:
+                self.log(f"[skip] {v.label}: trained and evaluated ({self.out / 'evals' / v.label}.json)")
+                evals[v.label] = self._evaluate(v.label, None)
                 continue
-            self.log(f"[run {todo.index((name, method, overrides)) + 1}/{len(todo)}] {name}")
-            m = self.variant_model(name, method, overrides)
-            evals[name] = self._evaluate(name, m)
+            self.log(f"[run {todo.index(v) + 1}/{len(todo)}] {v.label}")
+            m = self.variant_model(v)
+            evals[v.label] = self._evaluate(v.label, m)
             del m
         self.evals = evals
         if not is_main_process():
@@ -527,8 +490,7 @@ def changed_contents(old: dict[str, Any], new: dict[str, Any], paths: dict[str, 
 def check_resume(out: Path, record: dict[str, Any], resumable: frozenset[str]) -> None:
     """Refuse to reuse a folder whose ``config.json`` differs from ``record`` (a
     :func:`config_record`) outside ``resumable``, or whose data files or models had other contents
-    (fields missing from the saved config are compared with :data:`FIELDS_BEFORE_THEY_EXISTED` or
-    not at all).
+    (a field missing from the saved config is not compared).
 
     Raises:
         ValueError: naming the differing fields (a data file or model by its field) and what to do.
@@ -536,9 +498,7 @@ def check_resume(out: Path, record: dict[str, Any], resumable: frozenset[str]) -
     saved = out / "config.json"
     if not saved.exists():
         return
-    # a folder written before the field renames holds the old names, one written before a field
-    # existed held that field's value of the time
-    old = {**FIELDS_BEFORE_THEY_EXISTED, **{RENAMED_FIELDS.get(k, k): v for k, v in json.loads(saved.read_text()).items()}}
+    old = json.loads(saved.read_text())
     new = json.loads(json.dumps(record, default=str))
     diff = {k: (old[k], v) for k, v in new.items() if k in old and k not in resumable and old[k] != v}
     if diff:

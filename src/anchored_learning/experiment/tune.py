@@ -47,6 +47,7 @@ from typing import Any
 
 from anchored_learning.experiment import plan as P
 from anchored_learning.experiment.config import ExperimentConfig, _help
+from anchored_learning.experiment.variants import PLANNED_FIELDS, VARIANTS, Variant, parse_sweep
 
 #: the search's name in its storage
 STUDY_NAME = "tune"
@@ -76,7 +77,7 @@ class TuneConfig(ExperimentConfig):
 
     methods: list[str] | None = field(
         default=None,
-        metadata=_help(f"Methods searched, any of {list(P.VARIANTS)}; configs/tune.yaml gives each a space."),
+        metadata=_help(f"Methods searched, any of {list(VARIANTS)}; configs/tune.yaml gives each a space."),
     )
     search_space: dict | str | None = field(
         default=None,
@@ -260,9 +261,9 @@ def check_space(cfg: TuneConfig) -> None:
 
     if not cfg.methods:
         raise ValueError("methods is empty: name at least one method to search")
-    bad = [m for m in cfg.methods if m not in P.VARIANTS]
+    bad = [m for m in cfg.methods if m not in VARIANTS]
     if bad:
-        raise ValueError(f"methods has unknown entries {bad}; choose from {list(P.VARIANTS)}")
+        raise ValueError(f"methods has unknown entries {bad}; choose from {list(VARIANTS)}")
     names = {f.name for f in dataclasses.fields(AnchoredSFTConfig)}
     for method in cfg.methods:
         space = cfg.search_space.get(method, {})
@@ -271,7 +272,7 @@ def check_space(cfg: TuneConfig) -> None:
         ends: list[dict[str, Any]] = [{}, {}]
         for fld, spec in space.items():
             where = f"search_space.{method}.{fld}"
-            if fld in P.PLANNED_FIELDS or (method != "wise_ft" and fld not in names):
+            if fld in PLANNED_FIELDS or (method != "wise_ft" and fld not in names):
                 raise ValueError(f"{where}: not a field a run may set (the fields of `anchored train --help`)")
             if isinstance(spec, dict) and "choices" in spec:
                 if not isinstance(spec["choices"], list) or not spec["choices"]:
@@ -296,7 +297,7 @@ def check_space(cfg: TuneConfig) -> None:
                     raise ValueError(f"search_space.wise_ft.weight must be in [0, 1], got {overrides['weight']}")
                 continue
             try:
-                P.variant_args(cfg, Path("unused"), "check", m, overrides)
+                P.variant_args(cfg, Path("unused"), Variant("check", m, overrides))
             except (TypeError, ValueError) as e:
                 raise ValueError(f"search_space.{method}: {e}") from None
 
@@ -308,9 +309,9 @@ def _short(v: Any) -> str:
     return str(v)
 
 
-def variant_of(cfg, method: str, values: Mapping[str, Any]) -> P.Variant:
+def variant_of(cfg, method: str, values: Mapping[str, Any]) -> Variant:
     """``(label, method, overrides)`` of a trial: the variant that the sweep entry
-    ``method.field=value;...`` gives (:func:`~anchored_learning.experiment.plan.parse_sweep`),
+    ``method.field=value;...`` gives (:func:`~anchored_learning.experiment.variants.parse_sweep`),
     floats rounded to 3 significant digits (so the same values always name the same run).
     WiSE-FT is labelled as in a run (``wise_ft(w=0.5)``); plain SFT with no field searched is SFT
     at the student's learning rate (the ``sft`` row is the reference model)."""
@@ -322,7 +323,7 @@ def variant_of(cfg, method: str, values: Mapping[str, Any]) -> P.Variant:
     if not values:
         return method, method, {}
     entry = f"{method}." + ";".join(f"{k}={_short(v)}" for k, v in values.items())
-    ((label, m, overrides),) = P.parse_sweep([entry])
+    ((label, m, overrides),) = parse_sweep([entry])
     return label, m, overrides
 
 
@@ -333,7 +334,7 @@ def sweep_entry(label: str, method: str, overrides: Mapping[str, Any]) -> str | 
     return f"{method}." + ";".join(f"{k}={_short(v)}" for k, v in overrides.items())
 
 
-def suggest(trial, cfg: TuneConfig) -> P.Variant:
+def suggest(trial, cfg: TuneConfig) -> Variant:
     """Draw a trial's method and its fields' values (Optuna parameters ``method`` and
     ``<method>.<field>``: each method's fields exist only in its trials)."""
     method = trial.suggest_categorical("method", list(cfg.methods))
@@ -471,19 +472,19 @@ class TrialRunner:
         if (res := recorded_evaluation(self.cfg, self.out / "validation" / rung, label)) is not None:
             self.log(f"[skip] {label}: evaluated on the validation split ({rung})")
             return res
-        model = self.exp.variant_model(label, method, overrides)
+        model = self.exp.variant_model(Variant(label, method, overrides))
         res = self._evaluate(rung, label, model)
         del model
         return res
 
-    def test(self, variants: list[P.Variant]) -> dict[str, dict[str, Any]]:
+    def test(self, variants: list[Variant]) -> dict[str, dict[str, Any]]:
         """The test split's evaluations of ``base``, ``sft`` and ``variants`` (the run folder's
         stages: finished models are not trained again; ``run/results.md`` reports them)."""
         self.exp.plan = list(variants)
         self.exp.run()
         from anchored_learning.io import read_json
 
-        return {lab: read_json(self.exp.out / "evals" / f"{lab}.json") for lab in ["base", "sft", *(v[0] for v in variants)]}
+        return {lab: read_json(self.exp.out / "evals" / f"{lab}.json") for lab in ["base", "sft", *(v.label for v in variants)]}
 
 
 # ------------------------------------------------------------------------------ the search
@@ -827,7 +828,7 @@ def tune(cfg: TuneConfig, console_log: Callable[[str], None] = print, runner_cls
         ValueError: an invalid config, a folder holding a search with other settings (before any
             work), or a split without validation items.
     """
-    from anchored_learning.config import under_launcher
+    from anchored_learning.distributed import under_launcher
     from anchored_learning.experiment.stages import check_resume, config_record
     from anchored_learning.io import check_output_path, write_json_atomic
 
@@ -847,7 +848,7 @@ def tune(cfg: TuneConfig, console_log: Callable[[str], None] = print, runner_cls
     selection = select(cfg, points)
     pareto, sft_front, rec = selection
     chosen = [lab for lab in dict.fromkeys([*sft_front, *pareto, *([rec] if rec else [])]) if lab != "sft"]
-    test_evals = runner.test([(lab, points[lab]["method"], points[lab]["overrides"]) for lab in chosen])
+    test_evals = runner.test([Variant(lab, points[lab]["method"], points[lab]["overrides"]) for lab in chosen])
     result = tune_report(cfg, study, points, selection, test_evals, runner.split, console_log)
     result["wall_time_s"] = time.perf_counter() - t0
     return result
