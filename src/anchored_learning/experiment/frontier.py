@@ -445,28 +445,9 @@ def _view_lines(title: str, view: Mapping[str, Any], text: str, unit: str, fmt: 
     return lines
 
 
-def write_frontier_report(
-    folder: str | Path, seeds: Sequence[int] | None = None, n_boot: int = 2000, boot_seed: int = 0, task: str | None = None
-) -> dict[str, Any]:
-    """Analyse a multi-seed run folder (``anchored frontier`` / ``anchored run --seeds``) and write
-    ``frontier.json``, ``frontier.md``, ``frontier.png``, ``training_curves.png`` and
-    ``anchor_bound.png`` into it.
-
-    Runs finished in only some of the analysed seeds are listed as incomplete and left out.
-
-    Returns:
-        the ``frontier.json`` content.
-
-    Args:
-        task: the target task the caller expects (None: whichever the folder's runs have).
-
-    Raises:
-        ValueError: no finished base evaluation, no target task, another target task than ``task``,
-            or no SFT run in every seed.
-    """
-    from anchored_learning.report import plot_anchor_bound, plot_frontier, plot_training_curves  # matplotlib
-
-    folder = Path(folder)
+def _load_study(folder: Path, seeds: Sequence[int] | None, task: str | None):
+    """``(evals, seeds, config, target, labels, incomplete)`` of a run folder: the runs finished in
+    every seed, SFT's first, then anchored's, then every other family's (by label within each)."""
     evals = load_frontier_evals(folder, seeds)
     seeds = sorted(evals)
     cfg_path = next((p for p in (folder / f"seed-{seeds[0]}" / "config.json", folder / "config.json") if p.exists()), None)
@@ -480,42 +461,24 @@ def write_frontier_report(
         raise ValueError(f"{folder} holds a {target!r} study, not {task!r}: drop --task or give that study's folder with -o")
     first = evals[seeds[0]]
     order = list(dict.fromkeys([REFERENCE_FAMILY, HEADLINE, *sorted(family_of(lab) for lab in first)]))
-    labels = sorted(  # SFT's runs, then anchored's, then every other family's; by label within each
+    labels = sorted(
         (lab for lab in first if lab not in NOT_RUNS and all(lab in evals[s] for s in seeds)),
         key=lambda lab: (order.index(family_of(lab)), lab),
     )
     incomplete = sorted({lab for s in seeds for lab in evals[s] if lab not in NOT_RUNS and lab not in labels})
-    heldout, left_out = degradation_members(
-        [evals[s]["base"] for s in seeds], [evals[s][lab] for s in seeds for lab in labels], targets=[target]
-    )
-    heldout = [h for h in cfg["heldout"] if h in heldout]
-    left_out = {h: why for h, why in left_out.items() if h in cfg["heldout"]}
-    gain, deg = bootstrap_points(evals, labels, target, heldout, n_boot=n_boot, seed=boot_seed)
-    stats = frontier_statistics(labels, gain, deg)
-    label = target
-    verdict = _verdict(stats, label)
-    drift = _drift_view(evals, labels, target, n_boot, boot_seed)
-    prior = _prior_view(evals, labels, target, cfg.get("prior_task"), n_boot, boot_seed)
-    result = {
-        "task": target,
-        "seeds": seeds,
-        "heldout": heldout,
-        "n_items": {k: len(first["base"]["results"][k]["items"]) for k in [target, *heldout]},
-        "n_boot": n_boot,
-        "bootstrap_seed": boot_seed,
-        "verdict": verdict,
-        "incomplete": incomplete,
-        "left_out": left_out,
-        **stats,
-        "drift_view": drift,
-        "prior_view": prior,
-    }
+    return evals, seeds, cfg, target, labels, incomplete
+
+
+def _frontier_markdown(result: dict[str, Any]) -> list[str]:
+    """The lines of ``frontier.md`` from the ``frontier.json`` content."""
+    label, stats, heldout, left_out = result["task"], result, result["heldout"], result["left_out"]
+    prior, drift, n_boot = result["prior_view"], result["drift_view"], result["n_boot"]
     lines = [
-        f"# Frontier: {label}, seeds {seeds}",
+        f"# Frontier: {label}, seeds {result['seeds']}",
         "",
-        verdict,
+        result["verdict"],
         "",
-        f"Gain: points on {label} ({result['n_items'][target]} items per seed). Degradation: mean relative drop (%) "
+        f"Gain: points on {label} ({result['n_items'][label]} items per seed). Degradation: mean relative drop (%) "
         f"on {', '.join(heldout)}. Means over seeds; 95% intervals from a paired bootstrap over seeds and items "
         f"({n_boot} resamples). 'vs SFT at matched gain': the run's degradation minus SFT's frontier's at the same "
         "gain (negative = forgets less); 'vs SFT at matched degradation': the run's gain minus SFT's at the same "
@@ -564,25 +527,75 @@ def write_frontier_report(
             "drift KL (nats/token)",
             "{:.3f}",
         )
-    if incomplete:
-        lines += ["", f"Not in every seed yet (left out): {', '.join(incomplete)}."]
-    write_text_atomic(folder / "frontier.md", "\n".join(lines) + "\n")
-    plot_frontier(stats, folder / "frontier.png", title=f"{label}: gain vs. degradation, seeds {seeds}")
+    if result["incomplete"]:
+        lines += ["", f"Not in every seed yet (left out): {', '.join(result['incomplete'])}."]
+    return lines
+
+
+def _frontier_plots(folder: Path, result: dict[str, Any], labels: list[str]) -> dict[str, Any]:
+    """``frontier.png``, ``training_curves.png`` and ``anchor_bound.png``; returns the anchor bound's summary."""
+    from anchored_learning.report import plot_anchor_bound, plot_frontier, plot_training_curves  # matplotlib
+
+    label, seeds = result["task"], result["seeds"]
+    plot_frontier(result, folder / "frontier.png", title=f"{label}: gain vs. degradation, seeds {seeds}")
     runs = {s: folder / f"seed-{s}" if (folder / f"seed-{s}").is_dir() else folder for s in seeds}
     plot_training_curves(
         {lab: r for lab in labels if (r := training_record(runs[seeds[0]], lab)) is not None},
         folder / "training_curves.png",
         title=f"{label}: training loss, seed {seeds[0]}",
     )
-    bound = plot_anchor_bound(
-        {
-            (s, lab): r
-            for s in seeds
-            for lab in labels
-            if family_of(lab) == HEADLINE and (r := training_record(runs[s], lab)) is not None
-        },
-        folder / "anchor_bound.png",
+    records = {
+        (s, lab): r
+        for s in seeds
+        for lab in labels
+        if family_of(lab) == HEADLINE and (r := training_record(runs[s], lab)) is not None
+    }
+    return plot_anchor_bound(records, folder / "anchor_bound.png")
+
+
+def write_frontier_report(
+    folder: str | Path, seeds: Sequence[int] | None = None, n_boot: int = 2000, boot_seed: int = 0, task: str | None = None
+) -> dict[str, Any]:
+    """Analyse a multi-seed run folder (``anchored frontier`` / ``anchored run --seeds``) and write
+    ``frontier.json``, ``frontier.md``, ``frontier.png``, ``training_curves.png`` and
+    ``anchor_bound.png`` into it.
+
+    Runs finished in only some of the analysed seeds are listed as incomplete and left out.
+
+    Returns:
+        the ``frontier.json`` content.
+
+    Args:
+        task: the target task the caller expects (None: whichever the folder's runs have).
+
+    Raises:
+        ValueError: no finished base evaluation, no target task, another target task than ``task``,
+            or no SFT run in every seed.
+    """
+    folder = Path(folder)
+    evals, seeds, cfg, target, labels, incomplete = _load_study(folder, seeds, task)
+    heldout, left_out = degradation_members(
+        [evals[s]["base"] for s in seeds], [evals[s][lab] for s in seeds for lab in labels], targets=[target]
     )
-    result["anchor_bound"] = bound
+    heldout = [h for h in cfg["heldout"] if h in heldout]
+    left_out = {h: why for h, why in left_out.items() if h in cfg["heldout"]}
+    gain, deg = bootstrap_points(evals, labels, target, heldout, n_boot=n_boot, seed=boot_seed)
+    stats = frontier_statistics(labels, gain, deg)
+    result = {
+        "task": target,
+        "seeds": seeds,
+        "heldout": heldout,
+        "n_items": {k: len(evals[seeds[0]]["base"]["results"][k]["items"]) for k in [target, *heldout]},
+        "n_boot": n_boot,
+        "bootstrap_seed": boot_seed,
+        "verdict": _verdict(stats, target),
+        "incomplete": incomplete,
+        "left_out": left_out,
+        **stats,
+        "drift_view": _drift_view(evals, labels, target, n_boot, boot_seed),
+        "prior_view": _prior_view(evals, labels, target, cfg.get("prior_task"), n_boot, boot_seed),
+    }
+    write_text_atomic(folder / "frontier.md", "\n".join(_frontier_markdown(result)) + "\n")
+    result["anchor_bound"] = _frontier_plots(folder, result, labels)
     write_json_atomic(folder / "frontier.json", result)
     return result
