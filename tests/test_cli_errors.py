@@ -488,7 +488,7 @@ def test_frontier_takes_the_bundled_grid_and_flags_override_it(tmp_path, monkeyp
     0,1,2 unless flags say otherwise; a bad grid fails before any work; --report_only trains
     nothing and says when there is nothing to analyse."""
     import anchored_learning.experiment as experiment
-    import anchored_learning.experiment.frontier as frontier
+    import anchored_learning.experiment.frontier_report as frontier
 
     got, reported = [], []
 

@@ -11,7 +11,6 @@ import pytest
 
 from anchored_learning.evaluation.metrics import compare
 from anchored_learning.experiment.frontier import (
-    _verdict,
     bootstrap_points,
     degradation_at_gain,
     family_of,
@@ -20,8 +19,8 @@ from anchored_learning.experiment.frontier import (
     gain_at_degradation,
     hypervolume,
     load_frontier_evals,
-    write_frontier_report,
 )
+from anchored_learning.experiment.frontier_report import _verdict, write_frontier_report
 from anchored_learning.report import pareto_frontier
 
 

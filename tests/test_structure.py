@@ -1,5 +1,6 @@
-"""Structure checks: no import cycles between the package's modules (function-level imports
-included, since they only hide a cycle), and every registry is the single place its names live."""
+"""Structure checks: no import cycles between the package's modules (function-level and type-only
+imports included, since they only hide a cycle), no source file over 600 lines, no function over
+80 lines, no two source files with one name, and every registry is the single place its names live."""
 
 from __future__ import annotations
 
@@ -22,21 +23,13 @@ def _module_name(path: Path) -> str:
 def import_graph() -> dict[str, set[str]]:
     """module -> the package modules it imports anywhere in its body (``import a.b``, ``from a import b``,
     ``from . import x``), resolved to modules that exist; a package's ``__init__`` counts as the package.
-    Imports under ``if TYPE_CHECKING:`` are left out (they never run)."""
+    Imports under ``if TYPE_CHECKING:`` count too: a type-only import is a dependency all the same."""
     files = {_module_name(p): p for p in SRC.rglob("*.py")}
     graph: dict[str, set[str]] = {m: set() for m in files}
     for mod, path in files.items():
         package = mod if path.name == "__init__.py" else mod.rpartition(".")[0]
         tree = ast.parse(path.read_text())
-        typing_only = {
-            id(n)
-            for node in ast.walk(tree)
-            if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
-            for n in ast.walk(node)
-        }  # imports for annotations only: not a runtime edge
         for node in ast.walk(tree):
-            if id(node) in typing_only:
-                continue
             targets = []
             if isinstance(node, ast.Import):
                 targets = [a.name for a in node.names]
@@ -111,3 +104,26 @@ def test_method_and_benchmark_names_live_in_their_registries():
         assert set(m.reads) | set(m.fixed) <= fields, m.name
     assert {n for n, s in SUITES.items() if s.kind == "mc"} == set(BENCHMARKS)
     assert {n for n, s in SUITES.items() if s.kind == "generation"} == set(TASKS)
+
+
+def _source_files() -> list[Path]:
+    return sorted(SRC.rglob("*.py"))
+
+
+def test_no_source_file_over_600_lines_and_no_function_over_80():
+    long_files = {str(p.relative_to(SRC)): n for p in _source_files() if (n := len(p.read_text().splitlines())) > 600}
+    assert not long_files, long_files
+    long_functions = {}
+    for p in _source_files():
+        for node in ast.walk(ast.parse(p.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno + 1 > 80:
+                long_functions[f"{p.relative_to(SRC)}:{node.name}"] = node.end_lineno - node.lineno + 1
+    assert not long_functions, long_functions
+
+
+def test_no_two_source_files_share_a_name():
+    names: dict[str, list[str]] = {}
+    for p in SRC.rglob("*.py"):
+        if p.name != "__init__.py":
+            names.setdefault(p.name, []).append(str(p.relative_to(SRC)))
+    assert not {n: ps for n, ps in names.items() if len(ps) > 1}

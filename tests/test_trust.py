@@ -289,7 +289,7 @@ def test_mean_degradation_averages_the_same_suites_in_every_seed(tmp_path, monke
 
 def test_frontier_leaves_a_suite_the_base_scores_0_on_out_with_a_warning(tmp_path):
     """Was: the frontier refused while run and compare silently left the suite out: one rule for all three."""
-    from anchored_learning.experiment.frontier import write_frontier_report
+    from anchored_learning.experiment.frontier_report import write_frontier_report
 
     evals = {0: _seed_evals(0.0), 1: _seed_evals(0.5)}
     for s, ev in evals.items():

@@ -412,7 +412,7 @@ def frontier_command(ctx: typer.Context) -> None:
 
     from anchored_learning.distributed import is_main_process
     from anchored_learning.experiment import Experiment, ExperimentConfig, check_seeds, run_seeds
-    from anchored_learning.experiment.frontier import write_frontier_report
+    from anchored_learning.experiment.frontier_report import write_frontier_report
 
     cfg, seed_args, args = parse_config_args(
         ctx.args,
@@ -473,7 +473,7 @@ def frontier_command(ctx: typer.Context) -> None:
 def frontier_summary(res: dict) -> str:
     """The terminal summary of a frontier study (80 columns): each run's gain, degradation and
     degradation at SFT-matched gain with its interval."""
-    from anchored_learning.experiment.frontier import format_number as num
+    from anchored_learning.experiment.frontier_report import format_number as num
     from anchored_learning.report import text_table
 
     def v(e):

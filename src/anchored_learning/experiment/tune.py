@@ -704,7 +704,8 @@ def tune_report(cfg: TuneConfig, study, points, selection, test_evals, split, lo
     """Write ``tune.json``, ``tune.md`` and ``frontier.png`` into the output folder: every trial, the
     validation Pareto set, and the selected models' test-split frontier statistics (paired
     bootstrap intervals, degradation at SFT-matched gain) with the recommendation's verdict."""
-    from anchored_learning.experiment.frontier import _fmt, bootstrap_points, family_of, frontier_statistics
+    from anchored_learning.experiment.frontier import bootstrap_points, family_of, frontier_statistics
+    from anchored_learning.experiment.frontier_report import _fmt
     from anchored_learning.io import write_json_atomic, write_text_atomic
     from anchored_learning.report import plot_frontier
 
