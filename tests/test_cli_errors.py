@@ -360,7 +360,7 @@ def test_run_flags_come_from_the_experiment_config(tmp_path, monkeypatch):
     _assert_usage_error(_invoke(["run", "--epochs_per_iteration", "2"]), "--epochs_per_iteration")
     old_recipe = tmp_path / "old.yaml"
     old_recipe.write_text("preset: quick\nbatch_size: 4\n")
-    _assert_usage_error(_invoke(["run", "--config", str(old_recipe)]), "batch_size is now per_device_train_batch_size")
+    _assert_usage_error(_invoke(["run", "--config", str(old_recipe)]), "sets ['batch_size'], which are not fields")
     res = _invoke(["run", "--seeds", "0", "2", "-o", str(tmp_path / "s")])
     assert res.exit_code == 0, res.output
     assert got[-1][1] == [0, 2]

@@ -225,14 +225,9 @@ def parse_config_args(
         fields = _read_config_file(path)
         unknown = parser.set_defaults_with_config(**fields)
         if unknown:
-            from anchored_learning.experiment.config import RENAMED_FIELDS
-
             keys = sorted({u[2:] for u in unknown[::2]})
-            renamed = [f"{k} is now {RENAMED_FIELDS[k]}" for k in keys if k in RENAMED_FIELDS]
             raise typer.BadParameter(
-                f"{path} sets {keys}, which are not fields of this command (see --help)"
-                + (f"; {', '.join(renamed)}" if renamed else ""),
-                param_hint="--config",
+                f"{path} sets {keys}, which are not fields of this command (see --help)", param_hint="--config"
             )
     if overrides:
         parser.set_defaults_with_config(**overrides)
