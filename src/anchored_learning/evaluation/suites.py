@@ -31,7 +31,7 @@ stability         bundle      sciq, arc_easy, heldout_nll, drift (the recipes' h
 
 Generation suites come from the task registry (:data:`anchored_learning.tasks.registry.TASKS`),
 multiple-choice suites from the benchmark declarations
-(:data:`anchored_learning.tasks.heldout.BENCHMARKS`).
+(:data:`anchored_learning.tasks.benchmarks.BENCHMARKS`).
 
 Each suite evaluates a fixed, seeded subset: the first ``limit`` items of a
 ``numpy.random.default_rng(seed)`` permutation of the source (so a smaller limit is a prefix of a
@@ -54,7 +54,8 @@ import torch
 
 from anchored_learning.models import model_label
 from anchored_learning.tasks.base import subset_indices
-from anchored_learning.tasks.heldout import BENCHMARKS, DATA_SOURCES, STABILITY_SUITE, load_heldout_pairs, load_heldout_text
+from anchored_learning.tasks.benchmarks import BENCHMARKS, DATA_SOURCES, STABILITY_SUITE
+from anchored_learning.tasks.heldout_text import load_heldout_pairs, load_heldout_text
 from anchored_learning.tasks.registry import TASKS, get_task
 
 __all__ = ["SUITES", "Suite", "evaluate", "expand_suites", "get_task", "register_task", "subset_indices"]
@@ -87,7 +88,7 @@ DEFAULT_MC_LIMIT = 200
 DEFAULT_TARGET_LIMIT = 100
 DEFAULT_NLL_LIMIT = 100
 DEFAULT_DRIFT_LIMIT = 100
-#: the stability suite: the recipes' held-out members (:data:`~anchored_learning.tasks.heldout.STABILITY_SUITE`) + drift
+#: the stability suite: the recipes' held-out members (:data:`~anchored_learning.tasks.benchmarks.STABILITY_SUITE`) + drift
 STABILITY_MEMBERS = (*STABILITY_SUITE, "drift")
 
 SUITES: dict[str, Suite] = {}

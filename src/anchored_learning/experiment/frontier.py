@@ -47,7 +47,7 @@ from anchored_learning.evaluation.metrics import (
 )
 from anchored_learning.experiment.plan import NOT_RUNS, training_record
 from anchored_learning.io import read_json, write_json_atomic, write_text_atomic
-from anchored_learning.report import pareto_frontier
+from anchored_learning.tables import pareto_frontier
 
 #: the family every other one is compared with
 REFERENCE_FAMILY = "sft"
@@ -464,7 +464,7 @@ def write_frontier_report(
         ValueError: no finished base evaluation, no target task, another target task than ``task``,
             or no SFT run in every seed.
     """
-    from anchored_learning.report import plot_anchor_bound, plot_frontier, plot_training_curves  # matplotlib
+    from anchored_learning.plots import plot_anchor_bound, plot_frontier, plot_training_curves  # matplotlib
 
     folder = Path(folder)
     evals = load_frontier_evals(folder, seeds)

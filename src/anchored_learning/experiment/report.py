@@ -14,7 +14,8 @@ from anchored_learning.evaluation.metrics import compare, degradation_members, l
 from anchored_learning.experiment.config import ExperimentConfig
 from anchored_learning.experiment.plan import NOT_RUNS, training_record
 from anchored_learning.io import write_json_atomic, write_text_atomic
-from anchored_learning.report import aggregate_seeds, markdown_table, markdown_table_seeds, plot_pareto
+from anchored_learning.plots import plot_pareto
+from anchored_learning.tables import aggregate_seeds, markdown_table, markdown_table_seeds
 
 
 def _num(x) -> str:
