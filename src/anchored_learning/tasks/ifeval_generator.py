@@ -377,7 +377,6 @@ CONSTRAINTS: tuple[Constraint, ...] = (
         _same,
     ),
 )
-_BY_ID = {c.id: c for c in CONSTRAINTS}
 _GROUPS = sorted({c.group for c in CONSTRAINTS})
 
 _PASSAGE_REQUESTS = (
