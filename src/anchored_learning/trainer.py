@@ -33,6 +33,12 @@ Resume: snapshots live in ``<anchor_cache_dir>/snapshot-<t>`` (written atomicall
 samples in ``<output_dir>/on_policy/iteration-<t>.jsonl``; the callback
 runs at the start of every epoch, including the partial epoch a resumed run starts in, so
 ``trainer.train(resume_from_checkpoint=...)`` continues with the right snapshot.
+
+This file holds the method's step and loop; the bookkeeping behind them lives in
+:mod:`anchored_learning.anchor_refresh` (anchor caches, snapshots, on-policy rows, the budget's
+alpha, refresh diagnostics: the trainer's :class:`~anchored_learning.anchor_refresh.AnchorRefresh`
+mixin), :mod:`anchored_learning.anchor_cache` (the hidden-state cache) and
+:mod:`anchored_learning.response_logits` (the student's forward at response positions only).
 """
 
 from __future__ import annotations
@@ -423,8 +429,8 @@ class AnchoredSFTTrainer(AnchorRefresh, SFTTrainer):
             shutil.rmtree(self.anchor_dir, ignore_errors=True)
         return out
 
-    # ------------------------------------------------------------------ validation (how anchors are stored and
-    # refreshed: anchor_refresh.AnchorRefresh)
+    # ------------------------------------------------------------------ validation
+    # (how the anchors are stored and refreshed: anchored_learning.anchor_refresh.AnchorRefresh)
 
     def _check_reference_path(self, ref) -> None:
         if isinstance(ref, (str, os.PathLike)) and not Path(ref).exists() and not looks_like_hub_id(str(ref)):
