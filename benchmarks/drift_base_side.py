@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> None:
     from anchored_learning.io import write_json_atomic
     from anchored_learning.models import load_model_and_tokenizer
     from anchored_learning.tasks.base import subset_indices
-    from anchored_learning.tasks.heldout import load_heldout_pairs
+    from anchored_learning.tasks.heldout_text import load_heldout_pairs
 
     base, tok = load_model_and_tokenizer(None)
     pairs = load_heldout_pairs()

@@ -8,7 +8,7 @@ Isolates the per-step work the anchor adds on top of SFT, for the N response row
 
 * ``sft``: ``objectives.sft_loss`` forward + backward on student logits ``[N, V]``.
 * ``anchored_cache``: ``objectives.anchored_kl_loss`` with snapshot/reference given as
-  :class:`anchor.ProjectedLogits` (cached hidden states + frozen heads), forward + backward.
+  :class:`anchor_cache.ProjectedLogits` (cached hidden states + frozen heads), forward + backward.
 * ``anchored_tensors``: the same loss with precomputed teacher logits (no head projection), to
   separate the projection cost from the KL arithmetic.
 * ``project_2``: the two ``ProjectedLogits`` projections alone.
@@ -51,7 +51,7 @@ def main(argv=None):
     import torch.nn.functional as F
 
     from anchored_learning import objectives as O
-    from anchored_learning.anchor import ProjectedLogits
+    from anchored_learning.anchor_cache import ProjectedLogits
 
     torch.manual_seed(args.seed)
     N, V, H = args.rows, args.vocab, args.hidden

@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> None:
     from anchored_learning.io import write_json_atomic
     from anchored_learning.models import load_model_and_tokenizer
     from anchored_learning.tasks.base import subset_indices
-    from anchored_learning.tasks.heldout import BENCHMARKS
+    from anchored_learning.tasks.benchmarks import BENCHMARKS
 
     sys.path.insert(0, str(Path(__file__).parent))
     from step_cost import machine_info

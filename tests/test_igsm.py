@@ -22,7 +22,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from anchored_learning.tasks.base import Example, TargetTask
-from anchored_learning.tasks.igsm import CHAINS, IGSMTask, extract_answer, generate_problem
+from anchored_learning.tasks.igsm import IGSMTask, extract_answer
+from anchored_learning.tasks.igsm_generator import CHAINS, generate_problem
 
 P = 23
 

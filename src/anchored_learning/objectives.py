@@ -10,7 +10,7 @@ Every loss here follows one convention:
   :func:`shift_labels` first.
 * teacher-side logits (snapshot, reference, base model) have the student's shape; instead of a
   tensor they may be any object with ``.shape`` and ``__getitem__(index_tensor)`` returning
-  float rows, e.g. :class:`anchored_learning.anchor.ProjectedLogits`, which rebuilds logits from
+  float rows, e.g. :class:`anchored_learning.anchor_cache.ProjectedLogits`, which rebuilds logits from
   cached hidden states chunk by chunk so ``[N, V]`` teacher logits are never held at once.
 * ``num_response_tokens``: the normaliser N of ``(1/N) * sum over response tokens``.  Under
   gradient accumulation pass the number of response tokens of the *whole* accumulated batch
@@ -66,11 +66,6 @@ def shift_labels(labels: torch.Tensor) -> torch.Tensor:
     if labels.dim() != 2:
         raise ValueError(f"labels must be [B, T], got shape {tuple(labels.shape)}")
     return F.pad(labels[:, 1:], (0, 1), value=IGNORE_INDEX)
-
-
-def count_response_tokens(labels: torch.Tensor) -> int:
-    """Number of positions whose label is not ``-100``."""
-    return int((labels != IGNORE_INDEX).sum().item())
 
 
 def _flat_rows(x: Any, name: str) -> Any:
@@ -367,32 +362,6 @@ def anchored_kl_loss(
     return _reduce(s, per_token, idx, norm, chunk_size)
 
 
-def distillation_loss(
-    student_logits: torch.Tensor,
-    teacher_logits: torch.Tensor | LogitRows,
-    labels: torch.Tensor,
-    *,
-    temperature: float = 1.0,
-    num_response_tokens: int | float | torch.Tensor | None = None,
-    chunk_size: int = DEFAULT_CHUNK_SIZE,
-) -> torch.Tensor:
-    """Plain forward-KL distillation ``tau^2 (1/N) sum_k KL(p_teacher^tau || p_theta^tau)``.
-
-    Equal to :func:`anchored_kl_loss` with ``alpha = 1`` (the anchor is the teacher).
-    Shapes, normaliser and errors as in :func:`anchored_kl_loss`.
-    """
-    if not float(temperature) > 0:
-        raise ValueError(f"temperature tau must be > 0, got {temperature}")
-    s, _, idx, norm, o = _prepare(student_logits, labels, num_response_tokens, {"teacher_logits": teacher_logits})
-    zt, tau = o["teacher_logits"], float(temperature)
-
-    def per_token(rows: torch.Tensor, ci: torch.Tensor) -> torch.Tensor:
-        log_t = torch.log_softmax(_rows(zt, ci) / tau, dim=-1)
-        return _kl_rows(log_t, torch.log_softmax(rows / tau, dim=-1)) * (tau * tau)
-
-    return _reduce(s, per_token, idx, norm, chunk_size)
-
-
 def sft_loss(
     student_logits: torch.Tensor,
     labels: torch.Tensor,
@@ -578,137 +547,3 @@ def token_logprobs(logits: torch.Tensor | LogitRows, labels: torch.Tensor, chunk
             ci = idx[start : start + chunk_size]
             out[ci] = torch.log_softmax(_rows(flat, ci), -1).gather(-1, y[ci].unsqueeze(-1)).squeeze(-1)
     return out.reshape(labels.shape)
-
-
-# ----------------------------------------------------------------------------------------------
-# diagnostics
-
-
-BOUND_TERMS = ("kl_anchor_snapshot", "kl_snapshot_anchor", "alpha_kl_reference_snapshot", "alpha_kl_snapshot_reference")
-
-
-@torch.no_grad()
-def anchor_bound_terms(
-    snapshot_logits: torch.Tensor | LogitRows,
-    reference_logits: torch.Tensor | LogitRows,
-    labels: torch.Tensor,
-    *,
-    alpha: float = 0.5,
-    interpolation: Interpolation = "logit",
-    temperature: float = 1.0,
-    chunk_size: int = DEFAULT_CHUNK_SIZE,
-) -> dict[str, float]:
-    """The per-iteration KL-bound terms of Anchored Learning (arXiv:2605.04468, theory), mean over response tokens.
-
-    All distributions at temperature tau (p_t = softmax(z_t/tau), p_sft = softmax(z_sft/tau)).
-
-    Returns a dict with
-      * ``kl_anchor_snapshot``: KL(q_t || p_t), the step size of one outer iteration;
-      * ``kl_snapshot_anchor``: KL(p_t || q_t);
-      * ``alpha_kl_reference_snapshot``: alpha * KL(p_sft || p_t), the bound on KL(q_t || p_t) for
-        the probability anchor (convexity);
-      * ``alpha_kl_snapshot_reference``: alpha * KL(p_t || p_sft), the bound on KL(p_t || q_t) for
-        the logit anchor (Hoelder).
-
-    Raises:
-        ValueError: as :func:`anchored_kl_loss` (alpha, tau, shapes, no response tokens).
-    """
-    _check_alpha_tau(alpha, temperature)
-    if not isinstance(labels, torch.Tensor):
-        raise ValueError("labels must be a tensor")
-    zt_flat = _flat_rows(snapshot_logits, "snapshot_logits")
-    zt_flat_shape = zt_flat.shape
-    y = labels.reshape(-1)
-    if tuple(zt_flat_shape[:-1]) != tuple(y.shape):
-        raise ValueError(f"labels shape {tuple(labels.shape)} does not match snapshot logits {tuple(snapshot_logits.shape)}")
-    zs_flat = _flat_rows(reference_logits, "reference_logits")
-    if tuple(zs_flat.shape) != tuple(zt_flat_shape):
-        raise ValueError(
-            f"reference logits {tuple(reference_logits.shape)} and snapshot logits {tuple(snapshot_logits.shape)} "
-            "must have the same shape (same tokens, same vocabulary)"
-        )
-    idx = (y != IGNORE_INDEX).nonzero(as_tuple=True)[0]
-    if idx.numel() == 0:
-        raise ValueError("the batch has no response tokens (every label is -100)")
-    tau, a = float(temperature), float(alpha)
-    sums = dict.fromkeys(BOUND_TERMS, 0.0)
-    for start in range(0, idx.numel(), chunk_size):
-        ci = idx[start : start + chunk_size]
-        zt, zs = _rows(zt_flat, ci), _rows(zs_flat, ci)
-        log_q = anchor_log_probs(zt, zs, alpha, interpolation, tau)
-        log_t = torch.log_softmax(zt / tau, -1)
-        log_s = torch.log_softmax(zs / tau, -1)
-        sums["kl_anchor_snapshot"] += _kl_rows(log_q, log_t).sum().item()
-        sums["kl_snapshot_anchor"] += _kl_rows(log_t, log_q).sum().item()
-        sums["alpha_kl_reference_snapshot"] += a * _kl_rows(log_s, log_t).sum().item()
-        sums["alpha_kl_snapshot_reference"] += a * _kl_rows(log_t, log_s).sum().item()
-    n = float(idx.numel())
-    return {k: v / n for k, v in sums.items()}
-
-
-def budget_alpha(kl_snapshot_reference: float, budget: float) -> float:
-    """alpha_t of the KL-budget anchor (``anchored_budget``; ours, beyond arXiv:2605.04468).
-
-    ``alpha_t = min(1, eps / KL(p_t || p_sft))``, so that the logit anchor's bound
-    ``KL(p_t || q_t) <= alpha_t * KL(p_t || p_sft)`` (Hoelder; see :func:`anchor_bound_terms`)
-    equals the radius eps whenever the snapshot is farther than eps from p_sft, and alpha_t = 1
-    (distil p_sft itself) once it is within eps.
-
-    Args:
-        kl_snapshot_reference: KL(p_t || p_sft), nats per response token (>= 0).
-        budget: eps, nats per response token (> 0).
-
-    Returns:
-        alpha_t in (0, 1].
-
-    Raises:
-        ValueError: eps <= 0, or a KL that is negative or not finite.
-    """
-    kl, eps = float(kl_snapshot_reference), float(budget)
-    if not (math.isfinite(eps) and eps > 0):
-        raise ValueError(f"the KL budget eps must be a finite number > 0 (nats per token), got {budget}")
-    if not (math.isfinite(kl) and kl >= 0):
-        raise ValueError(f"KL(p_t || p_sft) must be a finite number >= 0, got {kl_snapshot_reference}")
-    return 1.0 if kl <= eps else eps / kl
-
-
-@torch.no_grad()
-def token_kl_sum(
-    p_logits: torch.Tensor | LogitRows,
-    q_logits: torch.Tensor | LogitRows,
-    labels: torch.Tensor,
-    *,
-    temperature: float = 1.0,
-    chunk_size: int = DEFAULT_CHUNK_SIZE,
-) -> tuple[float, int]:
-    """``(sum over response tokens of KL(p^tau || q^tau), number of response tokens)``, for means
-    over many batches (e.g. KL(p_t || p_sft) over a whole training set, :func:`budget_alpha`).
-
-    Args:
-        p_logits, q_logits: ``[B, T, V]`` or ``[N, V]`` tensors or :class:`LogitRows` of the same shape.
-        labels: aligned labels, ``-100`` off the response (the rows to sum over).
-        temperature: tau > 0 (both distributions are ``softmax(z / tau)``).
-
-    Returns:
-        the KL sum in nats (float64 accumulation) and the token count (0 when every label is -100).
-
-    Raises:
-        ValueError: tau <= 0, shapes that differ or do not match the labels.
-    """
-    if not float(temperature) > 0:
-        raise ValueError(f"temperature tau must be > 0, got {temperature}")
-    p, q = _flat_rows(p_logits, "p_logits"), _flat_rows(q_logits, "q_logits")
-    y = labels.reshape(-1)
-    if tuple(p.shape) != tuple(q.shape) or tuple(p.shape[:-1]) != tuple(y.shape):
-        raise ValueError(
-            f"p_logits {tuple(p_logits.shape)}, q_logits {tuple(q_logits.shape)} and labels {tuple(labels.shape)} "
-            "must cover the same tokens and vocabulary"
-        )
-    idx = (y != IGNORE_INDEX).nonzero(as_tuple=True)[0]
-    tau, total = float(temperature), 0.0
-    for start in range(0, idx.numel(), chunk_size):
-        ci = idx[start : start + chunk_size]
-        log_p = torch.log_softmax(_rows(p, ci) / tau, dim=-1)
-        log_q = torch.log_softmax(_rows(q, ci) / tau, dim=-1)
-        total += _kl_rows(log_p, log_q).double().sum().item()
-    return total, int(idx.numel())

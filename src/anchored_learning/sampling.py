@@ -89,8 +89,6 @@ def sample_responses(
     Raises:
         ValueError: no stop id, a budget below 1, a temperature <= 0, an empty prompt.
     """
-    from transformers import GenerationConfig
-
     n = len(prompt_ids)
     budgets = [int(max_new_tokens)] * n if isinstance(max_new_tokens, int) else [int(b) for b in max_new_tokens]
     if len(budgets) != n or any(b < 1 for b in budgets):
@@ -113,22 +111,8 @@ def sample_responses(
             torch.manual_seed(int(seed))
             for b in range(0, n, batch_size):
                 batch = order[b : b + batch_size]
-                width = max(len(prompt_ids[i]) for i in batch)
-                ids = torch.full((len(batch), width), int(pad_id), dtype=torch.long)
-                mask = torch.zeros((len(batch), width), dtype=torch.long)
-                for r, i in enumerate(batch):  # left padding
-                    ids[r, width - len(prompt_ids[i]) :] = torch.tensor(list(prompt_ids[i]), dtype=torch.long)
-                    mask[r, width - len(prompt_ids[i]) :] = 1
-                cfg = GenerationConfig(
-                    **_PURE_SAMPLING,
-                    temperature=float(temperature),
-                    max_new_tokens=max(budgets[i] for i in batch),
-                    num_return_sequences=int(num_samples),
-                    eos_token_id=sorted(stops),
-                    pad_token_id=int(pad_id),
-                )
-                gen = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), generation_config=cfg)
-                new = gen[:, width:].tolist()  # [len(batch) * num_samples, new tokens], samples of a prompt adjacent
+                new = _generate_batch(model, [prompt_ids[i] for i in batch], pad_id, stops, temperature, num_samples,
+                                      max(budgets[i] for i in batch))  # fmt: skip
                 for r, i in enumerate(batch):
                     for j in range(int(num_samples)):
                         tokens = _cut_after_stop(new[r * int(num_samples) + j], stops)
@@ -136,6 +120,30 @@ def sample_responses(
     finally:
         model.train(was_training)
     return out
+
+
+def _generate_batch(model, prompts, pad_id: int, stops: set[int], temperature: float, num_samples: int, max_new: int):
+    """One ``generate`` call on ``prompts`` (left-padded): the new tokens of every sample,
+    ``[len(prompts) * num_samples]`` lists, the samples of a prompt adjacent."""
+    from transformers import GenerationConfig
+
+    device = next(model.parameters()).device
+    width = max(len(p) for p in prompts)
+    ids = torch.full((len(prompts), width), int(pad_id), dtype=torch.long)
+    mask = torch.zeros((len(prompts), width), dtype=torch.long)
+    for r, p in enumerate(prompts):  # left padding
+        ids[r, width - len(p) :] = torch.tensor(list(p), dtype=torch.long)
+        mask[r, width - len(p) :] = 1
+    cfg = GenerationConfig(
+        **_PURE_SAMPLING,
+        temperature=float(temperature),
+        max_new_tokens=max_new,
+        num_return_sequences=int(num_samples),
+        eos_token_id=sorted(stops),
+        pad_token_id=int(pad_id),
+    )
+    gen = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), generation_config=cfg)
+    return gen[:, width:].tolist()
 
 
 def self_generated_rows(
@@ -200,7 +208,22 @@ def self_generated_rows(
         batch_size=batch_size,
         seed=seed,
     )
-    stop_set = set(stops)
+    out, accepted = _accepted_rows(tokenizer, rows, samples, score, set(stops))
+    report = {
+        "n": len(rows),
+        "accepted": accepted,
+        "accepted_share": accepted / len(rows) if rows else float("nan"),
+        "samples_per_prompt": int(samples_per_prompt),
+        "temperature": float(temperature),
+        "max_new_tokens": int(max_new_tokens),
+        "seed": int(seed),
+    }
+    return out, report
+
+
+def _accepted_rows(tokenizer, rows, samples, score, stop_set: set[int]) -> tuple[list[dict[str, Any]], int]:
+    """The rows with their completion replaced by the first sample that ``score`` gives full marks
+    (each with its ``self_generated`` flag), and how many were replaced."""
     out, accepted = [], 0
     for i, (row, responses) in enumerate(zip(rows, samples)):
         kept = None
@@ -218,16 +241,7 @@ def self_generated_rows(
             new["completion"] = kept if isinstance(row["completion"], str) else [{"role": "assistant", "content": kept}]
         new[SELF_GENERATED_COLUMN] = kept is not None
         out.append(new)
-    report = {
-        "n": len(rows),
-        "accepted": accepted,
-        "accepted_share": accepted / len(rows) if rows else float("nan"),
-        "samples_per_prompt": int(samples_per_prompt),
-        "temperature": float(temperature),
-        "max_new_tokens": int(max_new_tokens),
-        "seed": int(seed),
-    }
-    return out, report
+    return out, accepted
 
 
 # ---------------------------------------------------------------------------------- records

@@ -115,7 +115,7 @@ def main(argv=None) -> int:
     from safetensors.torch import save_file
     from transformers import TrainerCallback
 
-    from anchored_learning.anchor import unwrap
+    from anchored_learning.anchor_cache import unwrap
     from anchored_learning.config import AnchoredSFTConfig
     from anchored_learning.testing import tiny_llama
     from anchored_learning.trainer import AnchoredSFTTrainer

@@ -8,7 +8,7 @@ from typing import Any
 import typer
 
 from anchored_learning.io import check_output_path, write_json_atomic
-from anchored_learning.tasks.heldout import BENCHMARKS
+from anchored_learning.tasks.benchmarks import BENCHMARKS
 from anchored_learning.tasks.registry import TASKS
 
 

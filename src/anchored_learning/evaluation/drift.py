@@ -13,7 +13,7 @@
   The base model's side is the same for every model measured against it: its final hidden states
   at the response positions are computed once per process (per base model object, sequences,
   batch size and autocast state) and its logits re-projected from them through its own head
-  (:class:`BaseSide`, the hidden-state cache of :mod:`anchored_learning.anchor`), so every model
+  (:class:`BaseSide`, the hidden-state cache of :mod:`anchored_learning.anchor_cache`), so every model
   after the first runs only its own forward pass, and all of them read the same base numbers.
 """
 
@@ -150,7 +150,7 @@ def kl_rows(logits_p0: torch.Tensor, logits_p: torch.Tensor, chunk: int = 1024) 
 class BaseSide:
     """The base model's final hidden states at the response positions of fixed sequences, and its
     logits re-projected from them (exact for a plain ``logits = head(h)`` model, as the anchor
-    cache: :class:`~anchored_learning.anchor.ProjectedLogits`).
+    cache: :class:`~anchored_learning.anchor_cache.ProjectedLogits`).
 
     Sequences are identified by their index in the list the side was made for; each is computed
     on first use, with the batch it arrives in, and kept (``[n_i, H]`` in the backbone's dtype:
@@ -158,7 +158,7 @@ class BaseSide:
     """
 
     def __init__(self, base_model):
-        from anchored_learning.anchor import backbone_and_head
+        from anchored_learning.anchor_cache import backbone_and_head
 
         self.backbone, head = backbone_and_head(base_model)
         self.weight = head.weight.detach()
@@ -169,7 +169,7 @@ class BaseSide:
         """Base logits ``[sum(hi - lo), V]`` (float32) at positions ``lo:hi`` of each sequence
         ``idx[r]`` (row ``r`` of ``ids``/``mask`` ``[B, T]``), rows in batch order; the backbone
         runs only when a sequence of the batch was not computed before."""
-        from anchored_learning.anchor import ProjectedLogits
+        from anchored_learning.anchor_cache import ProjectedLogits
 
         if any(i not in self.hidden for i in idx):
             dev = self.weight.device
@@ -187,12 +187,12 @@ _BASE_SIDES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 def base_side(base_model, seqs: Sequence[Sequence[int]], n_prompt: Sequence[int], batch_size: int) -> BaseSide | None:
     """The process's :class:`BaseSide` of ``base_model`` for these sequences and settings (made on
     first call), or None when the model's logits are not a plain head projection (soft-capping,
-    scaling: :func:`~anchored_learning.anchor.check_plain_head`), so drift runs it live.
+    scaling: :func:`~anchored_learning.anchor_cache.check_plain_head`), so drift runs it live.
 
     The key holds the parameters' in-place version counters: a base model changed in place (an
     optimizer step, ``load_state_dict``) gets a new side.
     """
-    from anchored_learning.anchor import check_plain_head
+    from anchored_learning.anchor_cache import check_plain_head
 
     dev = model_device(base_model)
     autocast = (torch.is_autocast_enabled(dev.type), torch.get_autocast_dtype(dev.type))

@@ -311,7 +311,7 @@ def score_multiple_choice(
     share_context: bool = True,
 ) -> dict[str, Any]:
     """Score multiple-choice items (objects with ``context``, ``choices``, ``gold`` and optional
-    ``delimiter``, e.g. :class:`anchored_learning.tasks.heldout.MCItem`), each item's context run
+    ``delimiter``, e.g. :class:`anchored_learning.tasks.benchmarks.MCItem`), each item's context run
     once for all its choices (``share_context=False``: every choice's input in full, the
     reference path; see :func:`loglikelihood`).
 

@@ -31,7 +31,7 @@ stability         bundle      sciq, arc_easy, heldout_nll, drift (the recipes' h
 
 Generation suites come from the task registry (:data:`anchored_learning.tasks.registry.TASKS`),
 multiple-choice suites from the benchmark declarations
-(:data:`anchored_learning.tasks.heldout.BENCHMARKS`).
+(:data:`anchored_learning.tasks.benchmarks.BENCHMARKS`).
 
 Each suite evaluates a fixed, seeded subset: the first ``limit`` items of a
 ``numpy.random.default_rng(seed)`` permutation of the source (so a smaller limit is a prefix of a
@@ -54,7 +54,8 @@ import torch
 
 from anchored_learning.models import model_label
 from anchored_learning.tasks.base import subset_indices
-from anchored_learning.tasks.heldout import BENCHMARKS, DATA_SOURCES, STABILITY_SUITE, load_heldout_pairs, load_heldout_text
+from anchored_learning.tasks.benchmarks import BENCHMARKS, DATA_SOURCES, STABILITY_SUITE
+from anchored_learning.tasks.heldout_text import load_heldout_pairs, load_heldout_text
 from anchored_learning.tasks.registry import TASKS, get_task
 
 __all__ = ["SUITES", "Suite", "evaluate", "expand_suites", "get_task", "register_task", "subset_indices"]
@@ -87,7 +88,7 @@ DEFAULT_MC_LIMIT = 200
 DEFAULT_TARGET_LIMIT = 100
 DEFAULT_NLL_LIMIT = 100
 DEFAULT_DRIFT_LIMIT = 100
-#: the stability suite: the recipes' held-out members (:data:`~anchored_learning.tasks.heldout.STABILITY_SUITE`) + drift
+#: the stability suite: the recipes' held-out members (:data:`~anchored_learning.tasks.benchmarks.STABILITY_SUITE`) + drift
 STABILITY_MEMBERS = (*STABILITY_SUITE, "drift")
 
 SUITES: dict[str, Suite] = {}
@@ -348,8 +349,7 @@ def evaluate(
         batch_size: sequences per forward pass (and per ``generate`` call unless
             ``generation_batch_size`` is given).
         generation_batch_size: prompts per ``generate`` call of generation suites (default:
-            ``batch_size``).  On CPU a larger batch amortises the weight reads: 32 iGSM prompts
-            took 36 s at 32 against 57 s at 8 (SmolLM2-135M SFT model, 2 cores).
+            ``batch_size``); on CPU a larger batch amortises the weight reads (32 iGSM prompts: 36 s at 32, 57 s at 8).
         limits: per-suite limits, overriding ``limit`` for the suites named.
         progress: show tqdm progress bars.
         model_name, base_model_name: labels stored in the metadata (default: the config's
@@ -379,19 +379,39 @@ def evaluate(
         ValueError: a batch size below 1, a limit below 1, or an unknown precision.
     """
     gen_bs = batch_size if generation_batch_size is None else generation_batch_size
+    suites = [suites] if isinstance(suites, str) else suites
+    _check_sizes(batch_size, generation_batch_size, limit, dict(limits or {}))
+    tasks, names, limits = dict(tasks or {}), expand_suites(suites), dict(limits or {})
+    bf16 = resolve_precision(precision, model)
+    t_all = time.perf_counter()
+    meta = _meta(model, base_model, model_name, base_model_name, suites, names, seed, limit, batch_size, gen_bs, bf16)
+    results: dict[str, Any] = {}
+    for name in names:
+        spec = SUITES.get(name) or Suite(name, "drift", DEFAULT_DRIFT_LIMIT, "kl", higher_is_better=False)
+        meta["limits"][name] = lim = limits[name] if name in limits else (limit if limit is not None else spec.default_limit)
+        excl = frozenset((exclude or {}).get(name, ()))
+        run = (model, tokenizer, lim, seed, batch_size, gen_bs, progress, tasks, base_model, excl)
+        results[name] = r = _timed_suite(name, spec, run, bf16)
+        if on_result is not None:
+            on_result(name, r)
+    meta["wall_time_s"] = round(time.perf_counter() - t_all, 3)
+    return {"meta": meta, "results": results}
+
+
+def _check_sizes(batch_size: int, generation_batch_size: int | None, limit: int | None, limits: dict) -> None:
+    """Raise ValueError for a batch size or an item limit below 1 (before anything runs)."""
+    gen_bs = batch_size if generation_batch_size is None else generation_batch_size
     if int(batch_size) < 1 or int(gen_bs) < 1:
         raise ValueError(f"batch sizes must be >= 1, got batch_size={batch_size}, generation_batch_size={generation_batch_size}")
-    if isinstance(suites, str):
-        suites = [suites]
-    tasks = dict(tasks or {})
-    names = expand_suites(suites)
-    limits = dict(limits or {})
     bad = {k: v for k, v in {"limit": limit, **limits}.items() if v is not None and int(v) < 1}
     if bad:
         raise ValueError(f"limits must be >= 1 (or None for the suite default), got {bad}")
-    bf16 = resolve_precision(precision, model)
-    t_all = time.perf_counter()
-    meta = {
+
+
+def _meta(model, base_model, model_name, base_model_name, suites, names, seed, limit, batch_size, gen_bs, bf16) -> dict:
+    """The evaluation's metadata: the models, the suites asked for and run, the settings, the
+    precision, package versions, host and start time (``limits`` is filled as the suites run)."""
+    return {
         "model": model_name or model_label(model),
         "base_model": (base_model_name or model_label(base_model)) if base_model is not None else None,
         "suites_requested": list(suites),
@@ -407,37 +427,34 @@ def evaluate(
         "host": {"python": platform.python_version(), "torch_threads": torch.get_num_threads()},
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-    results: dict[str, Any] = {}
-    for name in names:
-        spec = SUITES.get(name) or Suite(name, "drift", DEFAULT_DRIFT_LIMIT, "kl", higher_is_better=False)
-        lim = limits[name] if name in limits else (limit if limit is not None else spec.default_limit)
-        meta["limits"][name] = lim
-        t0 = time.perf_counter()
-        device_type = next(model.parameters()).device.type
-        try:
-            with torch.autocast(device_type, dtype=torch.bfloat16, enabled=bf16):
-                excl = frozenset((exclude or {}).get(name, ()))
-                r = _run_suite(name, spec, model, tokenizer, lim, seed, batch_size, gen_bs, progress, tasks, base_model, excl)
-                if excl:
-                    r["excluded"] = len(excl)
-        except (ImportError, FileNotFoundError) as e:
-            r = {"error": f"{type(e).__name__}: {e}"}
-        r.update(
-            {
-                "suite": name,
-                "kind": spec.kind,
-                "primary_metric": spec.primary_metric,
-                "higher_is_better": spec.higher_is_better,
-                "limit": lim,
-                "seed": seed,
-                "wall_time_s": round(time.perf_counter() - t0, 3),
-            }
-        )
-        results[name] = r
-        if on_result is not None:
-            on_result(name, r)
-    meta["wall_time_s"] = round(time.perf_counter() - t_all, 3)
-    return {"meta": meta, "results": results}
+
+
+def _timed_suite(name: str, spec: Suite, run: tuple, bf16: bool) -> dict[str, Any]:
+    """One suite's result (:func:`_run_suite` on ``run``, under bf16 autocast when ``bf16``), or
+    ``{"error": ...}`` when its task module or data is missing, with the suite's description and
+    its wall time."""
+    model, lim, seed, excl = run[0], run[2], run[3], run[-1]
+    t0 = time.perf_counter()
+    device_type = next(model.parameters()).device.type
+    try:
+        with torch.autocast(device_type, dtype=torch.bfloat16, enabled=bf16):
+            r = _run_suite(name, spec, *run)
+            if excl:
+                r["excluded"] = len(excl)
+    except (ImportError, FileNotFoundError) as e:
+        r = {"error": f"{type(e).__name__}: {e}"}
+    r.update(
+        {
+            "suite": name,
+            "kind": spec.kind,
+            "primary_metric": spec.primary_metric,
+            "higher_is_better": spec.higher_is_better,
+            "limit": lim,
+            "seed": seed,
+            "wall_time_s": round(time.perf_counter() - t0, 3),
+        }
+    )
+    return r
 
 
 def _versions() -> dict[str, str]:

@@ -11,8 +11,8 @@
 """
 
 from anchored_learning.experiment.config import CompareConfig, EvaluationConfig, ExperimentConfig, load_recipe, presets
-from anchored_learning.experiment.data import load_training_rows, make_task
 from anchored_learning.experiment.stages import Experiment, check_seeds, run_seeds
+from anchored_learning.experiment.task_data import load_training_rows, make_task
 from anchored_learning.experiment.variants import Variant, parse_sweep
 
 __all__ = [

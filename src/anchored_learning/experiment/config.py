@@ -21,8 +21,8 @@ from importlib import resources
 from typing import Any
 
 from anchored_learning.experiment.variants import VARIANTS, parse_sweep
+from anchored_learning.tasks.benchmarks import STABILITY_SUITE
 from anchored_learning.tasks.files import DEFAULT_MAX_NEW_TOKENS, DEFAULT_TEST_FRACTION
-from anchored_learning.tasks.heldout import STABILITY_SUITE
 from anchored_learning.tasks.registry import TARGETS as TASKS
 from anchored_learning.tasks.rules import RULES
 

@@ -42,7 +42,7 @@ import numpy as np
 
 from anchored_learning.evaluation.metrics import _stat  # mean (weighted: ratio of sums) per row of indices
 from anchored_learning.io import read_json
-from anchored_learning.report import pareto_frontier
+from anchored_learning.tables import pareto_frontier
 
 #: the family every other one is compared with
 REFERENCE_FAMILY = "sft"

@@ -232,7 +232,7 @@ def _frontier_markdown(result: dict[str, Any]) -> list[str]:
 
 def _frontier_plots(folder: Path, result: dict[str, Any], labels: list[str]) -> dict[str, Any]:
     """``frontier.png``, ``training_curves.png`` and ``anchor_bound.png``; returns the anchor bound's summary."""
-    from anchored_learning.report import plot_anchor_bound, plot_frontier, plot_training_curves  # matplotlib
+    from anchored_learning.plots import plot_anchor_bound, plot_frontier, plot_training_curves  # matplotlib
 
     label, seeds = result["task"], result["seeds"]
     plot_frontier(result, folder / "frontier.png", title=f"{label}: gain vs. degradation, seeds {seeds}")

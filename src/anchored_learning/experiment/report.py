@@ -14,7 +14,8 @@ from anchored_learning.evaluation.metrics import compare, degradation_members, l
 from anchored_learning.experiment.config import ExperimentConfig
 from anchored_learning.experiment.plan import NOT_RUNS, training_record
 from anchored_learning.io import write_json_atomic, write_text_atomic
-from anchored_learning.report import aggregate_seeds, markdown_table, markdown_table_seeds, plot_pareto
+from anchored_learning.plots import plot_pareto
+from anchored_learning.tables import aggregate_seeds, markdown_table, markdown_table_seeds
 
 
 def _num(x) -> str:
@@ -71,31 +72,7 @@ def write_report(
     members = all_members if members is None else [k for k in all_members if k in members]
     if left_out:
         log(f"[warning] {left_out_note(left_out)}")
-    rows = []
-    for name, ev in evals.items():
-        cmp = compare(base, ev, targets=targets, members=members, seed=c.seed)
-        method = name.split("(")[0]
-        g = cmp["gain"].get(c.task, {"points": 0.0, "ci": [0.0, 0.0]}) if c.task else {"points": None, "ci": None}
-        md = cmp.get("mean_degradation", {"percent": 0.0, "ci": [0.0, 0.0]})
-        res = ev["results"]
-        train_time = (training_record(out, name) or {}).get("train_time_s", 0.0)
-        rows.append(
-            {
-                "label": name,
-                "method": method,
-                "target": res[c.task]["primary"] if c.task else None,
-                "target_secondary": _secondary(res[c.task]) if c.task else {},
-                "gain": g["points"],
-                "gain_ci": g["ci"],
-                "heldout": {h: res[h]["primary"] for h in c.heldout if "primary" in res.get(h, {})},
-                "drift_kl": res.get("drift", {}).get("primary"),
-                "drift_kl_target": res.get(f"drift:{c.task}", {}).get("primary"),
-                "degradation": md["percent"],
-                "degradation_ci": md["ci"],
-                "degradation_per_benchmark": {k: v["percent"] for k, v in cmp["degradation"].items()},
-                "train_time_s": train_time,
-            }
-        )
+    rows = [_report_row(c, out, name, ev, base, targets, members) for name, ev in evals.items()]
     heldout = [h for h in c.heldout if all(h in r["heldout"] for r in rows)]
     table = markdown_table(rows, heldout, train_time=any(r["train_time_s"] for r in rows))  # none: models trained elsewhere
     extra_cols = "\n".join(
@@ -136,6 +113,32 @@ def write_report(
     }
     title = f"{label}: gain vs. degradation ({c.preset} preset, seed {c.seed})"
     return _write(out, target_line + table + "\n" + extra_cols + "\n", rows, title, result)
+
+
+def _report_row(c, out: Path, name: str, ev: dict[str, Any], base: dict[str, Any], targets, members) -> dict[str, Any]:
+    """One model's row of the report: its target score and gain against ``base`` (paired-bootstrap
+    CI), held-out scores, mean degradation over ``members`` (CI), drift KL and training time."""
+    cmp = compare(base, ev, targets=targets, members=members, seed=c.seed)
+    method = name.split("(")[0]
+    g = cmp["gain"].get(c.task, {"points": 0.0, "ci": [0.0, 0.0]}) if c.task else {"points": None, "ci": None}
+    md = cmp.get("mean_degradation", {"percent": 0.0, "ci": [0.0, 0.0]})
+    res = ev["results"]
+    train_time = (training_record(out, name) or {}).get("train_time_s", 0.0)
+    return {
+        "label": name,
+        "method": method,
+        "target": res[c.task]["primary"] if c.task else None,
+        "target_secondary": _secondary(res[c.task]) if c.task else {},
+        "gain": g["points"],
+        "gain_ci": g["ci"],
+        "heldout": {h: res[h]["primary"] for h in c.heldout if "primary" in res.get(h, {})},
+        "drift_kl": res.get("drift", {}).get("primary"),
+        "drift_kl_target": res.get(f"drift:{c.task}", {}).get("primary"),
+        "degradation": md["percent"],
+        "degradation_ci": md["ci"],
+        "degradation_per_benchmark": {k: v["percent"] for k, v in cmp["degradation"].items()},
+        "train_time_s": train_time,
+    }
 
 
 def _write(out: Path, markdown: str, rows: list[dict[str, Any]], title: str, result: dict[str, Any]) -> dict[str, Any]:

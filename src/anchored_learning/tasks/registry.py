@@ -9,7 +9,7 @@ are targets too, and the prior skills of sequential fine-tuning.
 ``file`` is the user's own task (:class:`~anchored_learning.tasks.files.FileTask`): it is built
 from data files, so it is instantiated with options, never bare.
 Held-out multiple-choice benchmarks are declared in
-:data:`anchored_learning.tasks.heldout.BENCHMARKS`; :mod:`anchored_learning.evaluation.suites`
+:data:`anchored_learning.tasks.benchmarks.BENCHMARKS`; :mod:`anchored_learning.evaluation.suites`
 builds its suites from both.
 """
 
@@ -28,7 +28,7 @@ TASKS: dict[str, str | Callable[..., Any]] = {
     "medcalc": "anchored_learning.tasks.medcalc:MedCalcTask",
     "ifeval": "anchored_learning.tasks.ifeval:IFEvalTask",
     "ifbench": "anchored_learning.tasks.ifeval:ifbench_task",  # evaluation-only: IFBench's 294 prompts
-    "sciq_chat": "anchored_learning.tasks.heldout:SciQChatTask",
+    "sciq_chat": "anchored_learning.tasks.sciq_chat:SciQChatTask",
     "file": "anchored_learning.tasks.files:FileTask",  # yours: needs data files (FileTask(data=..., test_data=...))
     # generated skills with exact scoring (tasks/skills.py): prior skills of sequential fine-tuning
     **{name: skill_factory(name) for name in SKILLS},

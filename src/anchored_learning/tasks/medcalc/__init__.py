@@ -14,8 +14,9 @@ Modules:
 * :mod:`.formatting` -- MedCalc-Bench's zero-shot prompt and the JSON gold response, shared by
   the generator and loader;
 * :mod:`.csv_loader` -- :func:`load_medcalc_csv`, a loader for local MedCalc-Bench CSV files;
-* :mod:`.generators` -- :class:`Calculator`, :data:`CALCULATORS` and :func:`generate_examples`,
-  the offline generator backed by the real calculators of the ``medcalc`` package;
+* :mod:`.calculators` -- :class:`Calculator` and :data:`CALCULATORS`: each calculator's patient
+  sampler, note writer and real implementation in the ``medcalc`` package;
+* :mod:`.generators` -- :func:`generate_examples`, the offline generator built on them;
 * :mod:`.task` -- :class:`MedCalcTask`, the :class:`~anchored_learning.tasks.base.TargetTask`
   wrapper.
 
@@ -31,8 +32,9 @@ Normalised output types (``Example.meta["output_type"]``):
 
 from __future__ import annotations
 
+from anchored_learning.tasks.medcalc.calculators import CALCULATORS, Calculator
 from anchored_learning.tasks.medcalc.csv_loader import REQUIRED_COLUMNS, load_medcalc_csv
-from anchored_learning.tasks.medcalc.generators import CALCULATORS, Calculator, generate_examples
+from anchored_learning.tasks.medcalc.generators import generate_examples
 from anchored_learning.tasks.medcalc.official import official_correct, official_score
 from anchored_learning.tasks.medcalc.scoring import (
     OUTPUT_TYPES,

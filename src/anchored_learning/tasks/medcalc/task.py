@@ -8,12 +8,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from anchored_learning.tasks.base import Example
+from anchored_learning.tasks.medcalc.calculators import CALCULATORS
 from anchored_learning.tasks.medcalc.csv_loader import load_medcalc_csv
-from anchored_learning.tasks.medcalc.generators import (
-    CALCULATORS,
-    _resolve_calculators,
-    generate_examples,
-)
+from anchored_learning.tasks.medcalc.generators import _resolve_calculators, generate_examples
 from anchored_learning.tasks.medcalc.official import official_score
 from anchored_learning.tasks.medcalc.scoring import score_prediction
 

@@ -250,14 +250,12 @@ class HiddenStateCache:
         *,
         fingerprint: str,
         batch_size: int = 8,
-        dtype: torch.dtype = torch.float32,
         rank: int = 0,
         world_size: int = 1,
         barrier: Callable[[], None] = lambda: None,
-        progress: Callable[[Iterable], Iterable] = lambda it: it,
         extra_manifest: dict | None = None,
     ) -> HiddenStateCache:
-        """Run ``model`` (eval mode, no grad) over ``examples`` and store response hidden states.
+        """Run ``model`` (eval mode, no grad) over ``examples`` and store response hidden states (float32).
 
         With several processes, each rank computes examples ``rank, rank + world_size, ...`` into
         one shared file; rank 0 finalises.  Every rank must call this with the same arguments.
@@ -270,7 +268,6 @@ class HiddenStateCache:
             examples: tokenized examples with ``input_ids`` and unshifted ``labels``.
             collate: the trainer's collator (pads, returns tensors).
             fingerprint: :func:`dataset_fingerprint` of ``examples``.
-            dtype: storage dtype (float32 is exact; lower precision is approximate).
 
         Returns:
             the opened cache.
@@ -281,38 +278,19 @@ class HiddenStateCache:
         offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
         m = unwrap(model)
         hidden_size = backbone_and_head(m)[1].weight.shape[1]
-        np_dtype = {torch.float32: np.float32, torch.float16: np.float16}.get(dtype)
-        if np_dtype is None:
-            raise ValueError(f"cache dtype must be float32 or float16, got {dtype}")
         if rank == 0:
             if tmp.exists():
                 shutil.rmtree(tmp)
             tmp.mkdir(parents=True)
             np.lib.format.open_memmap(
-                tmp / "hidden.npy", mode="w+", dtype=np_dtype, shape=(int(offsets[-1]), hidden_size)
+                tmp / "hidden.npy", mode="w+", dtype=np.float32, shape=(int(offsets[-1]), hidden_size)
             ).flush()
         barrier()
         store = np.load(tmp / "hidden.npy", mmap_mode="r+")
         device = next(m.parameters()).device
-        was_training = m.training
-        m.eval()
-        try:
-            # longest first, so each batch pads to similar lengths (rows are written by example index)
-            mine = sorted(range(rank, len(examples), world_size), key=lambda i: -len(examples[i]["input_ids"]))
-            batches = [mine[i : i + batch_size] for i in range(0, len(mine), batch_size)]
-            for batch_ids in progress(batches):
-                batch = collate([examples[i] for i in batch_ids])
-                labels = batch["labels"].to(device)
-                attn = batch.get("attention_mask")
-                h = response_hidden_states(m, batch["input_ids"].to(device), None if attn is None else attn.to(device), labels)
-                h = h.float().cpu().numpy().astype(np_dtype, copy=False)
-                counts = (shift_labels(labels) != IGNORE_INDEX).sum(dim=1).tolist()
-                pos = 0
-                for i, n in zip(batch_ids, counts):
-                    store[offsets[i] : offsets[i + 1]] = h[pos : pos + n]
-                    pos += n
-        finally:
-            m.train(was_training)
+        # longest first, so each batch pads to similar lengths (rows are written by example index)
+        mine = sorted(range(rank, len(examples), world_size), key=lambda i: -len(examples[i]["input_ids"]))
+        _write_rows(store, offsets, m, examples, collate, [mine[i : i + batch_size] for i in range(0, len(mine), batch_size)])
         store.flush()
         del store
         barrier()
@@ -325,7 +303,7 @@ class HiddenStateCache:
                 "num_examples": len(examples),
                 "num_rows": int(offsets[-1]),
                 "hidden_size": int(hidden_size),
-                "dtype": str(np_dtype.__name__),
+                "dtype": "float32",
                 **(extra_manifest or {}),
             }
             write_json_atomic(tmp / MANIFEST, manifest)
@@ -334,3 +312,32 @@ class HiddenStateCache:
         cache = cls.open(path, fingerprint, device=device)
         assert cache is not None
         return cache
+
+
+def _write_rows(
+    store: np.ndarray,
+    offsets: np.ndarray,
+    m: torch.nn.Module,
+    examples: list[dict[str, Any]],
+    collate: Callable[[list[dict[str, Any]]], dict[str, torch.Tensor]],
+    batches: list[list[int]],
+) -> None:
+    """Write the response hidden states of ``m`` (run in eval mode) for every example of ``batches``
+    into ``store`` at the example's ``offsets``."""
+    device = next(m.parameters()).device
+    was_training = m.training
+    m.eval()
+    try:
+        for batch_ids in batches:
+            batch = collate([examples[i] for i in batch_ids])
+            labels = batch["labels"].to(device)
+            attn = batch.get("attention_mask")
+            h = response_hidden_states(m, batch["input_ids"].to(device), None if attn is None else attn.to(device), labels)
+            h = h.float().cpu().numpy().astype(np.float32, copy=False)
+            counts = (shift_labels(labels) != IGNORE_INDEX).sum(dim=1).tolist()
+            pos = 0
+            for i, n in zip(batch_ids, counts):
+                store[offsets[i] : offsets[i + 1]] = h[pos : pos + n]
+                pos += n
+    finally:
+        m.train(was_training)
