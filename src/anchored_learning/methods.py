@@ -37,7 +37,7 @@ ResponseSource = Literal["dataset", "on_policy", "self_generated"]
 
 #: how the anchored family's alpha is chosen at each refresh
 #: - "fixed": ``anchor_alpha``
-#: - "kl_budget": ``alpha_t = min(1, anchor_kl_budget / KL(p_t || p_sft))`` (:func:`anchored_learning.objectives.budget_alpha`)
+#: - "kl_budget": ``alpha_t = min(1, anchor_kl_budget / KL(p_t || p_sft))`` (:func:`anchored_learning.anchor_bounds.budget_alpha`)
 AlphaRule = Literal["fixed", "kl_budget"]
 
 
