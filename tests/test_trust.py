@@ -505,9 +505,12 @@ def test_export_of_a_folder_that_does_not_exist_exits_non_zero(tmp_path, capsys)
     assert e.value.code == 2 and "does not exist" in capsys.readouterr().err and not (tmp_path / "out").exists()
 
 
-def test_train_takes_the_old_alpha_spelling_as_run_does(tmp_path, fake_train):
-    """Was: `--alpha` worked in `run` but was an unknown flag of `train`."""
+def test_train_and_run_take_one_alpha_flag(tmp_path, fake_train):
+    """Was: `--alpha` worked in `run` but was an unknown flag of `train`; now both take only
+    --anchor_alpha (the field's name everywhere)."""
     res = _invoke(["train", "--data", _data(tmp_path), "-o", str(tmp_path / "o"), "--alpha", "0.7"])
+    assert res.exit_code == 2 and "unknown flag --alpha" in res.output, res.output
+    res = _invoke(["train", "--data", _data(tmp_path), "-o", str(tmp_path / "o"), "--anchor_alpha", "0.7"])
     assert res.exit_code == 0, res.output
     settings = json.loads((tmp_path / "o" / "train_settings.json").read_text())
     assert settings["training_arguments"]["anchor_alpha"] == 0.7

@@ -156,13 +156,13 @@ def _read_config_file(path: Path) -> dict:
     return fields
 
 
-def _rename_old_flags(argv: list[str], renamed: dict[str, str]) -> list[str]:
-    """Old flag spellings -> their new names (``--alpha 0.5`` -> ``--anchor_alpha 0.5``)."""
+def _long_flags(argv: list[str], short: dict[str, str]) -> list[str]:
+    """Short flags -> their long names (``-o X`` -> ``--output_dir X``)."""
     out: list[str] = []
     for a in argv:
         name, eq, value = a.partition("=")
-        if name in renamed:
-            a = renamed[name] + eq + value
+        if name in short:
+            a = short[name] + eq + value
         out.append(a)
     return out
 
@@ -173,7 +173,6 @@ def parse_config_args(
     *,
     prog: str,
     description: str,
-    renamed: dict[str, str] | None = None,
     defaults: dict | None = None,
     overrides: dict | None = None,
 ) -> tuple:
@@ -181,7 +180,6 @@ def parse_config_args(
     fields, flags override them.  ``--help`` prints every field and exits.
 
     Args:
-        renamed: old flag spelling -> new (kept working).
         defaults: field defaults of this command that differ from the dataclass's (a config overrides them).
         overrides: field values that the config file cannot change (flags still can, unless removed
             from ``argv`` first).
@@ -189,7 +187,7 @@ def parse_config_args(
     Raises:
         typer.BadParameter: an unknown flag or config key, a bad value (exit code 2).
     """
-    argv = _rename_old_flags(list(argv), renamed or {})
+    argv = list(argv)
     parser = _parser(dataclass_types, prog, description)
     # a list flag given several times keeps every value (argparse would keep the last occurrence)
     list_dest = {opt: a.dest for a in parser._actions if a.nargs == "+" for opt in a.option_strings}
@@ -225,14 +223,9 @@ def parse_config_args(
         fields = _read_config_file(path)
         unknown = parser.set_defaults_with_config(**fields)
         if unknown:
-            from anchored_learning.experiment.config import RENAMED_FIELDS
-
             keys = sorted({u[2:] for u in unknown[::2]})
-            renamed = [f"{k} is now {RENAMED_FIELDS[k]}" for k in keys if k in RENAMED_FIELDS]
             raise typer.BadParameter(
-                f"{path} sets {keys}, which are not fields of this command (see --help)"
-                + (f"; {', '.join(renamed)}" if renamed else ""),
-                param_hint="--config",
+                f"{path} sets {keys}, which are not fields of this command (see --help)", param_hint="--config"
             )
     if overrides:
         parser.set_defaults_with_config(**overrides)
@@ -304,10 +297,6 @@ class SeedArguments:
     )
 
 
-#: flag spellings of earlier versions of ``anchored run`` / ``sweep``
-RUN_RENAMED = {"--alpha": "--anchor_alpha"}
-
-
 def _seeds(value: list[str] | str | None) -> list[int] | None:
     """``["0,1", "2"]`` or ``"0,1,2"`` -> [0, 1, 2]; None stays None."""
     if not value:
@@ -350,7 +339,6 @@ def run_command(ctx: typer.Context) -> None:
         ctx.args,
         (ExperimentConfig, SeedArguments),
         prog="anchored run",
-        renamed=RUN_RENAMED,
         description="Run the whole experiment: evaluate the base model, train the reference (SFT), Anchored "
         "Learning and the baselines, evaluate every model, write the gain / degradation table and the "
         "Pareto plot. Every field below is a flag; --config RECIPE.yaml (e.g. a copy of "
@@ -369,7 +357,6 @@ def sweep_command(ctx: typer.Context) -> None:
         ctx.args,
         (ExperimentConfig,),
         prog="anchored sweep",
-        renamed=RUN_RENAMED,
         defaults={"preset": "quick"},
         description="The experiment of `anchored run` (quick recipe by default) plus extra points on the same "
         "frontier: --grid method.field=v1,v2 (repeatable). Output: runs/<task>-<preset>-sweep unless -o.",
@@ -418,7 +405,6 @@ def frontier_command(ctx: typer.Context) -> None:
         ctx.args,
         (ExperimentConfig, SeedArguments, FrontierArguments),
         prog="anchored frontier",
-        renamed=RUN_RENAMED,
         defaults=frontier_recipe(),
         description="The frontier study of one target task: the runs of the bundled grid (configs/frontier.yaml: SFT "
         "over learning rate x epochs, Anchored Learning over alpha and T x K, SFT+KL, DFT, ASFT, the per-step "
@@ -505,7 +491,6 @@ def tune_command(ctx: typer.Context) -> None:
         ctx.args,
         (TuneConfig,),
         prog="anchored tune",
-        renamed=RUN_RENAMED,
         defaults={k: v for k, v in tune_recipe().items() if k != "search_space"},  # (filled in resolved())
         description="A budgeted multi-objective recipe search (Optuna) on the task's recipe (--preset): each trial "
         "trains one variant (a --methods entry with values from --search_space, configs/tune.yaml by default) in "
@@ -545,7 +530,6 @@ def compare_command(ctx: typer.Context) -> None:
         ctx.args,
         (CompareConfig,),
         prog="anchored compare",
-        renamed={"--output-dir": "--output_dir", "--test-data": "--test_data"},
         description="How much did a fine-tuned model forget? Scores the base model (--base) and each fine-tuned "
         "model (--model, repeatable; Hugging Face folders or ids, or LoRA adapter folders applied to the base) on the "
         "same items of the stability suite, and of a target when given (--task, or your --test_data with --score), "
@@ -682,14 +666,8 @@ class TrainArguments:
 #: checkpoint at every epoch end (one kept), so that a killed run resumes (TRL saves every 500 steps)
 TRAIN_DEFAULTS = {"report_to": "none", "save_strategy": "epoch", "save_total_limit": 1}
 
-#: flag spellings of earlier versions of ``anchored train``
-TRAIN_RENAMED = {
-    "--alpha": "--anchor_alpha",  # as in run, sweep and frontier
-    "--reference": "--reference_model",
-    "-o": "--output_dir",
-    "--output-dir": "--output_dir",
-    "--reference-model": "--reference_model",
-}
+#: short flags of ``anchored train`` whose field is TrainingArguments' (which has no short names)
+SHORT_FLAGS = {"-o": "--output_dir"}
 
 
 def _peek(argv: list[str], flag: str) -> str | None:
@@ -742,7 +720,7 @@ def train_command(ctx: typer.Context) -> None:
     from anchored_learning.io import check_output_path, lock_output_folder, write_json_atomic
     from anchored_learning.methods import METHODS, get_method
 
-    argv = _precision_as_bf16(_rename_old_flags(list(ctx.args), TRAIN_RENAMED))
+    argv = _precision_as_bf16(_long_flags(list(ctx.args), SHORT_FLAGS))
     description = (
         "Train one method on your data and save the model to OUTPUT_DIR/final (checkpoints in "
         "OUTPUT_DIR/trainer; re-running resumes). A method that needs the reference model p_sft "
