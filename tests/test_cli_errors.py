@@ -341,7 +341,7 @@ def test_train_flags_come_from_the_config_dataclass(tmp_path, fake_training, dat
 def test_run_flags_come_from_the_experiment_config(tmp_path, monkeypatch):
     """`anchored run` takes every ExperimentConfig field as a flag and a recipe with --config (the
     old --alpha spelling is an unknown flag); `sweep` takes repeated --grid/-g."""
-    import anchored_learning.commands as commands
+    import anchored_learning.experiment.run_commands as commands
 
     got = []
     monkeypatch.setattr(commands, "_run_experiment", lambda cfg, seeds=None: got.append((cfg, seeds)))
@@ -562,7 +562,7 @@ def test_help_names_the_preset_as_the_default_of_recipe_fields(command):
     dataclass's placeholder None; a field no recipe sets keeps its own default."""
     import re
 
-    from anchored_learning.commands import _recipe_fields
+    from anchored_learning.experiment.run_commands import recipe_fields as _recipe_fields
 
     res = _invoke([command, "--help"])
     assert res.exit_code == 0, res.output
@@ -659,7 +659,7 @@ def test_unknown_and_truncated_flags_are_usage_errors_with_a_suggestion(tmp_path
 
 def test_optional_yes_no_fields_are_switches(tmp_path, monkeypatch):
     """`--target_drift` alone means true (a `bool | None` field left None takes the preset's value)."""
-    from anchored_learning.commands import parse_config_args
+    from anchored_learning.arguments import parse_config_args
     from anchored_learning.experiment import ExperimentConfig
 
     def parse(*argv):
