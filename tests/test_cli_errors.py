@@ -448,6 +448,37 @@ def test_train_trains_its_reference_with_the_users_training_flags(tmp_path, fake
     assert seen["peft_config"].r == 16  # --use_peft: the reference is a LoRA fine-tune too
 
 
+def test_train_parses_its_flags_once(tmp_path, fake_training, data, monkeypatch):
+    """The reference's config comes from the same parse as the method's (was: argv parsed twice)."""
+    import anchored_learning.train_command as train_command
+
+    calls = []
+    parse = train_command.parse_config_values
+    monkeypatch.setattr(train_command, "parse_config_values", lambda *a, **k: calls.append(a) or parse(*a, **k))
+    res = _invoke(["train", "--data", str(data), "-o", str(tmp_path / "o"), "--learning_rate", "3e-5", "--use_cpu"])
+    assert res.exit_code == 0, res.output
+    assert len(calls) == 1 and len(fake_training["reference_calls"]) == 1
+    ref, main = fake_training["reference_calls"][0][1]["args"], fake_training["args"]
+    assert (ref.method, ref.learning_rate, ref.reference_model) == ("sft", 3e-5, None)
+    assert (main.method, main.learning_rate, main.reference_model) == ("anchored", 3e-5, str(tmp_path / "o" / "reference"))
+
+
+def test_experiment_commands_resolve_their_settings_once(tmp_path, monkeypatch):
+    """run and sweep resolve the config once and hand the resolved one on."""
+    import anchored_learning.experiment.run_commands as commands
+    from anchored_learning.experiment import ExperimentConfig
+
+    got, resolves = [], []
+    resolved = ExperimentConfig.resolved
+    monkeypatch.setattr(ExperimentConfig, "resolved", lambda self: resolves.append(1) or resolved(self))
+    monkeypatch.setattr(commands, "_run_experiment", lambda cfg, seeds=None: got.append(cfg))
+    for argv in (["run", "--preset", "quick"], ["sweep", "-g", "anchored.anchor_alpha=0.25"]):
+        resolves.clear()
+        res = _invoke([*argv, "-o", str(tmp_path / "r")])
+        assert res.exit_code == 0, res.output
+        assert len(resolves) == 1 and got[-1].n_train is not None and got[-1].precision != "auto", argv
+
+
 def test_your_task_and_compare_errors_before_any_work(tmp_path, no_work, data):
     bad = tmp_path / "t.jsonl"
     bad.write_text('{"prompt": "a", "response": "b"}\n{"question": "a"}\n')
