@@ -41,6 +41,16 @@ def results_table(out: dict[str, Any], title: str = "evaluation"):
     return t
 
 
+#: the help of --suite: every suite name, from the registries
+_SUITE_HELP = (
+    "Suite name, repeatable or comma-separated. Tasks (generated answers): "
+    + ", ".join(t for t in TASKS if t != "file")
+    + " (igsm is the paper's mod-23 iGSM, igsm_add the CPU recipes'). Multiple choice: "
+    + ", ".join(BENCHMARKS)
+    + ". Also heldout_nll, drift, drift:<task> (need --base-model), and the bundle stability."
+)
+
+
 def eval_command(
     model: str | None = typer.Option(
         None, "--model", "-m", help="HF model id or local folder (default: bundled SmolLM2-135M-Instruct)."
@@ -49,11 +59,7 @@ def eval_command(
         ["stability"],
         "--suite",
         "-s",
-        help="Suite name, repeatable or comma-separated. Tasks (generated answers): "
-        + ", ".join(t for t in TASKS if t != "file")
-        + " (igsm is the paper's mod-23 iGSM, igsm_add the CPU recipes'). Multiple choice: "
-        + ", ".join(BENCHMARKS)
-        + ". Also heldout_nll, drift, drift:<task> (need --base-model), and the bundle stability.",
+        help=_SUITE_HELP,
     ),
     limit: int | None = typer.Option(None, "--limit", "-n", min=1, help="Items per suite (default: per-suite default)."),
     seed: int = typer.Option(0, "--seed", min=0, help="Seed of the fixed item subsets."),
