@@ -127,40 +127,21 @@ def read_config_file(path: Path) -> dict:
 
 
 def parse_config_args(
-    argv: list[str],
-    dataclass_types,
-    *,
-    prog: str,
-    description: str,
-    defaults: dict | None = None,
-    overrides: dict | None = None,
-    recipe_fields: Collection[str] = (),
-    usage_error: Callable[[str], typer.BadParameter] | None = None,
+    argv: list[str], dataclass_types, *, usage_error: Callable[[str], typer.BadParameter] | None = None, **options
 ) -> tuple:
     """Parse ``argv`` into instances of ``dataclass_types``: ``--config FILE`` (JSON or YAML) sets
     fields, flags override them.  ``--help`` prints every field and exits.
 
     Args:
-        defaults: field defaults of this command that differ from the dataclass's (a config overrides them).
-        overrides: field values that the config file cannot change (flags still can, unless removed
-            from ``argv`` first).
-        recipe_fields: the fields a bundled recipe fills (their help names the recipe as the default).
         usage_error: a dataclass's validation message -> the usage error to raise (default:
             :func:`blame` over the parsed fields).
+        options: ``prog``, ``description``, ``defaults``, ``overrides``, ``recipe_fields`` of
+            :func:`parse_config_values`.
 
     Raises:
         typer.BadParameter: an unknown flag or config key, a bad value (exit code 2).
     """
-    values = parse_config_values(
-        argv,
-        dataclass_types,
-        prog=prog,
-        description=description,
-        defaults=defaults,
-        overrides=overrides,
-        recipe_fields=recipe_fields,
-    )
-    return build_dataclasses(dataclass_types, values, usage_error=usage_error)
+    return build_dataclasses(dataclass_types, parse_config_values(argv, dataclass_types, **options), usage_error=usage_error)
 
 
 def parse_config_values(
@@ -176,6 +157,13 @@ def parse_config_values(
     """The field values that ``argv`` and its ``--config`` file give ``dataclass_types`` (every
     field, defaults included), before the dataclasses are made (:func:`build_dataclasses`): one
     parse serves several configs (e.g. a stage and the reference trained before it).
+
+    Args:
+        prog, description: the usage line's program name and the help's description.
+        defaults: field defaults of this command that differ from the dataclass's (a config overrides them).
+        overrides: field values that the config file cannot change (flags still can, unless removed
+            from ``argv`` first).
+        recipe_fields: the fields a bundled recipe fills (their help names the recipe as the default).
 
     Raises:
         typer.Exit: ``--help`` was printed.
