@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> None:
     from anchored_learning import objectives
     from anchored_learning.anchor_cache import HiddenStateCache, ProjectedLogits
     from anchored_learning.experiment import plan as P
-    from anchored_learning.experiment.config import ExperimentConfig
+    from anchored_learning.experiment.experiment_config import ExperimentConfig
     from anchored_learning.experiment.task_data import load_training_rows, make_task
     from anchored_learning.experiment.variants import Variant
     from anchored_learning.io import write_json_atomic

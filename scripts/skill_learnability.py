@@ -26,7 +26,7 @@ def main() -> None:
     from datasets import Dataset
 
     from anchored_learning.evaluation.suites import evaluate
-    from anchored_learning.experiment.config import PRIOR_DEFAULTS
+    from anchored_learning.experiment.experiment_config import PRIOR_DEFAULTS
     from anchored_learning.io import write_json_atomic
     from anchored_learning.models import bf16_autocast_available, load_model_and_tokenizer, resolve_model_path
     from anchored_learning.tasks.registry import get_task

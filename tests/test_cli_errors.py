@@ -251,7 +251,7 @@ def test_sweep_values_of_the_wrong_type_or_range_fail_before_any_work(tmp_path, 
 def test_a_bad_value_is_named_before_a_resume_mismatch(tmp_path, no_work):
     (tmp_path / "r").mkdir()
     (tmp_path / "r" / "config.json").write_text("{}")
-    _assert_usage_error(_invoke(["run", "-o", str(tmp_path / "r"), "--alpha", "5"]), "anchor_alpha must be in [0, 1]")
+    _assert_usage_error(_invoke(["run", "-o", str(tmp_path / "r"), "--anchor_alpha", "5"]), "anchor_alpha must be in [0, 1]")
 
 
 def test_yaml_numbers_written_like_1e_5_are_numbers(tmp_path):
@@ -322,13 +322,16 @@ def test_train_flags_come_from_the_config_dataclass(tmp_path, fake_training, dat
     assert args.learning_rate == 3e-4  # the flag overrides the recipe
     assert args.output_dir == str(tmp_path / "o" / "trainer") and args.reference_model is None
     assert seen["peft"].r == 4 and seen["peft"].target_modules == "all-linear"
-    # old spellings: --reference works, --method lora names its replacement
+    # --reference_model names the reference, --method lora names its replacement
     ref = tmp_path / "ref"
     tiny_llama(seed=0)[0].save_pretrained(ref)
-    res = _invoke(["train", "--data", str(data), "--output-dir", str(tmp_path / "o2"), "--reference", str(ref)])
+    res = _invoke(["train", "--data", str(data), "--output_dir", str(tmp_path / "o2"), "--reference_model", str(ref)])
     assert res.exit_code == 0, res.output
     assert seen["args"].method == "anchored" and seen["args"].reference_model == str(ref)
     _assert_usage_error(_invoke(["train", "--data", str(data), "-o", str(tmp_path / "o3"), "--method", "lora"]), "--use_peft")
+    _assert_usage_error(
+        _invoke(["train", "--data", str(data), "-o", str(tmp_path / "o3"), "--reference", str(ref)]), "unknown flag --reference"
+    )
     _assert_usage_error(
         _invoke(["train", "--data", str(data), "-o", str(tmp_path / "o3"), "--no_such_flag", "1"]), "--no_such_flag"
     )
@@ -336,15 +339,15 @@ def test_train_flags_come_from_the_config_dataclass(tmp_path, fake_training, dat
 
 
 def test_run_flags_come_from_the_experiment_config(tmp_path, monkeypatch):
-    """`anchored run` takes every ExperimentConfig field as a flag, a recipe with --config, and the
-    old --alpha spelling; `sweep` takes repeated --grid/-g."""
-    import anchored_learning.commands as commands
+    """`anchored run` takes every ExperimentConfig field as a flag and a recipe with --config (the
+    old --alpha spelling is an unknown flag); `sweep` takes repeated --grid/-g."""
+    import anchored_learning.experiment.run_commands as commands
 
     got = []
     monkeypatch.setattr(commands, "_run_experiment", lambda cfg, seeds=None: got.append((cfg, seeds)))
     recipe = tmp_path / "r.yaml"
     recipe.write_text("preset: quick\nn_train: 8\nbaselines: [sft, wise_ft]\nlearning_rate: 1e-4\n")
-    res = _invoke(["run", "--config", str(recipe), "--n_train", "12", "--alpha", "0.25", "--seeds", "0,1"])
+    res = _invoke(["run", "--config", str(recipe), "--n_train", "12", "--anchor_alpha", "0.25", "--seeds", "0,1"])
     assert res.exit_code == 0, res.output
     cfg, seeds = got[-1]
     assert (cfg.preset, cfg.n_train, cfg.anchor_alpha, cfg.learning_rate) == ("quick", 12, 0.25, 1e-4)
@@ -360,7 +363,10 @@ def test_run_flags_come_from_the_experiment_config(tmp_path, monkeypatch):
     _assert_usage_error(_invoke(["run", "--epochs_per_iteration", "2"]), "--epochs_per_iteration")
     old_recipe = tmp_path / "old.yaml"
     old_recipe.write_text("preset: quick\nbatch_size: 4\n")
-    _assert_usage_error(_invoke(["run", "--config", str(old_recipe)]), "sets ['batch_size'], which are not fields")
+    _assert_usage_error(
+        _invoke(["run", "--config", str(old_recipe)]), "sets ['batch_size'], which are not fields of this command"
+    )
+    _assert_usage_error(_invoke(["run", "--alpha", "0.25"]), "unknown flag --alpha; see --help")
     res = _invoke(["run", "--seeds", "0", "2", "-o", str(tmp_path / "s")])
     assert res.exit_code == 0, res.output
     assert got[-1][1] == [0, 2]
@@ -440,6 +446,37 @@ def test_train_trains_its_reference_with_the_users_training_flags(tmp_path, fake
     )
     assert ref.use_cpu and ref.output_dir == out == str(tmp_path / "o" / "reference")
     assert seen["peft_config"].r == 16  # --use_peft: the reference is a LoRA fine-tune too
+
+
+def test_train_parses_its_flags_once(tmp_path, fake_training, data, monkeypatch):
+    """The reference's config comes from the same parse as the method's (was: argv parsed twice)."""
+    import anchored_learning.train_command as train_command
+
+    calls = []
+    parse = train_command.parse_config_values
+    monkeypatch.setattr(train_command, "parse_config_values", lambda *a, **k: calls.append(a) or parse(*a, **k))
+    res = _invoke(["train", "--data", str(data), "-o", str(tmp_path / "o"), "--learning_rate", "3e-5", "--use_cpu"])
+    assert res.exit_code == 0, res.output
+    assert len(calls) == 1 and len(fake_training["reference_calls"]) == 1
+    ref, main = fake_training["reference_calls"][0][1]["args"], fake_training["args"]
+    assert (ref.method, ref.learning_rate, ref.reference_model) == ("sft", 3e-5, None)
+    assert (main.method, main.learning_rate, main.reference_model) == ("anchored", 3e-5, str(tmp_path / "o" / "reference"))
+
+
+def test_experiment_commands_resolve_their_settings_once(tmp_path, monkeypatch):
+    """run and sweep resolve the config once and hand the resolved one on."""
+    import anchored_learning.experiment.run_commands as commands
+    from anchored_learning.experiment import ExperimentConfig
+
+    got, resolves = [], []
+    resolved = ExperimentConfig.resolved
+    monkeypatch.setattr(ExperimentConfig, "resolved", lambda self: resolves.append(1) or resolved(self))
+    monkeypatch.setattr(commands, "_run_experiment", lambda cfg, seeds=None: got.append(cfg))
+    for argv in (["run", "--preset", "quick"], ["sweep", "-g", "anchored.anchor_alpha=0.25"]):
+        resolves.clear()
+        res = _invoke([*argv, "-o", str(tmp_path / "r")])
+        assert res.exit_code == 0, res.output
+        assert len(resolves) == 1 and got[-1].n_train is not None and got[-1].precision != "auto", argv
 
 
 def test_your_task_and_compare_errors_before_any_work(tmp_path, no_work, data):
@@ -556,7 +593,7 @@ def test_help_names_the_preset_as_the_default_of_recipe_fields(command):
     dataclass's placeholder None; a field no recipe sets keeps its own default."""
     import re
 
-    from anchored_learning.commands import _recipe_fields
+    from anchored_learning.experiment.run_commands import recipe_fields as _recipe_fields
 
     res = _invoke([command, "--help"])
     assert res.exit_code == 0, res.output
@@ -653,11 +690,11 @@ def test_unknown_and_truncated_flags_are_usage_errors_with_a_suggestion(tmp_path
 
 def test_optional_yes_no_fields_are_switches(tmp_path, monkeypatch):
     """`--target_drift` alone means true (a `bool | None` field left None takes the preset's value)."""
-    from anchored_learning.commands import RUN_RENAMED, parse_config_args
+    from anchored_learning.arguments import parse_config_args
     from anchored_learning.experiment import ExperimentConfig
 
     def parse(*argv):
-        (cfg,) = parse_config_args(list(argv), (ExperimentConfig,), prog="t", description="", renamed=RUN_RENAMED)
+        (cfg,) = parse_config_args(list(argv), (ExperimentConfig,), prog="t", description="")
         return cfg
 
     assert parse("--target_drift").target_drift is True

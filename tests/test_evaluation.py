@@ -547,7 +547,7 @@ def test_eval_command_writes_json(tmp_path, monkeypatch, tiny, fake_task):
     from typer.testing import CliRunner
 
     import anchored_learning.models as models
-    from anchored_learning.evaluation.commands import eval_command
+    from anchored_learning.evaluation.eval_command import eval_command
 
     monkeypatch.setattr(models, "load_model_and_tokenizer", lambda name=None, **k: tiny)
     app = typer.Typer()

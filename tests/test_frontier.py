@@ -296,7 +296,7 @@ def test_report_drift_view_closed_form(tmp_path):
 
 
 def test_terminal_summaries_fit_80_columns():
-    from anchored_learning.commands import frontier_summary
+    from anchored_learning.experiment.run_commands import frontier_summary
     from anchored_learning.tables import short_label, summary_table, text_table
 
     assert short_label("sft(learning_rate=1e-4,num_train_epochs=3)") == "sft(lr=1e-4,ep=3)"

@@ -382,7 +382,7 @@ def test_presets_resolve_to_valid_igsm_tasks():
 @pytest.mark.parametrize("task", ["medcalc", "ifeval"])
 def test_every_target_has_its_own_quick_and_default_recipe(task):
     from anchored_learning.experiment import make_task
-    from anchored_learning.experiment.config import recipe_path
+    from anchored_learning.experiment.experiment_config import recipe_path
 
     for preset in ("quick", "default"):
         assert recipe_path(preset, task).parent.name == task
@@ -523,7 +523,7 @@ def test_compare_any_models_including_a_lora_adapter(tmp_path):
     from transformers import AutoModelForCausalLM
 
     from anchored_learning.experiment.compare import compare_models
-    from anchored_learning.experiment.config import CompareConfig
+    from anchored_learning.experiment.experiment_config import CompareConfig
 
     base = _tiny_folder(tmp_path, "base_model")
     # a "fine-tuned" model: the base with its weights perturbed, saved as a plain folder in run/models/x/final

@@ -88,7 +88,7 @@ def test_method_and_benchmark_names_live_in_their_registries():
 
     from anchored_learning.config import AnchoredSFTConfig
     from anchored_learning.evaluation.suites import SUITES
-    from anchored_learning.experiment.config import VARIANTS
+    from anchored_learning.experiment.experiment_config import VARIANTS
     from anchored_learning.methods import METHODS
     from anchored_learning.tasks.benchmarks import BENCHMARKS
     from anchored_learning.tasks.registry import TASKS

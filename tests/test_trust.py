@@ -91,7 +91,7 @@ def test_run_refuses_a_folder_whose_base_model_changed_under_the_same_path(tmp_p
 def test_compare_refuses_a_changed_base_and_reevaluates_a_changed_model(tmp_path, isolated_cache):
     """Was: the fine-tuned models' evaluations reused after --base changed under the same path."""
     from anchored_learning.experiment.compare import model_identity
-    from anchored_learning.experiment.config import CompareConfig
+    from anchored_learning.experiment.experiment_config import CompareConfig
     from anchored_learning.experiment.stages import check_resume, config_record
 
     base, ft = _tiny_folder(tmp_path, "base"), _tiny_folder(tmp_path, "ft", seed=2)
@@ -318,7 +318,7 @@ def test_test_prompts_and_generation_budget_past_the_context_are_refused_up_fron
     """Was: the run exited 0 after generating past the model's context (training prompts were checked)."""
     from anchored_learning.experiment import Experiment
     from anchored_learning.experiment.compare import compare_models
-    from anchored_learning.experiment.config import CompareConfig
+    from anchored_learning.experiment.experiment_config import CompareConfig
 
     model = _tiny_folder(tmp_path)  # context 2048 tokens, one token per byte
     cfg = _file_run_cfg(tmp_path, "run", model=model, max_new_tokens=2040)
@@ -505,9 +505,12 @@ def test_export_of_a_folder_that_does_not_exist_exits_non_zero(tmp_path, capsys)
     assert e.value.code == 2 and "does not exist" in capsys.readouterr().err and not (tmp_path / "out").exists()
 
 
-def test_train_takes_the_old_alpha_spelling_as_run_does(tmp_path, fake_train):
-    """Was: `--alpha` worked in `run` but was an unknown flag of `train`."""
+def test_train_and_run_take_one_alpha_flag(tmp_path, fake_train):
+    """Was: `--alpha` worked in `run` but was an unknown flag of `train`; now both take only
+    --anchor_alpha (the field's name everywhere)."""
     res = _invoke(["train", "--data", _data(tmp_path), "-o", str(tmp_path / "o"), "--alpha", "0.7"])
+    assert res.exit_code == 2 and "unknown flag --alpha" in res.output, res.output
+    res = _invoke(["train", "--data", _data(tmp_path), "-o", str(tmp_path / "o"), "--anchor_alpha", "0.7"])
     assert res.exit_code == 0, res.output
     settings = json.loads((tmp_path / "o" / "train_settings.json").read_text())
     assert settings["training_arguments"]["anchor_alpha"] == 0.7

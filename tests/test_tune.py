@@ -279,7 +279,7 @@ def test_bad_search_spaces_fail_before_any_work(tmp_path):
 def test_tune_help_and_a_config_file_with_a_search_space_section(tmp_path, capsys):
     import typer
 
-    from anchored_learning.commands import parse_config_args
+    from anchored_learning.arguments import parse_config_args
 
     with pytest.raises(typer.Exit):
         parse_config_args(["--help"], (TuneConfig,), prog="anchored tune", description="")

@@ -1,8 +1,9 @@
 """The ``anchored`` command line (typer).
 
-Sub-commands live next to the code they drive and are registered here:
-``eval`` (anchored_learning.evaluation.commands), ``train``, ``run``, ``sweep``, ``compare``, ``frontier`` and ``tune``
-(anchored_learning.commands).
+Sub-commands live next to the code they drive and are registered here: ``train``
+(anchored_learning.train_command), ``run``, ``sweep``, ``frontier``, ``compare`` and ``tune``
+(anchored_learning.experiment.run_commands), ``eval`` (anchored_learning.evaluation.eval_command).
+Their flags are parsed by anchored_learning.arguments.
 """
 
 from __future__ import annotations
@@ -39,16 +40,16 @@ def _root(
 
 
 def _register() -> None:
-    from anchored_learning.commands import (
-        PASSTHROUGH,
+    from anchored_learning.arguments import PASSTHROUGH
+    from anchored_learning.evaluation.eval_command import eval_command
+    from anchored_learning.experiment.run_commands import (
         compare_command,
         frontier_command,
         run_command,
         sweep_command,
-        train_command,
         tune_command,
     )
-    from anchored_learning.evaluation.commands import eval_command
+    from anchored_learning.train_command import train_command
 
     app.command("run", **PASSTHROUGH)(run_command)
     app.command("train", **PASSTHROUGH)(train_command)

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from anchored_learning.experiment.config import CompareConfig
+from anchored_learning.experiment.experiment_config import CompareConfig
 from anchored_learning.experiment.report import write_report
 from anchored_learning.experiment.stages import check_resume, config_record, evaluate_model
 from anchored_learning.experiment.task_data import check_test_items, check_test_prompts_fit, make_task

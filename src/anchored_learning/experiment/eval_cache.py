@@ -7,7 +7,7 @@ After a base evaluation the result is stored under ``<cache>/evals/base-<key>.js
 folder whose key matches copies it instead of evaluating.
 
 The key is a SHA-256 over everything the evaluation's numbers depend on: every evaluation
-setting (the :class:`~anchored_learning.experiment.config.EvaluationConfig` fields but
+setting (the :class:`~anchored_learning.experiment.experiment_config.EvaluationConfig` fields but
 ``output_dir`` and ``preset``: task, sizes, seed, held-out suite, precision, batch sizes...), the
 contents of the data files, the target's test items, the source of a ``module:function`` scoring
 rule, the model's content (:func:`anchored_learning.models.model_fingerprint`: weights, configs,
@@ -127,7 +127,7 @@ def base_evaluation_key(cfg, data_sha256: dict[str, str | None], model_path: str
     """The content key of ``cfg``'s base-model evaluation (see the module docstring).
 
     Args:
-        cfg: a resolved :class:`~anchored_learning.experiment.config.EvaluationConfig` (or subclass).
+        cfg: a resolved :class:`~anchored_learning.experiment.experiment_config.EvaluationConfig` (or subclass).
         data_sha256: the run's data-file hashes (``config.json``'s ``data_sha256``).
         model_path: the base model's local folder.
         task: the target task object (its test items enter the key), or None.
@@ -138,7 +138,7 @@ def base_evaluation_key(cfg, data_sha256: dict[str, str | None], model_path: str
     """
     import torch
 
-    from anchored_learning.experiment.config import EvaluationConfig
+    from anchored_learning.experiment.experiment_config import EvaluationConfig
     from anchored_learning.models import model_fingerprint
 
     model = model_fingerprint(model_path)

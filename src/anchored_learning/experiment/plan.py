@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from anchored_learning.distributed import DDP_TIMEOUT_S
-from anchored_learning.experiment.config import ExperimentConfig
+from anchored_learning.experiment.experiment_config import ExperimentConfig
 from anchored_learning.experiment.variants import Variant, parse_sweep, short_number, wise_ft
 from anchored_learning.methods import METHODS
 

@@ -11,7 +11,7 @@ from typing import Any
 import torch
 
 from anchored_learning.evaluation.metrics import compare, degradation_members, left_out_note
-from anchored_learning.experiment.config import ExperimentConfig
+from anchored_learning.experiment.experiment_config import ExperimentConfig
 from anchored_learning.experiment.plan import NOT_RUNS, training_record
 from anchored_learning.io import write_json_atomic, write_text_atomic
 from anchored_learning.plots import plot_pareto

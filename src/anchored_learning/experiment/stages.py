@@ -25,7 +25,7 @@ import torch
 
 from anchored_learning.distributed import is_main_process, under_launcher, wait_for_everyone, zero_stage
 from anchored_learning.experiment import plan as P
-from anchored_learning.experiment.config import ExperimentConfig
+from anchored_learning.experiment.experiment_config import ExperimentConfig
 from anchored_learning.experiment.task_data import (
     check_test_items,
     check_test_prompts_fit,
@@ -398,7 +398,7 @@ def evaluate_model(cfg, out: Path, name: str, model, tok, base, task, log: Calla
     for that model).
 
     Args:
-        cfg: a resolved :class:`~anchored_learning.experiment.config.EvaluationConfig`.
+        cfg: a resolved :class:`~anchored_learning.experiment.experiment_config.EvaluationConfig`.
         base: the base model p0 of the drift suites.
         task: the target task object (None: no target).
         model_id: what the evaluation is stored under as ``meta.model`` (default ``name``).

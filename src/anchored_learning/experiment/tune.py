@@ -48,7 +48,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from anchored_learning.experiment.config import ExperimentConfig
+from anchored_learning.experiment.experiment_config import ExperimentConfig
 from anchored_learning.experiment.tune_config import TuneConfig, suggest, sweep_entry, validation_heldout
 from anchored_learning.experiment.tune_report import select, tune_report
 from anchored_learning.experiment.tune_study import counted_trials, open_study, requeue_killed, storage_url

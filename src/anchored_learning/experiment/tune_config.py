@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from anchored_learning.experiment import plan as P
-from anchored_learning.experiment.config import ExperimentConfig, _help
+from anchored_learning.experiment.experiment_config import ExperimentConfig, _help
 from anchored_learning.experiment.variants import PLANNED_FIELDS, VARIANTS, Variant, parse_sweep
 
 #: the samplers ``--sampler`` names

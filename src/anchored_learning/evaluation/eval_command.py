@@ -41,6 +41,16 @@ def results_table(out: dict[str, Any], title: str = "evaluation"):
     return t
 
 
+#: the help of --suite: every suite name, from the registries
+_SUITE_HELP = (
+    "Suite name, repeatable or comma-separated. Tasks (generated answers): "
+    + ", ".join(t for t in TASKS if t != "file")
+    + " (igsm is the paper's mod-23 iGSM, igsm_add the CPU recipes'). Multiple choice: "
+    + ", ".join(BENCHMARKS)
+    + ". Also heldout_nll, drift, drift:<task> (need --base-model), and the bundle stability."
+)
+
+
 def eval_command(
     model: str | None = typer.Option(
         None, "--model", "-m", help="HF model id or local folder (default: bundled SmolLM2-135M-Instruct)."
@@ -49,11 +59,7 @@ def eval_command(
         ["stability"],
         "--suite",
         "-s",
-        help="Suite name, repeatable or comma-separated. Tasks (generated answers): "
-        + ", ".join(t for t in TASKS if t != "file")
-        + " (igsm is the paper's mod-23 iGSM, igsm_add the CPU recipes'). Multiple choice: "
-        + ", ".join(BENCHMARKS)
-        + ". Also heldout_nll, drift, drift:<task> (need --base-model), and the bundle stability.",
+        help=_SUITE_HELP,
     ),
     limit: int | None = typer.Option(None, "--limit", "-n", min=1, help="Items per suite (default: per-suite default)."),
     seed: int = typer.Option(0, "--seed", min=0, help="Seed of the fixed item subsets."),
@@ -82,16 +88,47 @@ def eval_command(
     """Score a model on evaluation suites (offline) and print a table; optionally write JSON."""
     from rich.console import Console
 
-    from anchored_learning.evaluation.suites import evaluate, expand_suites
-    from anchored_learning.models import (
-        BUNDLED_MODEL,
-        PRECISIONS,
-        check_model_source,
-        check_same_vocabulary,
-        load_model_and_tokenizer,
-    )
+    from anchored_learning.evaluation.suites import evaluate
+    from anchored_learning.models import BUNDLED_MODEL
 
     console = Console(stderr=True)
+    suite, names = _check_eval_args(model, suite, output, base_model, precision, threads)
+    label = model or BUNDLED_MODEL
+    m, tok, base = _load_models(console, label, model, base_model, names)
+    out = evaluate(
+        m,
+        tok,
+        suite,
+        limit=limit,
+        seed=seed,
+        base_model=base,
+        batch_size=batch_size,
+        generation_batch_size=generation_batch_size,
+        progress=progress,
+        model_name=label,
+        base_model_name=base_model,
+        on_result=lambda name, r: _print_result(console, name, r),
+        precision=precision,
+    )
+    if output is not None:
+        write_json_atomic(output, out)
+        console.print(f"wrote {output}")
+    Console().print(results_table(out, title=f"{label} (seed {seed})"))
+
+
+def _check_eval_args(
+    model: str | None, suite: list[str], output: Path | None, base_model: str | None, precision: str, threads: int | None
+) -> tuple[list[str], list[str]]:
+    """The suites as given (comma-separated entries split) and their expansion into suite names,
+    after every option is checked (the torch threads set), before any model is loaded.
+
+    Raises:
+        typer.BadParameter: an unknown precision or suite, the file task, drift without a base
+            model, a missing model, models with different vocabularies, a bad output path.
+    """
+    from anchored_learning.evaluation.suites import expand_suites
+    from anchored_learning.models import BUNDLED_MODEL, PRECISIONS, check_model_source, check_same_vocabulary
+
     if precision not in PRECISIONS:
         raise typer.BadParameter(f"{precision!r} is not one of {', '.join(PRECISIONS)}", param_hint="--precision")
     if threads is not None:
@@ -128,36 +165,25 @@ def eval_command(
             check_output_path(output, "file")
         except ValueError as e:
             raise typer.BadParameter(str(e), param_hint="--output") from None
-    label = model or BUNDLED_MODEL
+    return suite, names
+
+
+def _load_models(console, label: str, model: str | None, base_model: str | None, names: list[str]):
+    """The model and tokenizer, and the base model p0 when a drift suite is run (else None)."""
+    from anchored_learning.models import load_model_and_tokenizer
+
     console.print(f"loading model [bold]{label}[/]")
     m, tok = load_model_and_tokenizer(model)
     base = None
     if base_model is not None and any(n == "drift" or n.startswith("drift:") for n in names):
         console.print(f"loading base model [bold]{base_model}[/]")
         base, _ = load_model_and_tokenizer(base_model)
+    return m, tok, base
 
-    def on_result(name: str, r: dict) -> None:
-        if "primary" in r:
-            console.print(f"  {name}: {r['primary_metric']}={r['primary']:.4f} (n={r['n']}, {r['wall_time_s']:.0f}s)")
-        else:
-            console.print(f"  {name}: {r.get('skipped') or r.get('error')}")
 
-    out = evaluate(
-        m,
-        tok,
-        suite,
-        limit=limit,
-        seed=seed,
-        base_model=base,
-        batch_size=batch_size,
-        generation_batch_size=generation_batch_size,
-        progress=progress,
-        model_name=label,
-        base_model_name=base_model,
-        on_result=on_result,
-        precision=precision,
-    )
-    if output is not None:
-        write_json_atomic(output, out)
-        console.print(f"wrote {output}")
-    Console().print(results_table(out, title=f"{label} (seed {seed})"))
+def _print_result(console, name: str, r: dict) -> None:
+    """One suite's line as soon as it is scored."""
+    if "primary" in r:
+        console.print(f"  {name}: {r['primary_metric']}={r['primary']:.4f} (n={r['n']}, {r['wall_time_s']:.0f}s)")
+    else:
+        console.print(f"  {name}: {r.get('skipped') or r.get('error')}")
