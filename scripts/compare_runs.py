@@ -21,7 +21,9 @@ from pathlib import Path
 #: results.json row fields that depend on the wall clock, not on the model
 TIMING = {"train_time_s"}
 #: log_history keys that depend on the wall clock
-LOG_TIMING = {"train_runtime", "train_samples_per_second", "train_steps_per_second", "total_flos"}
+LOG_TIMING = {"train_runtime", "train_samples_per_second", "train_steps_per_second", "total_flos", "anchor/refresh_s"}
+#: anchor_history keys that depend on the wall clock (seconds spent in a refresh)
+ANCHOR_TIMING = {"refresh_s"}
 
 
 def _same(a, b) -> bool:
@@ -73,7 +75,10 @@ def main(argv: list[str] | None = None) -> int:
         b = json.loads(other.read_text()) if other.exists() else {}
         report["train_logs"][done.parts[-3]] = {
             "log_history": compare_logs(a.get("log_history", []), b.get("log_history", [])),
-            "anchor_history": _same(a.get("anchor_history"), b.get("anchor_history")),
+            "anchor_history": _same(
+                *([{k: v for k, v in r.items() if k not in ANCHOR_TIMING} for r in x.get("anchor_history") or []] for x in (a, b))
+            ),
+            "weights_sha256": a.get("weights_sha256") == b.get("weights_sha256"),
         }
     ra = {r["label"]: r for r in json.loads((args.before / "results.json").read_text())["rows"]}
     rb = {r["label"]: r for r in json.loads((args.after / "results.json").read_text())["rows"]}
