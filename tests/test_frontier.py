@@ -13,22 +13,26 @@ from anchored_learning.evaluation.metrics import compare
 from anchored_learning.experiment.frontier import (
     bootstrap_points,
     degradation_at_gain,
-    family_of,
     frontier_curve,
     frontier_statistics,
     gain_at_degradation,
     hypervolume,
     load_frontier_evals,
+    method_of,
 )
 from anchored_learning.experiment.frontier_report import _verdict, write_frontier_report
 from anchored_learning.tables import pareto_frontier
 
 
-def test_family_of():
-    assert family_of("sft") == "sft"
-    assert family_of("sft(learning_rate=1e-4,num_train_epochs=1)") == "sft"
-    assert family_of("anchored(anchor_alpha=0.25)") == "anchored"
-    assert family_of("wise_ft(w=0.5)") == "wise_ft"
+def _families(labels):
+    """The families of the labels the tests use, as the experiment records them (the variant's method)."""
+    return {lab: lab.split("(")[0] for lab in labels}
+
+
+def test_method_of_reads_the_recorded_method():
+    assert method_of({"meta": {"method": "sft"}, "results": {}}) == "sft"
+    with pytest.raises(ValueError, match=r"x\.json does not record the method that made it"):
+        method_of({"meta": {}, "results": {}}, "x.json")
 
 
 def test_frontier_curve_is_the_brute_force_pareto_set():
@@ -163,7 +167,7 @@ def test_frontier_statistics_closed_form():
     # full sample and two identical replicates (so every interval is the point)
     g = np.array([[20.0] * 3, [10.0] * 3, [15.0] * 3, [25.0] * 3])
     d = np.array([[20.0] * 3, [10.0] * 3, [5.0] * 3, [30.0] * 3])
-    st = frontier_statistics(labels, g, d)
+    st = frontier_statistics(labels, g, d, _families(labels))
     a = next(p for p in st["points"] if p["label"] == "anchored")
     assert a["degradation_at_matched_gain"]["value"] == pytest.approx(5.0 - 15.0)
     assert a["gain_at_matched_degradation"]["value"] == pytest.approx(15.0 - 5.0)  # SFT's frontier: (0,0)-(10,10)
@@ -186,7 +190,7 @@ def test_frontier_statistics_closed_form():
     # anchored above SFT's best gain: the verdict turns to the gain at matched degradation
     g2 = g.copy()
     g2[2] = [30.0, 30.0, 3.0]  # one replicate with less gain than SFT at that degradation
-    v = _verdict(frontier_statistics(labels, g2, d), "t")
+    v = _verdict(frontier_statistics(labels, g2, d, _families(labels)), "t")
     assert "above every SFT run's point estimate" in v and "not distinguishable" in v
     # paired differences to SFT's highest-gain run (the reference 'sft': gain 20, degradation 20)
     vs = a["vs_highest_gain_reference"]
@@ -196,13 +200,13 @@ def test_frontier_statistics_closed_form():
     # beyond SFT's range both ways (more gain, less forgetting than the base): the verdict uses them
     g3, d3 = g.copy(), d.copy()
     g3[2], d3[2] = [30.0, 31.0, 29.0], [-1.0, -2.0, 1.0]  # intervals: 2.5/97.5 percentiles of the 2 replicates
-    v = _verdict(frontier_statistics(labels, g3, d3), "t")
+    v = _verdict(frontier_statistics(labels, g3, d3, _families(labels)), "t")
     assert v.endswith(
         "against SFT's highest-gain run sft it gains +10.0 [+9.1, +10.9] points more and forgets -21.0 [-21.9, -19.1] "
         "percentage points more (paired; better on both)."
     ), v
     with pytest.raises(ValueError, match="no run of the 'sft' family"):
-        frontier_statistics(["anchored"], g[:1], d[:1])
+        frontier_statistics(["anchored"], g[:1], d[:1], {"anchored": "anchored"})
 
 
 def test_write_frontier_report_on_a_run_folder(tmp_path):
@@ -215,7 +219,8 @@ def test_write_frontier_report_on_a_run_folder(tmp_path):
         (tmp_path / f"seed-{s}" / "evals").mkdir(parents=True)
         (tmp_path / f"seed-{s}" / "config.json").write_text(json.dumps({"task": "t", "heldout": ["mc", "nll"], "seed": s}))
         for lab, e in ev.items():
-            (tmp_path / f"seed-{s}" / "evals" / f"{lab}.json").write_text(json.dumps(e))
+            meta = {} if lab == "base" else {"method": lab.split("(")[0]}
+            (tmp_path / f"seed-{s}" / "evals" / f"{lab}.json").write_text(json.dumps({**e, "meta": meta}))
         final = tmp_path / f"seed-{s}" / "models" / "anchored" / "final"
         final.mkdir(parents=True)
         hist = [{"outer_iteration": 0, "kl_snapshot_anchor": 0.3, "alpha_kl_snapshot_reference": 0.5}]
@@ -276,7 +281,8 @@ def test_report_drift_view_closed_form(tmp_path):
                 "mc": _suite(np.full(20, 0.5)),
                 "drift": _suite(np.full(8, kl), weights=np.arange(1, 9), hib=False),
             }
-            (tmp_path / f"seed-{s}" / "evals" / f"{lab}.json").write_text(json.dumps({"results": results}))
+            meta = {} if lab == "base" else {"method": lab.split("(")[0]}
+            (tmp_path / f"seed-{s}" / "evals" / f"{lab}.json").write_text(json.dumps({"results": results, "meta": meta}))
     res = write_frontier_report(tmp_path, n_boot=50)
     view = res["drift_view"]
     a = next(p for p in view["points"] if p["label"] == "anchored")

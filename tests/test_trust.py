@@ -298,7 +298,8 @@ def test_frontier_leaves_a_suite_the_base_scores_0_on_out_with_a_warning(tmp_pat
         config = {"task": "igsm", "heldout": ["arc_easy", "sciq_chat"], "seed": s}
         (tmp_path / f"seed-{s}" / "config.json").write_text(json.dumps(config))
         for lab, e in ev.items():
-            (tmp_path / f"seed-{s}" / "evals" / f"{lab}.json").write_text(json.dumps(e))
+            meta = {} if lab == "base" else {"method": lab}
+            (tmp_path / f"seed-{s}" / "evals" / f"{lab}.json").write_text(json.dumps({**e, "meta": meta}))
     res = write_frontier_report(tmp_path, seeds=[0, 1], n_boot=20)
     assert res["heldout"] == ["sciq_chat"] and "scores 0" in res["left_out"]["arc_easy"]
     assert "Left out of every mean degradation: arc_easy" in (tmp_path / "frontier.md").read_text()

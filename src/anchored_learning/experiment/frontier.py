@@ -50,10 +50,20 @@ REFERENCE_FAMILY = "sft"
 HEADLINE = "anchored"
 
 
-def family_of(label: str) -> str:
-    """``"sft(learning_rate=1e-4,num_train_epochs=1)"`` -> ``"sft"``; the reference model's row
-    ``"sft"`` is SFT; ``"wise_ft(w=0.5)"`` -> ``"wise_ft"``."""
-    return label.split("(", 1)[0]
+def method_of(evaluation: Mapping[str, Any], where: str = "an evaluation") -> str:
+    """The method (family) recorded with an evaluation of a trained run (``meta.method``, written by
+    :func:`~anchored_learning.experiment.stages.evaluate_model`).
+
+    Raises:
+        ValueError: an evaluation that does not record it (made by ``anchored compare``, not a run).
+    """
+    method = evaluation.get("meta", {}).get("method")
+    if not method:
+        raise ValueError(
+            f"{where} does not record the method that made it (meta.method): only runs of `anchored run` / "
+            "`anchored frontier` are put on a frontier; re-run the command on that folder to record it"
+        )
+    return method
 
 
 # ------------------------------------------------------------------------------ frontier geometry
@@ -238,9 +248,17 @@ def _estimate(values: np.ndarray) -> dict[str, Any]:
 
 
 def frontier_statistics(
-    labels: Sequence[str], gain: np.ndarray, deg: np.ndarray, reference_family: str = REFERENCE_FAMILY
+    labels: Sequence[str],
+    gain: np.ndarray,
+    deg: np.ndarray,
+    families: Mapping[str, str],
+    reference_family: str = REFERENCE_FAMILY,
 ) -> dict[str, Any]:
     """Every statistic of the module docstring from :func:`bootstrap_points`' arrays.
+
+    Args:
+        families: each label's family, the method of the variant that made it (an evaluation's
+            ``meta.method``, :func:`method_of`); ``reference_family`` is the one compared with.
 
     Returns:
         ``{"points": [{label, family, gain, degradation, on_family_frontier, on_frontier,
@@ -253,7 +271,7 @@ def frontier_statistics(
     Raises:
         ValueError: no run of the reference family.
     """
-    fam = [family_of(lab) for lab in labels]
+    fam = [families[lab] for lab in labels]
     ref_rows = [m for m, f in enumerate(fam) if f == reference_family]
     if not ref_rows:
         raise ValueError(f"no run of the {reference_family!r} family to compare with")

@@ -13,9 +13,9 @@ from anchored_learning.experiment.frontier import (
     HEADLINE,
     REFERENCE_FAMILY,
     bootstrap_points,
-    family_of,
     frontier_statistics,
     load_frontier_evals,
+    method_of,
 )
 from anchored_learning.experiment.plan import NOT_RUNS, training_record
 from anchored_learning.io import read_json, write_json_atomic, write_text_atomic
@@ -96,15 +96,16 @@ def _verdict(
 
 
 def _drift_view(
-    evals: Mapping[int, Mapping[str, Mapping[str, Any]]], labels: Sequence[str], target: str, n_boot: int, boot_seed: int
+    evals: Mapping[int, Mapping[str, Mapping[str, Any]]], families: Mapping[str, str], target: str, n_boot: int, boot_seed: int
 ) -> dict[str, Any] | None:
     """The frontier statistics with the held-out drift KL(p0 || p) (nats per token) as the
     degradation axis, its verdict and the prompts per seed; None when some seed's base evaluation
     has no ``drift`` suite."""
     if not all("drift" in ev["base"]["results"] for ev in evals.values()):
         return None
+    labels = list(families)
     gain, kl = bootstrap_points(evals, labels, target, ["drift"], n_boot=n_boot, seed=boot_seed, relative=False)
-    stats = frontier_statistics(labels, gain, kl)
+    stats = frontier_statistics(labels, gain, kl, families)
     verdict = _verdict(stats, target, "drift KL", "nats per token", "a smaller step", "{:+.3f}", "drifts {} nats per token more")
     n_items = len(next(iter(evals.values()))["base"]["results"]["drift"]["items"])
     return {"verdict": verdict, "n_items": n_items, **stats}
@@ -112,7 +113,7 @@ def _drift_view(
 
 def _prior_view(
     evals: Mapping[int, Mapping[str, Mapping[str, Any]]],
-    labels: Sequence[str],
+    families: Mapping[str, str],
     target: str,
     prior: str | None,
     n_boot: int,
@@ -123,8 +124,9 @@ def _prior_view(
     seed; None without a prior skill in every seed's base evaluation."""
     if not prior or not all(prior in ev["base"]["results"] for ev in evals.values()):
         return None
+    labels = list(families)
     gain, drop = bootstrap_points(evals, labels, target, [prior], n_boot=n_boot, seed=boot_seed)
-    stats = frontier_statistics(labels, gain, drop)
+    stats = frontier_statistics(labels, gain, drop, families)
     verdict = _verdict(stats, target, f"loss of the prior skill {prior}", more="loses {} percentage points more of it")
     n_items = len(next(iter(evals.values()))["base"]["results"][prior]["items"])
     return {"verdict": verdict, "prior_task": prior, "n_items": n_items, **stats}
@@ -144,8 +146,14 @@ def _view_lines(title: str, view: Mapping[str, Any], text: str, unit: str, fmt: 
 
 
 def _load_study(folder: Path, seeds: Sequence[int] | None, task: str | None):
-    """``(evals, seeds, config, target, labels, incomplete)`` of a run folder: the runs finished in
-    every seed, SFT's first, then anchored's, then every other family's (by label within each)."""
+    """``(evals, seeds, config, target, families, incomplete)`` of a run folder: ``families`` maps
+    the runs finished in every seed to their method, SFT's first, then anchored's, then every
+    other family's (by label within each).
+
+    Raises:
+        ValueError: not a run folder, no target task, another target than ``task``, or an
+            evaluation that does not record its method.
+    """
     evals = load_frontier_evals(folder, seeds)
     seeds = sorted(evals)
     cfg_path = next((p for p in (folder / f"seed-{seeds[0]}" / "config.json", folder / "config.json") if p.exists()), None)
@@ -158,13 +166,14 @@ def _load_study(folder: Path, seeds: Sequence[int] | None, task: str | None):
     if task is not None and task != target:
         raise ValueError(f"{folder} holds a {target!r} study, not {task!r}: drop --task or give that study's folder with -o")
     first = evals[seeds[0]]
-    order = list(dict.fromkeys([REFERENCE_FAMILY, HEADLINE, *sorted(family_of(lab) for lab in first)]))
+    runs = [lab for lab in first if lab not in NOT_RUNS]
+    families = {lab: method_of(first[lab], f"{folder}: seed {seeds[0]}'s evaluation of {lab}") for lab in runs}
+    order = list(dict.fromkeys([REFERENCE_FAMILY, HEADLINE, *sorted(families.values())]))
     labels = sorted(
-        (lab for lab in first if lab not in NOT_RUNS and all(lab in evals[s] for s in seeds)),
-        key=lambda lab: (order.index(family_of(lab)), lab),
+        (lab for lab in runs if all(lab in evals[s] for s in seeds)), key=lambda lab: (order.index(families[lab]), lab)
     )
     incomplete = sorted({lab for s in seeds for lab in evals[s] if lab not in NOT_RUNS and lab not in labels})
-    return evals, seeds, cfg, target, labels, incomplete
+    return evals, seeds, cfg, target, {lab: families[lab] for lab in labels}, incomplete
 
 
 def _frontier_markdown(result: dict[str, Any]) -> list[str]:
@@ -230,7 +239,7 @@ def _frontier_markdown(result: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _frontier_plots(folder: Path, result: dict[str, Any], labels: list[str]) -> dict[str, Any]:
+def _frontier_plots(folder: Path, result: dict[str, Any], families: Mapping[str, str]) -> dict[str, Any]:
     """``frontier.png``, ``training_curves.png`` and ``anchor_bound.png``; returns the anchor bound's summary."""
     from anchored_learning.plots import plot_anchor_bound, plot_frontier, plot_training_curves  # matplotlib
 
@@ -238,15 +247,15 @@ def _frontier_plots(folder: Path, result: dict[str, Any], labels: list[str]) -> 
     plot_frontier(result, folder / "frontier.png", title=f"{label}: gain vs. degradation, seeds {seeds}")
     runs = {s: folder / f"seed-{s}" if (folder / f"seed-{s}").is_dir() else folder for s in seeds}
     plot_training_curves(
-        {lab: r for lab in labels if (r := training_record(runs[seeds[0]], lab)) is not None},
+        {lab: r for lab in families if (r := training_record(runs[seeds[0]], lab)) is not None},
         folder / "training_curves.png",
         title=f"{label}: training loss, seed {seeds[0]}",
     )
     records = {
         (s, lab): r
         for s in seeds
-        for lab in labels
-        if family_of(lab) == HEADLINE and (r := training_record(runs[s], lab)) is not None
+        for lab, family in families.items()
+        if family == HEADLINE and (r := training_record(runs[s], lab)) is not None
     }
     return plot_anchor_bound(records, folder / "anchor_bound.png")
 
@@ -271,14 +280,15 @@ def write_frontier_report(
             or no SFT run in every seed.
     """
     folder = Path(folder)
-    evals, seeds, cfg, target, labels, incomplete = _load_study(folder, seeds, task)
+    evals, seeds, cfg, target, families, incomplete = _load_study(folder, seeds, task)
+    labels = list(families)
     heldout, left_out = degradation_members(
         [evals[s]["base"] for s in seeds], [evals[s][lab] for s in seeds for lab in labels], targets=[target]
     )
     heldout = [h for h in cfg["heldout"] if h in heldout]
     left_out = {h: why for h, why in left_out.items() if h in cfg["heldout"]}
     gain, deg = bootstrap_points(evals, labels, target, heldout, n_boot=n_boot, seed=boot_seed)
-    stats = frontier_statistics(labels, gain, deg)
+    stats = frontier_statistics(labels, gain, deg, families)
     result = {
         "task": target,
         "seeds": seeds,
@@ -290,10 +300,10 @@ def write_frontier_report(
         "incomplete": incomplete,
         "left_out": left_out,
         **stats,
-        "drift_view": _drift_view(evals, labels, target, n_boot, boot_seed),
-        "prior_view": _prior_view(evals, labels, target, cfg.get("prior_task"), n_boot, boot_seed),
+        "drift_view": _drift_view(evals, families, target, n_boot, boot_seed),
+        "prior_view": _prior_view(evals, families, target, cfg.get("prior_task"), n_boot, boot_seed),
     }
     write_text_atomic(folder / "frontier.md", "\n".join(_frontier_markdown(result)) + "\n")
-    result["anchor_bound"] = _frontier_plots(folder, result, labels)
+    result["anchor_bound"] = _frontier_plots(folder, result, families)
     write_json_atomic(folder / "frontier.json", result)
     return result

@@ -243,8 +243,10 @@ class Experiment:
         trained = "sft" if method == "wise_ft" else label
         return recorded_evaluation(self.cfg, self.out, label) is not None and P.training_record(self.out, trained) is not None
 
-    def _evaluate(self, name: str, model) -> dict[str, Any]:
+    def _evaluate(self, name: str, model, method: str | None = None) -> dict[str, Any]:
         """Evaluate on the main process (the others wait); the evaluation, or {} on other ranks.
+        ``method``: the method of the variant that made the model (recorded as ``meta.method``;
+        None for the base and pretrained models).
 
         The base model's evaluation is first looked up by content key (:mod:`.eval_cache`): when
         another folder evaluated the same model on the same items with the same settings and code,
@@ -261,7 +263,7 @@ class Experiment:
                     write_json_atomic(self.out / "evals" / "base.json", copy)
                     self.log(f"[reuse] eval base: same model, items, settings and code as {stored[0]}")
                     key = None
-            res = evaluate_model(self.cfg, self.out, name, model, self.tok, self.base, self.task, self.log)
+            res = evaluate_model(self.cfg, self.out, name, model, self.tok, self.base, self.task, self.log, method=method)
             if key is not None:
                 eval_cache.store_base_evaluation(key, res)
             self._save_wall_time()
@@ -326,7 +328,7 @@ class Experiment:
         if not self._finished("sft", "sft") or any(v.needs_reference for v in todo):
             ref_dir = self._train("reference", P.reference_args(c, self.out))
             self.ref_model = AutoModelForCausalLM.from_pretrained(ref_dir).eval() if main else None
-        evals["sft"] = self._evaluate("sft", self.ref_model)
+        evals["sft"] = self._evaluate("sft", self.ref_model, "sft")
         return evals
 
     def variant_model(self, variant: Variant):
@@ -370,11 +372,11 @@ class Experiment:
         for v in self.plan:
             if v not in todo:
                 self.log(f"[skip] {v.label}: trained and evaluated ({self.out / 'evals' / v.label}.json)")
-                evals[v.label] = self._evaluate(v.label, None)
+                evals[v.label] = self._evaluate(v.label, None, v.method)
                 continue
             self.log(f"[run {todo.index(v) + 1}/{len(todo)}] {v.label}")
             m = self.variant_model(v)
-            evals[v.label] = self._evaluate(v.label, m)
+            evals[v.label] = self._evaluate(v.label, m, v.method)
             del m
         self.evals = evals
         if not is_main_process():
@@ -392,7 +394,18 @@ class Experiment:
         return write_report(self.cfg, self.out, self.evals, wall, task=self.task, members=members, log=self.log)
 
 
-def evaluate_model(cfg, out: Path, name: str, model, tok, base, task, log: Callable[[str], None], model_id: str | None = None):
+def evaluate_model(
+    cfg,
+    out: Path,
+    name: str,
+    model,
+    tok,
+    base,
+    task,
+    log: Callable[[str], None],
+    model_id: str | None = None,
+    method: str | None = None,
+):
     """Evaluate ``model`` on the config's target (when it has one), held-out suite and drift
     suites, or reuse ``out/evals/<name>.json`` when it exists (and, with ``model_id``, was made
     for that model).
@@ -402,6 +415,8 @@ def evaluate_model(cfg, out: Path, name: str, model, tok, base, task, log: Calla
         base: the base model p0 of the drift suites.
         task: the target task object (None: no target).
         model_id: what the evaluation is stored under as ``meta.model`` (default ``name``).
+        method: the method of the variant that made the model, stored as ``meta.method`` (its
+            family on the frontier; a recorded evaluation without it gets it added).
 
     Returns:
         the :func:`~anchored_learning.evaluation.suites.evaluate` output (also written to
@@ -412,6 +427,9 @@ def evaluate_model(cfg, out: Path, name: str, model, tok, base, task, log: Calla
     path = out / "evals" / f"{name}.json"
     if (res := recorded_evaluation(cfg, out, name, model_id)) is not None:
         log(f"[skip] eval {name}: {path}")
+        if method is not None and res["meta"].get("method") != method:
+            res["meta"]["method"] = method
+            write_json_atomic(path, res)
         return res
     if path.exists():
         meta = json.loads(path.read_text())["meta"]
@@ -441,6 +459,8 @@ def evaluate_model(cfg, out: Path, name: str, model, tok, base, task, log: Calla
         tasks={c.task: task} if task is not None else {},
         precision=c.precision,
     )
+    if method is not None:
+        res["meta"]["method"] = method
     write_json_atomic(path, res)
     return res
 

@@ -25,7 +25,6 @@ def select(cfg: TuneConfig, points: Mapping[str, Mapping[str, Any]]) -> tuple[li
     """``(pareto, sft_frontier, recommended)`` chosen on validation: the non-dominated labels, SFT's
     own non-dominated labels (the reference included), and the label with the highest validation
     gain among those meeting the constraint (the lower degradation on a tie; None when none does)."""
-    from anchored_learning.experiment.frontier import family_of
     from anchored_learning.tables import pareto_frontier
 
     def front(labels: list[str]) -> list[str]:
@@ -34,7 +33,7 @@ def select(cfg: TuneConfig, points: Mapping[str, Mapping[str, Any]]) -> tuple[li
     labels = list(points)
     ok = [lab for lab in labels if meets(cfg, points[lab]["degradation"])]
     rec = max(ok, key=lambda lab: (points[lab]["gain"], -points[lab]["degradation"])) if ok else None
-    return front(labels), front([lab for lab in labels if family_of(lab) == "sft"]), rec
+    return front(labels), front([lab for lab in labels if points[lab]["method"] == "sft"]), rec
 
 
 def _constraint_verdict(cfg: TuneConfig, est: Mapping[str, Any]) -> dict[str, Any]:
@@ -64,23 +63,24 @@ def tune_report(cfg: TuneConfig, study, points, selection, test_evals, split, lo
     bootstrap intervals, degradation at SFT-matched gain) with the recommendation's verdict."""
     from optuna.trial import TrialState
 
-    from anchored_learning.experiment.frontier import bootstrap_points, family_of, frontier_statistics
+    from anchored_learning.experiment.frontier import bootstrap_points, frontier_statistics
     from anchored_learning.io import write_json_atomic, write_text_atomic
     from anchored_learning.plots import plot_frontier
 
     out = Path(cfg.output_dir)
     pareto, sft_front, rec = selection
     labels = list(dict.fromkeys(["sft", *sft_front, *pareto, *([rec] if rec else [])]))
-    order = list(dict.fromkeys(["sft", *(family_of(lab) for lab in labels)]))
-    labels.sort(key=lambda lab: (order.index(family_of(lab)), lab))
+    families = {lab: points[lab]["method"] for lab in labels}
+    order = list(dict.fromkeys(["sft", *families.values()]))
+    labels.sort(key=lambda lab: (order.index(families[lab]), lab))
     evals = {int(cfg.seed): test_evals}
     heldout = validation_heldout(cfg)
     gain, deg = bootstrap_points(evals, labels, cfg.task, heldout, n_boot=int(cfg.n_boot), seed=0)
-    stats = frontier_statistics(labels, gain, deg)
+    stats = frontier_statistics(labels, gain, deg, families)
     member = None
     if cfg.objective_member:
         mg, md = bootstrap_points(evals, labels, cfg.task, [cfg.objective_member], n_boot=int(cfg.n_boot), seed=0)
-        member = frontier_statistics(labels, mg, md)
+        member = frontier_statistics(labels, mg, md, families)
     objective_stats = member or stats
     recommended = _recommendation(cfg, rec, points, objective_stats) if rec is not None else None
     counted = counted_trials(study.get_trials(deepcopy=False))
