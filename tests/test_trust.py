@@ -482,6 +482,37 @@ def test_a_mistyped_local_path_fails_at_once(tmp_path, monkeypatch):
         assert time.perf_counter() - t0 < 5
 
 
+def test_an_id_not_in_the_cache_fails_without_fetching_when_the_hub_cannot_be_reached(monkeypatch):
+    """Was: ~30 s of network retries before the error for a Hub id (e.g. a mistyped `smollm2`) on a
+    machine without network."""
+    import socket
+
+    from huggingface_hub import constants
+    from transformers import AutoConfig
+
+    from anchored_learning.models import check_model_source
+
+    lookups = []
+
+    def not_cached(name, **kw):
+        lookups.append(kw.get("local_files_only", False))
+        raise OSError(f"{name} is not cached")
+
+    def unreachable(*a, **kw):
+        raise OSError("no route to host")
+
+    monkeypatch.setattr(AutoConfig, "from_pretrained", not_cached)
+    monkeypatch.setattr(socket, "create_connection", unreachable)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    with pytest.raises(ValueError, match=r"'nonexistentmodel'.*cannot be fetched either: huggingface.co cannot be reached"):
+        check_model_source("nonexistentmodel")
+    assert lookups == [True]  # the local cache only: never a fetch with its retries
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(ValueError, match="HF_HUB_OFFLINE is set"):
+        check_model_source("nonexistentmodel")
+    assert lookups == [True, True]
+
+
 def test_max_steps_that_cut_the_outer_loop_are_said(tmp_path):
     """Was: `--max_steps 2` with anchored silently ran fewer than T x K epochs."""
     from test_trainer import base_args, make_data

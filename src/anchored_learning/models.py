@@ -170,7 +170,8 @@ def check_model_source(name_or_path: str | None) -> None:
     string that can only be a path (:func:`_not_a_hub_id`: ``/``, ``.``, ``~``, more than one
     ``/``, not a valid repo id, or ``dir/name`` where ``dir`` is a folder here) fails at once;
     anything else is read as a Hugging Face id, looked up in the local Hub cache first and then
-    fetched (on a machine without network an id not in the cache takes ~30 s of retries before failing).
+    fetched, when the Hub can be reached (:func:`hub_unreachable`; without network an id not in the
+    cache fails at once instead of after ~30 s of retries).
 
     Raises:
         ValueError: the message names the model and says what to pass instead.
@@ -194,12 +195,33 @@ def check_model_source(name_or_path: str | None) -> None:
         try:  # the local Hub cache first: no network retries for an id that is there
             AutoConfig.from_pretrained(name_or_path, local_files_only=True)
         except (OSError, ValueError):
+            if (host := hub_unreachable()) is not None:  # fail now, not after ~30 s of retries
+                raise OSError(f"it cannot be fetched either: {host} cannot be reached from here") from None
             AutoConfig.from_pretrained(name_or_path)
     except (OSError, ValueError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ValueError(
             f"cannot load model {name_or_path!r}: it is not a local folder and not in the Hugging Face cache ({first}); {hint}"
         ) from None
+
+
+def hub_unreachable(timeout_s: float = 3.0) -> str | None:
+    """None when the Hugging Face Hub can be reached, else why not: offline mode
+    (``HF_HUB_OFFLINE``) or its host (``HF_ENDPOINT``'s) not answering a TCP connection on port
+    443 within ``timeout_s`` seconds."""
+    import socket
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return "the Hugging Face Hub (HF_HUB_OFFLINE is set)"
+    host = urlparse(constants.ENDPOINT).hostname or "huggingface.co"
+    try:
+        socket.create_connection((host, 443), timeout=timeout_s).close()
+    except OSError:
+        return host
+    return None
 
 
 #: the precision settings every command takes (``--precision``): bf16 autocast where the hardware does it
