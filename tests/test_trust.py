@@ -391,6 +391,33 @@ def test_two_trains_into_one_folder_the_second_fails_at_once(tmp_path, fake_trai
     assert _invoke(argv).exit_code == 0
 
 
+def test_run_frontier_and_compare_refuse_a_folder_another_command_writes(tmp_path, monkeypatch):
+    """Was: only `anchored train` took the output folder's lock; two `anchored run` into one folder
+    wrote the same stages' files."""
+    import anchored_learning.experiment as experiment
+    import anchored_learning.experiment.compare as compare
+    import anchored_learning.experiment.stages as stages
+    from anchored_learning.io import lock_output_folder
+
+    def boom(*a, **k):
+        pytest.fail("work started in a folder another command holds")
+
+    monkeypatch.setattr(stages.Experiment, "run", boom)
+    monkeypatch.setattr(experiment, "run_seeds", boom)
+    monkeypatch.setattr(compare, "compare_models", boom)
+    out = tmp_path / "r"
+    held = lock_output_folder(out)
+    for argv in (
+        ["run", "--preset", "quick", "-o", str(out)],
+        ["run", "--preset", "quick", "-o", str(out), "--seeds", "0,1"],
+        ["frontier", "--report_only", "--seeds", "0", "-o", str(out)],
+        ["compare", "--model", "smollm2-135m-instruct", "-o", str(out)],
+    ):
+        res = _invoke(argv)
+        assert res.exit_code == 2 and "another anchored command is writing into" in _text(res), (argv, res.output)
+    held.release()
+
+
 def test_train_resumes_its_reference_and_removes_checkpoints_once_final(tmp_path, fake_train):
     """Was: the reference restarted at step 0, and 3.2 GB of checkpoints stayed behind."""
     argv = ["train", "--data", _data(tmp_path), "-o", str(tmp_path / "o"), "--method", "anchored"]

@@ -319,3 +319,23 @@ def exit_diverged(e: FloatingPointError, hint: str = "") -> None:
 
     Console(stderr=True).print(f"training diverged: {e}{hint}", style="bold red", markup=False, highlight=False)
     raise typer.Exit(1)
+
+
+def hold_output_lock(ctx: typer.Context, folder: str | Path) -> None:
+    """Hold the lock of the output folder ``folder`` until this command ends, however it ends
+    (:func:`anchored_learning.io.lock_output_folder`); under a launcher only the main process
+    (``RANK`` 0) takes it.
+
+    Raises:
+        typer.BadParameter: another command is writing into the folder (naming it and what to do).
+    """
+    import os
+
+    if int(os.environ.get("RANK", "0")) != 0:
+        return
+    from anchored_learning.io import lock_output_folder
+
+    try:
+        ctx.call_on_close(lock_output_folder(folder).release)
+    except ValueError as e:
+        raise typer.BadParameter(str(e), param_hint="--output_dir") from None

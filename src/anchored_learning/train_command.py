@@ -19,7 +19,14 @@ from typing import Any
 
 import typer
 
-from anchored_learning.arguments import build_dataclasses, drop_flag, exit_diverged, parse_config_values, peek_flag
+from anchored_learning.arguments import (
+    build_dataclasses,
+    drop_flag,
+    exit_diverged,
+    hold_output_lock,
+    parse_config_values,
+    peek_flag,
+)
 
 
 @dataclass
@@ -205,13 +212,7 @@ def train_command(ctx: typer.Context) -> None:
     _parse_job(job)
     _load_data(job)
     _record_settings(job)
-    if _is_rank0():  # one command at a time in a folder (a launch's main process takes it)
-        from anchored_learning.io import lock_output_folder
-
-        try:
-            ctx.call_on_close(lock_output_folder(job.output_dir).release)  # held until this command ends, however it ends
-        except ValueError as e:
-            raise typer.BadParameter(str(e), param_hint="--output_dir") from None
+    hold_output_lock(ctx, job.output_dir)  # one command at a time in a folder
     if _already_trained(job.output_dir, job.settings):
         typer.echo(f"already trained with the same data and settings: {job.output_dir / 'final'} (delete it to train again)")
         return

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import typer
 
-from anchored_learning.arguments import blame, exit_diverged, parse_config_args
+from anchored_learning.arguments import blame, exit_diverged, hold_output_lock, parse_config_args
 
 #: one-word field names a validation message may start with
 _PLAIN_FIELDS = ("seed", "seeds", "preset", "task", "model", "data", "sweep", "baselines")
@@ -153,7 +153,7 @@ def run_command(ctx: typer.Context) -> None:
         "Pareto plot. Every field below is a flag; --config RECIPE.yaml (e.g. a copy of "
         "anchored_learning/configs/igsm/quick.yaml) sets fields that flags override.",
     )
-    _run_experiment(_resolve_and_check_data(cfg), seeds=_seeds(seed_args.seeds))
+    _run_experiment(ctx, _resolve_and_check_data(cfg), seeds=_seeds(seed_args.seeds))
 
 
 def sweep_command(ctx: typer.Context) -> None:
@@ -173,10 +173,10 @@ def sweep_command(ctx: typer.Context) -> None:
         raise typer.BadParameter("give at least one --grid method.field=v1,v2", param_hint="--grid")
     if cfg.output_dir is None:
         cfg.output_dir = f"runs/{cfg.task or cfg.default_task()}-{cfg.preset}-sweep"
-    _run_experiment(_resolved(cfg))
+    _run_experiment(ctx, _resolved(cfg))
 
 
-def _run_experiment(cfg, seeds: list[int] | None = None) -> None:
+def _run_experiment(ctx: typer.Context, cfg, seeds: list[int] | None = None) -> None:
     """Run an experiment of the resolved ``cfg`` (once, or once per seed) with console progress,
     then print the table and where the files are."""
     from anchored_learning.experiment import Experiment, check_seeds, run_seeds
@@ -189,6 +189,7 @@ def _run_experiment(cfg, seeds: list[int] | None = None) -> None:
             check_seeds(seeds)
     except ValueError as e:
         raise usage_error(str(e)) from None
+    hold_output_lock(ctx, cfg.output_dir)
     try:
         out = run_seeds(cfg, seeds, console_log=log) if seeds else exp.run()
     except FloatingPointError as e:  # a diverged stage: its last complete checkpoint is kept for a resume
@@ -264,6 +265,7 @@ def frontier_command(ctx: typer.Context) -> None:
         seeds = check_seeds(_seeds(seed_args.seeds) or [])
     except ValueError as e:
         raise usage_error(str(e)) from None
+    hold_output_lock(ctx, cfg.output_dir)
     if not args.report_only:
         _train_frontier(cfg, seeds)
     if is_main_process():  # under a launcher the main process writes the report
@@ -361,6 +363,7 @@ def tune_command(ctx: typer.Context) -> None:
         description=_TUNE_DESCRIPTION,
     )
     cfg = _resolve_and_check_data(cfg)
+    hold_output_lock(ctx, cfg.output_dir)
     console, log = _console_log()
     try:
         res = tune(cfg, console_log=log)
@@ -394,6 +397,7 @@ def compare_command(ctx: typer.Context) -> None:
     )
     console, log = _console_log()
     cfg = _resolve_and_check_data(cfg)
+    hold_output_lock(ctx, cfg.output_dir)
     try:
         out = compare_models(cfg, console_log=log)
     except ValueError as e:
