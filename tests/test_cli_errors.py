@@ -344,7 +344,7 @@ def test_run_flags_come_from_the_experiment_config(tmp_path, monkeypatch):
     import anchored_learning.experiment.run_commands as commands
 
     got = []
-    monkeypatch.setattr(commands, "_run_experiment", lambda cfg, seeds=None: got.append((cfg, seeds)))
+    monkeypatch.setattr(commands, "_run_experiment", lambda ctx, cfg, seeds=None: got.append((cfg, seeds)))
     recipe = tmp_path / "r.yaml"
     recipe.write_text("preset: quick\nn_train: 8\nbaselines: [sft, wise_ft]\nlearning_rate: 1e-4\n")
     res = _invoke(["run", "--config", str(recipe), "--n_train", "12", "--anchor_alpha", "0.25", "--seeds", "0,1"])
@@ -471,7 +471,7 @@ def test_experiment_commands_resolve_their_settings_once(tmp_path, monkeypatch):
     got, resolves = [], []
     resolved = ExperimentConfig.resolved
     monkeypatch.setattr(ExperimentConfig, "resolved", lambda self: resolves.append(1) or resolved(self))
-    monkeypatch.setattr(commands, "_run_experiment", lambda cfg, seeds=None: got.append(cfg))
+    monkeypatch.setattr(commands, "_run_experiment", lambda ctx, cfg, seeds=None: got.append(cfg))
     for argv in (["run", "--preset", "quick"], ["sweep", "-g", "anchored.anchor_alpha=0.25"]):
         resolves.clear()
         res = _invoke([*argv, "-o", str(tmp_path / "r")])
