@@ -265,7 +265,8 @@ def frontier_command(ctx: typer.Context) -> None:
         seeds = check_seeds(_seeds(seed_args.seeds) or [])
     except ValueError as e:
         raise usage_error(str(e)) from None
-    hold_output_lock(ctx, cfg.output_dir)
+    if not args.report_only or Path(cfg.output_dir).is_dir():  # a report of no folder says so, creating none
+        hold_output_lock(ctx, cfg.output_dir)
     if not args.report_only:
         _train_frontier(cfg, seeds)
     if is_main_process():  # under a launcher the main process writes the report
