@@ -110,8 +110,9 @@ def variant_args(cfg: ExperimentConfig, out: Path, variant: Variant):
     if m.snapshot == "outer":  # the outer loop: T refreshes, K epochs each
         extra.update(outer_iterations=c.outer_iterations, inner_epochs=c.inner_epochs)
     extra.update(overrides)
-    if m.epochs == "outer" and "num_train_epochs" not in overrides:  # T x K, with the T and K the variant may have swept
-        extra["num_train_epochs"] = extra.get("outer_iterations", c.outer_iterations) * extra.get("inner_epochs", c.inner_epochs)
+    T, K = extra.get("outer_iterations", c.outer_iterations), extra.get("inner_epochs", c.inner_epochs)
+    if m.epochs == "outer" and "num_train_epochs" not in overrides and isinstance(T, int) and isinstance(K, int):
+        extra["num_train_epochs"] = T * K  # with the T and K the variant may have swept (others: the config's error)
     else:
         extra.setdefault("num_train_epochs", c.baseline_epochs)
     return training_args(cfg, out, name, **extra), peft_config
