@@ -159,6 +159,21 @@ def test_evaluate_rejects_bad_limits_and_batch_sizes():
             evaluate(None, None, ["arc_easy"], **kw)
 
 
+def test_train_takes_the_hyphenated_aliases_its_help_lists(tmp_path, fake_training, data):
+    """Was: --output-dir (listed by --help) was refused, and --reference-model was given to the
+    student while a new reference was trained and recorded (the flags were read in one spelling)."""
+    ref = tmp_path / "ref"
+    ref.mkdir()
+    (ref / "config.json").write_text("{}")
+    res = _invoke(["train", "--data", str(data), "--output-dir", str(tmp_path / "o"), "--method", "anchored",
+                   "--reference-model", str(ref)])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert fake_training["reference_calls"] == []  # the given reference, none trained
+    settings = json.loads((tmp_path / "o" / "train_settings.json").read_text())
+    assert settings["training_arguments"]["reference_model"] == str(ref)
+    assert "trained here" not in json.dumps(settings["reference_model"])
+
+
 def test_train_reuses_its_reference_only_for_the_same_data_and_saves_atomically(tmp_path, fake_training, data):
     import shutil
 
@@ -366,7 +381,7 @@ def test_run_flags_come_from_the_experiment_config(tmp_path, monkeypatch):
     _assert_usage_error(
         _invoke(["run", "--config", str(old_recipe)]), "sets ['batch_size'], which are not fields of this command"
     )
-    _assert_usage_error(_invoke(["run", "--alpha", "0.25"]), "unknown flag --alpha; see --help")
+    _assert_usage_error(_invoke(["run", "--alpha", "0.25"]), "unknown flag --alpha (did you mean --anchor_alpha?); see --help")
     res = _invoke(["run", "--seeds", "0", "2", "-o", str(tmp_path / "s")])
     assert res.exit_code == 0, res.output
     assert got[-1][1] == [0, 2]

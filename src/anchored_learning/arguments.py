@@ -46,9 +46,12 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         return action.help if getattr(action, "preset_filled", False) else super()._get_help_string(action)
 
 
-def make_parser(dataclass_types, prog: str, description: str, recipe_fields: Collection[str] = ()):
+def make_parser(
+    dataclass_types, prog: str, description: str, recipe_fields: Collection[str] = (), short_flags: dict | None = None
+):
     """A ``TrlParser`` over ``dataclass_types`` whose errors raise instead of exiting, with a
-    ``--config`` entry in its help and option lines that fit a terminal."""
+    ``--config`` entry in its help, option lines that fit a terminal, and ``short_flags``
+    (``{"-o": "--output_dir"}``) as aliases of fields the dataclasses do not give one."""
     from trl import TrlParser
 
     class Parser(TrlParser):
@@ -73,6 +76,10 @@ def make_parser(dataclass_types, prog: str, description: str, recipe_fields: Col
     parser.description = (parser.description or "").replace("`", "")  # transformers'/TRL's markdown, in a terminal
     for action in parser._actions:
         _tidy_action(action, preset_filled)
+    for short, long in (short_flags or {}).items():
+        action = parser._option_string_actions[long]
+        action.option_strings.append(short)
+        parser._option_string_actions[short] = action
     return parser
 
 
@@ -153,6 +160,7 @@ def parse_config_values(
     defaults: dict | None = None,
     overrides: dict | None = None,
     recipe_fields: Collection[str] = (),
+    short_flags: dict | None = None,
 ) -> dict[str, Any]:
     """The field values that ``argv`` and its ``--config`` file give ``dataclass_types`` (every
     field, defaults included), before the dataclasses are made (:func:`build_dataclasses`): one
@@ -164,12 +172,13 @@ def parse_config_values(
         overrides: field values that the config file cannot change (flags still can, unless removed
             from ``argv`` first).
         recipe_fields: the fields a bundled recipe fills (their help names the recipe as the default).
+        short_flags: short aliases of long flags (``{"-o": "--output_dir"}``; :func:`make_parser`).
 
     Raises:
         typer.Exit: ``--help`` was printed.
         typer.BadParameter: an unknown flag or config key, an unparsable value.
     """
-    parser = make_parser(dataclass_types, prog, description, recipe_fields)
+    parser = make_parser(dataclass_types, prog, description, recipe_fields, short_flags)
     options = {opt for a in parser._actions for opt in a.option_strings} | {"--config"}
     argv = _negative_values(_collect_list_flags(list(argv), parser, options), options)
     if defaults:
@@ -274,7 +283,11 @@ def unknown_flags(given: list[str], options: set[str]) -> str:
     for flag in dict.fromkeys(a.split("=", 1)[0] for a in flags):
         if flag in options:
             continue
-        close = difflib.get_close_matches(flag, sorted(o for o in options if o.startswith("--")), n=1, cutoff=0.75)
+        longs = sorted(o for o in options if o.startswith("--"))
+        close = difflib.get_close_matches(flag, longs, n=1, cutoff=0.75)
+        if not close and flag.startswith("--"):  # the end of exactly one flag's name: --alpha -> --anchor_alpha
+            ends = [o for o in longs if o.endswith("_" + flag[2:])]
+            close = ends if len(ends) == 1 else []
         parts.append(flag + (f" (did you mean {close[0]}?)" if close else ""))
     if parts:
         return f"unknown flag{'s' if len(parts) > 1 else ''} {', '.join(parts)}; see --help"
@@ -285,14 +298,20 @@ def unknown_flags(given: list[str], options: set[str]) -> str:
     )
 
 
+def _spellings(flag: str) -> tuple[str, ...]:
+    """``--output_dir`` and the hyphenated alias HfArgumentParser accepts for it, ``--output-dir``."""
+    return tuple(dict.fromkeys([flag, "--" + flag[2:].replace("_", "-")]))
+
+
 def peek_flag(argv: list[str], flag: str) -> str | None:
-    """The value ``argv`` gives ``flag`` (``--flag v`` or ``--flag=v``), else the one its
-    ``--config`` file gives, else None."""
+    """The value ``argv`` gives ``flag`` or its hyphenated alias (``--flag v`` or ``--flag=v``),
+    else the one its ``--config`` file gives, else None."""
     for i, a in enumerate(argv):
-        if a == flag and i + 1 < len(argv):
-            return argv[i + 1]
-        if a.startswith(flag + "="):
-            return a.split("=", 1)[1]
+        for f in _spellings(flag):
+            if a == f and i + 1 < len(argv):
+                return argv[i + 1]
+            if a.startswith(f + "="):
+                return a.split("=", 1)[1]
     config = peek_flag(argv, "--config") if flag != "--config" else None
     if config is not None:
         value = read_config_file(Path(config).expanduser()).get(flag[2:])
@@ -301,14 +320,14 @@ def peek_flag(argv: list[str], flag: str) -> str | None:
 
 
 def drop_flag(argv: list[str], flag: str) -> list[str]:
-    """``argv`` without ``flag`` and its value."""
-    out, skip = [], False
+    """``argv`` without ``flag`` (or its hyphenated alias) and its value."""
+    out, skip, names = [], False, _spellings(flag)
     for a in argv:
         if skip:
             skip = False
-        elif a == flag:
+        elif a in names:
             skip = True
-        elif not a.startswith(flag + "="):
+        elif not a.startswith(tuple(f + "=" for f in names)):
             out.append(a)
     return out
 

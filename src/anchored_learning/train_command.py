@@ -147,6 +147,11 @@ def _long_flag(arg: str) -> str:
     return SHORT_FLAGS[name] + eq + value if name in SHORT_FLAGS else arg
 
 
+def _reference_length(targs, args) -> str:
+    """How long the reference trains: ``3 epochs``, or ``3 epochs, cut at 2 steps`` under --max_steps."""
+    return f"{targs.reference_epochs:g} epochs" + (f", cut at {args.max_steps} steps" if args.max_steps > 0 else "")
+
+
 def _is_rank0() -> bool:
     """True in a single process and in a launch's main process (one writer, one message)."""
     return int(os.environ.get("RANK", "0")) == 0
@@ -272,6 +277,7 @@ def _parse_job(job: TrainJob) -> None:
         description=_DESCRIPTION,
         defaults=TRAIN_DEFAULTS,
         overrides=overrides,
+        short_flags=SHORT_FLAGS,
     )
     job.targs, job.args = build_dataclasses(types, job.values)
     if job.args.eval_strategy != "no":  # (TrainingArguments stores an IntervalStrategy, a str enum)
@@ -365,7 +371,7 @@ def _train(job: TrainJob):
     ref_args, stamp, reuse, train_ref = _reference_plan(job)
     targs, args = job.targs, job.args
     if train_ref:
-        stages = [f"reference SFT ({targs.reference_epochs:g} epochs)"]
+        stages = [f"reference SFT ({_reference_length(targs, ref_args)})"]
     else:
         stages = [f"reference {job.ref_dir}" + (" (reused)" if reuse else "")] if job.needs_ref else []
     if _is_rank0():  # under a launcher: said and written once, by the main process
@@ -502,7 +508,7 @@ def _train_settings(targs, args, base_model: str, data_sha: str, reference: str 
         "data_sha256": data_sha,
         "base_model": base_model,
         "base_model_sha256": model_fingerprint(base_model),
-        "reference_model": reference if reference is not None else f"trained here ({targs.reference_epochs:g} epochs)",
+        "reference_model": reference if reference is not None else f"trained here ({_reference_length(targs, args)})",
         "reference_model_sha256": model_fingerprint(reference) if reference is not None else None,
         "peft": repr(targs.peft_config()),
         "training_arguments": _settings_of(args),

@@ -247,18 +247,10 @@ def _estimate(values: np.ndarray) -> dict[str, Any]:
     }
 
 
-def frontier_statistics(
-    labels: Sequence[str],
-    gain: np.ndarray,
-    deg: np.ndarray,
-    families: Mapping[str, str],
-    reference_family: str = REFERENCE_FAMILY,
-) -> dict[str, Any]:
-    """Every statistic of the module docstring from :func:`bootstrap_points`' arrays.
-
-    Args:
-        families: each label's family, the method of the variant that made it (an evaluation's
-            ``meta.method``, :func:`method_of`); ``reference_family`` is the one compared with.
+def frontier_statistics(labels: Sequence[str], gain, deg, families: Mapping[str, str], reference_family=REFERENCE_FAMILY):
+    """Every statistic of the module docstring from :func:`bootstrap_points`' arrays (``gain``,
+    ``deg``: ``np.ndarray`` ``[len(labels), R]``); ``families``: each label's family, the method of
+    the variant that made it (:func:`method_of`), ``reference_family`` the one compared with.
 
     Returns:
         ``{"points": [{label, family, gain, degradation, on_family_frontier, on_frontier,
