@@ -348,11 +348,11 @@ def hold_output_lock(ctx: typer.Context, folder: str | Path) -> None:
     Raises:
         typer.BadParameter: another command is writing into the folder (naming it and what to do).
     """
-    import os
-
-    if int(os.environ.get("RANK", "0")) != 0:
-        return
+    from anchored_learning.distributed import is_rank0
     from anchored_learning.io import lock_output_folder
+
+    if not is_rank0():
+        return
 
     try:
         ctx.call_on_close(lock_output_folder(folder).release)

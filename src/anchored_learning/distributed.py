@@ -15,6 +15,12 @@ import torch
 DDP_TIMEOUT_S = 12 * 3600
 
 
+def is_rank0() -> bool:
+    """True in a single process and in a launch's main process (``RANK`` 0), before any process
+    group exists (:func:`is_main_process` asks the initialised group)."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 def under_launcher() -> bool:
     """True in a process started by a launcher (torchrun / accelerate launch) with others."""
     return int(os.environ.get("WORLD_SIZE", "1")) > 1

@@ -12,7 +12,6 @@ writes the model.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ from anchored_learning.arguments import (
     parse_config_values,
     peek_flag,
 )
+from anchored_learning.distributed import is_rank0
 
 
 @dataclass
@@ -150,11 +150,6 @@ def _long_flag(arg: str) -> str:
 def _reference_length(targs, args) -> str:
     """How long the reference trains: ``3 epochs``, or ``3 epochs, cut at 2 steps`` under --max_steps."""
     return f"{targs.reference_epochs:g} epochs" + (f", cut at {args.max_steps} steps" if args.max_steps > 0 else "")
-
-
-def _is_rank0() -> bool:
-    """True in a single process and in a launch's main process (one writer, one message)."""
-    return int(os.environ.get("RANK", "0")) == 0
 
 
 @dataclass
@@ -374,7 +369,7 @@ def _train(job: TrainJob):
         stages = [f"reference SFT ({_reference_length(targs, ref_args)})"]
     else:
         stages = [f"reference {job.ref_dir}" + (" (reused)" if reuse else "")] if job.needs_ref else []
-    if _is_rank0():  # under a launcher: said and written once, by the main process
+    if is_rank0():  # under a launcher: said and written once, by the main process
         typer.echo(
             f"model: {job.path}; {len(job.rows)} training examples; stages: {' -> '.join(stages + [f'{args.method} training'])}; "
             f"output: {job.output_dir}"
@@ -424,7 +419,7 @@ def _self_generated_dataset(job: TrainJob, model, tok):
     from anchored_learning.sampling import read_record
 
     record = job.output_dir / "self_generated.jsonl"
-    if _is_rank0():
+    if is_rank0():
         _, report = self_generated_training_rows(record, job.rows, job.score, model, tok, job.args, log=typer.echo)
         typer.echo(
             f"{report['accepted']} of {report['n']} rows train on an accepted sample of the base model "
@@ -457,7 +452,7 @@ def _remove_checkpoints(folder: str | Path, keep: bool) -> None:
     unless ``keep`` (``--keep_checkpoints``)."""
     import shutil
 
-    if keep or not _is_rank0():
+    if keep or not is_rank0():
         return
     for checkpoint in Path(folder).glob("checkpoint-*"):
         shutil.rmtree(checkpoint, ignore_errors=True)
