@@ -127,3 +127,24 @@ def test_no_two_source_files_share_a_name():
         if p.name != "__init__.py":
             names.setdefault(p.name, []).append(str(p.relative_to(SRC)))
     assert not {n: ps for n, ps in names.items() if len(ps) > 1}
+
+
+def test_method_hyperparameters_are_declared_once():
+    """A hyper-parameter that both ``anchored train`` (AnchoredSFTConfig) and ``anchored run``
+    (ExperimentConfig) set has one default and one help text, from methods.HYPERPARAMETERS."""
+    import dataclasses
+
+    from anchored_learning.config import AnchoredSFTConfig
+    from anchored_learning.experiment import ExperimentConfig
+    from anchored_learning.methods import HYPERPARAMETERS, METHODS
+
+    exp = {f.name: f for f in dataclasses.fields(ExperimentConfig)}
+    train = {f.name: f for f in dataclasses.fields(AnchoredSFTConfig)}
+    for name, h in HYPERPARAMETERS.items():
+        assert train[name].metadata["help"] == exp[name].metadata["help"] == h["help"], name
+        assert train[name].default == h["default"], name
+        assert exp[name].default in (None, h["default"]), name  # None: the recipe sets it
+        assert exp[name].metadata.get("choices") == h.get("choices"), name
+    # every method hyper-parameter an experiment also sets is one of them (none declared twice)
+    both = {f for m in METHODS.values() for f in m.reads} | {"outer_iterations", "inner_epochs", "anchor_source"}
+    assert both & set(exp) <= set(HYPERPARAMETERS)

@@ -17,10 +17,17 @@ import torch
 from trl import SFTConfig
 
 from anchored_learning.distributed import accelerator_available, check_deepspeed, under_launcher
-from anchored_learning.methods import METHODS, get_method
+from anchored_learning.methods import HYPERPARAMETERS, METHODS, get_method
 
 #: TrainingArguments' own default of num_train_epochs (a value the user did not choose)
 _TRAINING_ARGS_DEFAULT_EPOCHS = 3.0
+
+
+def _hyperparameter(name: str):
+    """The dataclass field of a method hyper-parameter declared in :data:`~anchored_learning.methods.HYPERPARAMETERS`
+    (its choices come from the field's ``Literal`` type here)."""
+    h = HYPERPARAMETERS[name]
+    return field(default=h["default"], metadata={"help": h["help"]})
 
 
 @dataclass
@@ -59,22 +66,13 @@ class AnchoredSFTConfig(SFTConfig):
             "choices": list(METHODS),
         },
     )
-    anchor_alpha: float = field(
-        default=0.5,
-        metadata={
-            "help": "alpha in [0, 1]: weight of the reference model p_sft in the anchor (0 = no movement, 1 = distill p_sft)."
-        },
-    )
-    anchor_interpolation: Literal["logit", "probability"] = field(
-        default="logit", metadata={"help": "'logit' (geometric mixture, default) or 'probability' (arithmetic mixture) anchor."}
-    )
+    anchor_alpha: float = _hyperparameter("anchor_alpha")
+    anchor_interpolation: Literal["logit", "probability"] = _hyperparameter("anchor_interpolation")
     anchor_temperature: float = field(
         default=1.0, metadata={"help": "Temperature tau > 0 of anchor and student; the KL is multiplied by tau^2."}
     )
-    outer_iterations: int = field(default=5, metadata={"help": "T: number of outer iterations (snapshot refreshes)."})
-    inner_epochs: int = field(
-        default=5, metadata={"help": "K: epochs over the data per outer iteration (the snapshot is fixed within one)."}
-    )
+    outer_iterations: int = _hyperparameter("outer_iterations")
+    inner_epochs: int = _hyperparameter("inner_epochs")
     reference_model: str | None = field(
         default=None,
         metadata={"help": "Path or Hub id of the reference model p_sft (an SFT model of the same base; see train_reference)."},
@@ -83,17 +81,11 @@ class AnchoredSFTConfig(SFTConfig):
         default="snapshot",
         metadata={"help": "'snapshot' (frozen copy refreshed every K epochs) or 'per_step' (the student's own detached logits)."},
     )
-    anchor_source: Literal["cache", "live"] = field(
-        default="cache",
-        metadata={
-            "help": "'cache': cached final hidden states + frozen output heads, one model in memory (exact); "
-            "'live': frozen snapshot and reference models in memory."
-        },
-    )
+    anchor_source: Literal["cache", "live"] = _hyperparameter("anchor_source")
     ce_weight: float = field(
         default=0.0, metadata={"help": "w in [0, 1]: loss = (1 - w) * anchored KL + w * cross-entropy (debug/warm-start)."}
     )
-    kl_coef: float = field(default=0.1, metadata={"help": "lambda of the KL-to-base term for sft_kl and asft."})
+    kl_coef: float = _hyperparameter("kl_coef")
     kl_direction: Literal["forward", "reverse"] = field(
         default="forward", metadata={"help": "'forward' KL(p0 || p_theta) or 'reverse' KL(p_theta || p0) for sft_kl and asft."}
     )

@@ -145,6 +145,31 @@ def _anchored(student, y, anchors, args, **common):
     )
 
 
+#: the methods' hyper-parameters that a training config (:class:`~anchored_learning.config.AnchoredSFTConfig`,
+#: ``anchored train``) and an experiment's recipe (``ExperimentConfig``, ``anchored run``) both set, declared
+#: once: their default, their meaning and, for a choice, its values
+HYPERPARAMETERS: dict[str, dict[str, Any]] = {
+    "anchor_alpha": {
+        "default": 0.5,
+        "help": "alpha in [0, 1]: weight of the reference model p_sft in the anchor (0 = no movement, 1 = distill p_sft).",
+    },
+    "anchor_interpolation": {
+        "default": "logit",
+        "help": "'logit' (geometric mixture, default) or 'probability' (arithmetic mixture) anchor.",
+        "choices": ["logit", "probability"],
+    },
+    "anchor_source": {
+        "default": "cache",
+        "help": "'cache': cached final hidden states + frozen output heads, one model in memory (exact); "
+        "'live': frozen snapshot and reference models in memory.",
+        "choices": ["cache", "live"],
+    },
+    "outer_iterations": {"default": 5, "help": "T: number of outer iterations (snapshot refreshes)."},
+    "inner_epochs": {"default": 5, "help": "K: epochs over the data per outer iteration (the snapshot is fixed within one)."},
+    "kl_coef": {"default": 0.1, "help": "lambda of the KL-to-base term of sft_kl and asft."},
+}
+
+
 #: what the anchored objective reads
 _ANCHOR_FIELDS = ("anchor_alpha", "anchor_interpolation", "anchor_temperature", "ce_weight")
 _KL_FIELDS = ("kl_coef", "kl_direction")

@@ -21,6 +21,7 @@ from importlib import resources
 from typing import Any
 
 from anchored_learning.experiment.variants import VARIANTS, parse_sweep
+from anchored_learning.methods import HYPERPARAMETERS
 from anchored_learning.tasks.benchmarks import STABILITY_SUITE
 from anchored_learning.tasks.files import DEFAULT_MAX_NEW_TOKENS, DEFAULT_TEST_FRACTION
 from anchored_learning.tasks.registry import TARGETS as TASKS
@@ -81,6 +82,15 @@ def load_recipe(preset: str, task: str | None = "igsm") -> dict[str, Any]:
 
 def _help(text: str, **extra) -> dict[str, Any]:
     return {"help": text, **extra}
+
+
+def _hyperparameter(name: str, recipe: bool = False):
+    """The field of a method hyper-parameter declared in :data:`~anchored_learning.methods.HYPERPARAMETERS`
+    (the training config's own default, meaning and choices); ``recipe``: None by default, so that the recipe
+    named by ``preset`` sets it."""
+    h = HYPERPARAMETERS[name]
+    extra = {"choices": h["choices"]} if "choices" in h else {}
+    return field(default=None if recipe else h["default"], metadata=_help(h["help"], **extra))
 
 
 @dataclass
@@ -374,16 +384,11 @@ class ExperimentConfig(EvaluationConfig):
     learning_rate: float | None = field(
         default=None, metadata=_help("Learning rate of the anchored student and of every baseline.")
     )
-    anchor_alpha: float = field(default=0.5, metadata=_help("alpha in [0, 1]: weight of p_sft in the anchor."))
-    anchor_interpolation: str = field(
-        default="logit",
-        metadata=_help("'logit' (geometric) or 'probability' (arithmetic) anchor.", choices=["logit", "probability"]),
-    )
-    outer_iterations: int | None = field(default=None, metadata=_help("T: outer iterations (snapshot refreshes)."))
-    inner_epochs: int | None = field(default=None, metadata=_help("K: epochs per outer iteration."))
-    anchor_source: str = field(
-        default="cache", metadata=_help("'cache' (exact, one model in memory) or 'live'.", choices=["cache", "live"])
-    )
+    anchor_alpha: float = _hyperparameter("anchor_alpha")
+    anchor_interpolation: str = _hyperparameter("anchor_interpolation")
+    outer_iterations: int | None = _hyperparameter("outer_iterations", recipe=True)
+    inner_epochs: int | None = _hyperparameter("inner_epochs", recipe=True)
+    anchor_source: str = _hyperparameter("anchor_source")
     baselines: list[str] | None = field(
         default=None,
         metadata=_help(
@@ -393,7 +398,7 @@ class ExperimentConfig(EvaluationConfig):
         ),
     )
     baseline_epochs: int | None = field(default=None, metadata=_help("Epochs of every trained baseline."))
-    kl_coef: float = field(default=0.1, metadata=_help("lambda of the KL-to-base term of sft_kl and asft."))
+    kl_coef: float = _hyperparameter("kl_coef")
     wise_weights: list[float] | None = field(default=None, metadata=_help("WiSE-FT weights w (0 = base, 1 = reference)."))
     per_device_train_batch_size: int | None = field(default=None, metadata=_help("Training batch size."))
     gradient_accumulation_steps: int | None = field(default=None, metadata=_help("Gradient accumulation steps."))
