@@ -173,6 +173,8 @@ def test_pareto_set_matches_a_brute_force_grid(tmp_path):
     for f in ("tune.json", "tune.md", "frontier.png", "study.db", "config.json"):
         assert (out / f).exists(), f
     assert f"optuna-dashboard sqlite:///{(out / 'study.db').resolve()}" in (out / "tune.md").read_text()
+    assert json.loads((out / "tune.json").read_text())["wall_time_s"] > 0
+    assert "No SFT trial is on SFT's validation frontier" not in (out / "tune.md").read_text()
 
 
 def test_objective_member_and_a_constraint_no_trial_meets(tmp_path):
@@ -187,6 +189,14 @@ def test_objective_member_and_a_constraint_no_trial_meets(tmp_path):
     assert t["values"] == pytest.approx([15.0, 95.0])
     with pytest.raises(ValueError, match="objective_member 'date_iso' is not a held-out member"):
         _cfg(tmp_path, objective_member="date_iso").resolved()
+
+
+def test_a_search_without_sft_trials_says_its_matched_gain_column_is_against_the_reference_alone(tmp_path):
+    res = tune(
+        _cfg(tmp_path, sampler="bruteforce", n_trials=100, methods=["wise_ft"]), console_log=lambda s: None, runner_cls=FakeRunner
+    )
+    assert res["sft_frontier"] == ["sft"] and res["pareto"]  # the reference alone
+    assert "No SFT trial is on SFT's validation frontier" in (tmp_path / "tune" / "tune.md").read_text()
 
 
 def test_constraint_verdict_flags_an_interval_that_crosses_the_limit():

@@ -332,6 +332,4 @@ def tune(cfg: TuneConfig, console_log: Callable[[str], None] = print, runner_cls
     pareto, sft_front, rec = selection
     chosen = [lab for lab in dict.fromkeys([*sft_front, *pareto, *([rec] if rec else [])]) if lab != "sft"]
     test_evals = runner.test([Variant(lab, points[lab]["method"], points[lab]["overrides"]) for lab in chosen])
-    result = tune_report(cfg, study, points, selection, test_evals, runner.split, console_log)
-    result["wall_time_s"] = time.perf_counter() - t0
-    return result
+    return tune_report(cfg, study, points, selection, test_evals, runner.split, console_log, time.perf_counter() - t0)

@@ -57,10 +57,13 @@ def _constraint_verdict(cfg: TuneConfig, est: Mapping[str, Any]) -> dict[str, An
     return {"constraint": what, "met": bool(point), "met_with_confidence": bool(sure), "text": text}
 
 
-def tune_report(cfg: TuneConfig, study, points, selection, test_evals, split, log=print) -> dict[str, Any]:
+def tune_report(
+    cfg: TuneConfig, study, points, selection, test_evals, split, log=print, wall_time_s: float | None = None
+) -> dict[str, Any]:
     """Write ``tune.json``, ``tune.md`` and ``frontier.png`` into the output folder: every trial, the
     validation Pareto set, and the selected models' test-split frontier statistics (paired
-    bootstrap intervals, degradation at SFT-matched gain) with the recommendation's verdict."""
+    bootstrap intervals, degradation at SFT-matched gain) with the recommendation's verdict;
+    ``wall_time_s``: this invocation's seconds so far (recorded)."""
     from optuna.trial import TrialState
 
     from anchored_learning.experiment.frontier import bootstrap_points, frontier_statistics
@@ -104,6 +107,7 @@ def tune_report(cfg: TuneConfig, study, points, selection, test_evals, split, lo
         "test": {"labels": labels, **stats},
         "test_objective_member": member,
         "trials": _trial_records(study),
+        "wall_time_s": wall_time_s,
     }
     write_json_atomic(out / "tune.json", result)
     write_text_atomic(out / "tune.md", "\n".join(_markdown(cfg, result, points, objective_stats, objective)) + "\n")
@@ -185,4 +189,11 @@ def _markdown(cfg: TuneConfig, result: Mapping[str, Any], points, objective_stat
         f"({cfg.n_boot} resamples), as in `anchored frontier`. 'vs SFT at matched gain': degradation minus SFT's "
         "test frontier's (the reference and the SFT trials on SFT's validation frontier) at the same gain.",
     ]
+    if not [lab for lab in result["sft_frontier"] if lab != "sft"]:
+        lines += [
+            "",
+            "**No SFT trial is on SFT's validation frontier** (none was run, promoted, or better than the reference): "
+            "'vs SFT at matched gain' compares with the reference model alone, not with tuned SFT. Give SFT more "
+            "trials (--n_trials) before reading that column.",
+        ]
     return lines
