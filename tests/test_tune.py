@@ -199,6 +199,18 @@ def test_a_search_without_sft_trials_says_its_matched_gain_column_is_against_the
     assert "No SFT trial is on SFT's validation frontier" in (tmp_path / "tune" / "tune.md").read_text()
 
 
+def test_the_first_trials_take_the_methods_in_turn_and_a_resume_keeps_them(tmp_path):
+    FakeRunner.calls = []
+    cfg = _cfg(tmp_path, sampler="tpe", n_trials=7, cheap_fraction=1.0)
+    first = tune(cfg, console_log=lambda s: None, runner_cls=FakeRunner)
+    methods = [t["params"]["method"] for t in first["trials"]]
+    assert methods == ["sft", "wise_ft", "anchored"] * 2 + ["sft"]  # cfg.methods in turn
+    more = tune(TuneConfig(**{**cfg.__dict__, "n_trials": 12}), console_log=lambda s: None, runner_cls=FakeRunner)
+    assert [t["params"]["method"] for t in more["trials"]][:7] == methods  # kept, not queued again
+    assert [t["params"]["method"] for t in more["trials"]][7:10] == ["wise_ft", "anchored", "sft"]  # the turn goes on
+    assert more["n_trials"] == len(more["trials"]) == 12  # nothing left waiting in the storage
+
+
 def test_constraint_verdict_flags_an_interval_that_crosses_the_limit():
     cfg = TuneConfig(max_degradation=2.0)
     assert tune_report._constraint_verdict(cfg, {"value": 1.0, "ci": [0.2, 1.8]})["met_with_confidence"]

@@ -51,7 +51,13 @@ from typing import Any
 from anchored_learning.experiment.experiment_config import ExperimentConfig
 from anchored_learning.experiment.tune_config import TuneConfig, suggest, sweep_entry, validation_heldout
 from anchored_learning.experiment.tune_report import select, tune_report
-from anchored_learning.experiment.tune_study import counted_trials, open_study, requeue_killed, storage_url
+from anchored_learning.experiment.tune_study import (
+    counted_trials,
+    enqueue_method_rotation,
+    open_study,
+    requeue_killed,
+    storage_url,
+)
 from anchored_learning.experiment.variants import Variant
 
 #: the rungs of a trial's validation evaluation (folders under ``<output_dir>/validation``)
@@ -240,6 +246,7 @@ def run_search(cfg: TuneConfig, runner: TrialRunner, log: Callable[[str], None] 
     requeue_killed(probe, log)
     n_done = len(counted_trials(probe.get_trials(deepcopy=False)))
     study = open_study(cfg, out, n_done)
+    enqueue_method_rotation(study, cfg)
     todo = int(cfg.n_trials) - n_done
     if n_done:
         log(f"[tune] {n_done} trials in {storage_url(out)}; {max(0, todo)} more to run")

@@ -14,6 +14,8 @@ STUDY_NAME = "tune"
 
 #: the Optuna storage file in the output folder
 STUDY_FILE = "study.db"
+#: trials drawn at random before TPE models the objectives; the methods take them in turn
+STARTUP_TRIALS = 10
 
 
 def _sampler(cfg: TuneConfig, seed: int):
@@ -25,7 +27,23 @@ def _sampler(cfg: TuneConfig, seed: int):
         return optuna.samplers.NSGAIISampler(seed=seed)
     if cfg.sampler == "bruteforce":
         return optuna.samplers.BruteForceSampler(seed=seed)
-    return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True, n_startup_trials=min(10, int(cfg.n_trials)))
+    return optuna.samplers.TPESampler(
+        seed=seed, multivariate=True, group=True, n_startup_trials=min(STARTUP_TRIALS, int(cfg.n_trials))
+    )
+
+
+def enqueue_method_rotation(study, cfg: TuneConfig) -> None:
+    """Queue the search's first trials (up to TPE's startup trials) with their method fixed in turn,
+    ``methods[i % len(methods)]`` for trial ``i``, their other values drawn by the sampler.  A
+    categorical draw over a few trials can leave a method with one trial or none (seen in
+    results/sequential-conflicting-tune: one SFT trial in 12, six WiSE-FT), and then the report's
+    comparison with tuned SFT is with the reference alone.  Trials already in the storage (a
+    resumed search) keep their places.  Not for the brute-force sampler, which enumerates every point."""
+    if cfg.sampler == "bruteforce":
+        return
+    methods = list(cfg.methods)
+    for i in range(len(study.get_trials(deepcopy=False)), min(STARTUP_TRIALS, int(cfg.n_trials))):
+        study.enqueue_trial({"method": methods[i % len(methods)]})
 
 
 def open_study(cfg: TuneConfig, out: Path, n_done: int):
