@@ -127,7 +127,11 @@ def main(argv: list[str] | None = None) -> None:
     args.output_dir.mkdir(parents=True, exist_ok=True)
     write_json_atomic(args.output_dir / "tune_vs_frontier.json", res)
     (args.output_dir / "tune_vs_frontier.md").write_text(markdown(res))
-    plot_frontier(res["stats"], args.output_dir / "tune_vs_frontier.png", title=f"anchored tune vs. the grid: {res['target']}")
+    plot_frontier(
+        res["stats"],
+        args.output_dir / "tune_vs_frontier.png",
+        title=f"anchored tune vs. the grid: {res['target']} (x: relative drop of {' + '.join(res['degradation_of'])})",
+    )
     print(json.dumps(res["hand_front_weakly_dominated_by_tune"], indent=1))
 
 
