@@ -7,7 +7,8 @@ Usage: python scripts/export_run.py RUN_DIR DEST_DIR
        e.g. python scripts/export_run.py runs/igsm-default-v2 results/igsm-default
 Copies config.json, results.json/.md, pareto.png, wall_time.json, the frontier study's files
 (``anchored frontier``: frontier.json/.md/.png, training_curves.png, anchor_bound.png), evals/*.json, and per model
-the training log and anchor diagnostics from ``models/<name>/final/.complete`` (weights are not
+the training log and anchor diagnostics from ``models/<name>/final/.complete`` and an on-policy run's sampled
+responses (``models/<name>/on_policy`` -> ``on_policy_<name>/``) (weights are not
 copied; their ``weights_sha256`` is, so that a run continued from the export can tell whether a model
 it trains again is the same).  A multi-seed folder (``anchored run --seeds ...``) is exported with its aggregate files
 at the top and each ``seed-N/`` below.
@@ -39,6 +40,8 @@ def export(src: Path, dest: Path) -> None:
         if "weights_sha256" not in info:  # a record written before stages kept it: the weights are still here
             info["weights_sha256"] = weights_sha256(done.parent)
         (dest / f"train_log_{model}.json").write_text(json.dumps(info, indent=1, default=str))
+    for sampled in sorted(src.glob("models/*/on_policy")):  # an on-policy run's responses, per outer iteration
+        shutil.copytree(sampled, dest / f"on_policy_{sampled.parent.name}", dirs_exist_ok=True)
     for seed_dir in sorted(src.glob("seed-*")):
         export(seed_dir, dest / seed_dir.name)
 

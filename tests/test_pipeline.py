@@ -786,6 +786,21 @@ def test_issue30_methods_in_a_run_self_generated_rows_recorded_and_reused(tmp_pa
     assert done["self_generated"] == report
     on_policy = json.loads((run / "models" / "anchored_on_policy" / "final" / ".complete").read_text())
     assert [r["sampled"] for r in on_policy["anchor_history"]] == [1.0, 1.0]
+    # the responses each outer iteration trained on stay with the run after its checkpoints are deleted
+    for t in (0, 1):
+        header, sampled = sampling.read_record(run / "models" / "anchored_on_policy" / "on_policy" / f"iteration-{t:03d}.jsonl")
+        assert len(sampled) == 6
+    assert not (run / "models" / "anchored_on_policy" / "trainer").exists()
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("export_run", Path(__file__).parents[1] / "scripts" / "export_run.py")
+    export_run = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(export_run)
+    exported = tmp_path / "exported"
+    export_run.export(run, exported)
+    assert (exported / "on_policy_anchored_on_policy" / "iteration-001.jsonl").read_text() == (
+        run / "models" / "anchored_on_policy" / "on_policy" / "iteration-001.jsonl"
+    ).read_text()
     assert all("alpha_t" in r for r in json.loads((run / "models/anchored_budget/final/.complete").read_text())["anchor_history"])
     # resumed after its model was lost: the recorded rows are read, not sampled again
     shutil.rmtree(run / "models" / "sft_self_generated" / "final")

@@ -40,6 +40,9 @@ from anchored_learning.experiment.variants import Variant
 from anchored_learning.io import check_output_path, write_json_atomic
 
 DONE, PRETRAINED = P.DONE, P.PRETRAINED
+#: the folder of an on-policy run's sampled responses (``iteration-<t>.jsonl``; the trainer's, kept in
+#: ``models/<name>/on_policy`` when its checkpoints are deleted)
+ON_POLICY = "on_policy"
 
 #: config.json's entry holding the SHA-256 of the data files' contents (compared on resume)
 DATA_KEY = "data_sha256"
@@ -174,6 +177,8 @@ class Experiment:
         self.timings[name] = time.perf_counter() - t0
         if main:  # one writer when several processes trained together
             self._save_wall_time()
+            if (sampled := Path(args.output_dir) / ON_POLICY).is_dir():  # the responses each outer iteration trained on
+                shutil.copytree(sampled, self.out / "models" / name / ON_POLICY, dirs_exist_ok=True)
             save_pretrained_atomically(
                 trainer.model,
                 tok,
