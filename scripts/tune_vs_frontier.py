@@ -31,11 +31,6 @@ from anchored_learning.io import read_json, write_json_atomic
 from anchored_learning.plots import plot_frontier
 
 
-def _evals(folder: Path, seed: int) -> dict[str, dict[str, Any]]:
-    evals = load_frontier_evals(folder, [seed])
-    return evals[seed]
-
-
 def compare(tune_dir: Path, hand_dir: Path, member: str | None, n_boot: int = 2000) -> dict[str, Any]:
     """The comparison (module docstring) as a dict.
 
@@ -49,12 +44,12 @@ def compare(tune_dir: Path, hand_dir: Path, member: str | None, n_boot: int = 20
         raise SystemExit(
             f"{hand_dir} is seed {hand_cfg.get('seed')} of {hand_cfg['task']!r}; the tune is seed {seed} of {target!r}"
         )
-    hand, tune = _evals(hand_dir, seed), _evals(tune_dir / "run", seed)
+    hand, tune = load_frontier_evals(hand_dir, [seed])[seed], load_frontier_evals(tune_dir / "run", [seed])[seed]
     heldout = [member] if member else list(tune_cfg["heldout"])
     for suite in [target, *heldout]:
         if hand["base"]["results"][suite]["uids"] != tune["base"]["results"][suite]["uids"]:
             raise SystemExit(f"{suite!r}: the two folders' base evaluations are not on the same items")
-    chosen = read_json(tune_dir / "tune.json")
+    search = read_json(tune_dir / "tune.json")
     tuned = [lab for lab in tune if lab not in NOT_RUNS]
     merged = {"base": hand["base"]}
     families: dict[str, str] = {}
@@ -77,8 +72,8 @@ def compare(tune_dir: Path, hand_dir: Path, member: str | None, n_boot: int = 20
         "seed": seed,
         "target": target,
         "degradation_of": heldout,
-        "tune_trials": chosen.get("n_trials_counted", chosen.get("n_trials")),
-        "tune_wall_time_s": chosen.get("wall_time_s"),
+        "tune_trials": search["n_trials"],
+        "tune_wall_time_s": search.get("wall_time_s"),  # absent in a tune.json made before it was recorded
         "hand_front_weakly_dominated_by_tune": dominated,
         "stats": stats,
     }

@@ -183,13 +183,13 @@ class AnchorRefresh:
     def _make_on_policy(self):
         from anchored_learning.evaluation._util import pad_id
         from anchored_learning.evaluation.generation import stop_token_ids
-        from anchored_learning.on_policy import OnPolicyResponses
+        from anchored_learning.on_policy import RECORD_FOLDER, OnPolicyResponses
 
         a = self.args
         tok = getattr(self.processing_class, "tokenizer", self.processing_class)
         return OnPolicyResponses(
             self._examples(),
-            Path(a.output_dir) / "on_policy",
+            Path(a.output_dir) / RECORD_FOLDER,
             samples_per_prompt=a.samples_per_prompt,
             temperature=a.sampling_temperature,
             dataset_response_share=a.dataset_response_share,

@@ -30,6 +30,8 @@ from anchored_learning.sampling import parameters_sha256, read_record, sample_re
 
 logger = logging.getLogger(__name__)
 
+#: the folder, in the trainer's output_dir, of the records ``iteration-<t>.jsonl``
+RECORD_FOLDER = "on_policy"
 #: header fields that must match for a record to be reused
 _SETTINGS = ("prompts_sha256", "n_rows", "samples_per_prompt", "temperature", "dataset_response_share", "max_new_tokens", "seed")
 

@@ -38,11 +38,9 @@ from anchored_learning.experiment.task_data import (
 )
 from anchored_learning.experiment.variants import Variant
 from anchored_learning.io import check_output_path, write_json_atomic
+from anchored_learning.on_policy import RECORD_FOLDER
 
 DONE, PRETRAINED = P.DONE, P.PRETRAINED
-#: the folder of an on-policy run's sampled responses (``iteration-<t>.jsonl``; the trainer's, kept in
-#: ``models/<name>/on_policy`` when its checkpoints are deleted)
-ON_POLICY = "on_policy"
 
 #: config.json's entry holding the SHA-256 of the data files' contents (compared on resume)
 DATA_KEY = "data_sha256"
@@ -177,8 +175,10 @@ class Experiment:
         self.timings[name] = time.perf_counter() - t0
         if main:  # one writer when several processes trained together
             self._save_wall_time()
-            if (sampled := Path(args.output_dir) / ON_POLICY).is_dir():  # the responses each outer iteration trained on
-                shutil.copytree(sampled, self.out / "models" / name / ON_POLICY, dirs_exist_ok=True)
+            # an on-policy run's responses, per outer iteration: kept in models/<name>/on_policy when the
+            # trainer's folder (its checkpoints) is deleted
+            if (sampled := Path(args.output_dir) / RECORD_FOLDER).is_dir():
+                shutil.copytree(sampled, self.out / "models" / name / RECORD_FOLDER, dirs_exist_ok=True)
             save_pretrained_atomically(
                 trainer.model,
                 tok,
