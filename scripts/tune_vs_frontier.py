@@ -1,7 +1,7 @@
 """Does ``anchored tune`` find what a hand-written frontier grid found?  The tune's test-split points
 against a committed frontier folder's runs, on the same items.
 
-    python scripts/tune_vs_frontier.py runs/tune-conflicting results/sequential-conflicting \
+    python scripts/tune_vs_frontier.py runs/tune-conflicting results/sequential-conflicting/seed-0 \
         --member date_iso -o results/sequential-conflicting-tune
 
 Both folders must hold one seed's evaluations of the same base model on the same test items (the tune's
@@ -21,7 +21,6 @@ Writes ``tune_vs_frontier.json``, ``tune_vs_frontier.md`` and ``tune_vs_frontier
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any
 
@@ -37,8 +36,16 @@ def compare(tune_dir: Path, hand_dir: Path, member: str | None, n_boot: int = 20
     Raises:
         SystemExit: folders of other seeds, targets or items.
     """
+    if not (tune_dir / "tune.json").is_file():
+        raise SystemExit(f"{tune_dir} holds no tune.json: the first argument is the output folder of a finished anchored tune")
+    if not (hand_dir / "config.json").is_file():
+        raise SystemExit(
+            f"{hand_dir} holds no config.json: the second argument is one seed's run folder (a multi-seed study's seed-N/)"
+        )
     tune_cfg = read_json(tune_dir / "config.json")
     seed, target = int(tune_cfg["seed"]), tune_cfg["task"]
+    if member is not None and member not in tune_cfg["heldout"]:
+        raise SystemExit(f"--member {member!r} is not a held-out member of the tune; its members: {tune_cfg['heldout']}")
     hand_cfg = read_json(hand_dir / "config.json")
     if (int(hand_cfg.get("seed", 0)), hand_cfg["task"]) != (seed, target):
         raise SystemExit(
@@ -86,12 +93,12 @@ def markdown(res: dict[str, Any]) -> str:
         ci = e["ci"]
         return f"{e['value']:+.1f}" + (f" [{ci[0]:+.1f}, {ci[1]:+.1f}]" if ci else "")
 
-    s, of = res["stats"], " + ".join(res["degradation_of"])
+    s, members = res["stats"], res["degradation_of"]
+    of = f"relative drop of {members[0]}" if len(members) == 1 else "mean relative drop over " + ", ".join(members)
     lines = [
         f"# anchored tune vs. the hand-written grid ({res['target']}, seed {res['seed']})",
         "",
-        f"Tune: `{res['tune']}`; grid: `{res['hand']}`. Degradation: relative drop of {of} (%). "
-        "95% paired bootstrap intervals over items.",
+        f"Tune: `{res['tune']}`; grid: `{res['hand']}`. Degradation: {of} (%). 95% paired bootstrap intervals over items.",
         "",
         "| family | runs | Pareto front | hypervolume | minus the grid's |",
         "|---|---|---|---|---|",
@@ -125,9 +132,13 @@ def main(argv: list[str] | None = None) -> None:
     plot_frontier(
         res["stats"],
         args.output_dir / "tune_vs_frontier.png",
-        title=f"anchored tune vs. the grid: {res['target']} (x: relative drop of {' + '.join(res['degradation_of'])})",
+        title=f"anchored tune vs. the grid: {res['target']} (x: relative drop of {', '.join(res['degradation_of'])})",
     )
-    print(json.dumps(res["hand_front_weakly_dominated_by_tune"], indent=1))
+    dominated = [lab for lab, by in res["hand_front_weakly_dominated_by_tune"].items() if by]
+    print(
+        f"grid front points weakly dominated by a tune point: {len(dominated)} of "
+        f"{len(res['hand_front_weakly_dominated_by_tune'])}; written: {args.output_dir}/tune_vs_frontier.{{md,json,png}}"
+    )
 
 
 if __name__ == "__main__":

@@ -37,7 +37,10 @@ class TuneConfig(ExperimentConfig):
 
     methods: list[str] | None = field(
         default=None,
-        metadata=_help(f"Methods searched, any of {list(VARIANTS)}; configs/tune.yaml gives each a space."),
+        metadata=_help(
+            f"Methods searched, any of {list(VARIANTS)}; configs/tune.yaml gives each a space. The first trials "
+            "(TPE's 10 startup trials) take them in turn (not with --sampler bruteforce)."
+        ),
     )
     search_space: dict | str | None = field(
         default=None,
